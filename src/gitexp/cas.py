@@ -1,0 +1,273 @@
+"""The content-addressed store (CAS): large files stored once, keyed by BLAKE3.
+
+Layout: ``<root>/objects/<first 2 hex>/<remaining 62 hex>`` holds the exact
+bytes whose BLAKE3 is the hex key. Objects are written to ``<root>/tmp/`` and
+renamed into place, so a reader never sees a partial object, and an object
+that exists is never written again. Every read that restores a file verifies
+the digest. This module is the only one that imports ``blake3``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+from gitexp.errors import IntegrityError, InvalidName, ObjectMissing, StoreError, UsageError
+
+CHUNK = 1 << 20
+BIG = 64 << 20  # from this size on, hash with all cores
+_KEY_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _hasher(size_hint: int = 0) -> Any:
+    import blake3
+
+    if size_hint >= BIG:
+        return blake3.blake3(max_threads=blake3.blake3.AUTO)
+    return blake3.blake3()
+
+
+def hash_bytes(data: bytes) -> str:
+    """BLAKE3 hex digest of ``data``."""
+    h = _hasher(len(data))
+    h.update(data)
+    return str(h.hexdigest())
+
+
+def check_key(key: str) -> str:
+    """Refuse anything that is not a 64-digit lowercase hex BLAKE3 key."""
+    if not isinstance(key, str) or not _KEY_RE.match(key):
+        raise InvalidName(f"{key!r} is not a BLAKE3 hex digest", str(key))
+    return key
+
+
+@dataclass(frozen=True)
+class FileStat:
+    """What decides whether a file changed: size, mtime and inode."""
+
+    size: int
+    mtime_ns: int
+    ino: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> FileStat:
+        """From an ``os.stat`` result."""
+        return cls(st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def _copy_hashing(src: IO[bytes], dst: IO[bytes] | None, size_hint: int) -> tuple[str, int]:
+    h = _hasher(size_hint)
+    total = 0
+    chunk = CHUNK if size_hint < BIG else 8 * CHUNK
+    buf = bytearray(chunk)
+    view = memoryview(buf)
+    while True:
+        n = src.readinto(buf)  # type: ignore[attr-defined]
+        if not n:
+            break
+        part = view[:n]
+        h.update(part)
+        if dst is not None:
+            dst.write(part)
+        total += n
+    return str(h.hexdigest()), total
+
+
+def hash_file(path: str | os.PathLike[str]) -> tuple[str, int]:
+    """(BLAKE3 hex, size) of a file, refusing one that changes while it is read."""
+    path = os.fspath(path)
+    before = os.stat(path)
+    with open(path, "rb") as f:
+        digest, size = _copy_hashing(f, None, before.st_size)
+    _check_unchanged(path, before, size)
+    return digest, size
+
+
+def _check_unchanged(path: str, before: os.stat_result, size: int) -> None:
+    after = os.stat(path)
+    if (
+        after.st_size != before.st_size
+        or after.st_mtime_ns != before.st_mtime_ns
+        or size != before.st_size
+    ):
+        raise StoreError(f"{path} changed while it was being read; log it again once it is stable")
+
+
+class LocalStore:
+    """A CAS in a local directory (normally ``.git/exp``)."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = os.fspath(root)
+        self.objects = os.path.join(self.root, "objects")
+        self.tmp = os.path.join(self.root, "tmp")
+
+    def path_for(self, key: str) -> str:
+        """Where the object for ``key`` lives (whether or not it exists)."""
+        check_key(key)
+        return os.path.join(self.objects, key[:2], key[2:])
+
+    def has(self, key: str) -> bool:
+        """True when the store holds ``key``."""
+        return os.path.exists(self.path_for(key))
+
+    def _tempfile(self) -> tuple[IO[bytes], str]:
+        os.makedirs(self.tmp, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix="obj-", dir=self.tmp)
+        return os.fdopen(fd, "wb"), name
+
+    def _commit_temp(self, name: str, key: str) -> None:
+        final = self.path_for(key)
+        if os.path.exists(final):
+            os.unlink(name)
+            return
+        os.makedirs(os.path.dirname(final), exist_ok=True)
+        os.chmod(name, 0o444)
+        os.replace(name, final)
+
+    def put_bytes(self, data: bytes) -> str:
+        """Store ``data``; return its key. Idempotent."""
+        key = hash_bytes(data)
+        if self.has(key):
+            return key
+        f, name = self._tempfile()
+        try:
+            with f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            self._commit_temp(name, key)
+        except BaseException:
+            _unlink_quiet(name)
+            raise
+        return key
+
+    def put_file(self, path: str | os.PathLike[str]) -> tuple[str, int]:
+        """Store a file's bytes, hashing in the same pass as the copy.
+
+        Returns (key, size). Refuses a file that changes while it is copied.
+        """
+        path = os.fspath(path)
+        before = os.stat(path)
+        if not stat.S_ISREG(before.st_mode):
+            raise UsageError(f"{path} is not a regular file")
+        f, name = self._tempfile()
+        try:
+            with f, open(path, "rb") as src:
+                key, size = _copy_hashing(src, f, before.st_size)
+                f.flush()
+                os.fsync(f.fileno())
+            _check_unchanged(path, before, size)
+            self._commit_temp(name, key)
+        except OSError as exc:
+            _unlink_quiet(name)
+            raise StoreError(f"cannot store {path}: {exc.strerror or exc}") from exc
+        except BaseException:
+            _unlink_quiet(name)
+            raise
+        return key, size
+
+    def get_bytes(self, key: str) -> bytes:
+        """The verified bytes of an object."""
+        try:
+            with open(self.path_for(key), "rb") as f:
+                data = f.read()
+        except FileNotFoundError as exc:
+            raise ObjectMissing(f"object {key[:12]} is not in the local store", key) from exc
+        got = hash_bytes(data)
+        if got != key:
+            raise IntegrityError(
+                f"object {key[:12]} is damaged: its bytes hash to {got[:12]}", key, got
+            )
+        return data
+
+    def restore(self, key: str, dest: str | os.PathLike[str], mode: int | None = None) -> None:
+        """Write the object to ``dest`` atomically, verifying its BLAKE3 first.
+
+        Nothing is left at ``dest`` when the object is damaged.
+        """
+        dest = os.fspath(dest)
+        src_path = self.path_for(key)
+        parent = os.path.dirname(os.path.abspath(dest)) or "."
+        os.makedirs(parent, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".gitexp-", dir=parent)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                try:
+                    src = open(src_path, "rb")
+                except FileNotFoundError as exc:
+                    raise ObjectMissing(
+                        f"object {key[:12]} is not in the local store", key
+                    ) from exc
+                with src:
+                    got, _ = _copy_hashing(src, out, os.fstat(src.fileno()).st_size)
+            if got != key:
+                raise IntegrityError(
+                    f"object {key[:12]} is damaged: its bytes hash to {got[:12]}", key, got
+                )
+            if mode is not None:
+                os.chmod(tmp, mode & 0o777)
+            os.replace(tmp, dest)
+        except BaseException:
+            _unlink_quiet(tmp)
+            raise
+
+    def verify(self, key: str) -> None:
+        """Raise IntegrityError or ObjectMissing unless the object is intact."""
+        try:
+            with open(self.path_for(key), "rb") as f:
+                got, _ = _copy_hashing(f, None, os.fstat(f.fileno()).st_size)
+        except FileNotFoundError as exc:
+            raise ObjectMissing(f"object {key[:12]} is not in the local store", key) from exc
+        if got != key:
+            raise IntegrityError(
+                f"object {key[:12]} is damaged: its bytes hash to {got[:12]}", key, got
+            )
+
+    def iter_keys(self) -> Iterator[str]:
+        """Every key in the store."""
+        if not os.path.isdir(self.objects):
+            return
+        for d in sorted(os.listdir(self.objects)):
+            sub = os.path.join(self.objects, d)
+            if len(d) != 2 or not os.path.isdir(sub):
+                continue
+            for rest in sorted(os.listdir(sub)):
+                key = d + rest
+                if _KEY_RE.match(key):
+                    yield key
+
+    def size_on_disk(self) -> int:
+        """Total bytes of all objects."""
+        return sum(os.path.getsize(self.path_for(k)) for k in self.iter_keys())
+
+
+def _unlink_quiet(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def dir_listing(entries: Iterable[tuple[str, str, int, int]]) -> bytes:
+    """The canonical listing of a directory: one ``<mode> <blake3> <size> <path>`` line per file.
+
+    Sorted by path. The BLAKE3 of this text is the directory's Merkle root, and
+    the text itself is stored in the CAS so a directory can be restored and
+    compared file by file.
+    """
+    lines = [f"{mode:o} {key} {size} {path}\n" for path, key, size, mode in sorted(entries)]
+    return "".join(lines).encode("utf-8")
+
+
+def parse_dir_listing(data: bytes) -> list[tuple[str, str, int, int]]:
+    """Inverse of :func:`dir_listing`: (path, key, size, mode) per file."""
+    out = []
+    for line in data.decode("utf-8").splitlines():
+        mode, key, size, path = line.split(" ", 3)
+        out.append((path, check_key(key), int(size), int(mode, 8)))
+    return out

@@ -1,0 +1,220 @@
+"""``git exp run | log | show | diff``."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from gitexp.cli import echo, repo_of
+
+
+@click.command(
+    "run",
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+)
+@click.option(
+    "-e", "--experiment", default=None, help="Experiment (group) name [default: default]."
+)
+@click.option("-n", "--name", default=None, help="A human name for the run.")
+@click.option(
+    "-p",
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A param; repeat for more. Dotted keys nest (opt.lr=0.1).",
+)
+@click.option(
+    "--config",
+    default=None,
+    metavar="FILE",
+    help="A JSON, YAML or TOML config file: its content becomes params, the file an artifact.",
+)
+@click.option(
+    "--input",
+    "inputs",
+    multiple=True,
+    metavar="PATH",
+    help="A data input to hash (a directory by Merkle root); repeat for more.",
+)
+@click.option(
+    "--store-inputs",
+    is_flag=True,
+    help="Also copy the inputs into the artifact store (so reproduce can restore them).",
+)
+@click.option("-t", "--tag", "tags", multiple=True, help="A tag; repeat for more.")
+@click.option("-q", "--quiet", is_flag=True, help="Do not print the run summary line at the end.")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
+@click.pass_context
+def run_cmd(
+    ctx: click.Context,
+    experiment: str | None,
+    name: str | None,
+    params: tuple[str, ...],
+    config: str | None,
+    inputs: tuple[str, ...],
+    store_inputs: bool,
+    tags: tuple[str, ...],
+    quiet: bool,
+    command: tuple[str, ...],
+) -> None:
+    """Run COMMAND and record it as a run.
+
+    The command's output streams to the terminal as usual and is stored with
+    the run; a Python script that uses gitexp logs into the same run. The exit
+    code is the command's.
+
+    \b
+    Example:
+      git exp run -e mnist -p lr=0.01 --input data/ -- python train.py --epochs 5
+    """
+    from gitexp.runner import run_command
+
+    result = run_command(
+        list(command),
+        repo=repo_of(ctx),
+        experiment=experiment,
+        name=name,
+        params=params,
+        config=config,
+        inputs=inputs,
+        store_inputs=store_inputs,
+        tags=tags,
+        stdout=sys.stdout.buffer,
+        stderr=sys.stderr.buffer,
+    )
+    for w in result.warnings:
+        echo(f"git exp: warning: {w}", err=True)
+    if not quiet:
+        echo(
+            f"git exp: run {result.experiment}/{result.run_id} {result.status} "
+            f"(exit {result.exit_code})",
+            err=True,
+        )
+    ctx.exit(result.exit_code)
+
+
+@click.command("log")
+@click.option("-e", "--experiment", default=None, help="Only this experiment (and those below it).")
+@click.option(
+    "-s",
+    "--status",
+    "statuses",
+    multiple=True,
+    help="Only runs with this status (running, finished, failed, crashed, killed).",
+)
+@click.option(
+    "-t", "--tag", "tags", multiple=True, help="Only runs with this tag (repeat: all of them)."
+)
+@click.option(
+    "--sort",
+    default=None,
+    metavar="COLUMN",
+    help="Sort by a metric, param or column; -COLUMN for descending (--sort=-acc).",
+)
+@click.option("-n", "--limit", type=int, default=None, help="Show at most N runs.")
+@click.option(
+    "-c",
+    "--columns",
+    default=None,
+    metavar="A,B,...",
+    help="Columns to show, e.g. id,name,params.lr,metrics.acc.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per run).")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
+@click.pass_context
+def log_cmd(
+    ctx: click.Context,
+    experiment: str | None,
+    statuses: tuple[str, ...],
+    tags: tuple[str, ...],
+    sort: str | None,
+    limit: int | None,
+    columns: str | None,
+    as_json: bool,
+    as_csv: bool,
+) -> None:
+    """List runs as a leaderboard.
+
+    One row per run: id, experiment, name, status, start, duration, the params
+    that differ between the runs listed, and the final metrics.
+
+    \b
+    Example:
+      git exp log -e mnist --sort=-acc --limit 10
+    """
+    from gitexp.cli.render import format_csv, format_json, format_table
+    from gitexp.query import leaderboard, select
+    from gitexp.store import ExpStore
+
+    cols = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
+    with ExpStore(repo_of(ctx)) as store:
+        board = leaderboard(select(store, experiment, statuses, tags), sort, limit, cols)
+    if as_json:
+        echo(
+            format_json(
+                [
+                    {c: r.get(c) for c in board.columns} | {"ref": r["ref"], "sha": r["sha"]}
+                    for r in board.rows
+                ]
+            )
+        )
+    elif as_csv:
+        click.echo(format_csv(board.columns, board.rows), nl=False)
+    elif not board.rows:
+        echo("no runs yet: record one with 'git exp run -- <command>'", err=True)
+    else:
+        echo(format_table(board.columns, board.rows))
+
+
+@click.command("show")
+@click.argument("run")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def show_cmd(ctx: click.Context, run: str, as_json: bool) -> None:
+    """Show everything about one run.
+
+    RUN is a run id, experiment/run-id, a full ref, or a commit sha prefix.
+    """
+    from gitexp.cli.render import format_json, format_show
+    from gitexp.show import describe
+    from gitexp.store import ExpStore
+
+    with ExpStore(repo_of(ctx)) as store:
+        data = describe(store, store.get(run))
+    echo(format_json(data) if as_json else format_show(data))
+
+
+@click.command("diff")
+@click.argument("a")
+@click.argument("b")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option(
+    "--code", "with_code", is_flag=True, help="Also print the source diff between the code commits."
+)
+@click.pass_context
+def diff_cmd(ctx: click.Context, a: str, b: str, as_json: bool, with_code: bool) -> None:
+    """Compare two runs: params, metrics, data, code, environment, artifacts."""
+    from gitexp.cli.render import format_diff, format_json
+    from gitexp.diff import diff_records
+    from gitexp.store import ExpStore
+
+    with ExpStore(repo_of(ctx)) as store:
+        data = diff_records(store, store.get(a), store.get(b))
+        source = ""
+        if with_code and data["code"]["a"] and data["code"]["b"]:
+            source = store.repo.diff_text(
+                data["code"]["a"], data["code"]["b"], color=sys.stdout.isatty()
+            )
+    if as_json:
+        if with_code:
+            data["code"]["source_diff"] = source
+        echo(format_json(data))
+    else:
+        echo(format_diff(data))
+        if with_code:
+            echo("")
+            click.echo(
+                source if source else "(no source differences)", nl=not source.endswith("\n")
+            )

@@ -1,0 +1,166 @@
+"""The one exception hierarchy of git-exp.
+
+Every error the core raises is a :class:`GitExpError`. The CLI turns it into a
+one-line message on stderr and exits with the class's ``exit_code``; Python
+callers catch the class they care about. The tree::
+
+    GitExpError                      exit 1
+    ├── UsageError                   exit 2   bad arguments, names, values
+    │   ├── InvalidName                       experiment/run names, ref paths
+    │   ├── InvalidValue                      params and metrics with no faithful form
+    │   └── ConfigError                       a config file that does not parse
+    ├── NotARepository               exit 3   not inside a git repository
+    │   └── NoCommits                         the repository has no commits yet
+    ├── RunNotFound                  exit 4   no run matches an address
+    │   └── AmbiguousRun                      several runs match; ``candidates`` lists them
+    ├── RunConflict                  exit 5   a compare-and-swap on a run ref lost its race
+    ├── StoreError                   exit 6   recorded data is missing or damaged
+    │   ├── IntegrityError                    bytes do not match their BLAKE3
+    │   ├── ObjectMissing                     a CAS or git object is not there
+    │   └── FormatError                       a run tree that does not parse
+    │       └── UnsupportedFormat             a format version this release cannot read
+    ├── RunStateError                exit 7   an operation on a finished/foreign run
+    └── CommandNotFound              exit 127 ``git exp run`` was given a missing program
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AmbiguousRun",
+    "CommandNotFound",
+    "ConfigError",
+    "FormatError",
+    "GitExpError",
+    "IntegrityError",
+    "InvalidName",
+    "InvalidValue",
+    "NoCommits",
+    "NotARepository",
+    "ObjectMissing",
+    "RunConflict",
+    "RunNotFound",
+    "RunStateError",
+    "StoreError",
+    "UnsupportedFormat",
+    "UsageError",
+]
+
+
+class GitExpError(Exception):
+    """Base of every error git-exp raises on purpose."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(GitExpError, ValueError):
+    """The caller asked for something that cannot be done as asked."""
+
+    exit_code = 2
+
+
+class InvalidName(UsageError):
+    """An experiment name, run name or path that git-exp refuses."""
+
+    def __init__(self, message: str, name: str = "") -> None:
+        super().__init__(message)
+        self.name = name
+
+
+class InvalidValue(UsageError):
+    """A param or metric value with no faithful stored form."""
+
+    def __init__(self, message: str, key: str = "") -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class ConfigError(UsageError):
+    """A config file that cannot be read or parsed."""
+
+
+class NotARepository(GitExpError):
+    """The working directory is not inside a git repository."""
+
+    exit_code = 3
+
+
+class NoCommits(NotARepository):
+    """The repository has no commit yet, so there is no code version to record."""
+
+
+class RunNotFound(GitExpError, LookupError):
+    """No run matches the address given."""
+
+    exit_code = 4
+
+
+class AmbiguousRun(RunNotFound):
+    """More than one run matches the address given."""
+
+    def __init__(self, message: str, candidates: list[str]) -> None:
+        super().__init__(message)
+        self.candidates = candidates
+
+
+class RunConflict(GitExpError):
+    """A run ref moved under us more often than we were willing to retry."""
+
+    exit_code = 5
+
+    def __init__(self, message: str, ref: str = "") -> None:
+        super().__init__(message)
+        self.ref = ref
+
+
+class StoreError(GitExpError):
+    """Recorded data is missing or damaged."""
+
+    exit_code = 6
+
+
+class IntegrityError(StoreError):
+    """Bytes whose BLAKE3 is not the one they were stored under."""
+
+    def __init__(self, message: str, expected: str = "", got: str = "") -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.got = got
+
+
+class ObjectMissing(StoreError):
+    """A CAS object or git object that a run refers to is not present."""
+
+    def __init__(self, message: str, key: str = "") -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class FormatError(StoreError):
+    """A run tree or file that does not parse as format version 1."""
+
+
+class UnsupportedFormat(FormatError):
+    """A run written in a format version this release cannot read."""
+
+    def __init__(self, message: str, version: object = None) -> None:
+        super().__init__(message)
+        self.version = version
+
+
+class RunStateError(GitExpError):
+    """An operation that the run's state does not allow."""
+
+    exit_code = 7
+
+
+class CommandNotFound(GitExpError):
+    """The program to run does not exist or is not executable."""
+
+    exit_code = 127

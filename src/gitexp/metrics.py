@@ -1,0 +1,289 @@
+"""Metric buffering, Parquet segments and summaries.
+
+The logging call is an append to an in-memory list under a lock; the flusher
+drains the buffer into an Arrow table, which becomes a Parquet segment (columns
+``key``, ``step``, ``value``, ``time``) and a :class:`~gitexp.format.Summary`.
+Readers concatenate segments. This module owns pyarrow and numpy use for metrics.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from gitexp.errors import FormatError, InvalidValue
+from gitexp.format import MAX_KEY_LEN, MetricSummary, Summary
+
+_SCHEMA: Any = None
+
+
+def schema() -> Any:
+    """The Arrow schema of a metric segment."""
+    global _SCHEMA
+    if _SCHEMA is None:
+        import pyarrow as pa
+
+        _SCHEMA = pa.schema(
+            [
+                ("key", pa.string()),
+                ("step", pa.int64()),
+                ("value", pa.float64()),
+                ("time", pa.timestamp("us", tz="UTC")),
+            ]
+        )
+    return _SCHEMA
+
+
+def check_key(key: Any) -> str:
+    """A metric key: non-empty text of at most 250 characters, no control characters."""
+    if not isinstance(key, str):
+        raise InvalidValue(f"metric key must be text, not {type(key).__name__}", str(key))
+    if not key or len(key) > MAX_KEY_LEN:
+        raise InvalidValue(
+            f"metric key must have 1 to {MAX_KEY_LEN} characters (got {len(key)})", key[:40]
+        )
+    if any(ord(c) < 32 or ord(c) == 127 for c in key):
+        raise InvalidValue(f"metric key {key!r} contains control characters", key)
+    return key
+
+
+def to_float(value: Any, key: str) -> float:
+    """A metric value as a float: numbers and numpy scalars; text and others refused."""
+    if isinstance(value, (str, bytes)) or value is None:
+        raise InvalidValue(
+            f"metric {key!r}: value {value!r} is not a number (log text as a param or tag)", key
+        )
+    try:
+        return float(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidValue(
+            f"metric {key!r}: a {type(value).__name__} is not a number", key
+        ) from exc
+
+
+def check_step(step: Any, key: str) -> int:
+    """A step: a non-negative integer (numpy integers too)."""
+    if isinstance(step, bool) or not hasattr(step, "__index__"):
+        raise InvalidValue(f"metric {key!r}: step {step!r} is not an integer", key)
+    step = int(step)
+    if step < 0 or step >= 2**63:
+        raise InvalidValue(f"metric {key!r}: step {step} is out of range", key)
+    return step
+
+
+class MetricBuffer:
+    """Thread-safe in-memory buffer of metric points.
+
+    ``append`` is the hot path: one lock, one list append. Steps default to one
+    past the last step logged for the key.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.rows: list[tuple[str, int, float, float]] = []
+        self.chunks: list[tuple[str, Any, Any, float]] = []  # (key, steps, values, time)
+        self.next_step: dict[str, int] = {}
+        self.known_keys: set[str] = set()
+
+    def append(self, key: str, value: Any, step: Any = None) -> None:
+        """Buffer one point."""
+        if key not in self.known_keys:
+            check_key(key)
+            self.known_keys.add(key)
+        v = value if type(value) is float else to_float(value, key)
+        now = time.time()
+        with self.lock:
+            if step is None:
+                s = self.next_step.get(key, 0)
+            else:
+                s = step if type(step) is int and step >= 0 else check_step(step, key)
+            if s >= self.next_step.get(key, 0):
+                self.next_step[key] = s + 1
+            self.rows.append((key, s, v, now))
+
+    def append_many(self, values: Mapping[str, Any], step: Any = None) -> None:
+        """Buffer several keys at one step."""
+        now = time.time()
+        checked = []
+        for key, value in values.items():
+            if key not in self.known_keys:
+                check_key(key)
+                self.known_keys.add(key)
+            checked.append((key, value if type(value) is float else to_float(value, key)))
+        with self.lock:
+            for key, v in checked:
+                if step is None:
+                    s = self.next_step.get(key, 0)
+                else:
+                    s = step if type(step) is int and step >= 0 else check_step(step, key)
+                if s >= self.next_step.get(key, 0):
+                    self.next_step[key] = s + 1
+                self.rows.append((key, s, v, now))
+
+    def append_array(self, key: str, values: Any, steps: Any = None) -> None:
+        """Buffer a whole array of values for one key (steps consecutive by default)."""
+        import numpy as np
+
+        if key not in self.known_keys:
+            check_key(key)
+            self.known_keys.add(key)
+        try:
+            arr = np.asarray(values, dtype=np.float64).ravel()
+        except (TypeError, ValueError) as exc:
+            raise InvalidValue(f"metric {key!r}: values are not numbers", key) from exc
+        now = time.time()
+        with self.lock:
+            if steps is None:
+                start = self.next_step.get(key, 0)
+                st = np.arange(start, start + len(arr), dtype=np.int64)
+            else:
+                st = np.asarray(steps).astype(np.int64, copy=False).ravel()
+                if len(st) != len(arr):
+                    raise InvalidValue(
+                        f"metric {key!r}: {len(st)} steps for {len(arr)} values", key
+                    )
+                if len(st) and int(st.min()) < 0:
+                    raise InvalidValue(f"metric {key!r}: negative step", key)
+            if len(st):
+                top = int(st.max()) + 1
+                if top > self.next_step.get(key, 0):
+                    self.next_step[key] = top
+            self.chunks.append((key, st, arr, now))
+
+    def pending(self) -> bool:
+        """True when points are waiting to be drained."""
+        return bool(self.rows or self.chunks)
+
+    def drain(self) -> Any | None:
+        """Take everything buffered as one Arrow table (None when empty)."""
+        with self.lock:
+            rows, self.rows = self.rows, []
+            chunks, self.chunks = self.chunks, []
+        if not rows and not chunks:
+            return None
+        return build_table(rows, chunks)
+
+
+def build_table(
+    rows: list[tuple[str, int, float, float]], chunks: Iterable[tuple[str, Any, Any, float]] = ()
+) -> Any:
+    """Arrow table in segment schema from buffered rows and array chunks (log order kept)."""
+    import numpy as np
+    import pyarrow as pa
+
+    parts = []
+    if rows:
+        keys, steps, values, times = zip(*rows)
+        parts.append(
+            pa.table(
+                {
+                    "key": pa.array(keys, pa.string()),
+                    "step": pa.array(steps, pa.int64()),
+                    "value": pa.array(values, pa.float64()),
+                    "time": pa.array(
+                        (np.asarray(times) * 1e6).astype(np.int64), pa.timestamp("us", tz="UTC")
+                    ),
+                },
+                schema=schema(),
+            )
+        )
+    for key, st, arr, t in chunks:
+        n = len(arr)
+        parts.append(
+            pa.table(
+                {
+                    "key": pa.array(np.full(n, key, dtype=object), pa.string()),
+                    "step": pa.array(st, pa.int64()),
+                    "value": pa.array(arr, pa.float64()),
+                    "time": pa.array(
+                        np.full(n, int(t * 1e6), dtype=np.int64), pa.timestamp("us", tz="UTC")
+                    ),
+                },
+                schema=schema(),
+            )
+        )
+    if len(parts) == 1:
+        return parts[0]
+    return pa.concat_tables(parts)
+
+
+def summarize(table: Any) -> Summary:
+    """Per-key summary of a table of points (``last`` is the last point logged)."""
+    import numpy as np
+    import pyarrow as pa
+
+    if table is None or table.num_rows == 0:
+        return Summary()
+    enc = table.column("key").combine_chunks().dictionary_encode()
+    names = enc.dictionary.to_pylist()
+    codes = enc.indices.to_numpy(zero_copy_only=False)
+    steps = table.column("step").to_numpy()
+    values = table.column("value").to_numpy()
+    times = table.column("time").cast(pa.int64()).to_numpy() / 1e6
+    order = np.argsort(codes, kind="stable")
+    sc = codes[order]
+    sv = values[order]
+    starts = np.flatnonzero(np.r_[True, sc[1:] != sc[:-1]])
+    ends = np.r_[starts[1:], len(sc)]
+    out: dict[str, MetricSummary] = {}
+    for s, e in zip(starts, ends):
+        code = int(sc[s])
+        seg = sv[s:e]
+        last_idx = order[e - 1]
+        finite = seg[~np.isnan(seg)]
+        out[names[code]] = MetricSummary(
+            last=float(values[last_idx]),
+            last_step=int(steps[last_idx]),
+            last_time=float(times[last_idx]),
+            min=float(finite.min()) if len(finite) else math.nan,
+            max=float(finite.max()) if len(finite) else math.nan,
+            count=int(e - s),
+        )
+    return Summary(out)
+
+
+def to_parquet(table: Any, metadata: Mapping[str, str] | None = None) -> bytes:
+    """Serialise a metric table as a Parquet segment."""
+    import pyarrow.parquet as pq
+
+    if metadata:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd", use_dictionary=["key"])
+    return buf.getvalue()
+
+
+def from_parquet(data: bytes, where: str = "metric segment") -> Any:
+    """Read one Parquet segment back; FormatError when it is damaged."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(pa.BufferReader(data))
+    except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
+        raise FormatError(f"{where} is damaged or truncated: {exc}") from exc
+    missing = {"key", "step", "value", "time"} - set(table.column_names)
+    if missing:
+        raise FormatError(f"{where} lacks columns {sorted(missing)}")
+    return table.select(["key", "step", "value", "time"]).cast(schema())
+
+
+def concat(tables: list[Any]) -> Any:
+    """Concatenate segments (an empty table when there are none)."""
+    import pyarrow as pa
+
+    if not tables:
+        return schema().empty_table()
+    return pa.concat_tables(tables)
+
+
+def series(table: Any, key: str) -> tuple[list[int], list[float]]:
+    """(steps, values) of one key, in log order."""
+    import pyarrow.compute as pc
+
+    sub = table.filter(pc.equal(table.column("key"), key))
+    return sub.column("step").to_pylist(), sub.column("value").to_pylist()

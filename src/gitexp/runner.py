@@ -1,0 +1,266 @@
+"""``git exp run``: run any command and record it as a run.
+
+Everything that can be checked is checked before anything is written (the
+command exists, the config parses, the inputs exist, the names are valid).
+The child reaches the same run through ``GITEXP_RUN_REF``/``GITEXP_REPO``;
+its stdout and stderr are streamed to the sinks the caller gives (the
+terminal) and stored as ``log`` artifacts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import IO, Any
+
+from gitexp import format as fmt
+from gitexp.capture import input_source, record_path
+from gitexp.errors import CommandNotFound, ConfigError, UsageError
+from gitexp.store import ExpStore
+from gitexp.tracking import ENV_REPO, ENV_RUN_REF, create_run
+
+
+@dataclass
+class RunResult:
+    """What ``git exp run`` reports when the command is done."""
+
+    ref: str
+    run_id: str
+    experiment: str
+    status: str
+    exit_code: int
+    warnings: list[str]
+
+
+def parse_value(text: str) -> Any:
+    """A ``-p key=value`` value: JSON when it parses (numbers, true, null, lists), else text."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        low = text.lower()
+        if low in ("true", "false"):
+            return low == "true"
+        return text
+
+
+def parse_assignments(items: Sequence[str]) -> dict[str, Any]:
+    """``["lr=0.1", "opt.name=adam"]`` -> nested params."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(f"param {item!r} is not key=value")
+        fmt.set_dotted(out, key, parse_value(value))
+    return out
+
+
+def load_config(path: str) -> dict[str, Any]:
+    """Parse a JSON, YAML or TOML config file into params."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file {path} does not exist")
+    ext = os.path.splitext(path)[1].lower()
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+        if ext == ".json":
+            data = json.loads(raw.decode("utf-8"))
+        elif ext in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(raw.decode("utf-8"))
+        elif ext == ".toml":
+            try:
+                import tomllib
+            except ModuleNotFoundError:  # Python 3.10
+                import tomli as tomllib  # type: ignore[no-redef]
+            data = tomllib.loads(raw.decode("utf-8"))
+        else:
+            raise ConfigError(
+                f"config file {path}: unknown type {ext!r} (use .json, .yaml or .toml)"
+            )
+    except ConfigError:
+        raise
+    except Exception as exc:  # each parser has its own error type
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"config file {path} does not parse: {first}") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of params at the top")
+    return fmt.to_jsonable(data)  # type: ignore[no-any-return]
+
+
+def _find_program(argv: Sequence[str], cwd: str) -> None:
+    if not argv:
+        raise UsageError("no command given: git exp run [options] -- COMMAND [ARGS...]")
+    prog = argv[0]
+    if os.sep in prog:
+        full = prog if os.path.isabs(prog) else os.path.join(cwd, prog)
+        if not os.path.isfile(full):
+            raise CommandNotFound(f"command not found: {prog}")
+        if not os.access(full, os.X_OK):
+            raise CommandNotFound(f"command is not executable: {prog}")
+    elif shutil.which(prog) is None:
+        raise CommandNotFound(f"command not found: {prog}")
+
+
+def _pump(src: IO[bytes], sinks: list[IO[bytes]]) -> None:
+    while True:
+        chunk = src.read1(65536) if hasattr(src, "read1") else src.read(65536)
+        if not chunk:
+            break
+        for sink in sinks:
+            try:
+                sink.write(chunk)
+                sink.flush()
+            except (OSError, ValueError):
+                pass
+
+
+def run_command(
+    argv: Sequence[str],
+    *,
+    repo: str = ".",
+    experiment: str | None = None,
+    name: str | None = None,
+    params: Sequence[str] = (),
+    config: str | None = None,
+    inputs: Sequence[str] = (),
+    store_inputs: bool = False,
+    tags: Sequence[str] = (),
+    stdout: IO[bytes] | None = None,
+    stderr: IO[bytes] | None = None,
+    environ: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> RunResult:
+    """Run ``argv`` as a tracked run; return its status and exit code."""
+    env = dict(os.environ if environ is None else environ)
+    cwd = os.path.abspath(cwd or os.getcwd())
+    experiment = experiment or fmt.DEFAULT_EXPERIMENT
+    fmt.validate_experiment(experiment)
+    fmt.validate_run_name(name)
+    tag_list = sorted({fmt.validate_tag(t) for t in tags})
+    _find_program(argv, cwd)
+    merged: dict[str, Any] = {}
+    if config:
+        merged = load_config(config)
+    merged = fmt.deep_merge(merged, parse_assignments(params))
+    for p in inputs:
+        if not os.path.exists(p):
+            raise UsageError(f"input {p}: no such file or directory")
+
+    store = ExpStore(repo)
+    try:
+        artifacts = []
+        warnings: list[str] = []
+        if config:
+            hashed = record_path(
+                config,
+                os.path.basename(config),
+                "config",
+                store.cas,
+                True,
+                source=os.path.abspath(config),
+            )
+            artifacts.append(hashed.entry)
+        for p in inputs:
+            label, source = input_source(p, store.repo.work_tree)
+            hashed = record_path(p, label, "input", store.cas, store_inputs, source=source)
+            warnings += hashed.warnings
+            artifacts.append(hashed.entry)
+        run = create_run(
+            store,
+            experiment=experiment,
+            name=name,
+            params=merged,
+            tags=tag_list,
+            command=list(argv),
+            environ=env,
+            artifacts=artifacts,
+            extra={
+                "cwd": cwd,
+                "config": os.path.basename(config) if config else None,
+                **(extra or {}),
+            },
+        )
+        return _supervise(run, store, list(argv), env, cwd, stdout, stderr, warnings)
+    finally:
+        store.close()
+
+
+def _supervise(
+    run: Any,
+    store: ExpStore,
+    argv: list[str],
+    env: dict[str, str],
+    cwd: str,
+    stdout: IO[bytes] | None,
+    stderr: IO[bytes] | None,
+    warnings: list[str],
+) -> RunResult:
+    env[ENV_RUN_REF] = run.ref
+    env[ENV_REPO] = store.repo.work_tree or store.repo.git_dir
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    log_dir = os.path.join(run._writer.dir, "output")
+    os.makedirs(log_dir, exist_ok=True)
+    out_path = os.path.join(log_dir, "stdout.log")
+    err_path = os.path.join(log_dir, "stderr.log")
+    interrupted = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        interrupted.set()
+        if signum != signal.SIGINT and proc.poll() is None:
+            proc.send_signal(signum)  # SIGTERM/SIGHUP to us: pass it on
+
+    with open(out_path, "wb") as out_f, open(err_path, "wb") as err_f:
+        try:
+            proc = subprocess.Popen(
+                argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
+        except OSError as exc:
+            run._finish("failed", error=f"could not start {argv[0]}: {exc.strerror}")
+            raise CommandNotFound(f"cannot run {argv[0]}: {exc.strerror}") from exc
+        previous = {}
+        in_main = threading.current_thread() is threading.main_thread()
+        if in_main:
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                previous[sig] = signal.signal(sig, on_signal)
+        try:
+            pumps = [
+                threading.Thread(target=_pump, args=(src, [f, *([sink] if sink else [])]))
+                for src, f, sink in ((proc.stdout, out_f, stdout), (proc.stderr, err_f, stderr))
+            ]
+            for t in pumps:
+                t.start()
+            code = proc.wait()
+            for t in pumps:
+                t.join()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    if code < 0:
+        status, exit_code = "killed", 128 - code
+    elif interrupted.is_set() and code != 0:
+        status, exit_code = "killed", code
+    else:
+        status, exit_code = ("finished" if code == 0 else "failed"), code
+    # a child writer that died without finishing left a spool: take it in first
+    for d, _, alive in store.writers_of(run.id):
+        if not alive and d != run._writer.dir:
+            store.replay(run._ref, d)
+            shutil.rmtree(d, ignore_errors=True)
+    logs = []
+    for path, label in ((out_path, "stdout.log"), (err_path, "stderr.log")):
+        logs.append(record_path(path, f"logs/{label}", "log", store.cas, True).entry)
+    run._pending.artifacts += logs
+    run._pending.run.update({"exit_code": exit_code})
+    run._finish(status)
+    return RunResult(run.ref, run.id, run.experiment, status, exit_code, warnings)

@@ -1,0 +1,783 @@
+"""Runs as a whole: create, update (checkpoint, finish, tag), read, resolve, list.
+
+Write order, always: CAS objects first, then git objects (blobs, trees, the
+commit), then the ref, moved by compare-and-swap. A crash at any point leaves
+only unreferenced objects, never a ref that points at something missing.
+
+Live state: a process writing a run keeps a *spool* under
+``.git/exp/live/<run-id>/<writer-id>/``: numbered entries (a JSON delta and a
+Parquet segment) flushed every fraction of a second, and committed to the run's
+ref at checkpoints. ``run.json``'s ``writers`` map records the last entry each
+writer committed, so replaying a dead writer's spool is idempotent. The next
+command that reads a run whose writers are all dead finalises it as
+``crashed`` with everything they spooled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import shutil
+import socket
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gitexp import format as fmt
+from gitexp.cas import LocalStore
+from gitexp.errors import (
+    AmbiguousRun,
+    FormatError,
+    InvalidName,
+    RunConflict,
+    RunNotFound,
+    StoreError,
+)
+from gitexp.format import (
+    ARTIFACTS_JSON,
+    CODE_JSON,
+    ENV_JSON,
+    METRICS_DIR,
+    NAMESPACE,
+    PARAMS_JSON,
+    RUN_JSON,
+    SUMMARY_JSON,
+    ArtifactEntry,
+    ExpRef,
+    Summary,
+)
+from gitexp.gitstore import MODE_TREE, GitRepo
+
+MAX_RETRIES = 50
+REMOTE_STALE_SECONDS = 30 * 60  # a run from another host is crashed after this silence
+
+
+# ------------------------------------------------------------------ deltas
+
+
+@dataclass
+class RunDelta:
+    """A change to a run: what a checkpoint, finish, tag or note applies."""
+
+    run: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    tags_add: list[str] = field(default_factory=list)
+    tags_remove: list[str] = field(default_factory=list)
+    notes: list[dict[str, str]] = field(default_factory=list)
+    artifacts: list[ArtifactEntry] = field(default_factory=list)
+    segments: list[bytes] = field(default_factory=list)
+    summary: Summary = field(default_factory=Summary)
+    env: dict[str, Any] | None = None
+    code: dict[str, Any] | None = None
+    writer: tuple[str, int] | None = None
+
+    def is_empty(self) -> bool:
+        """True when applying it would change nothing."""
+        return not (
+            self.run
+            or self.params
+            or self.tags_add
+            or self.tags_remove
+            or self.notes
+            or self.artifacts
+            or self.segments
+            or self.summary.metrics
+            or self.summary.final
+            or self.env is not None
+            or self.code is not None
+        )
+
+    def absorb(self, other: RunDelta) -> None:
+        """Fold a later delta into this one."""
+        self.run.update(other.run)
+        self.params = fmt.deep_merge(self.params, other.params)
+        self.tags_add = [t for t in self.tags_add if t not in other.tags_remove] + other.tags_add
+        self.tags_remove = [t for t in self.tags_remove if t not in other.tags_add] + (
+            other.tags_remove
+        )
+        self.notes += other.notes
+        self.artifacts += other.artifacts
+        self.segments += other.segments
+        self.summary = self.summary.merge(other.summary)
+        if other.env is not None:
+            self.env = other.env
+        if other.code is not None:
+            self.code = other.code
+        if other.writer is not None:
+            self.writer = other.writer
+
+    def to_json(self) -> dict[str, Any]:
+        """The spool form (segments are stored beside it)."""
+        return {
+            "run": self.run,
+            "params": self.params,
+            "tags_add": self.tags_add,
+            "tags_remove": self.tags_remove,
+            "notes": self.notes,
+            "artifacts": fmt.manifest_to_json(self.artifacts),
+            "summary": self.summary.to_json(),
+            "env": self.env,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RunDelta:
+        """Inverse of :meth:`to_json`."""
+        return cls(
+            run=dict(data.get("run") or {}),
+            params=dict(data.get("params") or {}),
+            tags_add=list(data.get("tags_add") or []),
+            tags_remove=list(data.get("tags_remove") or []),
+            notes=list(data.get("notes") or []),
+            artifacts=fmt.manifest_from_json(data.get("artifacts") or []),
+            summary=Summary.from_json(data.get("summary") or {}),
+            env=data.get("env"),
+        )
+
+
+# ----------------------------------------------------------------- records
+
+
+@dataclass
+class RunRecord:
+    """One run as read from its ref."""
+
+    ref: ExpRef
+    sha: str
+    info: dict[str, Any]
+    params: dict[str, Any]
+    summary: Summary
+    artifacts: list[ArtifactEntry]
+    env: dict[str, Any]
+    code: dict[str, Any]
+    segments: list[tuple[str, str]]  # (name, blob sha) in order
+    tree: str
+
+    @property
+    def run_id(self) -> str:
+        """The generated id."""
+        return self.ref.run_id
+
+    @property
+    def experiment(self) -> str:
+        """The experiment (group) name."""
+        return self.ref.experiment
+
+    @property
+    def status(self) -> str:
+        """running, finished, failed, crashed or killed."""
+        return str(self.info.get("status", "running"))
+
+    @property
+    def name(self) -> str | None:
+        """The human name, if one was given."""
+        return self.info.get("name")
+
+    @property
+    def tags(self) -> list[str]:
+        """Tags, sorted."""
+        return list(self.info.get("tags") or [])
+
+    @property
+    def code_commit(self) -> str | None:
+        """The commit holding the code that produced the run."""
+        return self.code.get("commit")
+
+    def inputs(self) -> list[ArtifactEntry]:
+        """Manifest entries with role ``input``."""
+        return [a for a in self.artifacts if a.role == "input"]
+
+
+def _parse_record(repo: GitRepo, ref: ExpRef, sha: str) -> RunRecord:
+    info = repo.commit_info(sha)
+    entries = repo.read_tree(info.tree)
+    where = f"run {ref.short} ({sha[:12]})"
+
+    def load(name: str, default: Any) -> Any:
+        if name not in entries:
+            return default
+        return fmt.parse_json(repo.read_blob(entries[name][1]), f"{where}: {name}")
+
+    if RUN_JSON not in entries:
+        raise FormatError(f"{where} has no run.json: it is not a git-exp run")
+    run = load(RUN_JSON, {})
+    if not isinstance(run, dict):
+        raise FormatError(f"{where}: run.json is not an object")
+    fmt.check_version(run, where)
+    params = load(PARAMS_JSON, {})
+    if not isinstance(params, dict):
+        raise FormatError(f"{where}: params.json is not an object")
+    segments: list[tuple[str, str]] = []
+    if METRICS_DIR in entries and entries[METRICS_DIR][0] == MODE_TREE:
+        segs = repo.read_tree(entries[METRICS_DIR][1])
+        segments = sorted((n, s) for n, (_, s) in segs.items() if n.endswith(".parquet"))
+    return RunRecord(
+        ref=ref,
+        sha=sha,
+        info=run,
+        params=params,
+        summary=Summary.from_json(load(SUMMARY_JSON, {})),
+        artifacts=fmt.manifest_from_json(load(ARTIFACTS_JSON, [])),
+        env=load(ENV_JSON, {}),
+        code=load(CODE_JSON, {}),
+        segments=segments,
+        tree=info.tree,
+    )
+
+
+def _fmt_value(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    text = json.dumps(v, ensure_ascii=False) if not isinstance(v, str) else v
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def commit_message(
+    verb: str, ref: ExpRef, run: Mapping[str, Any], params: Mapping[str, Any], summary: Summary
+) -> str:
+    """A readable commit message: ``git log refs/experiments/...`` is useful alone."""
+    title = run.get("name") or " ".join(run.get("command") or []) or ""
+    subject = f"{verb} {ref.short}"
+    if title:
+        subject += f": {title}"
+    if len(subject) > 100:
+        subject = subject[:97] + "..."
+    lines = [subject, "", f"status: {run.get('status')}"]
+    if run.get("exit_code") is not None:
+        lines[-1] += f" (exit {run['exit_code']})"
+    if run.get("duration") is not None:
+        lines[-1] += f" after {run['duration']:.1f}s"
+    if run.get("command"):
+        lines.append("command: " + " ".join(run["command"]))
+    flat = fmt.flatten(params)
+    if flat:
+        shown = ", ".join(f"{k}={_fmt_value(v)}" for k, v in list(flat.items())[:12])
+        more = f" (+{len(flat) - 12} more)" if len(flat) > 12 else ""
+        lines.append(f"params: {shown}{more}")
+    finals = summary.final_values()
+    if finals:
+        shown = ", ".join(f"{k}={v:.6g}" for k, v in sorted(finals.items())[:12])
+        more = f" (+{len(finals) - 12} more)" if len(finals) > 12 else ""
+        lines.append(f"metrics: {shown}{more}")
+    if run.get("tags"):
+        lines.append("tags: " + ", ".join(run["tags"]))
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------- process ids
+
+
+def process_start(pid: int) -> str | None:
+    """An identifier of a process's start (Linux: clock ticks since boot), to
+    tell a live owner from a recycled pid."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        return data[data.rindex(b")") + 2 :].split()[19].decode()
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def pid_alive(pid: int, start: str | None) -> bool:
+    """True when process ``pid`` runs and is the one that started at ``start``."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    if start is not None:
+        now = process_start(pid)
+        if now is not None and now != start:
+            return False
+        if now is None and os.path.isdir("/proc/self"):
+            return False  # zombie or gone between the two checks
+    return True
+
+
+# ------------------------------------------------------------------ store
+
+
+class ExpStore:
+    """The run store of one repository: git objects and refs plus the local CAS."""
+
+    def __init__(self, path: str | os.PathLike[str] = ".") -> None:
+        from gitexp.gitstore import open_repo
+
+        self.repo = open_repo(path)
+        self.cas = LocalStore(self.repo.exp_dir)
+        self.host = socket.gethostname()
+        self._closed = False
+
+    def close(self) -> None:
+        """Release the repository (idempotent)."""
+        if not self._closed:
+            self._closed = True
+            self.repo.close()
+
+    def __enter__(self) -> ExpStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------- refs
+    def list_refs(self, experiment: str | None = None) -> dict[ExpRef, str]:
+        """Every run ref (optionally of one experiment and its sub-experiments)."""
+        prefix = NAMESPACE
+        if experiment:
+            fmt.validate_experiment(experiment)
+            prefix = f"{NAMESPACE}{experiment}/"
+        out: dict[ExpRef, str] = {}
+        for name, sha in self.repo.refs_under(prefix).items():
+            try:
+                out[ExpRef.from_ref(name)] = sha
+            except InvalidName:
+                continue  # not a run ref (some other tool's ref under the namespace)
+        return out
+
+    def resolve(self, address: str) -> ExpRef:
+        """Find the run an address names: run id, experiment/run-id, full ref,
+        or an unambiguous prefix (4+ hex digits) of one of its commit shas."""
+        if not isinstance(address, str) or not address.strip():
+            raise RunNotFound("no run given")
+        address = address.strip()
+        refs = self.list_refs()
+        if address.startswith(NAMESPACE):
+            try:
+                ref = ExpRef.from_ref(address)
+            except InvalidName as exc:
+                raise RunNotFound(f"{address!r} is not a run ref") from exc
+            if ref in refs:
+                return ref
+            raise RunNotFound(f"no run at {address}")
+        matches = [r for r in refs if r.short == address or r.run_id == address]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise AmbiguousRun(
+                f"run id {address} exists in several experiments: "
+                + ", ".join(sorted(r.short for r in matches)),
+                sorted(r.short for r in matches),
+            )
+        low = address.lower()
+        if len(low) >= 4 and all(c in "0123456789abcdef" for c in low):
+            hits = {r for r, sha in refs.items() if sha.startswith(low)}
+            if not hits:
+                hits = {
+                    r for r, sha in refs.items() for c in self.history(sha) if c.startswith(low)
+                }
+            if len(hits) == 1:
+                return hits.pop()
+            if len(hits) > 1:
+                names = sorted(r.short for r in hits)
+                raise AmbiguousRun(
+                    f"{address} is ambiguous: it matches {len(names)} runs: "
+                    + ", ".join(names[:10]),
+                    names,
+                )
+        raise RunNotFound(
+            f"no run matches {address!r} (give a run id, experiment/run-id, a ref, "
+            "or a commit sha prefix; 'git exp log' lists runs)"
+        )
+
+    def history(self, sha: str) -> list[str]:
+        """The run's own commits, newest first (stops at the code commit)."""
+        out = []
+        current: str | None = sha
+        while current:
+            out.append(current)
+            info = self.repo.commit_info(current)
+            if not info.parents:
+                break
+            parent = info.parents[0]
+            try:
+                entries = self.repo.read_tree(self.repo.commit_info(parent).tree)
+            except StoreError:
+                break
+            current = parent if RUN_JSON in entries and len(out) < 10_000 else None
+        return out
+
+    # ---------------------------------------------------------------- read
+    def read(self, ref: ExpRef, sha: str | None = None) -> RunRecord:
+        """Read a run at its current tip (or at ``sha``)."""
+        if sha is None:
+            sha = self.repo.get_ref(str(ref))
+            if sha is None:
+                raise RunNotFound(f"no run at {ref}")
+        return _parse_record(self.repo, ref, sha)
+
+    def get(self, address: str) -> RunRecord:
+        """Resolve an address, settle the run if its writers died, and read it."""
+        ref = self.resolve(address)
+        return self.settle(self.read(ref))
+
+    def iter_records(
+        self, experiment: str | None = None, settle: bool = True
+    ) -> Iterator[RunRecord]:
+        """Every run (optionally of one experiment), settled."""
+        for ref, sha in sorted(self.list_refs(experiment).items()):
+            rec = _parse_record(self.repo, ref, sha)
+            yield self.settle(rec) if settle else rec
+
+    def read_metrics(self, record: RunRecord) -> Any:
+        """All metric points of a run as one Arrow table (segments concatenated)."""
+        from gitexp.metrics import concat, from_parquet
+
+        return concat(
+            [
+                from_parquet(self.repo.read_blob(sha), f"run {record.ref.short}: metrics/{name}")
+                for name, sha in record.segments
+            ]
+        )
+
+    # --------------------------------------------------------------- write
+    def create(
+        self,
+        experiment: str,
+        run: dict[str, Any],
+        params: Mapping[str, Any],
+        code: dict[str, Any],
+        code_commit: str,
+        env: Mapping[str, Any],
+        artifacts: Iterable[ArtifactEntry] = (),
+    ) -> tuple[ExpRef, str]:
+        """Write a run's first commit (parent: the code commit) and create its ref."""
+        fmt.validate_experiment(experiment)
+        for _ in range(MAX_RETRIES):
+            ref = ExpRef(experiment, run.get("id") or fmt.new_run_id())
+            info = {**run, "id": ref.run_id, "experiment": experiment, "format": fmt.FORMAT_VERSION}
+            info.setdefault("status", "running")
+            info.setdefault("tags", [])
+            info.setdefault("notes", [])
+            info.setdefault("links", {})
+            info.setdefault("writers", {})
+            entries = list(artifacts)
+            info["fingerprint"] = self._fingerprint(info, params, code, entries)
+            summary = Summary()
+            tree = self.repo.update_tree(
+                None,
+                {
+                    RUN_JSON: fmt.canonical_json(info),
+                    PARAMS_JSON: fmt.canonical_json(params),
+                    SUMMARY_JSON: fmt.canonical_json(summary.to_json()),
+                    ARTIFACTS_JSON: fmt.canonical_json(fmt.manifest_to_json(entries)),
+                    ENV_JSON: fmt.canonical_json(env),
+                    CODE_JSON: fmt.canonical_json(code),
+                },
+            )
+            msg = commit_message("start", ref, info, params, summary)
+            sha = self.repo.write_commit(tree, [code_commit], msg)
+            if self.repo.set_ref(str(ref), None, sha, "git-exp: start run"):
+                return ref, sha
+            run = {**run, "id": None}  # id collision: draw a new one
+        raise RunConflict(f"could not create a run in {experiment}", experiment)
+
+    def _fingerprint(
+        self,
+        run: Mapping[str, Any],
+        params: Mapping[str, Any],
+        code: Mapping[str, Any],
+        artifacts: Iterable[ArtifactEntry],
+    ) -> str:
+        from gitexp.capture import fingerprint
+
+        inputs = {a.path: a.blake3 for a in artifacts if a.role == "input"}
+        return fingerprint(str(code.get("tree") or ""), params, inputs, run.get("command") or [])
+
+    def update(self, ref: ExpRef, delta: RunDelta, verb: str = "checkpoint") -> str:
+        """Apply a delta as a new commit on the run's ref (compare-and-swap, retried).
+
+        Returns the new tip. A delta whose writer entry was already applied by
+        a concurrent replay is applied only once.
+        """
+        name = str(ref)
+        for attempt in range(MAX_RETRIES):
+            tip = self.repo.get_ref(name)
+            if tip is None:
+                raise RunNotFound(f"no run at {name}")
+            new = self._apply(ref, tip, delta, verb)
+            if new is None:
+                return tip
+            if self.repo.set_ref(name, tip, new, f"git-exp: {verb}"):
+                return new
+            time.sleep(random.uniform(0.001, 0.01) * (1 + attempt))
+        raise RunConflict(
+            f"run {ref.short} kept changing under us; {verb} was not applied (try again)", name
+        )
+
+    def _apply(self, ref: ExpRef, tip: str, delta: RunDelta, verb: str) -> str | None:
+        rec = _parse_record(self.repo, ref, tip)
+        run = dict(rec.info)
+        writers = dict(run.get("writers") or {})
+        if delta.writer is not None:
+            wid, seq = delta.writer
+            if writers.get(wid, -1) >= seq:
+                return None  # already applied (a replay raced us)
+            writers[wid] = seq
+        run.update(delta.run)
+        run["writers"] = writers
+        tags = [t for t in (run.get("tags") or []) if t not in delta.tags_remove]
+        tags += [t for t in delta.tags_add if t not in tags]
+        run["tags"] = sorted(tags)
+        if delta.notes:
+            run["notes"] = list(run.get("notes") or []) + delta.notes
+        if run.get("end_time") and run.get("start_time"):
+            end = fmt.parse_iso(run["end_time"])
+            start = fmt.parse_iso(run["start_time"])
+            if end and start:
+                run["duration"] = round((end - start).total_seconds(), 6)
+        params = fmt.deep_merge(rec.params, delta.params) if delta.params else rec.params
+        artifacts = {(a.role, a.path): a for a in rec.artifacts}
+        for a in delta.artifacts:
+            artifacts[(a.role, a.path)] = a
+        summary = rec.summary.merge(delta.summary)
+        code = delta.code if delta.code is not None else rec.code
+        env = delta.env if delta.env is not None else rec.env
+        run["fingerprint"] = self._fingerprint(run, params, code, artifacts.values())
+        changes: dict[str, Any] = {
+            RUN_JSON: fmt.canonical_json(run),
+            PARAMS_JSON: fmt.canonical_json(params),
+            SUMMARY_JSON: fmt.canonical_json(summary.to_json()),
+            ARTIFACTS_JSON: fmt.canonical_json(fmt.manifest_to_json(artifacts.values())),
+        }
+        if delta.code is not None:
+            changes[CODE_JSON] = fmt.canonical_json(code)
+        if delta.env is not None:
+            changes[ENV_JSON] = fmt.canonical_json(env)
+        next_index = 0
+        if rec.segments:
+            next_index = max(int(n.split(".")[0]) for n, _ in rec.segments) + 1
+        for i, seg in enumerate(delta.segments):
+            changes[f"{METRICS_DIR}/{next_index + i:06d}.parquet"] = seg
+        tree = self.repo.update_tree(rec.tree, changes)
+        if tree == rec.tree:
+            return None
+        msg = commit_message(verb, ref, run, params, summary)
+        return self.repo.write_commit(tree, [tip], msg)
+
+    def delete(self, ref: ExpRef) -> bool:
+        """Remove a run's ref (its objects stay until gc)."""
+        sha = self.repo.get_ref(str(ref))
+        if sha is None:
+            raise RunNotFound(f"no run at {ref}")
+        return self.repo.delete_ref(str(ref), sha)
+
+    # ---------------------------------------------------------- live state
+    def live_root(self, run_id: str) -> str:
+        """Directory of a run's live writers on this machine."""
+        return os.path.join(self.repo.exp_dir, "live", run_id)
+
+    def open_writer(self, ref: ExpRef) -> SpoolWriter:
+        """Register this process as a writer of ``ref`` (its spool directory)."""
+        return SpoolWriter(self, ref)
+
+    def writers_of(self, run_id: str) -> list[tuple[str, dict[str, Any], bool]]:
+        """(directory, owner info, alive) of every writer spool of a run here."""
+        root = self.live_root(run_id)
+        out = []
+        try:
+            names = sorted(os.listdir(root))
+        except FileNotFoundError:
+            return []
+        for name in names:
+            d = os.path.join(root, name)
+            owner = _read_owner(d)
+            if owner is None:
+                # a writer dir without owner.json is being created right now or was
+                # abandoned mid-creation; treat as alive while it is young
+                try:
+                    young = time.time() - os.stat(d).st_mtime < 60
+                except FileNotFoundError:
+                    continue
+                out.append((d, {}, young))
+                continue
+            alive = owner.get("host") == self.host and pid_alive(
+                int(owner.get("pid", -1)), owner.get("start")
+            )
+            if owner.get("host") != self.host:
+                alive = time.time() - _mtime(d) < REMOTE_STALE_SECONDS
+            out.append((d, owner, alive))
+        return out
+
+    def settle(self, record: RunRecord) -> RunRecord:
+        """Finalise a ``running`` run whose writers are all dead as ``crashed``.
+
+        Everything the dead writers spooled is committed first. Runs from other
+        hosts are never rewritten; they read as crashed once their heartbeat is
+        older than 30 minutes.
+        """
+        if record.status != "running":
+            return record
+        if record.info.get("host") not in (None, self.host):
+            beat = fmt.parse_iso(record.info.get("heartbeat") or record.info.get("start_time"))
+            if beat and time.time() - beat.timestamp() > REMOTE_STALE_SECONDS:
+                record.info = {**record.info, "status": "crashed"}
+            return record
+        writers = self.writers_of(record.run_id)
+        if any(alive for _, _, alive in writers):
+            return record
+        last_beat = 0.0
+        for d, _, _ in writers:
+            last_beat = max(last_beat, _mtime(d))
+            self.replay(record.ref, d)
+        end = fmt.iso(_from_ts(last_beat) if last_beat else fmt.utc_now())
+        delta = RunDelta(run={"status": "crashed", "end_time": end})
+        try:
+            current = self.read(record.ref)
+            if current.status == "running":
+                self.update(record.ref, delta, verb="crash")
+        except RunConflict:
+            pass
+        for d, _, _ in writers:
+            shutil.rmtree(d, ignore_errors=True)
+        _rmdir_quiet(self.live_root(record.run_id))
+        return self.read(record.ref)
+
+    def replay(self, ref: ExpRef, writer_dir: str) -> None:
+        """Commit every spool entry of a writer that its run does not hold yet."""
+        wid = os.path.basename(writer_dir)
+        rec = self.read(ref)
+        done = int((rec.info.get("writers") or {}).get(wid, -1))
+        entries = [s for s in list_spool(writer_dir) if s > done]
+        if not entries:
+            return
+        delta = load_spool(writer_dir, entries)
+        self.update(ref, delta, verb="recover")
+
+
+def _from_ts(ts: float) -> Any:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc)
+
+
+def _mtime(path: str) -> float:
+    try:
+        return max(
+            [os.stat(path).st_mtime]
+            + [os.stat(os.path.join(path, n)).st_mtime for n in os.listdir(path)]
+        )
+    except FileNotFoundError:
+        return 0.0
+
+
+def _rmdir_quiet(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.rmdir(path)
+
+
+def _read_owner(d: str) -> dict[str, Any] | None:
+    try:
+        with open(os.path.join(d, "owner.json"), encoding="utf-8") as f:
+            data = json.load(f)
+        return data if isinstance(data, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _atomic_write(path: str, data: bytes) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def list_spool(writer_dir: str) -> list[int]:
+    """Sequence numbers of complete spool entries (their JSON exists), ascending."""
+    try:
+        names = os.listdir(writer_dir)
+    except FileNotFoundError:
+        return []
+    return sorted(int(n[:-5]) for n in names if n.endswith(".json") and n[:-5].isdigit())
+
+
+def load_spool(writer_dir: str, seqs: list[int]) -> RunDelta:
+    """Merge spool entries into one delta (segments concatenated into one)."""
+    from gitexp.metrics import concat, from_parquet, to_parquet
+
+    wid = os.path.basename(writer_dir)
+    delta = RunDelta()
+    tables = []
+    for seq in seqs:
+        base = os.path.join(writer_dir, f"{seq:08d}")
+        try:
+            with open(base + ".json", encoding="utf-8") as f:
+                part = RunDelta.from_json(json.load(f))
+        except (OSError, ValueError) as exc:
+            raise FormatError(f"spool entry {base}.json is unreadable: {exc}") from exc
+        delta.absorb(part)
+        if os.path.exists(base + ".parquet"):
+            with open(base + ".parquet", "rb") as f:
+                tables.append(from_parquet(f.read(), f"spool entry {base}.parquet"))
+    if tables:
+        delta.segments = [to_parquet(concat(tables))]
+    delta.writer = (wid, seqs[-1])
+    return delta
+
+
+class SpoolWriter:
+    """This process's spool for one run: durable between checkpoints."""
+
+    def __init__(self, store: ExpStore, ref: ExpRef) -> None:
+        self.store = store
+        self.ref = ref
+        self.writer_id = f"{os.getpid()}-{os.urandom(4).hex()}"
+        self.dir = os.path.join(store.live_root(ref.run_id), self.writer_id)
+        os.makedirs(self.dir, exist_ok=True)
+        owner = {
+            "pid": os.getpid(),
+            "start": process_start(os.getpid()),
+            "host": store.host,
+            "ref": str(ref),
+            "created": time.time(),
+        }
+        _atomic_write(os.path.join(self.dir, "owner.json"), json.dumps(owner).encode())
+        self.seq = 0
+        self.committed = 0
+
+    def write(self, delta: RunDelta, segment: bytes | None) -> int:
+        """Write one entry durably; return its sequence number."""
+        self.seq += 1
+        base = os.path.join(self.dir, f"{self.seq:08d}")
+        if segment is not None:
+            _atomic_write(base + ".parquet", segment)
+        _atomic_write(base + ".json", json.dumps(delta.to_json()).encode())
+        return self.seq
+
+    def touch(self) -> None:
+        """Heartbeat: the owner file's mtime says the writer is alive."""
+        with contextlib.suppress(OSError):
+            os.utime(os.path.join(self.dir, "owner.json"))
+
+    def uncommitted(self) -> list[int]:
+        """Entries written but not yet on the ref."""
+        return [s for s in list_spool(self.dir) if s > self.committed]
+
+    def commit(self, extra: RunDelta | None, verb: str) -> str | None:
+        """Move spooled entries (and ``extra``) onto the ref; drop them from the spool."""
+        seqs = self.uncommitted()
+        delta = load_spool(self.dir, seqs) if seqs else RunDelta()
+        if extra is not None:
+            delta.absorb(extra)
+        if seqs:
+            delta.writer = (self.writer_id, seqs[-1])
+        if delta.is_empty() and delta.writer is None:
+            return None
+        sha = self.store.update(self.ref, delta, verb)
+        for s in seqs:
+            for ext in (".json", ".parquet"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(self.dir, f"{s:08d}{ext}"))
+        if seqs:
+            self.committed = seqs[-1]
+        return sha
+
+    def close(self) -> None:
+        """Remove the spool (call only after a final commit)."""
+        shutil.rmtree(self.dir, ignore_errors=True)
+        _rmdir_quiet(os.path.dirname(self.dir))

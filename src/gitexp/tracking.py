@@ -1,0 +1,599 @@
+"""The tracking API: :class:`Run` and :func:`start_run`.
+
+A logging call appends to memory. One background thread per process spools
+buffered data to ``.git/exp/live/`` every half second (so a killed process
+loses at most that much) and commits the spool to the run's ref at
+checkpoints, less often as a run ages. ``finish`` commits everything.
+
+Safe where training code runs: calls from several threads are serialised by a
+lock; a forked child (a data-loader worker) never writes its parent's run; a
+run left open is finished when the interpreter exits; and a process started by
+``git exp run`` attaches to that run through ``GITEXP_RUN_REF``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+import threading
+import time
+import traceback
+import warnings
+import weakref
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import Any
+
+from gitexp import format as fmt
+from gitexp.capture import code_state, environment, host_facts, input_source, record_path
+from gitexp.errors import GitExpError, RunStateError, UsageError
+from gitexp.format import ArtifactEntry, ExpRef
+from gitexp.metrics import MetricBuffer, summarize, to_parquet
+from gitexp.store import ExpStore, RunDelta, SpoolWriter
+
+ENV_RUN_REF = "GITEXP_RUN_REF"
+ENV_REPO = "GITEXP_REPO"
+
+FLUSH_INTERVAL = 0.5  # seconds between spool writes while points are buffered
+MIN_CHECKPOINT = 5.0  # seconds between commits to the ref, early in a run
+MAX_CHECKPOINT = 300.0  # ... and late in a long run
+TICK = 0.1
+
+
+class GitExpWarning(UserWarning):
+    """Something was skipped or could not be recorded, but the run goes on."""
+
+
+def checkpoint_interval(age: float) -> float:
+    """Seconds between checkpoints for a run ``age`` seconds old.
+
+    Grows with age so a 10-hour run makes a few hundred commits, not thousands.
+    """
+    return min(MAX_CHECKPOINT, max(MIN_CHECKPOINT, age / 20.0))
+
+
+_open_runs: weakref.WeakSet[Run] = weakref.WeakSet()
+_active: list[Run] = []
+_state_lock = threading.Lock()
+_flusher: threading.Thread | None = None
+_attached_refs: set[str] = set()
+_uncaught: list[str] = []
+
+
+def _flush_loop() -> None:
+    while True:
+        time.sleep(TICK)
+        now = time.monotonic()
+        for run in list(_open_runs):
+            try:
+                run._tick(now)
+            except Exception as exc:  # never kill the thread; report once per run
+                run._report_background_error(exc)
+
+
+def _ensure_flusher() -> None:
+    global _flusher
+    with _state_lock:
+        if _flusher is None or not _flusher.is_alive():
+            _flusher = threading.Thread(target=_flush_loop, name="gitexp-flusher", daemon=True)
+            _flusher.start()
+
+
+def _after_fork_in_child() -> None:
+    global _flusher
+    for run in list(_open_runs):
+        run._forked = True
+    _open_runs.clear()
+    _active.clear()
+    _flusher = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _at_exit() -> None:
+    for run in list(_open_runs):
+        if run._forked or run._finished:
+            continue
+        try:
+            if _uncaught:
+                run._finish(status="failed", error=_uncaught[-1])
+            else:
+                run._finish(status="finished")
+        except Exception as exc:  # interpreter is going away: say so, once
+            sys.stderr.write(f"git-exp: could not finish run {run.id}: {exc}\n")
+
+
+atexit.register(_at_exit)
+_prev_excepthook = sys.excepthook
+
+
+def _excepthook(tp: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+    _uncaught.append("".join(traceback.format_exception(tp, value, tb)))
+    _prev_excepthook(tp, value, tb)
+
+
+sys.excepthook = _excepthook
+
+
+class Run:
+    """A run being recorded by this process.
+
+    Create one with :func:`start_run`. Use it as a context manager, or call
+    :meth:`finish` yourself.
+    """
+
+    def __init__(
+        self,
+        store: ExpStore,
+        ref: ExpRef,
+        writer: SpoolWriter,
+        params: dict[str, Any],
+        start: float,
+        attached: bool,
+    ) -> None:
+        self._store = store
+        self._ref = ref
+        self._writer = writer
+        self._params = params
+        self._start_wall = start
+        self._start = time.monotonic()
+        self._attached = attached
+        self._buffer = MetricBuffer()
+        self._pending = RunDelta()
+        self._io = threading.RLock()
+        self._last_spool = self._start
+        self._last_commit = self._start
+        self._finished = False
+        self._forked = False
+        self._reported = False
+        self._pid = os.getpid()
+        self.warnings: list[str] = []
+
+    # ---------------------------------------------------------------- facts
+    @property
+    def id(self) -> str:
+        """The run id."""
+        return self._ref.run_id
+
+    @property
+    def experiment(self) -> str:
+        """The experiment the run belongs to."""
+        return self._ref.experiment
+
+    @property
+    def ref(self) -> str:
+        """The full ref name."""
+        return str(self._ref)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The run's params so far (a copy)."""
+        return fmt.deep_merge({}, self._params)
+
+    @property
+    def sha(self) -> str | None:
+        """The commit the run's ref points at now."""
+        return self._store.repo.get_ref(self.ref)
+
+    def __repr__(self) -> str:
+        return f"<gitexp.Run {self._ref.short}>"
+
+    # -------------------------------------------------------------- logging
+    def _usable(self) -> bool:
+        if self._forked:
+            return False
+        if self._finished:
+            raise RunStateError(f"run {self.id} is finished; start a new run to log more")
+        return True
+
+    def log_metric(self, key: str, value: Any, step: int | None = None) -> None:
+        """Log one value of a metric (at ``step``; default: one past the last).
+
+        ``value`` may also be a numpy array: one point per element, at
+        consecutive steps.
+        """
+        if self._forked:
+            return
+        if self._finished:
+            self._usable()
+        if hasattr(value, "__len__") and not isinstance(value, (str, bytes)):
+            self._buffer.append_array(key, value, None if step is None else _steps(step, value))
+        else:
+            self._buffer.append(key, value, step)
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """Log several metrics at one step."""
+        if not self._usable():
+            return
+        if not isinstance(metrics, Mapping):
+            raise UsageError("log_metrics takes a mapping of metric name to value")
+        self._buffer.append_many(metrics, step)
+
+    def log_param(self, key: str, value: Any) -> None:
+        """Record one param (``a.b`` keys nest); durable when the call returns."""
+        self.log_params({key: value})
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Record params (nested mappings are kept); durable when the call returns."""
+        if not self._usable():
+            return
+        if not isinstance(params, Mapping):
+            raise UsageError("log_params takes a mapping of param name to value")
+        update: dict[str, Any] = {}
+        for key, value in params.items():
+            if not isinstance(key, str) or not key:
+                raise UsageError(f"param name must be non-empty text, not {key!r}")
+            fmt.set_dotted(update, key, fmt.to_jsonable(value, key))
+        with self._io:
+            self._params = fmt.deep_merge(self._params, update)
+            self._pending.params = fmt.deep_merge(self._pending.params, update)
+            self._spool()
+
+    def log_summary(self, metrics: Mapping[str, Any]) -> None:
+        """Record explicit final metrics (shown instead of the last logged value)."""
+        if not self._usable():
+            return
+        from gitexp.metrics import check_key, to_float
+
+        final = {check_key(k): to_float(v, k) for k, v in metrics.items()}
+        with self._io:
+            self._pending.summary.final.update(final)
+            self._spool()
+
+    def log_artifact(
+        self, path: str | os.PathLike[str], name: str | None = None, role: str = "output"
+    ) -> ArtifactEntry:
+        """Store a file or directory in the CAS and list it in the manifest.
+
+        Durable when the call returns. The same bytes logged again, in this or
+        any other run, are stored once.
+        """
+        self._usable()
+        if role not in fmt.ROLES:
+            raise UsageError(f"unknown artifact role {role!r} (one of {', '.join(fmt.ROLES)})")
+        path = os.fspath(path)
+        if name is None:
+            name = os.path.basename(os.path.normpath(os.path.abspath(path)))
+        hashed = record_path(path, name, role, self._store.cas, store=True)
+        self._warn(hashed.warnings)
+        with self._io:
+            self._pending.artifacts.append(hashed.entry)
+            self._spool()
+        return hashed.entry
+
+    def log_input(self, path: str | os.PathLike[str], store: bool = False) -> ArtifactEntry:
+        """Record a data input by its BLAKE3 (a directory by its Merkle root).
+
+        With ``store=True`` its bytes also go to the CAS, so ``reproduce`` can
+        restore it; otherwise only drift can be detected.
+        """
+        self._usable()
+        path = os.fspath(path)
+        name, source = input_source(path, self._store.repo.work_tree)
+        hashed = record_path(path, name, "input", self._store.cas, store=store, source=source)
+        self._warn(hashed.warnings)
+        with self._io:
+            self._pending.artifacts.append(hashed.entry)
+            self._spool()
+        return hashed.entry
+
+    def set_tags(self, *tags: str | Iterable[str] | Mapping[str, Any]) -> None:
+        """Add tags: strings, lists of strings, or a mapping (stored as ``key=value``)."""
+        if not self._usable():
+            return
+        flat: list[str] = []
+        for t in tags:
+            if isinstance(t, str):
+                flat.append(t)
+            elif isinstance(t, Mapping):
+                flat += [f"{k}={v}" for k, v in t.items()]
+            else:
+                flat += list(t)
+        with self._io:
+            self._pending.tags_add += [fmt.validate_tag(t) for t in flat]
+            self._spool()
+
+    def remove_tags(self, *tags: str) -> None:
+        """Remove tags."""
+        if not self._usable():
+            return
+        with self._io:
+            self._pending.tags_remove += list(tags)
+            self._spool()
+
+    def note(self, text: str) -> None:
+        """Attach a free-text note to the run."""
+        if not self._usable():
+            return
+        if not isinstance(text, str):
+            raise UsageError("a note is text")
+        with self._io:
+            self._pending.notes.append({"time": fmt.iso(fmt.utc_now()) or "", "text": text})
+            self._spool()
+
+    def _warn(self, messages: list[str]) -> None:
+        for m in messages:
+            self.warnings.append(m)
+            warnings.warn(f"git-exp: {m}", GitExpWarning, stacklevel=3)
+
+    # ------------------------------------------------------------ flushing
+    def _take(self) -> tuple[RunDelta, bytes | None]:
+        table = self._buffer.drain()
+        delta, self._pending = self._pending, RunDelta()
+        segment = None
+        if table is not None:
+            delta.summary = delta.summary.merge(summarize(table))
+            segment = to_parquet(table)
+        return delta, segment
+
+    def _spool(self) -> None:
+        """Write what is buffered to the spool (durable, not yet on the ref)."""
+        with self._io:
+            delta, segment = self._take()
+            if segment is None and delta.is_empty():
+                return
+            self._writer.write(delta, segment)
+            self._last_spool = time.monotonic()
+
+    def flush(self) -> None:
+        """Make everything logged so far durable now."""
+        if self._forked or self._finished:
+            return
+        self._spool()
+
+    def checkpoint(self) -> None:
+        """Commit everything logged so far to the run's ref now."""
+        if self._forked or self._finished:
+            return
+        with self._io:
+            self._spool()
+            self._writer.commit(self._heartbeat(), "checkpoint")
+            self._last_commit = time.monotonic()
+
+    def _heartbeat(self) -> RunDelta:
+        return RunDelta(run={"heartbeat": fmt.iso(fmt.utc_now())})
+
+    def _tick(self, now: float) -> None:
+        if self._forked or self._finished or os.getpid() != self._pid:
+            return
+        if not self._io.acquire(blocking=False):
+            return
+        try:
+            if self._finished:
+                return
+            if (self._buffer.pending() or not self._pending.is_empty()) and (
+                now - self._last_spool >= FLUSH_INTERVAL
+            ):
+                self._spool()
+            if now - self._last_commit >= checkpoint_interval(now - self._start):
+                if self._writer.uncommitted():
+                    self._writer.commit(self._heartbeat(), "checkpoint")
+                self._last_commit = now
+        finally:
+            self._io.release()
+
+    def _report_background_error(self, exc: Exception) -> None:
+        if not self._reported:
+            self._reported = True
+            sys.stderr.write(f"git-exp: background flush of run {self.id} failed: {exc}\n")
+
+    # -------------------------------------------------------------- finish
+    def finish(self, status: str = "finished") -> None:
+        """Commit everything and close the run with ``status``."""
+        if self._forked or self._finished:
+            return
+        if status not in fmt.FINAL_STATUSES:
+            raise UsageError(f"status must be one of {', '.join(fmt.FINAL_STATUSES)}")
+        self._finish(status=status)
+
+    def _finish(self, status: str, error: str | None = None) -> None:
+        with self._io:
+            if self._finished:
+                return
+            delta, segment = self._take()
+            if segment is not None:
+                delta.segments = [segment]
+            if self._attached:
+                if error:
+                    delta.run["error"] = error
+            else:
+                delta.run.update({"status": status, "end_time": fmt.iso(fmt.utc_now())})
+                if error:
+                    delta.run["error"] = error
+            self._writer.commit(delta, "finish" if not self._attached else "checkpoint")
+            self._writer.close()
+            self._finished = True
+        _open_runs.discard(self)
+        with _state_lock:
+            if self in _active:
+                _active.remove(self)
+        self._store.close()
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(
+        self,
+        tp: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._forked or self._finished:
+            return
+        if tp is None:
+            self._finish("finished")
+        elif issubclass(tp, KeyboardInterrupt):
+            self._finish("killed", error="KeyboardInterrupt")
+        else:
+            self._finish("failed", error="".join(traceback.format_exception(tp, value, tb)))
+
+
+def _steps(step: Any, values: Any) -> Any:
+    import numpy as np
+
+    if np.ndim(step) == 0:
+        return np.arange(int(step), int(step) + len(values))
+    return step
+
+
+def _register(run: Run) -> Run:
+    _open_runs.add(run)
+    with _state_lock:
+        _active.append(run)
+    _ensure_flusher()
+    return run
+
+
+def start_run(
+    experiment: str | None = None,
+    name: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    tags: Iterable[str] | None = None,
+    repo: str | os.PathLike[str] | None = None,
+    command: list[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Run:
+    """Start recording a run, or attach to the one ``git exp run`` started.
+
+    Args:
+        experiment: group name (default ``default``); ``/`` makes a hierarchy.
+        name: a human name stored in the run.
+        params: the config; nested mappings are kept.
+        tags: labels.
+        repo: a path inside the git repository (default: the working directory).
+        command: the command line to record (default: this interpreter's argv).
+        environ: the environment to read (default: ``os.environ``).
+
+    Raises:
+        NotARepository: outside a git repository.
+        NoCommits: in a repository with no commit to record as the code version.
+        InvalidName, InvalidValue: bad names or params.
+    """
+    env = os.environ if environ is None else environ
+    attach_ref = env.get(ENV_RUN_REF)
+    if attach_ref and attach_ref not in _attached_refs:
+        return _attach(attach_ref, env.get(ENV_REPO) or repo or ".", name, params, tags, env)
+    experiment = experiment or fmt.DEFAULT_EXPERIMENT
+    fmt.validate_experiment(experiment)
+    fmt.validate_run_name(name)
+    clean_params: dict[str, Any] = {}
+    for key, value in (params or {}).items():
+        fmt.set_dotted(clean_params, str(key), fmt.to_jsonable(value, str(key)))
+    tag_list = sorted({fmt.validate_tag(t) for t in (tags or [])})
+    store = ExpStore(repo or ".")
+    try:
+        return create_run(
+            store,
+            experiment=experiment,
+            name=name,
+            params=clean_params,
+            tags=tag_list,
+            command=list(command) if command is not None else _argv(),
+            environ=env,
+        )
+    except BaseException:
+        store.close()
+        raise
+
+
+def create_run(
+    store: ExpStore,
+    experiment: str,
+    name: str | None,
+    params: dict[str, Any],
+    tags: list[str],
+    command: list[str],
+    environ: Mapping[str, str],
+    artifacts: Iterable[ArtifactEntry] = (),
+    extra: Mapping[str, Any] | None = None,
+) -> Run:
+    """Create a run in an open store and start tracking it (used by ``git exp run``)."""
+    code = code_state(store.repo, store.cas)
+    now = fmt.utc_now()
+    run_id = fmt.new_run_id(now)
+    ref = ExpRef(experiment, run_id)
+    # the spool exists before the ref does, so a reader never sees a live run
+    # without its writer
+    writer = store.open_writer(ref)
+    try:
+        info: dict[str, Any] = {
+            "id": run_id,
+            "name": name,
+            "status": "running",
+            "start_time": fmt.iso(now),
+            "heartbeat": fmt.iso(now),
+            "command": command,
+            "cwd": os.getcwd(),
+            "tags": tags,
+            **host_facts(),
+            **(extra or {}),
+        }
+        ref, _ = store.create(
+            experiment,
+            info,
+            params,
+            code.data,
+            code.code_commit,
+            environment(environ),
+            [*code.large_files, *artifacts],
+        )
+    except BaseException:
+        writer.close()
+        raise
+    return _register(Run(store, ref, writer, params, now.timestamp(), attached=False))
+
+
+def _attach(
+    ref_name: str,
+    repo: str | os.PathLike[str],
+    name: str | None,
+    params: Mapping[str, Any] | None,
+    tags: Iterable[str] | None,
+    environ: Mapping[str, str],
+) -> Run:
+    ref = ExpRef.from_ref(ref_name)
+    store = ExpStore(repo)
+    try:
+        record = store.read(ref)
+        writer = store.open_writer(ref)
+    except BaseException:
+        store.close()
+        raise
+    _attached_refs.add(ref_name)
+    run = Run(store, ref, writer, dict(record.params), time.time(), attached=True)
+    delta = RunDelta(env=environment(environ))
+    if name and not record.name:
+        delta.run["name"] = fmt.validate_run_name(name)
+    if params:
+        update: dict[str, Any] = {}
+        for key, value in params.items():
+            fmt.set_dotted(update, str(key), fmt.to_jsonable(value, str(key)))
+        delta.params = update
+        run._params = fmt.deep_merge(run._params, update)
+    delta.tags_add = [fmt.validate_tag(t) for t in (tags or [])]
+    run._pending = delta
+    run._spool()
+    return _register(run)
+
+
+def _argv() -> list[str]:
+    argv = list(sys.argv) if sys.argv and sys.argv != [""] else []
+    if argv and not argv[0].startswith("-"):
+        return [os.path.basename(sys.executable), *argv]
+    return argv
+
+
+def active_run() -> Run | None:
+    """The innermost run this process is recording, or None."""
+    with _state_lock:
+        return _active[-1] if _active else None
+
+
+def _need_active() -> Run:
+    run = active_run()
+    if run is None:
+        raise GitExpError("no active run: call gitexp.start_run() first")
+    return run
