@@ -20,13 +20,17 @@ def select(
     experiment: str | None = None,
     status: Sequence[str] | None = None,
     tags: Sequence[str] | None = None,
+    problems: list[str] | None = None,
 ) -> list[RunRecord]:
-    """Runs matching the filters, newest first. ``experiment`` includes sub-experiments."""
+    """Runs matching the filters, newest first. ``experiment`` includes sub-experiments.
+
+    Runs that cannot be read are reported in ``problems`` (when given) and skipped.
+    """
     for s in status or []:
         if s not in fmt.STATUSES:
             raise UsageError(f"unknown status {s!r} (one of {', '.join(fmt.STATUSES)})")
     out = []
-    for rec in store.iter_records(experiment):
+    for rec in store.iter_records(experiment, problems=problems):
         if status and rec.status not in status:
             continue
         if tags and not all(t in rec.tags for t in tags):

@@ -415,12 +415,24 @@ class ExpStore:
         return self.settle(self.read(ref))
 
     def iter_records(
-        self, experiment: str | None = None, settle: bool = True
+        self,
+        experiment: str | None = None,
+        settle: bool = True,
+        problems: list[str] | None = None,
     ) -> Iterator[RunRecord]:
-        """Every run (optionally of one experiment), settled."""
+        """Every run (optionally of one experiment), settled.
+
+        With ``problems`` given, a run that cannot be read is skipped and its
+        error appended there instead of ending the iteration.
+        """
         for ref, sha in sorted(self.list_refs(experiment).items()):
-            rec = _parse_record(self.repo, ref, sha)
-            yield self.settle(rec) if settle else rec
+            try:
+                rec = _parse_record(self.repo, ref, sha)
+                yield self.settle(rec) if settle else rec
+            except StoreError as exc:
+                if problems is None:
+                    raise
+                problems.append(f"{ref.short}: {exc}")
 
     def read_metrics(self, record: RunRecord) -> Any:
         """All metric points of a run as one Arrow table (segments concatenated)."""

@@ -20,6 +20,11 @@ COMMANDS = {
     "log": "gitexp.cli.commands:log_cmd",
     "show": "gitexp.cli.commands:show_cmd",
     "diff": "gitexp.cli.commands:diff_cmd",
+    "fsck": "gitexp.cli.maint_cmds:fsck_cmd",
+    "gc": "gitexp.cli.maint_cmds:gc_cmd",
+    "rm": "gitexp.cli.maint_cmds:rm_cmd",
+    "tag": "gitexp.cli.maint_cmds:tag_cmd",
+    "note": "gitexp.cli.maint_cmds:note_cmd",
 }
 
 

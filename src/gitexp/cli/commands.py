@@ -149,8 +149,11 @@ def log_cmd(
     from gitexp.store import ExpStore
 
     cols = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
+    problems: list[str] = []
     with ExpStore(repo_of(ctx)) as store:
-        board = leaderboard(select(store, experiment, statuses, tags), sort, limit, cols)
+        board = leaderboard(select(store, experiment, statuses, tags, problems), sort, limit, cols)
+    for p in problems:
+        echo(f"git exp: warning: skipped unreadable run {p}", err=True)
     if as_json:
         echo(
             format_json(

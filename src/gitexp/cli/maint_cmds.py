@@ -1,0 +1,151 @@
+"""``git exp fsck | gc | rm | tag | note``."""
+
+from __future__ import annotations
+
+import click
+
+from gitexp.cli import echo, repo_of
+
+
+@click.command("fsck")
+@click.argument("runs", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option(
+    "--no-verify-data",
+    is_flag=True,
+    help="Check that CAS objects exist without re-hashing their bytes.",
+)
+@click.pass_context
+def fsck_cmd(
+    ctx: click.Context, runs: tuple[str, ...], as_json: bool, no_verify_data: bool
+) -> None:
+    """Verify runs: trees parse, format known, code commits and artifacts present
+    and intact (BLAKE3). Exits 1 when anything is wrong.
+
+    \b
+    Example:
+      git exp fsck            # every run
+      git exp fsck 20261122-143022-7f3a9c
+    """
+    from gitexp.cli.render import format_json
+    from gitexp.maintenance import fsck, report_json
+    from gitexp.store import ExpStore
+
+    with ExpStore(repo_of(ctx)) as store:
+        checks = fsck(store, runs, verify_data=not no_verify_data)
+    bad = [c for c in checks if not c.ok]
+    if as_json:
+        echo(format_json(report_json(checks)))
+    else:
+        for c in checks:
+            if c.ok:
+                echo(f"ok      {c.run}")
+            else:
+                echo(f"BROKEN  {c.run}")
+                for p in c.problems:
+                    echo(f"        {p}")
+        echo(f"{len(checks)} run(s) checked, {len(bad)} with problems", err=True)
+    ctx.exit(1 if bad else 0)
+
+
+@click.command("gc")
+@click.option("--dry-run", is_flag=True, help="Report what would be freed; change nothing.")
+@click.option(
+    "--grace",
+    default="1d",
+    show_default=True,
+    metavar="AGE",
+    help="Keep unreferenced objects younger than this (30m, 12h, 2d...).",
+)
+@click.option("--no-pack", is_flag=True, help="Do not run git gc to pack loose git objects.")
+@click.pass_context
+def gc_cmd(ctx: click.Context, dry_run: bool, grace: str, no_pack: bool) -> None:
+    """Free artifact-store objects that no run references, and pack git objects.
+
+    Runs in progress never lose an object: objects they spooled are kept, and
+    so is anything younger than the grace period.
+    """
+    from gitexp.cli.render import human_size
+    from gitexp.maintenance import gc, parse_age
+    from gitexp.store import ExpStore
+
+    with ExpStore(repo_of(ctx)) as store:
+        r = gc(store, grace=parse_age(grace), dry_run=dry_run, pack=not no_pack)
+    verb = "would free" if dry_run else "freed"
+    echo(
+        f"{verb} {r.objects_removed} object(s), {human_size(r.bytes_removed)}; "
+        f"kept {r.objects_kept} referenced and {r.young_kept} younger than {grace}; "
+        f"{'would remove' if dry_run else 'removed'} {r.temp_removed} temporary file(s)"
+        + ("; packed git objects" if r.git_packed else "")
+    )
+
+
+@click.command("rm")
+@click.argument("runs", nargs=-1)
+@click.option("-e", "--experiment", default=None, help="Only runs of this experiment.")
+@click.option(
+    "--older-than", default=None, metavar="AGE", help="Only runs started before AGE ago (30d)."
+)
+@click.option("-s", "--status", "statuses", multiple=True, help="Only runs with this status.")
+@click.option("--dry-run", is_flag=True, help="List what would be removed.")
+@click.pass_context
+def rm_cmd(
+    ctx: click.Context,
+    runs: tuple[str, ...],
+    experiment: str | None,
+    older_than: str | None,
+    statuses: tuple[str, ...],
+    dry_run: bool,
+) -> None:
+    """Delete runs (their refs). Their data is freed later by 'git exp gc'.
+
+    \b
+    Examples:
+      git exp rm 20261122-143022-7f3a9c
+      git exp rm -e sweep --older-than 30d --status failed
+    """
+    from gitexp.maintenance import remove, select_for_removal
+    from gitexp.store import ExpStore
+
+    with ExpStore(repo_of(ctx)) as store:
+        refs = select_for_removal(store, runs, experiment, older_than, statuses)
+        if dry_run:
+            for r in refs:
+                echo(f"would remove {r.short}")
+            return
+        removed = remove(store, refs)
+    for name in removed:
+        echo(f"removed {name}")
+    if not removed:
+        echo("no runs matched", err=True)
+
+
+@click.command("tag")
+@click.argument("run")
+@click.argument("tags", nargs=-1, required=True)
+@click.option("-d", "--delete", is_flag=True, help="Remove these tags instead of adding them.")
+@click.pass_context
+def tag_cmd(ctx: click.Context, run: str, tags: tuple[str, ...], delete: bool) -> None:
+    """Add tags to a run (or remove them with -d)."""
+    from gitexp.maintenance import edit
+    from gitexp.store import ExpStore
+
+    with ExpStore(repo_of(ctx)) as store:
+        if delete:
+            sha = edit(store, run, remove_tags=tags)
+        else:
+            sha = edit(store, run, add_tags=tags)
+    echo(sha)
+
+
+@click.command("note")
+@click.argument("run")
+@click.argument("text")
+@click.pass_context
+def note_cmd(ctx: click.Context, run: str, text: str) -> None:
+    """Attach a note to a run."""
+    from gitexp.maintenance import edit
+    from gitexp.store import ExpStore
+
+    with ExpStore(repo_of(ctx)) as store:
+        echo(edit(store, run, note=text))

@@ -1,0 +1,321 @@
+"""Keeping a store healthy: ``fsck`` (verify), ``gc`` (free), ``rm`` (retention),
+and after-the-fact edits (tags, notes).
+
+All of it returns data; the CLI renders it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from gitexp import format as fmt
+from gitexp.cas import parse_dir_listing
+from gitexp.errors import GitExpError, StoreError, UsageError
+from gitexp.format import ArtifactEntry, ExpRef
+from gitexp.store import ExpStore, RunDelta, list_spool, load_spool
+
+DEFAULT_GRACE = 24 * 3600  # seconds an unreferenced CAS object is kept before gc frees it
+TMP_GRACE = 3600  # seconds a leftover temporary file is kept
+
+
+# --------------------------------------------------------------------- refs
+
+
+def referenced_keys(store: ExpStore, entries: Iterable[ArtifactEntry]) -> set[str]:
+    """CAS keys an artifact list needs: files, dir listings and the files they list."""
+    keys: set[str] = set()
+    for e in entries:
+        if e.kind == "dir":
+            keys.add(e.blake3)
+            if not e.stored:
+                continue
+            try:
+                listing = store.cas.get_bytes(e.blake3)
+            except StoreError:
+                continue
+            keys.update(key for _, key, _, _ in parse_dir_listing(listing))
+        elif e.stored:
+            keys.add(e.blake3)
+    return keys
+
+
+def _run_refs(store: ExpStore) -> dict[str, str]:
+    """Every local ref that holds runs: our namespace plus remote-tracking copies."""
+    out = dict(store.repo.refs_under(fmt.NAMESPACE))
+    for name, sha in store.repo.refs_under("refs/remotes/").items():
+        if "/experiments/" in name:
+            out[name] = sha
+    return out
+
+
+def live_keys(store: ExpStore) -> set[str]:
+    """Keys referenced by runs in progress (spooled, not yet committed)."""
+    keys: set[str] = set()
+    root = os.path.join(store.repo.exp_dir, "live")
+    if not os.path.isdir(root):
+        return keys
+    for run_id in os.listdir(root):
+        for writer in os.listdir(os.path.join(root, run_id)):
+            d = os.path.join(root, run_id, writer)
+            seqs = list_spool(d)
+            if seqs:
+                try:
+                    keys |= referenced_keys(store, load_spool(d, seqs).artifacts)
+                except GitExpError:
+                    continue
+    return keys
+
+
+# --------------------------------------------------------------------- fsck
+
+
+@dataclass
+class RunCheck:
+    """fsck's verdict on one run."""
+
+    run: str
+    sha: str
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing is wrong."""
+        return not self.problems
+
+
+def fsck(store: ExpStore, runs: Sequence[str] = (), verify_data: bool = True) -> list[RunCheck]:
+    """Verify every run (or the given ones): the tree parses, the format version
+    is known, metric segments read, the code commit is present, and every CAS
+    object the run refers to is present with the right BLAKE3."""
+    from gitexp.metrics import from_parquet
+
+    targets: list[tuple[ExpRef, str]]
+    if runs:
+        targets = []
+        for address in runs:
+            ref = store.resolve(address)
+            targets.append((ref, store.repo.get_ref(str(ref)) or ""))
+    else:
+        targets = sorted(store.list_refs().items())
+    verified: dict[str, str | None] = {}
+
+    def check_key(key: str, what: str) -> str | None:
+        if key not in verified:
+            try:
+                if verify_data:
+                    store.cas.verify(key)
+                elif not store.cas.has(key):
+                    raise StoreError(f"object {key[:12]} is not in the local store")
+                verified[key] = None
+            except GitExpError as exc:
+                verified[key] = str(exc)
+        problem = verified[key]
+        return f"{what}: {problem}" if problem else None
+
+    out = []
+    for ref, sha in targets:
+        check = RunCheck(ref.short, sha)
+        out.append(check)
+        try:
+            rec = store.read(ref, sha)
+        except GitExpError as exc:
+            check.problems.append(str(exc))
+            continue
+        for name, blob in rec.segments:
+            try:
+                from_parquet(store.repo.read_blob(blob), f"metrics/{name}")
+            except GitExpError as exc:
+                check.problems.append(str(exc))
+        commit = rec.code_commit
+        if not commit:
+            check.problems.append("code.json names no code commit")
+        elif not store.repo.has_object(commit):
+            check.problems.append(f"code commit {commit[:12]} is missing from the repository")
+        for e in rec.artifacts:
+            if e.kind == "dir":
+                problem = check_key(e.blake3, f"{e.role} {e.path} (listing)")
+                if problem:
+                    check.problems.append(problem)
+                    continue
+                if not e.stored:
+                    continue
+                for path, key, _, _ in parse_dir_listing(store.cas.get_bytes(e.blake3)):
+                    problem = check_key(key, f"{e.role} {e.path}/{path}")
+                    if problem:
+                        check.problems.append(problem)
+            elif e.stored:
+                problem = check_key(e.blake3, f"{e.role} {e.path}")
+                if problem:
+                    check.problems.append(problem)
+    return out
+
+
+# ----------------------------------------------------------------------- gc
+
+
+@dataclass
+class GcReport:
+    """What gc freed (or would free, with ``dry_run``)."""
+
+    objects_removed: int = 0
+    bytes_removed: int = 0
+    objects_kept: int = 0
+    young_kept: int = 0
+    temp_removed: int = 0
+    git_packed: bool = False
+    dry_run: bool = False
+
+
+def gc(
+    store: ExpStore, grace: float = DEFAULT_GRACE, dry_run: bool = False, pack: bool = True
+) -> GcReport:
+    """Free CAS objects that no run on any local ref references.
+
+    Objects younger than ``grace`` seconds, and objects referenced by runs in
+    progress, are kept, so a run being written never loses an object. Leftover
+    temporary files older than an hour are removed. Loose git objects are packed
+    by ``git gc`` unless ``pack`` is False.
+    """
+    report = GcReport(dry_run=dry_run)
+    keep: set[str] = set()
+    for name, tip in _run_refs(store).items():
+        try:  # refs/remotes/<remote>/experiments/<exp>/<id> reads like our own refs
+            ref = ExpRef.from_ref(fmt.NAMESPACE + name.split("experiments/", 1)[1])
+        except (GitExpError, IndexError):
+            continue
+        for sha in store.history(tip):
+            try:
+                rec = store.read(ref, sha)
+            except GitExpError:
+                continue
+            keep |= referenced_keys(store, rec.artifacts)
+    keep |= live_keys(store)
+    now = time.time()
+    for key in list(store.cas.iter_keys()):
+        if key in keep:
+            report.objects_kept += 1
+            continue
+        path = store.cas.path_for(key)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            continue
+        if now - st.st_mtime < grace:
+            report.young_kept += 1
+            continue
+        report.objects_removed += 1
+        report.bytes_removed += st.st_size
+        if not dry_run:
+            os.chmod(path, 0o644)
+            os.unlink(path)
+    tmp = store.cas.tmp
+    if os.path.isdir(tmp):
+        for name in os.listdir(tmp):
+            path = os.path.join(tmp, name)
+            try:
+                if now - os.stat(path).st_mtime < TMP_GRACE:
+                    continue
+            except FileNotFoundError:
+                continue
+            report.temp_removed += 1
+            if not dry_run:
+                if os.path.isdir(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    os.unlink(path)
+    if pack and not dry_run:
+        proc = subprocess.run(
+            ["git", "gc", "--quiet"],
+            cwd=store.repo.work_tree or store.repo.git_dir,
+            capture_output=True,
+        )
+        report.git_packed = proc.returncode == 0
+    return report
+
+
+# ----------------------------------------------------------------------- rm
+
+_AGE_RE = re.compile(r"^(\d+)\s*([smhdw])$")
+_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_age(text: str) -> float:
+    """``30d``, ``12h``, ``2w`` -> seconds."""
+    m = _AGE_RE.match(text.strip())
+    if not m:
+        raise UsageError(f"age {text!r} is not a number with a unit s, m, h, d or w (e.g. 30d)")
+    return int(m.group(1)) * _AGE_UNITS[m.group(2)]
+
+
+def select_for_removal(
+    store: ExpStore,
+    runs: Sequence[str] = (),
+    experiment: str | None = None,
+    older_than: str | None = None,
+    statuses: Sequence[str] = (),
+) -> list[ExpRef]:
+    """The runs ``rm`` would delete: named ones, or those matching every filter."""
+    if runs:
+        return sorted({store.resolve(r) for r in runs})
+    if not (experiment or older_than or statuses):
+        raise UsageError("name the runs to remove, or give filters (-e, --older-than, --status)")
+    for s in statuses:
+        if s not in fmt.STATUSES:
+            raise UsageError(f"unknown status {s!r} (one of {', '.join(fmt.STATUSES)})")
+    cutoff = time.time() - parse_age(older_than) if older_than else None
+    out = []
+    for rec in store.iter_records(experiment):
+        if statuses and rec.status not in statuses:
+            continue
+        if cutoff is not None:
+            start = fmt.parse_iso(rec.info.get("start_time"))
+            if start is None or start.timestamp() > cutoff:
+                continue
+        if rec.status == "running" and not statuses:
+            continue  # never remove a live run unless asked for running runs by status
+        out.append(rec.ref)
+    return out
+
+
+def remove(store: ExpStore, refs: Sequence[ExpRef]) -> list[str]:
+    """Delete run refs locally; their objects stay until ``gc``."""
+    removed = []
+    for ref in refs:
+        if store.delete(ref):
+            removed.append(ref.short)
+    return removed
+
+
+# ------------------------------------------------------------------- edits
+
+
+def edit(
+    store: ExpStore,
+    address: str,
+    add_tags: Sequence[str] = (),
+    remove_tags: Sequence[str] = (),
+    note: str | None = None,
+) -> str:
+    """Tag, untag or annotate a recorded run (a new commit on its ref)."""
+    ref = store.resolve(address)
+    delta = RunDelta(
+        tags_add=[fmt.validate_tag(t) for t in add_tags],
+        tags_remove=list(remove_tags),
+        notes=[{"time": fmt.iso(fmt.utc_now()) or "", "text": note}] if note else [],
+    )
+    if delta.is_empty():
+        raise UsageError("nothing to change: give tags to add or remove, or a note")
+    verb = "note" if note and not (add_tags or remove_tags) else "tag"
+    return store.update(ref, delta, verb)
+
+
+def report_json(checks: Sequence[RunCheck]) -> list[dict[str, Any]]:
+    """fsck results as JSON data."""
+    return [{"run": c.run, "sha": c.sha, "ok": c.ok, "problems": c.problems} for c in checks]
