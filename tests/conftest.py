@@ -32,16 +32,23 @@ def isolate(tmp_path_factory, monkeypatch):
     (home / ".gitconfig").write_text(
         "[user]\n\tname = Test User\n\temail = test@example.com\n"
         "[init]\n\tdefaultBranch = main\n"
-        "[protocol \"file\"]\n\tallow = always\n"
+        '[protocol "file"]\n\tallow = always\n'
     )
     yield home
 
 
-def git(*args: str, cwd: str | os.PathLike[str] = ".", check: bool = True,
-        env: dict[str, str] | None = None) -> str:
+def git(
+    *args: str,
+    cwd: str | os.PathLike[str] = ".",
+    check: bool = True,
+    env: dict[str, str] | None = None,
+) -> str:
     """Run the real git binary; return stdout."""
     proc = subprocess.run(
-        ["git", *args], cwd=cwd, capture_output=True, text=True,
+        ["git", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
         env={**os.environ, **(env or {})},
     )
     if check and proc.returncode != 0:
@@ -74,16 +81,29 @@ class GitExp:
     def __init__(self, cwd: Path) -> None:
         self.cwd = cwd
 
-    def __call__(self, *args: str, cwd: Path | None = None, input: str | None = None,
-                 env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    def __call__(
+        self,
+        *args: str,
+        cwd: Path | None = None,
+        input: str | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float = 120,
+    ) -> subprocess.CompletedProcess:
         return subprocess.run(
-            ["git", "exp", *args], cwd=cwd or self.cwd, capture_output=True, text=True,
-            input=input, env={**os.environ, **(env or {})}, timeout=timeout,
+            ["git", "exp", *args],
+            cwd=cwd or self.cwd,
+            capture_output=True,
+            text=True,
+            input=input,
+            env={**os.environ, **(env or {})},
+            timeout=timeout,
         )
 
     def ok(self, *args: str, **kw) -> str:
         proc = self(*args, **kw)
-        assert proc.returncode == 0, f"git exp {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        assert proc.returncode == 0, (
+            f"git exp {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        )
         return proc.stdout
 
 
@@ -94,9 +114,13 @@ def gx(repo) -> GitExp:
 
 def fsck(path: Path) -> None:
     """Assert git fsck --strict is clean."""
-    proc = subprocess.run(["git", "fsck", "--strict", "--no-progress"], cwd=path,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["git", "fsck", "--strict", "--no-progress"], cwd=path, capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    bad = [ln for ln in (proc.stdout + proc.stderr).splitlines()
-           if ln and not ln.startswith(("notice:", "dangling", "Checking"))]
+    bad = [
+        ln
+        for ln in (proc.stdout + proc.stderr).splitlines()
+        if ln and not ln.startswith(("notice:", "dangling", "Checking"))
+    ]
     assert not bad, bad

@@ -275,6 +275,8 @@ class GitRepo:
         ``old=None`` means the ref must not exist yet. Returns False when the
         ref had moved (the caller re-reads and retries).
         """
+        from dulwich.file import FileLocked
+
         ref = name.encode("utf-8")
         ident = self.identity()
         try:
@@ -293,16 +295,23 @@ class GitRepo:
                     message=message.encode(),
                 )
             )
+        except FileLocked:
+            return False  # another writer holds the ref's lock: a lost race, retry
         except OSError as exc:
-            raise StoreError(f"cannot update {name}: {exc}") from exc
+            raise StoreError(f"cannot update {name}: {exc.strerror or exc}") from exc
 
     def delete_ref(self, name: str, old: str | None) -> bool:
         """Delete a ref if it still points at ``old``."""
-        return bool(
-            self._repo.refs.remove_if_equals(
-                name.encode("utf-8"), old.encode("ascii") if old else None
+        from dulwich.file import FileLocked
+
+        try:
+            return bool(
+                self._repo.refs.remove_if_equals(
+                    name.encode("utf-8"), old.encode("ascii") if old else None
+                )
             )
-        )
+        except FileLocked:
+            return False
 
     # ----------------------------------------------------------- code state
     def head(self) -> str | None:

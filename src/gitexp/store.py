@@ -269,15 +269,21 @@ def commit_message(
 # ------------------------------------------------------------- process ids
 
 
-def process_start(pid: int) -> str | None:
-    """An identifier of a process's start (Linux: clock ticks since boot), to
-    tell a live owner from a recycled pid."""
+def _proc_stat(pid: int) -> list[bytes] | None:
+    """Fields of /proc/<pid>/stat after the command name (Linux), or None."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
-        return data[data.rindex(b")") + 2 :].split()[19].decode()
-    except (OSError, ValueError, IndexError):
+        return data[data.rindex(b")") + 2 :].split()
+    except (OSError, ValueError):
         return None
+
+
+def process_start(pid: int) -> str | None:
+    """An identifier of a process's start (Linux: clock ticks since boot), to
+    tell a live owner from a recycled pid."""
+    fields = _proc_stat(pid)
+    return fields[19].decode() if fields and len(fields) > 19 else None
 
 
 def pid_alive(pid: int, start: str | None) -> bool:
@@ -288,6 +294,9 @@ def pid_alive(pid: int, start: str | None) -> bool:
         return False
     except PermissionError:
         pass
+    fields = _proc_stat(pid)
+    if fields and fields[0] in (b"Z", b"X"):
+        return False  # a zombie: dead, only not reaped yet
     if start is not None:
         now = process_start(pid)
         if now is not None and now != start:

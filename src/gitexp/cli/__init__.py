@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     from gitexp.errors import GitExpError
 
     try:
-        cli.main(args=argv, prog_name="git exp", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="git exp", standalone_mode=False)
     except GitExpError as exc:
         if _debug():
             raise
@@ -116,6 +116,8 @@ def main(argv: list[str] | None = None) -> None:
             err=True,
         )
         sys.exit(70)
+    # click returns ctx.exit()'s code instead of exiting when not standalone
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def echo(text: str = "", err: bool = False) -> None:
