@@ -118,8 +118,15 @@ class GitRepo:
         return sha.encode("ascii") in self._store
 
     def _get(self, sha: str) -> Any:
+        key = sha.encode("ascii")
         try:
-            return self._store[sha.encode("ascii")]
+            return self._store[key]
+        except KeyError:
+            pass
+        # a concurrent `git gc` may have moved the loose object into a new pack
+        # between dulwich's pack lookup and its loose lookup: look once more
+        try:
+            return self._store[key]
         except KeyError as exc:
             raise ObjectMissing(f"git object {sha} is missing from the repository", sha) from exc
 
