@@ -390,15 +390,20 @@ class ArtifactEntry:
         if kind not in ("file", "dir"):
             raise FormatError(f"artifacts.json: {path}: unknown kind {kind!r}")
         files = data.get("files")
+        source = data.get("source")
+        if (files is not None and not isinstance(files, int)) or (
+            source is not None and not isinstance(source, str)
+        ):
+            raise FormatError(f"artifacts.json: {path}: malformed 'files' or 'source'")
         return cls(
             path=path,
             blake3=digest,
             size=size,
             mode=mode,
             role=role,
-            source=data.get("source"),
+            source=source,
             kind=kind,
-            files=int(files) if files is not None else None,
+            files=files,
             stored=bool(data.get("stored", True)),
         )
 
@@ -440,6 +445,8 @@ class MetricSummary:
     @classmethod
     def from_json(cls, data: Any) -> MetricSummary:
         """Parse one summary entry."""
+        if not isinstance(data, dict):
+            raise FormatError(f"summary.json: malformed entry {data!r}")
         try:
             return cls(
                 last=decode_float(data["last"]) or 0.0,
@@ -523,9 +530,16 @@ class Summary:
         """Parse ``summary.json``."""
         if not isinstance(data, dict):
             raise FormatError("summary.json is not an object")
-        metrics = {k: MetricSummary.from_json(v) for k, v in data.get("metrics", {}).items()}
-        final = {k: decode_float(v) or 0.0 for k, v in data.get("final", {}).items()}
-        return cls(metrics, final)
+        metrics, final = data.get("metrics", {}), data.get("final", {})
+        if not isinstance(metrics, dict) or not isinstance(final, dict):
+            raise FormatError("summary.json: 'metrics' and 'final' must be objects")
+        try:
+            return cls(
+                {str(k): MetricSummary.from_json(v) for k, v in metrics.items()},
+                {str(k): decode_float(v) or 0.0 for k, v in final.items()},
+            )
+        except (TypeError, ValueError) as exc:
+            raise FormatError(f"summary.json: malformed value: {exc}") from exc
 
 
 def check_version(run_json: Mapping[str, Any], where: str) -> None:

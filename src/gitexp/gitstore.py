@@ -26,6 +26,7 @@ from gitexp.errors import GitExpError, NoCommits, NotARepository, ObjectMissing,
 MODE_FILE = 0o100644
 MODE_EXEC = 0o100755
 MODE_TREE = 0o040000
+STALE_LOCK_SECONDS = 30.0
 
 # A tree change: bytes to store as a blob, an existing blob sha (as ("sha", hex)),
 # or None to delete the path.
@@ -110,8 +111,35 @@ class GitRepo:
         from dulwich.objects import Blob
 
         blob = Blob.from_string(data)
-        self._store.add_object(blob)
+        self._add(blob)
         return blob.id.decode("ascii")
+
+    def _add(self, obj: Any) -> None:
+        """Write a loose object (atomically: dulwich writes a lock file and renames).
+
+        A lock file left by a writer killed mid-write would block that object
+        forever; loose objects are content-addressed, so every writer produces
+        the same bytes, and we write through a private temporary name instead.
+        """
+        from dulwich.file import FileLocked
+
+        try:
+            self._store.add_object(obj)
+        except FileLocked:
+            sha = obj.id.decode("ascii")
+            final = os.path.join(self.common_dir, "objects", sha[:2], sha[2:])
+            if os.path.exists(final):
+                return
+            fd, tmp = tempfile.mkstemp(prefix="tmp_obj_", dir=os.path.dirname(final))
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(obj.as_legacy_object())
+                os.chmod(tmp, 0o444)
+                os.replace(tmp, final)
+            except BaseException:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+                raise
 
     def has_object(self, sha: str) -> bool:
         """True when the object store holds ``sha``."""
@@ -174,7 +202,7 @@ class GitRepo:
         tree = Tree()
         for name, (mode, sha) in entries.items():
             tree.add(name.encode("utf-8"), mode, sha.encode("ascii"))
-        self._store.add_object(tree)
+        self._add(tree)
         return tree.id.decode("ascii")
 
     def update_tree(self, base: str | None, changes: Mapping[str, TreeValue]) -> str:
@@ -236,7 +264,7 @@ class GitRepo:
         commit.author_timezone = commit.commit_timezone = tz
         commit.encoding = b"UTF-8"
         commit.message = message.encode("utf-8")
-        self._store.add_object(commit)
+        self._add(commit)
         return commit.id.decode("ascii")
 
     def commit_info(self, sha: str) -> CommitInfo:
@@ -303,9 +331,40 @@ class GitRepo:
                 )
             )
         except FileLocked:
+            self._break_stale_lock(name)
             return False  # another writer holds the ref's lock: a lost race, retry
         except OSError as exc:
             raise StoreError(f"cannot update {name}: {exc.strerror or exc}") from exc
+
+    def _break_stale_lock(self, name: str) -> None:
+        """Remove a ref's lock file left by a killed writer.
+
+        A ref update holds its lock for milliseconds; one older than
+        STALE_LOCK_SECONDS belongs to a process that died mid-update.
+        """
+        lock = os.path.join(self.common_dir, *name.split("/")) + ".lock"
+        try:
+            if time.time() - os.stat(lock).st_mtime > STALE_LOCK_SECONDS:
+                os.unlink(lock)
+        except FileNotFoundError:
+            pass
+
+    def stale_locks(self, min_age: float) -> list[str]:
+        """Lock files older than ``min_age`` seconds under objects/ and refs/experiments/,
+        left by writers killed mid-write."""
+        now = time.time()
+        out = []
+        for top in ("objects", os.path.join("refs", "experiments")):
+            for dirpath, _, files in os.walk(os.path.join(self.common_dir, top)):
+                for f in files:
+                    if f.endswith(".lock"):
+                        path = os.path.join(dirpath, f)
+                        try:
+                            if now - os.stat(path).st_mtime >= min_age:
+                                out.append(path)
+                        except FileNotFoundError:
+                            continue
+        return out
 
     def delete_ref(self, name: str, old: str | None) -> bool:
         """Delete a ref if it still points at ``old``."""

@@ -6,6 +6,7 @@ All of it returns data; the CLI renders it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -180,8 +181,9 @@ def gc(
 
     Objects younger than ``grace`` seconds, and objects referenced by runs in
     progress, are kept, so a run being written never loses an object. Leftover
-    temporary files older than an hour are removed. Loose git objects are packed
-    by ``git gc`` unless ``pack`` is False.
+    temporary files and lock files of killed writers older than an hour (or
+    ``grace``, when shorter) are removed.
+    Loose git objects are packed by ``git gc`` unless ``pack`` is False.
     """
     report = GcReport(dry_run=dry_run)
     keep: set[str] = set()
@@ -220,7 +222,7 @@ def gc(
         for name in os.listdir(tmp):
             path = os.path.join(tmp, name)
             try:
-                if now - os.stat(path).st_mtime < TMP_GRACE:
+                if now - os.stat(path).st_mtime < min(grace, TMP_GRACE):
                     continue
             except FileNotFoundError:
                 continue
@@ -230,6 +232,11 @@ def gc(
                     shutil.rmtree(path, ignore_errors=True)
                 else:
                     os.unlink(path)
+    for lock in store.repo.stale_locks(min(grace, TMP_GRACE)):
+        report.temp_removed += 1
+        if not dry_run:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(lock)
     if pack and not dry_run:
         proc = subprocess.run(
             ["git", "gc", "--quiet"],

@@ -207,8 +207,16 @@ def _parse_record(repo: GitRepo, ref: ExpRef, sha: str) -> RunRecord:
         raise FormatError(f"{where}: run.json is not an object")
     fmt.check_version(run, where)
     params = load(PARAMS_JSON, {})
-    if not isinstance(params, dict):
-        raise FormatError(f"{where}: params.json is not an object")
+    env = load(ENV_JSON, {})
+    code = load(CODE_JSON, {})
+    for name, value in ((PARAMS_JSON, params), (ENV_JSON, env), (CODE_JSON, code)):
+        if not isinstance(value, dict):
+            raise FormatError(f"{where}: {name} is not an object")
+    for key in ("tags", "notes", "command"):
+        if not isinstance(run.get(key) or [], list):
+            raise FormatError(f"{where}: run.json '{key}' is not a list")
+    if not isinstance(run.get("status", "running"), str):
+        raise FormatError(f"{where}: run.json 'status' is not text")
     segments: list[tuple[str, str]] = []
     if METRICS_DIR in entries and entries[METRICS_DIR][0] == MODE_TREE:
         segs = repo.read_tree(entries[METRICS_DIR][1])
@@ -220,8 +228,8 @@ def _parse_record(repo: GitRepo, ref: ExpRef, sha: str) -> RunRecord:
         params=params,
         summary=Summary.from_json(load(SUMMARY_JSON, {})),
         artifacts=fmt.manifest_from_json(load(ARTIFACTS_JSON, [])),
-        env=load(ENV_JSON, {}),
-        code=load(CODE_JSON, {}),
+        env=env,
+        code=code,
         segments=segments,
         tree=info.tree,
     )

@@ -1,0 +1,238 @@
+"""fsck, gc, rm, and crashes at random moments of a write."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import gitexp
+from conftest import fsck, git
+from gitexp.errors import GitExpError
+from gitexp.store import ExpStore, _parse_record
+
+
+def _cas_files(repo):
+    root = repo / ".git" / "exp" / "objects"
+    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+def _run(repo, experiment="m", payload=b"payload", status="finished", **params):
+    (repo / "a.bin").write_bytes(payload)
+    run = gitexp.start_run(experiment=experiment, repo=repo, params=params)
+    run.log_metric("x", 1.0)
+    run.log_artifact(repo / "a.bin")
+    run.finish(status)
+    return run
+
+
+def test_fsck_reports_each_run_and_exits_zero_when_all_is_well(repo, gx):
+    a, b = _run(repo), _run(repo, payload=b"other")
+    out = gx.ok("fsck")
+    assert f"ok      m/{a.id}" in out and f"ok      m/{b.id}" in out
+    data = json.loads(gx.ok("fsck", "--json"))
+    assert [r["ok"] for r in data] == [True, True]
+
+
+def test_fsck_finds_a_missing_object(repo, gx):
+    _run(repo)
+    for p in _cas_files(repo):
+        os.chmod(p, 0o644)
+        p.unlink()
+    proc = gx("fsck")
+    assert proc.returncode == 1 and "not in the local store" in proc.stdout
+
+
+def test_gc_frees_only_unreferenced_objects_after_the_grace_period(repo, gx):
+    keep = _run(repo, payload=b"keep me")
+    drop = _run(repo, payload=b"drop me")
+    assert len(_cas_files(repo)) == 2
+    gx.ok("rm", drop.id)
+    assert "would free 0" in gx.ok("gc", "--dry-run")  # grace period: too young
+    out = gx.ok("gc", "--dry-run", "--grace", "0s")
+    assert "would free 1 object" in out and len(_cas_files(repo)) == 2
+    gx.ok("gc", "--grace", "0s")
+    left = _cas_files(repo)
+    assert len(left) == 1 and left[0].read_bytes() == b"keep me"
+    assert json.loads(gx.ok("fsck", "--json"))[0]["run"] == f"m/{keep.id}"
+    fsck(repo)
+
+
+def test_gc_keeps_objects_of_a_run_in_progress(repo, gx):
+    (repo / "live.bin").write_bytes(b"logged by a live run")
+    run = gitexp.start_run(experiment="live", repo=repo)
+    run.log_artifact(repo / "live.bin")  # spooled, not yet committed to the ref
+    gx.ok("gc", "--grace", "0s")
+    run.finish()
+    with ExpStore(repo) as store:
+        entry = store.get(run.id).artifacts[0]
+        assert store.cas.get_bytes(entry.blake3) == b"logged by a live run"
+
+
+def test_gc_removes_temporary_files_left_by_a_crash(repo, gx):
+    big = repo / "big.bin"
+    big.write_bytes(os.urandom(1 << 20) * 300)
+    script = repo / "slow.py"
+    script.write_text(
+        "import gitexp, sys\nrun = gitexp.start_run()\nrun.log_artifact(sys.argv[1])\n"
+    )
+    proc = subprocess.Popen([sys.executable, str(script), str(big)], cwd=repo)
+    tmp = repo / ".git" / "exp" / "tmp"
+    deadline = time.time() + 30
+    while time.time() < deadline and not (tmp.exists() and any(tmp.glob("obj-*"))):
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert any(tmp.glob("obj-*")), "the copy finished before the kill"
+    assert _cas_files(repo) == []  # no partial object ever appears under objects/
+    gx.ok("log")  # settles the crashed run
+    out = gx.ok("gc", "--grace", "0s")
+    assert "removed 1 temporary file" in out
+    assert not any(tmp.iterdir())
+    fsck(repo)
+
+
+def test_rm_with_retention_filters(repo, gx):
+    failed = _run(repo, experiment="sweep", status="failed")
+    ok = _run(repo, experiment="sweep")
+    other = _run(repo, experiment="other", status="failed")
+    assert gx.ok("rm", "-e", "sweep", "--status", "failed", "--dry-run").strip() == (
+        f"would remove sweep/{failed.id}"
+    )
+    assert gx.ok("rm", "-e", "sweep", "--older-than", "30d").strip() == ""  # all too young
+    gx.ok("rm", "-e", "sweep", "--status", "failed")
+    ids = {r["id"] for r in json.loads(gx.ok("log", "--json"))}
+    assert ids == {ok.id, other.id}
+    proc = gx("rm")
+    assert proc.returncode == 2 and "name the runs" in proc.stderr
+    proc = gx("rm", "--older-than", "soon")
+    assert proc.returncode == 2 and "30d" in proc.stderr
+
+
+WRITER = r"""
+import os, gitexp
+i = 0
+while True:
+    with open("a.bin", "wb") as f:
+        f.write(os.urandom(20000))
+    with gitexp.start_run(experiment="kill", params={"i": i}) as run:
+        for s in range(30):
+            run.log_metrics({"x": float(s)}, step=s)
+        run.log_artifact("a.bin")
+        run.note(f"note {i}")
+    i += 1
+"""
+
+
+def test_sigkill_at_random_moments_never_leaves_a_ref_to_a_missing_object(repo, gx):
+    (repo / "writer.py").write_text(WRITER)
+    rng = random.Random(1234)
+    for _ in range(8):
+        proc = subprocess.Popen([sys.executable, "writer.py"], cwd=repo)
+        time.sleep(rng.uniform(0.3, 1.2))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        git("fsck", "--connectivity-only", cwd=repo)
+    gx.ok("log")  # finalises the crashed runs
+    proc = gx("fsck")
+    assert proc.returncode == 0, proc.stdout
+    gx.ok("gc", "--grace", "0s")  # leftovers of killed writes (temp and lock files) go
+    fsck(repo)
+    rows = json.loads(gx.ok("log", "--json", "-e", "kill"))
+    assert rows and {r["status"] for r in rows} <= {"finished", "crashed"}
+
+
+# ----------------------------------------------------------- fuzz target
+
+_FILES = st.sampled_from(
+    ["run.json", "params.json", "summary.json", "artifacts.json", "env.json", "code.json"]
+)
+_JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda kids: (
+        st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=6), kids, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    name=_FILES,
+    content=st.one_of(
+        st.binary(max_size=64),
+        _JSONISH.map(lambda v: json.dumps(v).encode()),
+        st.fixed_dictionaries(
+            {},
+            optional={
+                k: _JSONISH
+                for k in (
+                    "metrics",
+                    "final",
+                    "status",
+                    "tags",
+                    "notes",
+                    "command",
+                    "path",
+                    "blake3",
+                    "size",
+                    "kind",
+                    "files",
+                    "source",
+                    "commit",
+                    "format",
+                )
+            },
+        ).map(lambda v: json.dumps(v).encode()),
+        st.lists(
+            st.fixed_dictionaries(
+                {"path": st.text(max_size=8), "blake3": st.just("a" * 64), "size": _JSONISH},
+                optional={"files": _JSONISH, "kind": _JSONISH, "role": _JSONISH, "mode": _JSONISH},
+            ),
+            max_size=2,
+        ).map(lambda v: json.dumps(v).encode()),
+    ),
+)
+def test_fuzz_run_tree_reader_fails_only_with_gitexp_errors(repo, name, content):
+    """Whatever bytes a run tree holds, reading it raises a GitExpError or succeeds."""
+    with ExpStore(repo) as store:
+        base = _parse_record(store.repo, *next(iter(_fuzz_base(store).items())))
+        if name == "run.json" and isinstance(_maybe_json(content), dict):
+            data = _maybe_json(content)
+            data.setdefault("format", 1)
+            content = json.dumps(data).encode()
+        tree = store.repo.update_tree(base.tree, {name: content})
+        commit = store.repo.write_commit(tree, [base.sha], "fuzz")
+        try:
+            rec = _parse_record(store.repo, base.ref, commit)
+            rec.summary.final_values()
+            [a.to_json() for a in rec.artifacts]
+        except GitExpError:
+            pass
+
+
+def _maybe_json(data: bytes):
+    try:
+        return json.loads(data)
+    except ValueError:
+        return None
+
+
+def _fuzz_base(store):
+    refs = store.list_refs("fuzz")
+    if not refs:
+        with gitexp.start_run(experiment="fuzz", repo=store.repo.work_tree) as run:
+            run.log_metric("x", 1.0)
+        refs = store.list_refs("fuzz")
+    return refs
