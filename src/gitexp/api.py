@@ -66,12 +66,12 @@ def runs(
 ) -> Any:
     """Runs as a ``pyarrow.Table``: one row per run, params as ``params.<key>``
     and final metrics as ``metrics.<key>`` columns. ``.to_pandas()`` for pandas."""
-    from gitexp.query import select, to_arrow
+    from gitexp.query import select_rows, to_arrow
     from gitexp.store import ExpStore
 
     statuses = [status] if isinstance(status, str) else status
     with ExpStore(repo) as store:
-        return to_arrow(select(store, experiment, statuses, tags))
+        return to_arrow(select_rows(store, experiment, statuses, tags))
 
 
 def get_run(address: str, repo: str | os.PathLike[str] = ".") -> dict[str, Any]:

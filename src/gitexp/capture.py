@@ -161,6 +161,7 @@ def code_state(repo: GitRepo, cas: LocalStore, large_threshold: int = 10 << 20) 
         "tree": state.code_tree,
         "changed": state.changed,
         "large_files": [e.path for e in large],
+        "unreadable": state.unreadable,
         "diff_stat": repo.diff_stat(state.head, state.snapshot) if state.snapshot else "",
     }
     return CodeState(data, state.code_commit, state.code_tree, large)

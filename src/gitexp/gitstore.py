@@ -58,6 +58,7 @@ class WorkTreeState:
     code_tree: str
     changed: list[str] = field(default_factory=list)  # paths that differ from HEAD
     large_files: list[str] = field(default_factory=list)  # left out of the snapshot
+    unreadable: list[str] = field(default_factory=list)  # changed while git read them
 
 
 def _git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -115,31 +116,43 @@ class GitRepo:
         return blob.id.decode("ascii")
 
     def _add(self, obj: Any) -> None:
-        """Write a loose object (atomically: dulwich writes a lock file and renames).
+        """Write a loose object atomically (dulwich: lock file, then rename).
 
-        A lock file left by a writer killed mid-write would block that object
-        forever; loose objects are content-addressed, so every writer produces
-        the same bytes, and we write through a private temporary name instead.
+        Two races with other processes are handled as git handles them: a
+        concurrent ``git gc`` may remove the empty ``objects/xx`` directory
+        between dulwich's mkdir and its open (we try again), and a lock file
+        left by a writer killed mid-write would block the object forever (loose
+        objects are content-addressed, so every writer produces the same bytes:
+        we write through a private temporary name instead).
         """
         from dulwich.file import FileLocked
 
-        try:
-            self._store.add_object(obj)
-        except FileLocked:
-            sha = obj.id.decode("ascii")
-            final = os.path.join(self.common_dir, "objects", sha[:2], sha[2:])
-            if os.path.exists(final):
-                return
-            fd, tmp = tempfile.mkstemp(prefix="tmp_obj_", dir=os.path.dirname(final))
+        for attempt in range(5):
             try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(obj.as_legacy_object())
-                os.chmod(tmp, 0o444)
-                os.replace(tmp, final)
-            except BaseException:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-                raise
+                self._store.add_object(obj)
+                return
+            except FileNotFoundError:
+                if attempt == 4:
+                    raise
+            except FileLocked:
+                self._add_bypassing_lock(obj)
+                return
+
+    def _add_bypassing_lock(self, obj: Any) -> None:
+        sha = obj.id.decode("ascii")
+        final = os.path.join(self.common_dir, "objects", sha[:2], sha[2:])
+        if os.path.exists(final):
+            return
+        fd, tmp = tempfile.mkstemp(prefix="tmp_obj_", dir=os.path.dirname(final))
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(obj.as_legacy_object())
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, final)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
 
     def has_object(self, sha: str) -> bool:
         """True when the object store holds ``sha``."""
@@ -492,9 +505,11 @@ class GitRepo:
             else:
                 os.unlink(tmp_index)
             env = {"GIT_INDEX_FILE": tmp_index}
-            args = ["add", "-A", "--", "."]
+            args = ["add", "-A", "--ignore-errors", "--", "."]
             args += [f":(exclude,literal){p}" for p in large]
-            self._run_git(args, env=env)
+            # a file rewritten by another process while git reads it cannot be
+            # added: snapshot everything else and say which paths were skipped
+            unreadable = self._add_all(args, env)
             for p in large:  # a tracked large file keeps its HEAD version in the snapshot
                 self._run_git(["update-index", "--force-remove", "--", p], env=env, check=False)
             tree = self._run_git(["write-tree"], env=env).strip()
@@ -517,7 +532,22 @@ class GitRepo:
         state.code_tree = tree
         state.changed = sorted(changed)
         state.large_files = sorted(large)
+        state.unreadable = unreadable
         return state
+
+    def _add_all(self, args: list[str], env: Mapping[str, str]) -> list[str]:
+        proc = subprocess.run(
+            ["git", *args], cwd=self.work_tree, env=_git_env(env), capture_output=True
+        )
+        if proc.returncode == 0:
+            return []
+        errors = proc.stderr.decode("utf-8", "replace").splitlines()
+        skipped = sorted(
+            {ln.split("'")[1] for ln in errors if ln.startswith("error:") and ln.count("'") >= 2}
+        )
+        if not skipped:
+            raise GitExpError(f"git add failed: {errors[-1] if errors else proc.returncode}")
+        return skipped
 
     def diff_stat(self, base: str, other: str) -> str:
         """``git diff --stat`` between two commits."""

@@ -40,6 +40,27 @@ def select(
     return out
 
 
+def select_rows(
+    store: ExpStore,
+    experiment: str | None = None,
+    status: Sequence[str] | None = None,
+    tags: Sequence[str] | None = None,
+    problems: list[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Leaderboard rows of the runs matching the filters, newest first, from the catalog.
+
+    Only runs whose refs changed since the last call are read from git.
+    """
+    from gitexp.catalog import Catalog, rows_from_catalog
+
+    for s in status or []:
+        if s not in fmt.STATUSES:
+            raise UsageError(f"unknown status {s!r} (one of {', '.join(fmt.STATUSES)})")
+    if experiment:
+        fmt.validate_experiment(experiment)
+    return rows_from_catalog(Catalog(store).update(problems), experiment, status, tags)
+
+
 def row_of(rec: RunRecord) -> dict[str, Any]:
     """One flat row: base columns, ``params.*`` and ``metrics.*`` (final values)."""
     row: dict[str, Any] = {
@@ -69,8 +90,8 @@ def differing_params(rows: Iterable[dict[str, Any]]) -> list[str]:
     keys = sorted({k for r in rows for k in r if k.startswith("params.")})
     out = []
     for k in keys:
-        values = {json.dumps(r.get(k), sort_keys=True) for r in rows}
-        if len(values) > 1:
+        first = rows[0].get(k)
+        if any(r.get(k) != first or type(r.get(k)) is not type(first) for r in rows):
             out.append(k)
     return out
 
@@ -107,13 +128,13 @@ def resolve_column(name: str, available: Iterable[str]) -> str:
 
 
 def leaderboard(
-    records: Sequence[RunRecord],
+    rows: Sequence[dict[str, Any]],
     sort: str | None = None,
     limit: int | None = None,
     columns: Sequence[str] | None = None,
 ) -> Leaderboard:
     """The table ``git exp log`` shows: base columns, differing params, final metrics."""
-    rows = [row_of(r) for r in records]
+    rows = list(rows)
     available = sorted({k for r in rows for k in r})
     if sort:
         desc = sort.startswith("-")
@@ -134,11 +155,10 @@ def leaderboard(
     return Leaderboard(cols, rows)
 
 
-def to_arrow(records: Sequence[RunRecord]) -> Any:
-    """Runs as a pyarrow Table: one row per run; params and metrics flattened."""
+def to_arrow(rows: Sequence[dict[str, Any]]) -> Any:
+    """Rows (from :func:`select_rows` or :func:`row_of`) as a pyarrow Table."""
     import pyarrow as pa
 
-    rows = [row_of(r) for r in records]
     keys = list(dict.fromkeys(k for r in rows for k in r))
     data: dict[str, Any] = {}
     for k in keys:

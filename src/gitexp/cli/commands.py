@@ -145,13 +145,15 @@ def log_cmd(
       git exp log -e mnist --sort=-acc --limit 10
     """
     from gitexp.cli.render import format_csv, format_json, format_table
-    from gitexp.query import leaderboard, select
+    from gitexp.query import leaderboard, select_rows
     from gitexp.store import ExpStore
 
     cols = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
     problems: list[str] = []
     with ExpStore(repo_of(ctx)) as store:
-        board = leaderboard(select(store, experiment, statuses, tags, problems), sort, limit, cols)
+        board = leaderboard(
+            select_rows(store, experiment, statuses, tags, problems), sort, limit, cols
+        )
     for p in problems:
         echo(f"git exp: warning: skipped unreadable run {p}", err=True)
     if as_json:
