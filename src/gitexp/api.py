@@ -43,7 +43,7 @@ def log_artifact(
     return _need_active().log_artifact(path, name, role)
 
 
-def log_input(path: str | os.PathLike[str], store: bool = False) -> ArtifactEntry:
+def log_input(path: str | os.PathLike[str], store: bool = False) -> ArtifactEntry | None:
     """Record a data input of the active run."""
     return _need_active().log_input(path, store)
 

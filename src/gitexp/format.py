@@ -87,6 +87,10 @@ def validate_experiment(name: str) -> str:
             raise InvalidName(
                 f"experiment name {shown}: a component may not start with '.' or '-'", name
             )
+        if _RUN_ID_RE.match(part):
+            raise InvalidName(
+                f"experiment name {shown}: a component may not have the shape of a run id", name
+            )
         if part.endswith((".lock", ".")):
             raise InvalidName(
                 f"experiment name {shown}: a component may not end with '.lock' or '.'", name
@@ -122,7 +126,7 @@ def is_run_id(text: str) -> bool:
 
 
 def new_run_id(now: _dt.datetime | None = None) -> str:
-    """A run id: UTC start time plus 48 random bits from the OS.
+    """A run id: UTC start time (to the second) plus 24 random bits from the OS.
 
     ``os.urandom`` is used rather than ``random`` so that a training script that
     seeds the global RNG still gets distinct ids.

@@ -104,12 +104,13 @@ class Leaderboard:
     rows: list[dict[str, Any]]
 
 
-def _sort_key(value: Any) -> tuple[int, Any]:
+def _sort_key(value: Any) -> tuple[int, int, float, str]:
+    """Missing values last; numbers before text; numbers by value, text by text."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return (1, 0)
+        return (1, 0, 0.0, "")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return (0, float(value))
-    return (0, str(value))
+        return (0, 0, float(value), "")
+    return (0, 1, 0.0, json.dumps(value, sort_keys=True) if not isinstance(value, str) else value)
 
 
 def resolve_column(name: str, available: Iterable[str]) -> str:
@@ -141,7 +142,7 @@ def leaderboard(
         col = resolve_column(sort.lstrip("-+"), available)
         present = [r for r in rows if _sort_key(r.get(col))[0] == 0]
         missing = [r for r in rows if _sort_key(r.get(col))[0] == 1]
-        present.sort(key=lambda r: _sort_key(r.get(col))[1], reverse=desc)
+        present.sort(key=lambda r: _sort_key(r.get(col))[1:], reverse=desc)
         rows = present + missing
     if limit is not None:
         if limit < 0:

@@ -38,6 +38,7 @@ ENV_REPO = "GITEXP_REPO"
 FLUSH_INTERVAL = 0.5  # seconds between spool writes while points are buffered
 MIN_CHECKPOINT = 5.0  # seconds between commits to the ref, early in a run
 MAX_CHECKPOINT = 300.0  # ... and late in a long run
+HEARTBEAT_INTERVAL = 600.0  # an idle run still commits a heartbeat this often
 TICK = 0.1
 
 
@@ -146,6 +147,7 @@ class Run:
         self._io = threading.RLock()
         self._last_spool = self._start
         self._last_commit = self._start
+        self._last_beat = self._start
         self._finished = False
         self._forked = False
         self._reported = False
@@ -245,13 +247,15 @@ class Run:
 
     def log_artifact(
         self, path: str | os.PathLike[str], name: str | None = None, role: str = "output"
-    ) -> ArtifactEntry:
+    ) -> ArtifactEntry | None:
         """Store a file or directory in the CAS and list it in the manifest.
 
         Durable when the call returns. The same bytes logged again, in this or
-        any other run, are stored once.
+        any other run, are stored once. Returns the manifest entry (None in a
+        forked child, which never writes its parent's run).
         """
-        self._usable()
+        if not self._usable():
+            return None
         if role not in fmt.ROLES:
             raise UsageError(f"unknown artifact role {role!r} (one of {', '.join(fmt.ROLES)})")
         path = os.fspath(path)
@@ -264,13 +268,16 @@ class Run:
             self._spool()
         return hashed.entry
 
-    def log_input(self, path: str | os.PathLike[str], store: bool = False) -> ArtifactEntry:
+    def log_input(
+        self, path: str | os.PathLike[str], store: bool = False
+    ) -> ArtifactEntry | None:
         """Record a data input by its BLAKE3 (a directory by its Merkle root).
 
         With ``store=True`` its bytes also go to the CAS, so ``reproduce`` can
-        restore it; otherwise only drift can be detected.
+        restore it; otherwise only drift can be detected. None in a forked child.
         """
-        self._usable()
+        if not self._usable():
+            return None
         path = os.fspath(path)
         name, source = input_source(path, self._store.repo.work_tree)
         hashed = record_path(path, name, "input", self._store.cas, store=store, source=source)
@@ -369,9 +376,12 @@ class Run:
             ):
                 self._spool()
             if now - self._last_commit >= checkpoint_interval(now - self._start):
-                if self._writer.uncommitted():
+                idle_for = now - self._last_beat
+                if self._writer.uncommitted() or idle_for >= HEARTBEAT_INTERVAL:
                     self._writer.commit(self._heartbeat(), "checkpoint")
+                    self._last_beat = now
                 self._last_commit = now
+            self._writer.touch()
         finally:
             self._io.release()
 

@@ -74,6 +74,7 @@ def run_cmd(
     result = run_command(
         list(command),
         repo=repo_of(ctx),
+        cwd=repo_of(ctx),
         experiment=experiment,
         name=name,
         params=params,
@@ -168,7 +169,13 @@ def log_cmd(
     elif as_csv:
         click.echo(format_csv(board.columns, board.rows), nl=False)
     elif not board.rows:
-        echo("no runs yet: record one with 'git exp run -- <command>'", err=True)
+        filtered = experiment or statuses or tags or limit is not None
+        echo(
+            "no runs match"
+            if filtered
+            else "no runs yet: record one with 'git exp run -- <command>'",
+            err=True,
+        )
     else:
         echo(format_table(board.columns, board.rows))
 

@@ -138,25 +138,25 @@ def format_csv(columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(columns)
     for r in rows:
-        writer.writerow(
-            [
-                ""
-                if r.get(c) is None
-                else json.dumps(r.get(c))
-                if isinstance(r.get(c), (list, dict))
-                else format_number(r.get(c))
-                if isinstance(r.get(c), float)
-                else r.get(c)
-                for c in columns
-            ]
-        )
+        writer.writerow([_raw(r.get(c)) for c in columns])
     return buf.getvalue()
+
+
+def _raw(value: Any) -> str:
+    """A CSV cell: full-precision numbers, JSON for booleans, lists and dicts."""
+    if value is None:
+        return ""
+    if isinstance(value, (bool, list, dict)):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, float):
+        return format_number(value) if not math.isfinite(value) else repr(value)
+    return str(value)
 
 
 def human_size(n: int | None) -> str:
     """``1.2 MB``."""
     if n is None:
-        return ""
+        return "-"
     size = float(n)
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if size < 1000 or unit == "TB":
