@@ -130,14 +130,10 @@ def main() -> None:
             f"  (list.append baseline {lm['list_append_us']:.2f} us, ratio "
             f"{lm['log_metric_us'] / lm['list_append_us']:.1f}x)"
         )
-        print(
-            f"log_metric, numpy array of 10M: {lm['batched_points_per_s'] / 1e6:.1f} M points/s"
-        )
+        print(f"log_metric, numpy array of 10M: {lm['batched_points_per_s'] / 1e6:.1f} M points/s")
         print(f"finish() after 11M points:                {lm['finish_after_11M_points_s']:.2f} s")
         w2 = bench_small_run(gitexp, repo, art)
-        print(
-            f"run (10 params, 3x100 metrics, 1 KB artifact), median of 30: {w2:.1f} ms"
-        )
+        print(f"run (10 params, 3x100 metrics, 1 KB artifact), median of 30: {w2:.1f} ms")
         log_s, help_s = bench_log(repo, args.runs, gitexp)
         print(f"git exp log over {args.runs} runs (whole process, best of 3): {log_s:.2f} s")
         print(f"git-exp --help (whole process): {help_s * 1000:.0f} ms")

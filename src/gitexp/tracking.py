@@ -35,11 +35,11 @@ from gitexp.store import ExpStore, RunDelta, SpoolWriter
 ENV_RUN_REF = "GITEXP_RUN_REF"
 ENV_REPO = "GITEXP_REPO"
 
-FLUSH_INTERVAL = 0.5  # seconds between spool writes while points are buffered
+FLUSH_INTERVAL = 0.25  # seconds between spool writes while points are buffered
 MIN_CHECKPOINT = 5.0  # seconds between commits to the ref, early in a run
 MAX_CHECKPOINT = 300.0  # ... and late in a long run
 HEARTBEAT_INTERVAL = 600.0  # an idle run still commits a heartbeat this often
-TICK = 0.1
+TICK = 0.05
 
 
 class GitExpWarning(UserWarning):
