@@ -25,6 +25,7 @@ COMMANDS = {
     "rm": "gitexp.cli.maint_cmds:rm_cmd",
     "tag": "gitexp.cli.maint_cmds:tag_cmd",
     "note": "gitexp.cli.maint_cmds:note_cmd",
+    "reindex": "gitexp.cli.maint_cmds:reindex_cmd",
 }
 
 

@@ -149,3 +149,18 @@ def note_cmd(ctx: click.Context, run: str, text: str) -> None:
 
     with ExpStore(repo_of(ctx)) as store:
         echo(edit(store, run, note=text))
+
+
+@click.command("reindex")
+@click.pass_context
+def reindex_cmd(ctx: click.Context) -> None:
+    """Rebuild the run catalog (.git/exp/catalog) from the refs.
+
+    Never needed for correctness: the catalog updates itself from changed refs.
+    """
+    from gitexp.catalog import Catalog
+    from gitexp.store import ExpStore
+
+    with ExpStore(repo_of(ctx)) as store:
+        n = Catalog(store).rebuild()
+    echo(f"catalog rebuilt: {n} run(s)")
