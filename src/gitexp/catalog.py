@@ -82,23 +82,22 @@ def _row_data(rec: RunRecord) -> dict[str, Any]:
 
 def _scan_loose(refs_root: str) -> Iterator[tuple[str, int]]:
     """(ref name, mtime_ns) of every loose ref under refs/experiments."""
-    stack = [refs_root]
-    base = os.path.dirname(os.path.dirname(refs_root))  # the git common dir
+    stack = [(refs_root, fmt.NAMESPACE)]
     while stack:
-        d = stack.pop()
+        d, prefix = stack.pop()
         try:
             entries = list(os.scandir(d))
         except FileNotFoundError:
             continue
         for e in entries:
             if e.is_dir(follow_symlinks=False):
-                stack.append(e.path)
+                stack.append((e.path, f"{prefix}{e.name}/"))
             elif not e.name.endswith(".lock"):
                 try:
                     mtime = e.stat(follow_symlinks=False).st_mtime_ns
                 except FileNotFoundError:
                     continue
-                yield os.path.relpath(e.path, base).replace(os.sep, "/"), mtime
+                yield prefix + e.name, mtime
 
 
 def _read_loose(common: str, ref: str) -> str | None:
@@ -216,9 +215,11 @@ class Catalog:
                 current[ref] = (sha, 0, True)
         for ref, mtime in loose.items():
             row = rows.get(ref)
-            if row is not None and not row.packed and row.mtime_ns == mtime and mtime < racy_ns:
-                current[ref] = (row.sha, mtime, False)
-                continue
+            if row is not None and not row.packed and row.mtime_ns == mtime:
+                if mtime < racy_ns:
+                    current[ref] = (row.sha, mtime, False)
+                    continue
+                changed = True  # re-read a racy ref: save, so it is not racy next time
             sha = _read_loose(self.common, ref)
             if sha is not None:
                 current[ref] = (sha, mtime, False)

@@ -1,0 +1,192 @@
+"""`git exp log` at scale: 10,000 and 100,000 runs.
+
+Runs are generated in format version 1 with `git fast-import` (creating 100k
+runs through the API would take minutes and measure something else). Prints,
+for each size: the first `git exp log` (builds the catalog: every run read
+from git), warm calls, a call after 1% of the runs changed, and peak RSS.
+The baseline in the same run is `git for-each-ref refs/experiments/` (C git
+listing the same refs, no parsing).
+
+Usage: python bench/bench_catalog.py [--sizes 10000 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "src"))
+
+from gitexp.format import canonical_json  # noqa: E402
+
+
+def make_repo(path: str) -> str:
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "b",
+        "GIT_AUTHOR_EMAIL": "b@b",
+        "GIT_COMMITTER_NAME": "b",
+        "GIT_COMMITTER_EMAIL": "b@b",
+    }
+    subprocess.run(["git", "init", "-q", path], check=True)
+    with open(os.path.join(path, "train.py"), "w") as f:
+        f.write("print('hi')\n")
+    subprocess.run(["git", "add", "."], cwd=path, check=True)
+    subprocess.run(["git", "commit", "-qm", "init"], cwd=path, check=True, env=env)
+    return subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def _blob(out, data: bytes) -> None:
+    out.write(b"data %d\n" % len(data))
+    out.write(data)
+    out.write(b"\n")
+
+
+def generate(path: str, n: int, experiment: str = "bench") -> None:
+    head = make_repo(path)
+    code = canonical_json({"commit": head, "head": head, "tree": "0" * 40, "dirty": False})
+    env = canonical_json({"python": {"version": "3.11.7"}, "packages": ["numpy==2.4.6"]})
+    proc = subprocess.Popen(["git", "fast-import", "--quiet"], cwd=path, stdin=subprocess.PIPE)
+    out = proc.stdin
+    assert out is not None
+    out.write(b"blob\nmark :1\n")
+    _blob(out, code)
+    out.write(b"blob\nmark :2\n")
+    _blob(out, env)
+    out.write(b"blob\nmark :3\n")
+    _blob(out, b"[]\n")
+    t = 1795000000
+    for i in range(n):
+        run_id = time.strftime("%Y%m%d-%H%M%S-", time.gmtime(t + i)) + f"{i:06x}"
+        run = {
+            "format": 1,
+            "id": run_id,
+            "experiment": experiment,
+            "name": f"run {i}",
+            "status": "finished" if i % 10 else "failed",
+            "start_time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t + i)),
+            "end_time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t + i + 60)),
+            "duration": 60.0,
+            "command": ["python", "train.py"],
+            "exit_code": 0,
+            "tags": ["baseline"] if i % 100 == 0 else [],
+            "notes": [],
+            "links": {},
+            "writers": {},
+            "host": "bench",
+            "user": "bench",
+            "fingerprint": f"{i:064x}",
+        }
+        params = {
+            "lr": 10 ** -(1 + i % 4),
+            "batch": 32 * (1 + i % 3),
+            "seed": i,
+            "model": {"depth": 2 + i % 5, "width": 64},
+            "opt": "adam",
+        }
+        summary = {
+            "metrics": {
+                k: {
+                    "last": v,
+                    "last_step": 99,
+                    "last_time": t + i,
+                    "min": v,
+                    "max": v,
+                    "count": 100,
+                }
+                for k, v in (
+                    ("loss", 1 / (i + 1)),
+                    ("acc", (i % 1000) / 1000),
+                    ("val_acc", (i % 997) / 997),
+                )
+            },
+            "final": {},
+        }
+        out.write(f"commit refs/experiments/{experiment}/{run_id}\n".encode())
+        out.write(f"committer b <b@b> {t + i} +0000\n".encode())
+        msg = f"finish {experiment}/{run_id}\n".encode()
+        out.write(b"data %d\n%s\n" % (len(msg), msg))
+        out.write(f"from {head}\n".encode())
+        out.write(b"deleteall\n")
+        for name, data in (("run.json", run), ("params.json", params), ("summary.json", summary)):
+            out.write(f"M 100644 inline {name}\n".encode())
+            _blob(out, canonical_json(data))
+        out.write(b"M 100644 :1 code.json\nM 100644 :2 env.json\nM 100644 :3 artifacts.json\n\n")
+    out.close()
+    assert proc.wait() == 0
+
+
+def timed(cmd: list[str], cwd: str) -> tuple[float, int]:
+    """Wall seconds and peak RSS (MB) of a whole process."""
+    t0 = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    subprocess.run(cmd, cwd=cwd, check=True, stdout=subprocess.DEVNULL)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return time.perf_counter() - t0, max(before, after) // 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    args = ap.parse_args()
+    for n in args.sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            repo = os.path.join(tmp, "repo")
+            t0 = time.perf_counter()
+            generate(repo, n)
+            gen = time.perf_counter() - t0
+            base, _ = timed(["git", "for-each-ref", "refs/experiments/"], repo)
+            cold, rss_cold = timed(["git", "exp", "log", "--sort=-acc", "--limit", "20"], repo)
+            time.sleep(2.1)  # let the racy window pass, as it would between two commands
+            subprocess.run(
+                ["git", "exp", "log", "--limit", "1"],
+                cwd=repo,
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+            warm = min(
+                timed(["git", "exp", "log", "--sort=-acc", "--limit", "20"], repo)[0]
+                for _ in range(3)
+            )
+            full, rss_full = timed(["git", "exp", "log"], repo)
+            jsn, _ = timed(["git", "exp", "log", "--json"], repo)
+            # 1% of runs change (tagged), then list again
+            refs = subprocess.run(
+                ["git", "for-each-ref", "--format=%(refname)", "refs/experiments/"],
+                cwd=repo,
+                capture_output=True,
+                text=True,
+            ).stdout.split()[: max(1, n // 100)]
+            import gitexp.store as st
+
+            with st.ExpStore(repo) as store:
+                from gitexp.format import ExpRef
+
+                for ref in refs:
+                    store.update(ExpRef.from_ref(ref), st.RunDelta(tags_add=["changed"]), "tag")
+            changed, _ = timed(["git", "exp", "log", "--sort=-acc", "--limit", "20"], repo)
+            print(f"{n:>7} runs  generated in {gen:.1f} s; for-each-ref {base:.2f} s")
+            print(
+                f"         git exp log (first call, builds the catalog): {cold:.2f} s, "
+                f"{rss_cold} MB peak RSS"
+            )
+            print(f"         git exp log --sort=-acc --limit 20, warm:       {warm:.2f} s")
+            print(
+                f"         git exp log, all rows printed, warm:            {full:.2f} s, "
+                f"{rss_full} MB peak RSS"
+            )
+            print(f"         git exp log --json, all rows, warm:             {jsn:.2f} s")
+            print(f"         after {len(refs)} runs changed:                  {changed:.2f} s")
+            sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
