@@ -78,13 +78,14 @@ def check_step(step: Any, key: str) -> int:
 class MetricBuffer:
     """Thread-safe in-memory buffer of metric points.
 
-    ``append`` is the hot path: one lock, one list append. Steps default to one
-    past the last step logged for the key.
+    ``append`` is the hot path: one lock, four list appends (the buffer is
+    columnar, so draining needs no transposition). Steps default to one past
+    the last step logged for the key.
     """
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.rows: list[tuple[str, int, float, float]] = []
+        self.rows = Rows()
         self.chunks: list[tuple[str, Any, Any, float]] = []  # (key, steps, values, time)
         self.next_step: dict[str, int] = {}
         self.known_keys: set[str] = set()
@@ -103,7 +104,11 @@ class MetricBuffer:
                 s = step if type(step) is int and step >= 0 else check_step(step, key)
             if s >= self.next_step.get(key, 0):
                 self.next_step[key] = s + 1
-            self.rows.append((key, s, v, now))
+            rows = self.rows
+            rows.keys.append(key)
+            rows.steps.append(s)
+            rows.values.append(v)
+            rows.times.append(now)
 
     def append_many(self, values: Mapping[str, Any], step: Any = None) -> None:
         """Buffer several keys at one step."""
@@ -122,7 +127,10 @@ class MetricBuffer:
                     s = step if type(step) is int and step >= 0 else check_step(step, key)
                 if s >= self.next_step.get(key, 0):
                     self.next_step[key] = s + 1
-                self.rows.append((key, s, v, now))
+                self.rows.keys.append(key)
+                self.rows.steps.append(s)
+                self.rows.values.append(v)
+                self.rows.times.append(now)
 
     def append_array(self, key: str, values: Any, steps: Any = None) -> None:
         """Buffer a whole array of values for one key (steps consecutive by default)."""
@@ -131,8 +139,8 @@ class MetricBuffer:
         if key not in self.known_keys:
             check_key(key)
             self.known_keys.add(key)
-        try:
-            arr = np.asarray(values, dtype=np.float64).ravel()
+        try:  # a copy: the caller may reuse its array after the call
+            arr = np.array(values, dtype=np.float64).ravel()
         except (TypeError, ValueError) as exc:
             raise InvalidValue(f"metric {key!r}: values are not numbers", key) from exc
         now = time.time()
@@ -141,7 +149,7 @@ class MetricBuffer:
                 start = self.next_step.get(key, 0)
                 st = np.arange(start, start + len(arr), dtype=np.int64)
             else:
-                st = np.asarray(steps).astype(np.int64, copy=False).ravel()
+                st = np.array(steps, dtype=np.int64).ravel()
                 if len(st) != len(arr):
                     raise InvalidValue(
                         f"metric {key!r}: {len(st)} steps for {len(arr)} values", key
@@ -158,50 +166,69 @@ class MetricBuffer:
         """True when points are waiting to be drained."""
         return bool(self.rows or self.chunks)
 
-    def drain(self) -> Any | None:
-        """Take everything buffered as one Arrow table (None when empty)."""
+    def drain(self) -> tuple[Any, Summary] | None:
+        """Take everything buffered: (Arrow table in log order, its summary), or None."""
         with self.lock:
-            rows, self.rows = self.rows, []
+            rows, self.rows = self.rows, Rows()
             chunks, self.chunks = self.chunks, []
         if not rows and not chunks:
             return None
-        return build_table(rows, chunks)
+        table = build_table(rows, chunks)  # single points first, then the chunks
+        summary = summarize(table.slice(0, len(rows))) if rows else Summary()
+        return table, summary.merge(summarize_chunks(chunks))
 
 
-def build_table(
-    rows: list[tuple[str, int, float, float]], chunks: Iterable[tuple[str, Any, Any, float]] = ()
-) -> Any:
-    """Arrow table in segment schema from buffered rows and array chunks (log order kept)."""
+class Rows:
+    """Buffered single points, one list per column."""
+
+    __slots__ = ("keys", "steps", "times", "values")
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self.steps: list[int] = []
+        self.values: list[float] = []
+        self.times: list[float] = []
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+def build_table(rows: Rows | None, chunks: Iterable[tuple[str, Any, Any, float]] = ()) -> Any:
+    """Arrow table in segment schema from buffered rows and array chunks.
+
+    Array chunks never become Python objects: the key column of a chunk is a
+    one-entry dictionary expanded in C.
+    """
     import numpy as np
     import pyarrow as pa
 
+    ts = pa.timestamp("us", tz="UTC")
     parts = []
     if rows:
-        keys, steps, values, times = zip(*rows)
+        times = np.fromiter(rows.times, np.float64, len(rows))
         parts.append(
             pa.table(
                 {
-                    "key": pa.array(keys, pa.string()),
-                    "step": pa.array(steps, pa.int64()),
-                    "value": pa.array(values, pa.float64()),
-                    "time": pa.array(
-                        (np.asarray(times) * 1e6).astype(np.int64), pa.timestamp("us", tz="UTC")
-                    ),
+                    "key": pa.array(rows.keys, pa.string()),
+                    "step": pa.array(np.fromiter(rows.steps, np.int64, len(rows))),
+                    "value": pa.array(np.fromiter(rows.values, np.float64, len(rows))),
+                    "time": pa.array((times * 1e6).astype(np.int64), ts),
                 },
                 schema=schema(),
             )
         )
     for key, st, arr, t in chunks:
         n = len(arr)
+        keycol = pa.DictionaryArray.from_arrays(
+            pa.array(np.zeros(n, dtype=np.int32)), pa.array([key], pa.string())
+        ).cast(pa.string())
         parts.append(
             pa.table(
                 {
-                    "key": pa.array(np.full(n, key, dtype=object), pa.string()),
+                    "key": keycol,
                     "step": pa.array(st, pa.int64()),
                     "value": pa.array(arr, pa.float64()),
-                    "time": pa.array(
-                        np.full(n, int(t * 1e6), dtype=np.int64), pa.timestamp("us", tz="UTC")
-                    ),
+                    "time": pa.array(np.full(n, int(t * 1e6), dtype=np.int64), ts),
                 },
                 schema=schema(),
             )
@@ -209,6 +236,27 @@ def build_table(
     if len(parts) == 1:
         return parts[0]
     return pa.concat_tables(parts)
+
+
+def summarize_chunks(chunks: Iterable[tuple[str, Any, Any, float]]) -> Summary:
+    """The summary of array chunks: each has one key, so numpy summarises it directly."""
+    import numpy as np
+
+    out = Summary()
+    for key, st, arr, t in chunks:
+        if not len(arr):
+            continue
+        finite = arr[~np.isnan(arr)]
+        part = MetricSummary(
+            last=float(arr[-1]),
+            last_step=int(st[-1]),
+            last_time=t,
+            min=float(finite.min()) if len(finite) else math.nan,
+            max=float(finite.max()) if len(finite) else math.nan,
+            count=len(arr),
+        )
+        out = out.merge(Summary({key: part}))
+    return out
 
 
 def summarize(table: Any) -> Summary:
@@ -253,7 +301,7 @@ def to_parquet(table: Any, metadata: Mapping[str, str] | None = None) -> bytes:
     if metadata:
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
     buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd", use_dictionary=["key"])
+    pq.write_table(table, buf, compression="zstd", use_dictionary=["key"], row_group_size=1 << 20)
     return buf.getvalue()
 
 

@@ -52,6 +52,8 @@ from gitexp.format import (
 from gitexp.gitstore import MODE_TREE, GitRepo
 
 MAX_RETRIES = 50
+PASS_THROUGH_BYTES = 1 << 20  # a spool segment this large is committed without re-encoding
+MERGE_ROWS = 1 << 20  # small spool segments are merged into segments of about this many rows
 REMOTE_STALE_SECONDS = 30 * 60  # a run from another host is crashed after this silence
 
 
@@ -731,7 +733,19 @@ def load_spool(writer_dir: str, seqs: list[int]) -> RunDelta:
 
     wid = os.path.basename(writer_dir)
     delta = RunDelta()
-    tables = []
+    tables: list[Any] = []
+    segments: list[bytes] = []
+
+    def merge_small() -> None:
+        if tables:
+            segments.append(to_parquet(concat(tables)))
+            tables.clear()
+
+    def add_small(table: Any) -> None:
+        tables.append(table)
+        if sum(t.num_rows for t in tables) >= MERGE_ROWS:  # bound memory and segment size
+            merge_small()
+
     for seq in seqs:
         base = os.path.join(writer_dir, f"{seq:08d}")
         try:
@@ -742,9 +756,14 @@ def load_spool(writer_dir: str, seqs: list[int]) -> RunDelta:
         delta.absorb(part)
         if os.path.exists(base + ".parquet"):
             with open(base + ".parquet", "rb") as f:
-                tables.append(from_parquet(f.read(), f"spool entry {base}.parquet"))
-    if tables:
-        delta.segments = [to_parquet(concat(tables))]
+                data = f.read()
+            if len(data) >= PASS_THROUGH_BYTES:  # big enough to be a segment as it is
+                merge_small()
+                segments.append(data)
+            else:
+                add_small(from_parquet(data, f"spool entry {base}.parquet"))
+    merge_small()
+    delta.segments = segments
     delta.writer = (wid, seqs[-1])
     return delta
 

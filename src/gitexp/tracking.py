@@ -29,7 +29,7 @@ from gitexp import format as fmt
 from gitexp.capture import code_state, environment, host_facts, input_source, record_path
 from gitexp.errors import GitExpError, RunStateError, UsageError
 from gitexp.format import ArtifactEntry, ExpRef
-from gitexp.metrics import MetricBuffer, summarize, to_parquet
+from gitexp.metrics import MetricBuffer, to_parquet
 from gitexp.store import ExpStore, RunDelta, SpoolWriter
 
 ENV_RUN_REF = "GITEXP_RUN_REF"
@@ -268,9 +268,7 @@ class Run:
             self._spool()
         return hashed.entry
 
-    def log_input(
-        self, path: str | os.PathLike[str], store: bool = False
-    ) -> ArtifactEntry | None:
+    def log_input(self, path: str | os.PathLike[str], store: bool = False) -> ArtifactEntry | None:
         """Record a data input by its BLAKE3 (a directory by its Merkle root).
 
         With ``store=True`` its bytes also go to the CAS, so ``reproduce`` can
@@ -328,11 +326,12 @@ class Run:
 
     # ------------------------------------------------------------ flushing
     def _take(self) -> tuple[RunDelta, bytes | None]:
-        table = self._buffer.drain()
+        drained = self._buffer.drain()
         delta, self._pending = self._pending, RunDelta()
         segment = None
-        if table is not None:
-            delta.summary = delta.summary.merge(summarize(table))
+        if drained is not None:
+            table, summary = drained
+            delta.summary = delta.summary.merge(summary)
             segment = to_parquet(table)
         return delta, segment
 
