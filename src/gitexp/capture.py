@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gitexp.cas import LocalStore, dir_listing, hash_bytes, hash_file
+from gitexp.cas import LocalStore, dir_listing, hash_bytes
 from gitexp.errors import UsageError
 from gitexp.format import ArtifactEntry, normalize_artifact_path
 from gitexp.gitstore import GitRepo
@@ -252,7 +252,7 @@ def record_path(
         rows = []
         total = 0
         for rel, full in walk.files:
-            key, size = cas.put_file(full) if store else hash_file(full)
+            key, size = cas.put_file(full) if store else cas.hash_file(full)
             rows.append((rel, key, size, _mode_of(full)))
             total += size
         listing = dir_listing(rows)
@@ -272,7 +272,7 @@ def record_path(
     st = os.stat(path)
     if not stat.S_ISREG(st.st_mode):
         raise UsageError(f"{path} is not a regular file or directory")
-    key, size = cas.put_file(path) if store else hash_file(path)
+    key, size = cas.put_file(path) if store else cas.hash_file(path)
     entry = ArtifactEntry(
         path=name,
         blake3=key,

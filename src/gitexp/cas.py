@@ -13,6 +13,7 @@ import os
 import re
 import stat
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
@@ -98,6 +99,87 @@ def _check_unchanged(path: str, before: os.stat_result, size: int) -> None:
         raise StoreError(f"{path} changed while it was being read; log it again once it is stable")
 
 
+class StatCache:
+    """Hash once: remembers the BLAKE3 of files by (path, size, mtime, inode).
+
+    Like git's index: a file whose size, mtime and inode are unchanged is not
+    read again. An entry is only trusted when the file's mtime was at least
+    RACY_NS older than the moment it was hashed (a change within the same
+    timestamp tick would otherwise go unseen). A cache that cannot be opened
+    or written (read-only repository) is simply not used.
+    """
+
+    RACY_NS = 2_000_000_000
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._db: Any = None
+        self._failed = False
+
+    def _conn(self) -> Any:
+        if self._db is None and not self._failed:
+            import sqlite3
+
+            try:
+                os.makedirs(os.path.dirname(self.path), exist_ok=True)
+                db = sqlite3.connect(
+                    self.path, timeout=5, isolation_level=None, check_same_thread=False
+                )
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute(
+                    "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER,"
+                    " mtime_ns INTEGER, ino INTEGER, hashed_ns INTEGER, key TEXT)"
+                )
+                self._db = db
+            except (OSError, sqlite3.Error):
+                self._failed = True
+        return self._db
+
+    def get(self, path: str, st: os.stat_result) -> str | None:
+        """The cached key of ``path`` when it is unchanged, else None."""
+        import sqlite3
+
+        db = self._conn()
+        if db is None:
+            return None
+        try:
+            row = db.execute(
+                "SELECT size, mtime_ns, ino, hashed_ns, key FROM files WHERE path = ?",
+                (os.path.abspath(path),),
+            ).fetchone()
+        except sqlite3.Error:
+            return None
+        if row is None:
+            return None
+        size, mtime_ns, ino, hashed_ns, key = row
+        if (size, mtime_ns, ino) != (st.st_size, st.st_mtime_ns, st.st_ino):
+            return None
+        if mtime_ns >= hashed_ns - self.RACY_NS:
+            return None
+        return str(key)
+
+    def put(self, path: str, st: os.stat_result, key: str) -> None:
+        """Remember the key of a file just hashed."""
+        import sqlite3
+
+        db = self._conn()
+        if db is None:
+            return
+        try:
+            db.execute(
+                "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)",
+                (os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ino, time.time_ns(), key),
+            )
+        except sqlite3.Error:
+            pass
+
+    def close(self) -> None:
+        """Close the database."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
 class LocalStore:
     """A CAS in a local directory (normally ``.git/exp``)."""
 
@@ -105,6 +187,18 @@ class LocalStore:
         self.root = os.fspath(root)
         self.objects = os.path.join(self.root, "objects")
         self.tmp = os.path.join(self.root, "tmp")
+        self.stat_cache = StatCache(os.path.join(self.root, "statcache.db"))
+
+    def hash_file(self, path: str | os.PathLike[str]) -> tuple[str, int]:
+        """(BLAKE3, size) of a file, read only when the stat cache cannot answer."""
+        path = os.fspath(path)
+        st = os.stat(path)
+        key = self.stat_cache.get(path, st)
+        if key is not None:
+            return key, st.st_size
+        key, size = hash_file(path)
+        self.stat_cache.put(path, st, key)
+        return key, size
 
     def path_for(self, key: str) -> str:
         """Where the object for ``key`` lives (whether or not it exists)."""
@@ -155,6 +249,9 @@ class LocalStore:
         before = os.stat(path)
         if not stat.S_ISREG(before.st_mode):
             raise UsageError(f"{path} is not a regular file")
+        cached = self.stat_cache.get(path, before)
+        if cached is not None and self.has(cached):
+            return cached, before.st_size  # unchanged and already stored: nothing to read
         f, name = self._tempfile()
         try:
             with f, open(path, "rb") as src:
@@ -163,6 +260,7 @@ class LocalStore:
                 os.fsync(f.fileno())
             _check_unchanged(path, before, size)
             self._commit_temp(name, key)
+            self.stat_cache.put(path, before, key)
         except OSError as exc:
             _unlink_quiet(name)
             raise StoreError(f"cannot store {path}: {exc.strerror or exc}") from exc

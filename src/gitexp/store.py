@@ -334,6 +334,7 @@ class ExpStore:
         """Release the repository (idempotent)."""
         if not self._closed:
             self._closed = True
+            self.cas.stat_cache.close()
             self.repo.close()
 
     def __enter__(self) -> ExpStore:
