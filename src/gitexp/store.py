@@ -711,11 +711,15 @@ def _read_owner(d: str) -> dict[str, Any] | None:
 
 
 def _atomic_write(path: str, data: bytes) -> None:
+    """Write a spool file: a temporary name, then rename (a reader never sees half).
+
+    No fsync: the spool must survive a killed *process*, and the kernel keeps
+    what was written for that; what must survive a machine crash is committed
+    to git (refs are fsync'd) at checkpoints.
+    """
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "wb") as f:
         f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
