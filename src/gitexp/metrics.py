@@ -19,6 +19,7 @@ from gitexp.errors import FormatError, InvalidValue
 from gitexp.format import MAX_KEY_LEN, MetricSummary, Summary
 
 _SCHEMA: Any = None
+_MAX_STEP = 2**63  # steps are stored as int64
 
 
 def schema() -> Any:
@@ -70,7 +71,7 @@ def check_step(step: Any, key: str) -> int:
     if isinstance(step, bool) or not hasattr(step, "__index__"):
         raise InvalidValue(f"metric {key!r}: step {step!r} is not an integer", key)
     step = int(step)
-    if step < 0 or step >= 2**63:
+    if step < 0 or step >= _MAX_STEP:
         raise InvalidValue(f"metric {key!r}: step {step} is out of range", key)
     return step
 
@@ -100,7 +101,7 @@ class MetricBuffer:
             if step is None:
                 s = self.next_step.get(key, 0)
             else:
-                s = step if type(step) is int and step >= 0 else check_step(step, key)
+                s = step if type(step) is int and 0 <= step < _MAX_STEP else check_step(step, key)
             if s >= self.next_step.get(key, 0):
                 self.next_step[key] = s + 1
             self.rows.append((key, s, v, now))
@@ -119,7 +120,11 @@ class MetricBuffer:
                 if step is None:
                     s = self.next_step.get(key, 0)
                 else:
-                    s = step if type(step) is int and step >= 0 else check_step(step, key)
+                    s = (
+                        step
+                        if type(step) is int and 0 <= step < _MAX_STEP
+                        else check_step(step, key)
+                    )
                 if s >= self.next_step.get(key, 0):
                     self.next_step[key] = s + 1
                 self.rows.append((key, s, v, now))
