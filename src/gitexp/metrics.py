@@ -86,7 +86,10 @@ class MetricBuffer:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.rows: list[tuple[str, int, float, float]] = []
-        self.chunks: list[tuple[str, Any, Any, float]] = []  # (key, steps, values, time)
+        # Earlier blocks, in log order: an array chunk (key, steps, values, time), or a
+        # list of scalar rows logged before it. ``rows`` holds the rows logged after
+        # the last chunk, so the buffer as a whole keeps the order of the calls.
+        self.chunks: list[Any] = []
         self.next_step: dict[str, int] = {}
         self.known_keys: set[str] = set()
 
@@ -157,6 +160,9 @@ class MetricBuffer:
                 top = int(st.max()) + 1
                 if top > self.next_step.get(key, 0):
                     self.next_step[key] = top
+            if self.rows:  # rows logged before this array stay before it
+                self.chunks.append(self.rows)
+                self.rows = []
             self.chunks.append((key, st, arr, now))
 
     def pending(self) -> bool:
@@ -173,30 +179,37 @@ class MetricBuffer:
         return build_table(rows, chunks)
 
 
-def build_table(
-    rows: list[tuple[str, int, float, float]], chunks: Iterable[tuple[str, Any, Any, float]] = ()
-) -> Any:
-    """Arrow table in segment schema from buffered rows and array chunks (log order kept)."""
+def _rows_table(rows: list[tuple[str, int, float, float]]) -> Any:
+    import numpy as np
+    import pyarrow as pa
+
+    keys, steps, values, times = zip(*rows)
+    return pa.table(
+        {
+            "key": pa.array(keys, pa.string()),
+            "step": pa.array(steps, pa.int64()),
+            "value": pa.array(values, pa.float64()),
+            "time": pa.array(
+                (np.asarray(times) * 1e6).astype(np.int64), pa.timestamp("us", tz="UTC")
+            ),
+        },
+        schema=schema(),
+    )
+
+
+def build_table(rows: list[tuple[str, int, float, float]], chunks: Iterable[Any] = ()) -> Any:
+    """Arrow table in segment schema, in log order: ``chunks`` (array chunks and the
+    blocks of scalar rows between them, as :class:`MetricBuffer` keeps them), then ``rows``."""
     import numpy as np
     import pyarrow as pa
 
     parts = []
-    if rows:
-        keys, steps, values, times = zip(*rows)
-        parts.append(
-            pa.table(
-                {
-                    "key": pa.array(keys, pa.string()),
-                    "step": pa.array(steps, pa.int64()),
-                    "value": pa.array(values, pa.float64()),
-                    "time": pa.array(
-                        (np.asarray(times) * 1e6).astype(np.int64), pa.timestamp("us", tz="UTC")
-                    ),
-                },
-                schema=schema(),
-            )
-        )
-    for key, st, arr, t in chunks:
+    for chunk in chunks:
+        if isinstance(chunk, list):
+            if chunk:
+                parts.append(_rows_table(chunk))
+            continue
+        key, st, arr, t = chunk
         n = len(arr)
         parts.append(
             pa.table(
@@ -211,6 +224,8 @@ def build_table(
                 schema=schema(),
             )
         )
+    if rows:
+        parts.append(_rows_table(rows))
     if len(parts) == 1:
         return parts[0]
     return pa.concat_tables(parts)
