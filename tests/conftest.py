@@ -120,13 +120,15 @@ def run_refs(path: Path) -> list[str]:
 def user_state(path: Path) -> dict[str, str]:
     """Everything of the user's checkout that git-exp must leave alone.
 
-    ``GIT_OPTIONAL_LOCKS=0`` keeps these probes from refreshing the index themselves.
+    The probes must not write the index themselves: ``git status`` is run with
+    ``GIT_OPTIONAL_LOCKS=0``, and ``git diff`` (which refreshes and rewrites the
+    index whatever that variable says) is replaced by the plumbing ``diff-files -p``.
     """
     env = {"GIT_OPTIONAL_LOCKS": "0"}
     index = path / ".git" / "index"
     return {
         "status": git("status", "--porcelain=v1", "--untracked-files=all", cwd=path, env=env),
-        "diff": git("diff", cwd=path, env=env),
+        "diff": git("diff-files", "-p", cwd=path, env=env),
         "diff_cached": git("diff", "--cached", cwd=path, env=env),
         "index": hashlib.sha256(index.read_bytes()).hexdigest() if index.exists() else "",
         "stash": git("stash", "list", cwd=path, env=env),
