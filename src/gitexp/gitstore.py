@@ -63,6 +63,9 @@ def _git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("LC_ALL", "C")
     env["GIT_TERMINAL_PROMPT"] = "0"
+    # `git status` refreshes stat data and rewrites the user's .git/index when it
+    # can take the lock; git-exp must never write the user's index.
+    env["GIT_OPTIONAL_LOCKS"] = "0"
     if extra:
         env.update(extra)
     return env
