@@ -423,8 +423,10 @@ class GitRepo:
             args = ["add", "-A", "--", "."]
             args += [f":(exclude,literal){p}" for p in large]
             self._run_git(args, env=env)
-            for p in large:  # a tracked large file keeps its HEAD version in the snapshot
-                self._run_git(["update-index", "--force-remove", "--", p], env=env, check=False)
+            if large:  # a tracked large file keeps its HEAD version in the snapshot
+                self._run_git(
+                    ["reset", "-q", head, "--", *(f":(literal){p}" for p in large)], env=env
+                )
             tree = self._run_git(["write-tree"], env=env).strip()
         finally:
             if os.path.exists(tmp_index):
