@@ -73,7 +73,11 @@ def main(argv: list[str] | None = None) -> None:
     from gitexp.errors import GitExpError
 
     try:
-        cli.main(args=argv, prog_name="git exp", standalone_mode=False)
+        # Outside standalone mode click does not exit: a ctx.exit(code) (how ``run``
+        # hands back the command's exit code) comes back as main's return value.
+        code = cli.main(args=argv, prog_name="git exp", standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except GitExpError as exc:
         if _debug():
             raise
