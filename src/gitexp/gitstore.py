@@ -315,6 +315,16 @@ class GitRepo:
         except KeyError:
             return None
 
+    def require_head(self) -> str:
+        """The sha HEAD resolves to; NoCommits when there is no commit to record yet."""
+        head = self.head()
+        if head is None:
+            raise NoCommits(
+                "this repository has no commits yet: commit your code first "
+                "(git add . && git commit), then run again"
+            )
+        return head
+
     def branch(self) -> str | None:
         """The current branch name, or None when HEAD is detached."""
         try:
@@ -374,12 +384,7 @@ class GitRepo:
         than ``large_threshold`` bytes that are dirty are left out of the
         snapshot and listed in ``large_files``: the caller stores them in the CAS.
         """
-        head = self.head()
-        if head is None:
-            raise NoCommits(
-                "this repository has no commits yet: commit your code first "
-                "(git add . && git commit), then run again"
-            )
+        head = self.require_head()
         head_tree = self.commit_info(head).tree
         state = WorkTreeState(
             head=head,

@@ -159,6 +159,7 @@ def run_command(
 
     store = ExpStore(repo)
     try:
+        store.repo.require_head()  # before the config and inputs go to the CAS
         artifacts = []
         warnings: list[str] = []
         if config:
