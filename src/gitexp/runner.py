@@ -247,6 +247,9 @@ def _supervise(
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            for pipe in (proc.stdout, proc.stderr):  # drained by the pumps; release them
+                if pipe is not None:
+                    pipe.close()
     if code < 0:
         status, exit_code = "killed", 128 - code
     elif interrupted.is_set() and code != 0:
