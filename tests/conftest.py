@@ -4,10 +4,16 @@
   identity and TZ; GIT_* and GITEXP_* variables from outside are removed.
 - ``repo``: a fresh git repository with one commit, as the working directory.
 - ``gx``: run ``git exp ...`` as a real subprocess and return the completed process.
+- ``store``: an in-process ``ExpStore`` on ``repo``, closed after the test.
+- helpers: ``git()``, ``fsck()``, ``make_repo()``, ``user_state()`` (what git-exp
+  must never change), ``exp_state()`` (what git-exp wrote), ``cas_bytes()``,
+  ``run_refs()``, ``finished_run()`` (a quick in-process run).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -124,3 +130,92 @@ def fsck(path: Path) -> None:
         if ln and not ln.startswith(("notice:", "dangling", "Checking"))
     ]
     assert not bad, bad
+
+
+def run_refs(path: Path) -> list[str]:
+    """Every ref under refs/experiments/, as the real git lists them."""
+    out = git("for-each-ref", "--format=%(refname)", "refs/experiments/", cwd=path)
+    return out.split()
+
+
+def user_state(path: Path) -> dict[str, str]:
+    """Everything of the user's checkout that git-exp must leave alone.
+
+    The probes must not write the index themselves: ``git status`` is run with
+    ``GIT_OPTIONAL_LOCKS=0``, and ``git diff`` (which refreshes and rewrites the
+    index whatever that variable says) is replaced by the plumbing ``diff-files -p``.
+    """
+    env = {"GIT_OPTIONAL_LOCKS": "0"}
+    index = path / ".git" / "index"
+    return {
+        "status": git("status", "--porcelain=v1", "--untracked-files=all", cwd=path, env=env),
+        "diff": git("diff-files", "-p", cwd=path, env=env),
+        "diff_cached": git("diff", "--cached", cwd=path, env=env),
+        "index": hashlib.sha256(index.read_bytes()).hexdigest() if index.exists() else "",
+        "stash": git("stash", "list", cwd=path, env=env),
+        "head": git("rev-parse", "HEAD", cwd=path, env=env),
+        "symbolic_head": (path / ".git" / "HEAD").read_text(),
+        "branches": git("for-each-ref", "refs/heads/", "refs/tags/", cwd=path, env=env),
+        "files": "\n".join(
+            f"{p.relative_to(path)} {hashlib.sha256(p.read_bytes()).hexdigest()}"
+            for p in sorted(path.rglob("*"))
+            if p.is_file() and ".git" not in p.relative_to(path).parts
+        ),
+    }
+
+
+def exp_state(path: Path) -> tuple[list[str], list[str]]:
+    """(run refs, files under .git/exp/objects): what a failed command must not add."""
+    objects = path / ".git" / "exp" / "objects"
+    files = sorted(str(p) for p in objects.rglob("*") if p.is_file()) if objects.exists() else []
+    refs = run_refs(path) if (path / ".git").exists() else []
+    return refs, files
+
+
+def cas_bytes(path: Path) -> int:
+    """Total size of the objects in a repository's CAS."""
+    objects = path / ".git" / "exp" / "objects"
+    return sum(p.stat().st_size for p in objects.rglob("*") if p.is_file())
+
+
+def git_objects(path: Path) -> set[str]:
+    """Every object id in the repository (loose and packed), as git sees them."""
+    out = git("cat-file", "--batch-all-objects", "--batch-check=%(objectname)", cwd=path)
+    return set(out.split())
+
+
+def show_json(path: Path, ref: str, name: str) -> object:
+    """A JSON file of a run commit, read with the real git."""
+    return json.loads(git("show", f"{ref}:{name}", cwd=path))
+
+
+def finished_run(
+    experiment: str = "default",
+    params: dict | None = None,
+    metrics: dict | None = None,
+    tags: list[str] | None = None,
+    name: str | None = None,
+    repo: Path | None = None,
+) -> str:
+    """Record a short finished run in-process; return its full ref."""
+    import gitexp
+
+    with gitexp.start_run(
+        experiment=experiment,
+        name=name,
+        params=params or {},
+        tags=tags or [],
+        repo=repo,
+        command=["test"],
+    ) as run:
+        for key, value in (metrics or {}).items():
+            run.log_metric(key, value)
+        return run.ref
+
+
+@pytest.fixture
+def store(repo):
+    from gitexp.store import ExpStore
+
+    with ExpStore(repo) as s:
+        yield s

@@ -84,3 +84,17 @@ def test_log_with_filters_that_match_nothing_says_so(repo, gx):
     with gitexp.start_run(experiment="a", repo=repo):
         pass
     assert "no runs match" in gx("log", "-e", "b").stderr
+
+
+def test_public_functions_are_not_shadowed_by_submodules(repo):
+    """Importing a submodule sets an attribute on the package: no submodule may
+    share a name with a public function (``gitexp.diff`` was once replaced)."""
+    import importlib
+    import pkgutil
+
+    for mod in pkgutil.walk_packages(gitexp.__path__, "gitexp."):
+        if mod.name != "gitexp.__main__":  # that one runs the CLI
+            importlib.import_module(mod.name)
+    for name in gitexp.__all__:
+        value = getattr(gitexp, name)
+        assert not isinstance(value, type(gitexp)) or name == "errors", name

@@ -140,7 +140,7 @@ class Catalog:
         import pyarrow.parquet as pq
 
         try:
-            table = pq.read_table(self.path)
+            table = pq.ParquetFile(self.path).read(use_threads=False)
         except (FileNotFoundError, OSError, pa.ArrowException):
             return {}, {}
         meta = json.loads((table.schema.metadata or {}).get(b"gitexp", b"{}"))

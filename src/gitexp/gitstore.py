@@ -66,6 +66,9 @@ def _git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("LC_ALL", "C")
     env["GIT_TERMINAL_PROMPT"] = "0"
+    # `git status` refreshes stat data and rewrites the user's .git/index when it
+    # can take the lock; git-exp must never write the user's index.
+    env["GIT_OPTIONAL_LOCKS"] = "0"
     if extra:
         env.update(extra)
     return env
@@ -408,6 +411,16 @@ class GitRepo:
         except KeyError:
             return None
 
+    def require_head(self) -> str:
+        """The sha HEAD resolves to; NoCommits when there is no commit to record yet."""
+        head = self.head()
+        if head is None:
+            raise NoCommits(
+                "this repository has no commits yet: commit your code first "
+                "(git add . && git commit), then run again"
+            )
+        return head
+
     def branch(self) -> str | None:
         """The current branch name, or None when HEAD is detached."""
         try:
@@ -467,12 +480,7 @@ class GitRepo:
         than ``large_threshold`` bytes that are dirty are left out of the
         snapshot and listed in ``large_files``: the caller stores them in the CAS.
         """
-        head = self.head()
-        if head is None:
-            raise NoCommits(
-                "this repository has no commits yet: commit your code first "
-                "(git add . && git commit), then run again"
-            )
+        head = self.require_head()
         head_tree = self.commit_info(head).tree
         state = WorkTreeState(
             head=head,
@@ -518,8 +526,10 @@ class GitRepo:
             # a file rewritten by another process while git reads it cannot be
             # added: snapshot everything else and say which paths were skipped
             unreadable = self._add_all(args, env)
-            for p in large:  # a tracked large file keeps its HEAD version in the snapshot
-                self._run_git(["update-index", "--force-remove", "--", p], env=env, check=False)
+            if large:  # a tracked large file keeps its HEAD version in the snapshot
+                self._run_git(
+                    ["reset", "-q", head, "--", *(f":(literal){p}" for p in large)], env=env
+                )
             tree = self._run_git(["write-tree"], env=env).strip()
         finally:
             if os.path.exists(tmp_index):

@@ -19,6 +19,7 @@ from gitexp.errors import FormatError, InvalidValue
 from gitexp.format import MAX_KEY_LEN, MetricSummary, Summary
 
 _SCHEMA: Any = None
+MAX_STEP = 2**63
 
 
 def schema() -> Any:
@@ -70,7 +71,7 @@ def check_step(step: Any, key: str) -> int:
     if isinstance(step, bool) or not hasattr(step, "__index__"):
         raise InvalidValue(f"metric {key!r}: step {step!r} is not an integer", key)
     step = int(step)
-    if step < 0 or step >= 2**63:
+    if step < 0 or step >= MAX_STEP:
         raise InvalidValue(f"metric {key!r}: step {step} is out of range", key)
     return step
 
@@ -86,7 +87,10 @@ class MetricBuffer:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.rows = Rows()
-        self.chunks: list[tuple[str, Any, Any, float]] = []  # (key, steps, values, time)
+        # Earlier blocks, in log order: an array chunk (key, steps, values, time), or
+        # a block of single points logged before it. ``rows`` holds the points logged
+        # after the last chunk, so the buffer as a whole keeps the order of the calls.
+        self.chunks: list[Any] = []
         self.next_step: dict[str, int] = {}
         self.known_keys: set[str] = set()
 
@@ -101,7 +105,7 @@ class MetricBuffer:
             if step is None:
                 s = self.next_step.get(key, 0)
             else:
-                s = step if type(step) is int and step >= 0 else check_step(step, key)
+                s = step if type(step) is int and 0 <= step < MAX_STEP else check_step(step, key)
             if s >= self.next_step.get(key, 0):
                 self.next_step[key] = s + 1
             rows = self.rows
@@ -124,7 +128,11 @@ class MetricBuffer:
                 if step is None:
                     s = self.next_step.get(key, 0)
                 else:
-                    s = step if type(step) is int and step >= 0 else check_step(step, key)
+                    s = (
+                        step
+                        if type(step) is int and 0 <= step < MAX_STEP
+                        else check_step(step, key)
+                    )
                 if s >= self.next_step.get(key, 0):
                     self.next_step[key] = s + 1
                 self.rows.keys.append(key)
@@ -160,6 +168,9 @@ class MetricBuffer:
                 top = int(st.max()) + 1
                 if top > self.next_step.get(key, 0):
                     self.next_step[key] = top
+            if self.rows:  # points logged before this array stay before it
+                self.chunks.append(self.rows)
+                self.rows = Rows()
             self.chunks.append((key, st, arr, now))
 
     def pending(self) -> bool:
@@ -173,9 +184,13 @@ class MetricBuffer:
             chunks, self.chunks = self.chunks, []
         if not rows and not chunks:
             return None
-        table = build_table(rows, chunks)  # single points first, then the chunks
-        summary = summarize(table.slice(0, len(rows))) if rows else Summary()
-        return table, summary.merge(summarize_chunks(chunks))
+        table = build_table(rows, chunks)
+        arrays = [c for c in chunks if not isinstance(c, Rows)]
+        if not arrays:  # only single points: one vectorised pass over the table
+            return table, summarize(table)
+        blocks = [c for c in chunks if isinstance(c, Rows)] + [rows]
+        summary = summarize(build_table(None, blocks))  # the single points only
+        return table, summary.merge(summarize_chunks(arrays))
 
 
 class Rows:
@@ -193,8 +208,10 @@ class Rows:
         return len(self.keys)
 
 
-def build_table(rows: Rows | None, chunks: Iterable[tuple[str, Any, Any, float]] = ()) -> Any:
-    """Arrow table in segment schema from buffered rows and array chunks.
+def build_table(rows: Rows | None, chunks: Iterable[Any] = ()) -> Any:
+    """Arrow table in segment schema, in log order: ``chunks`` (array chunks and
+    the blocks of single points between them, as :class:`MetricBuffer` keeps
+    them), then ``rows``.
 
     Array chunks never become Python objects: the key column of a chunk is a
     one-entry dictionary expanded in C.
@@ -204,20 +221,25 @@ def build_table(rows: Rows | None, chunks: Iterable[tuple[str, Any, Any, float]]
 
     ts = pa.timestamp("us", tz="UTC")
     parts = []
-    if rows:
-        times = np.fromiter(rows.times, np.float64, len(rows))
-        parts.append(
-            pa.table(
-                {
-                    "key": pa.array(rows.keys, pa.string()),
-                    "step": pa.array(np.fromiter(rows.steps, np.int64, len(rows))),
-                    "value": pa.array(np.fromiter(rows.values, np.float64, len(rows))),
-                    "time": pa.array((times * 1e6).astype(np.int64), ts),
-                },
-                schema=schema(),
-            )
+
+    def rows_table(block: Rows) -> Any:
+        times = np.fromiter(block.times, np.float64, len(block))
+        return pa.table(
+            {
+                "key": pa.array(block.keys, pa.string()),
+                "step": pa.array(np.fromiter(block.steps, np.int64, len(block))),
+                "value": pa.array(np.fromiter(block.values, np.float64, len(block))),
+                "time": pa.array((times * 1e6).astype(np.int64), ts),
+            },
+            schema=schema(),
         )
-    for key, st, arr, t in chunks:
+
+    for chunk in chunks:
+        if isinstance(chunk, Rows):
+            if chunk:
+                parts.append(rows_table(chunk))
+            continue
+        key, st, arr, t = chunk
         n = len(arr)
         keycol = pa.DictionaryArray.from_arrays(
             pa.array(np.zeros(n, dtype=np.int32)), pa.array([key], pa.string())
@@ -233,6 +255,10 @@ def build_table(rows: Rows | None, chunks: Iterable[tuple[str, Any, Any, float]]
                 schema=schema(),
             )
         )
+    if rows:
+        parts.append(rows_table(rows))
+    if not parts:
+        return schema().empty_table()
     if len(parts) == 1:
         return parts[0]
     return pa.concat_tables(parts)
@@ -311,7 +337,7 @@ def from_parquet(data: bytes, where: str = "metric segment") -> Any:
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(pa.BufferReader(data))
+        table = pq.ParquetFile(pa.BufferReader(data)).read(use_threads=False)
     except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
         raise FormatError(f"{where} is damaged or truncated: {exc}") from exc
     missing = {"key", "step", "value", "time"} - set(table.column_names)

@@ -159,6 +159,7 @@ def run_command(
 
     store = ExpStore(repo)
     try:
+        store.repo.require_head()  # before the config and inputs go to the CAS
         artifacts = []
         warnings: list[str] = []
         if config:
@@ -246,6 +247,9 @@ def _supervise(
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            for pipe in (proc.stdout, proc.stderr):  # drained by the pumps; release them
+                if pipe is not None:
+                    pipe.close()
     if code < 0:
         status, exit_code = "killed", 128 - code
     elif interrupted.is_set() and code != 0:

@@ -638,17 +638,21 @@ class ExpStore:
         """Finalise a ``running`` run whose writers are all dead as ``crashed``.
 
         Everything the dead writers spooled is committed first. Runs from other
-        hosts are never rewritten; they read as crashed once their heartbeat is
+        hosts, and runs with no writer spool in this repository (fetched from a
+        clone on the same host: only their own repository knows whether they
+        live), are never rewritten; they read as crashed once their heartbeat is
         older than 30 minutes.
         """
         if record.status != "running":
             return record
-        if record.info.get("host") not in (None, self.host):
+        writers = (
+            self.writers_of(record.run_id) if record.info.get("host") in (None, self.host) else []
+        )
+        if not writers:
             beat = fmt.parse_iso(record.info.get("heartbeat") or record.info.get("start_time"))
             if beat and time.time() - beat.timestamp() > REMOTE_STALE_SECONDS:
                 record.info = {**record.info, "status": "crashed"}
             return record
-        writers = self.writers_of(record.run_id)
         if any(alive for _, _, alive in writers):
             return record
         last_beat = 0.0

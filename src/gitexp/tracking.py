@@ -443,8 +443,8 @@ class Run:
 def _steps(step: Any, values: Any) -> Any:
     import numpy as np
 
-    if np.ndim(step) == 0:
-        return np.arange(int(step), int(step) + len(values))
+    if np.ndim(step) == 0:  # np.size, not len: a 0-d array is one value
+        return np.arange(int(step), int(step) + np.size(values))
     return step
 
 

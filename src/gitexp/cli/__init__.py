@@ -79,6 +79,8 @@ def main(argv: list[str] | None = None) -> None:
     from gitexp.errors import GitExpError
 
     try:
+        # outside standalone mode click does not exit: a ctx.exit(code) (how ``run``
+        # hands back the command's exit code) comes back as main's return value
         code = cli.main(args=argv, prog_name="git exp", standalone_mode=False)
     except GitExpError as exc:
         if _debug():
@@ -117,7 +119,6 @@ def main(argv: list[str] | None = None) -> None:
             err=True,
         )
         sys.exit(70)
-    # click returns ctx.exit()'s code instead of exiting when not standalone
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -1,0 +1,232 @@
+"""``git exp run`` end to end, through the real command."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import cas_bytes, fsck, git, run_refs, show_json
+from gitexp.cas import LocalStore
+
+
+def _only_run(repo) -> str:
+    refs = run_refs(repo)
+    assert len(refs) == 1, refs
+    return refs[0]
+
+
+def test_run_records_params_config_inputs_tags_and_name(gx, repo):
+    (repo / "conf.yaml").write_text("opt:\n  lr: 0.1\n  name: sgd\nepochs: 3\n")
+    (repo / "data").mkdir()
+    (repo / "data" / "a.csv").write_text("1\n")
+    (repo / "data" / "b.csv").write_text("2\n")
+    (repo / "labels.txt").write_text("cat\ndog\n")
+    out = gx(
+        "run",
+        "-e",
+        "team/exp1",
+        "-n",
+        "first try",
+        "-p",
+        "opt.lr=0.01",
+        "-p",
+        "flag=true",
+        "-p",
+        "layers=[64, 32]",
+        "-p",
+        "who=adam",
+        "--config",
+        "conf.yaml",
+        "--input",
+        "data",
+        "--input",
+        "labels.txt",
+        "--tag",
+        "baseline",
+        "-t",
+        "v1",
+        "--",
+        "true",
+    )
+    assert out.returncode == 0, out.stderr
+    ref = _only_run(repo)
+    assert ref.startswith("refs/experiments/team/exp1/")
+    run_id = ref.rsplit("/", 1)[1]
+    assert f"team/exp1/{run_id} finished (exit 0)" in out.stderr
+    params = show_json(repo, ref, "params.json")
+    # -p overrides the config file; values parse as JSON when they can
+    assert params == {
+        "opt": {"lr": 0.01, "name": "sgd"},
+        "epochs": 3,
+        "flag": True,
+        "layers": [64, 32],
+        "who": "adam",
+    }
+    info = show_json(repo, ref, "run.json")
+    assert info["name"] == "first try" and info["tags"] == ["baseline", "v1"]
+    assert info["status"] == "finished" and info["exit_code"] == 0
+    assert info["command"] == ["true"] and info["config"] == "conf.yaml"
+    assert info["start_time"] <= info["end_time"] and info["duration"] >= 0
+    manifest = {(a["role"], a["path"]): a for a in show_json(repo, ref, "artifacts.json")}
+    assert manifest[("config", "conf.yaml")].get("stored", True)
+    data = manifest[("input", "data")]
+    assert data["kind"] == "dir" and data["files"] == 2 and data.get("stored") is False
+    assert ("input", "labels.txt") in manifest
+    assert {("log", "logs/stdout.log"), ("log", "logs/stderr.log")} <= set(manifest)
+    cas = LocalStore(repo / ".git" / "exp")
+    assert (
+        cas.get_bytes(manifest[("config", "conf.yaml")]["blake3"])
+        == (repo / "conf.yaml").read_bytes()
+    )
+    env = show_json(repo, ref, "env.json")
+    assert env["python"]["version"] and env["packages"] and env["cpu"]["count"]
+    code = show_json(repo, ref, "code.json")
+    assert code["head"] == git("rev-parse", "HEAD", cwd=repo).strip()
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("c.json", '{"opt": {"lr": 0.5}, "tags": ["x"]}'),
+        ("c.yml", "opt:\n  lr: 0.5\ntags: [x]\n"),
+        ("c.toml", "tags = ['x']\n[opt]\nlr = 0.5\n"),
+    ],
+)
+def test_config_files_of_each_type_become_params(gx, repo, name, text):
+    (repo / name).write_text(text)
+    gx.ok("run", "-q", "--config", name, "--", "true")
+    assert show_json(repo, _only_run(repo), "params.json") == {"opt": {"lr": 0.5}, "tags": ["x"]}
+
+
+def test_output_is_streamed_and_stored_as_log_artifacts(gx, repo):
+    script = "import sys; print('to stdout'); print('to stderr', file=sys.stderr)"
+    out = gx("run", "--", sys.executable, "-c", script)
+    assert out.returncode == 0
+    assert out.stdout == "to stdout\n"
+    assert "to stderr\n" in out.stderr
+    logs = {
+        a["path"]: a
+        for a in show_json(repo, _only_run(repo), "artifacts.json")
+        if a["role"] == "log"
+    }
+    cas = LocalStore(repo / ".git" / "exp")
+    assert cas.get_bytes(logs["logs/stdout.log"]["blake3"]) == b"to stdout\n"
+    assert cas.get_bytes(logs["logs/stderr.log"]["blake3"]) == b"to stderr\n"
+
+
+def test_exit_code_is_the_commands_and_the_run_failed(gx, repo):
+    out = gx("run", "--", sys.executable, "-c", "import sys; sys.exit(3)")
+    assert out.returncode == 3
+    info = show_json(repo, _only_run(repo), "run.json")
+    assert info["status"] == "failed" and info["exit_code"] == 3
+    assert "failed (exit 3)" in out.stderr
+
+
+def test_the_child_logs_into_the_same_run_through_the_environment(gx, repo):
+    (repo / "child.py").write_text(
+        "import gitexp, numpy as np\n"
+        "with gitexp.start_run(experiment='ignored', params={'from_script': 1}) as run:\n"
+        "    for i in range(5):\n"
+        "        run.log_metrics({'loss': 1.0 / (i + 1)}, step=i)\n"
+        "    run.log_metric('curve', np.arange(3.0))\n"
+        "    gitexp.set_tags('child-tag')\n"
+        "    open('model.bin', 'wb').write(b'weights')\n"
+        "    run.log_artifact('model.bin')\n"
+    )
+    out = gx("run", "-e", "handover", "-p", "cli=2", "--", sys.executable, "child.py")
+    assert out.returncode == 0, out.stderr
+    ref = _only_run(repo)  # one run, not two
+    assert ref.startswith("refs/experiments/handover/")
+    params = show_json(repo, ref, "params.json")
+    assert params == {"cli": 2, "from_script": 1}
+    summary = show_json(repo, ref, "summary.json")
+    assert summary["metrics"]["loss"]["last"] == pytest.approx(0.2)
+    assert summary["metrics"]["loss"]["count"] == 5
+    assert summary["metrics"]["curve"]["count"] == 3
+    info = show_json(repo, ref, "run.json")
+    assert info["status"] == "finished" and "child-tag" in info["tags"]
+    paths = {a["path"] for a in show_json(repo, ref, "artifacts.json")}
+    assert "model.bin" in paths
+    assert not list((repo / ".git" / "exp" / "live").rglob("*"))  # spools cleaned up
+
+
+def test_a_child_that_crashes_keeps_what_it_logged(gx, repo):
+    (repo / "crash.py").write_text(
+        "import os, signal, gitexp\n"
+        "run = gitexp.start_run()\n"
+        "run.log_metric('loss', 0.7)\n"
+        "run.flush()\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    out = gx("run", "--", sys.executable, "crash.py")
+    assert out.returncode == 137
+    ref = _only_run(repo)
+    info = show_json(repo, ref, "run.json")
+    assert info["status"] == "killed" and info["exit_code"] == 137
+    assert show_json(repo, ref, "summary.json")["metrics"]["loss"]["last"] == 0.7
+
+
+def test_ctrl_c_records_killed(repo):
+    proc = subprocess.Popen(
+        # git-exp itself: the `git` wrapper dies of the SIGINT the terminal sends it too
+        ["git-exp", "run", "--", sys.executable, "-c", "import time; time.sleep(60)"],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    deadline = time.time() + 30
+    while not run_refs(repo) and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+    _, err = proc.communicate(timeout=30)
+    info = show_json(repo, _only_run(repo), "run.json")
+    assert info["status"] == "killed"
+    assert proc.returncode == info["exit_code"] == 130
+    assert b"killed (exit 130)" in err
+
+
+def test_dirty_work_tree_is_snapshotted(gx, repo):
+    (repo / "train.py").write_text((repo / "train.py").read_text() + "# local edit\n")
+    (repo / "notes.md").write_text("untracked\n")
+    (repo / "weights.npz").write_bytes(b"ignored")
+    gx.ok("run", "-q", "--", "true")
+    code = show_json(repo, _only_run(repo), "code.json")
+    assert code["dirty"] is True
+    files = git("ls-tree", "-r", "--name-only", code["snapshot"], cwd=repo).split()
+    assert "notes.md" in files and "weights.npz" not in files
+    assert git("status", "--porcelain", cwd=repo).splitlines() == [" M train.py", "?? notes.md"]
+    fsck(repo)
+
+
+def test_the_same_artifact_in_many_runs_is_stored_once(gx, repo):
+    (repo / "blob.bin").write_bytes(os.urandom(1 << 20))
+    script = "import gitexp; gitexp.start_run().log_artifact('blob.bin')"
+    for _ in range(3):
+        gx.ok("run", "-q", "--", sys.executable, "-c", script)
+    assert len(run_refs(repo)) == 3
+    size = cas_bytes(repo)
+    assert (1 << 20) <= size < (1 << 20) + 200_000
+    hashes = {
+        a["blake3"]
+        for ref in run_refs(repo)
+        for a in show_json(repo, ref, "artifacts.json")
+        if a["path"] == "blob.bin"
+    }
+    assert len(hashes) == 1
+
+
+def test_minus_c_runs_in_another_directory(gx, repo, tmp_path):
+    out = gx("-C", str(repo), "run", "-q", "--", "true", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert len(run_refs(repo)) == 1
+    assert json.loads(gx.ok("-C", str(repo), "log", "--json", cwd=tmp_path))[0]["status"] == (
+        "finished"
+    )

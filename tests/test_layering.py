@@ -1,0 +1,154 @@
+"""The architecture of DESIGN.md, checked on the source: who may import what."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parent.parent / "src" / "gitexp"
+
+# layer of each module; a module may import only from its own layer or below
+LAYERS = {
+    "errors": 0,
+    "gitstore": 1,
+    "cas": 2,
+    "format": 3,
+    "metrics": 3,
+    "capture": 3,
+    "store": 4,
+    "tracking": 5,
+    "runner": 5,
+    "query": 5,
+    "catalog": 5,
+    "compare": 5,
+    "maintenance": 5,
+    "show": 5,
+    "api": 5,
+    "cli": 6,
+}
+
+
+def _modules() -> dict[str, Path]:
+    return {
+        ".".join(p.relative_to(SRC.parent).with_suffix("").parts): p
+        for p in sorted(SRC.rglob("*.py"))
+    }
+
+
+def _imports(path: Path, top_level_only: bool = False) -> list[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    if top_level_only:  # module level, including inside try/if at module level
+        nodes = [
+            n
+            for stmt in tree.body
+            for n in ast.walk(stmt)
+            if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+        ]
+    out = []
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            out += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.append(node.module)
+            out += [f"{node.module}.{a.name}" for a in node.names]
+    return out
+
+
+def _importers_of(package: str) -> set[str]:
+    return {
+        name
+        for name, path in _modules().items()
+        if any(i == package or i.startswith(package + ".") for i in _imports(path))
+    }
+
+
+def test_only_gitstore_imports_dulwich():
+    assert _importers_of("dulwich") == {"gitexp.gitstore"}
+
+
+def test_only_cas_imports_blake3():
+    assert _importers_of("blake3") == {"gitexp.cas"}
+
+
+def test_cli_modules_do_not_import_heavy_modules_at_module_level():
+    heavy = ("dulwich", "pyarrow", "numpy", "blake3")
+    for name, path in _modules().items():
+        if not name.startswith("gitexp.cli"):
+            continue
+        top = _imports(path, top_level_only=True)
+        bad = [
+            i
+            for i in top
+            if i.split(".")[0] in heavy
+            or (i.startswith("gitexp.") and not i.startswith(("gitexp.cli", "gitexp.errors")))
+        ]
+        assert not bad, f"{name} imports {bad} at module level"
+
+
+def test_each_layer_imports_only_from_below():
+    for name, path in _modules().items():
+        parts = name.split(".")
+        if len(parts) < 2 or parts[1] in ("__init__", "__main__"):
+            continue
+        mine = LAYERS[parts[1]]
+        for imp in _imports(path):
+            ip = imp.split(".")
+            if ip[0] != "gitexp" or len(ip) < 2 or ip[1] not in LAYERS:
+                continue
+            assert LAYERS[ip[1]] <= mine, f"{name} (layer {mine}) imports {imp}"
+
+
+def test_the_core_never_prints_or_exits():
+    for name, path in _modules().items():
+        if name.startswith("gitexp.cli") or name == "gitexp.__main__":
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                f = node.func
+                if isinstance(f, ast.Name) and f.id in ("print", "exit", "quit"):
+                    pytest.fail(f"{name}:{node.lineno} calls {f.id}()")
+                if (
+                    isinstance(f, ast.Attribute)
+                    and f.attr == "exit"
+                    and isinstance(f.value, ast.Name)
+                    and f.value.id == "sys"
+                ):
+                    pytest.fail(f"{name}:{node.lineno} calls sys.exit()")
+
+
+def test_importing_the_cli_and_help_stay_light():
+    script = (
+        "import sys, gitexp.cli\n"
+        "try:\n"
+        "    gitexp.cli.cli.main(['--help'], prog_name='git exp', standalone_mode=False)\n"
+        "finally:\n"
+        "    heavy = sorted(m for m in ('pyarrow', 'dulwich', 'numpy', 'blake3')\n"
+        "                   if m in sys.modules)\n"
+        "    print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "HEAVY []" in out.stdout
+    assert "Commands:" in out.stdout
+
+
+def test_help_lists_every_command():
+    from gitexp.cli import COMMANDS
+
+    # `git exp --help` is turned by git into `git help exp` (a man page); the help text
+    # itself comes from git-exp, reached as `git exp -h` or `git-exp --help`
+    for argv in (["git", "exp", "-h"], ["git-exp", "--help"]):
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        commands = out.stdout.split("Commands:")[1].split()
+        for name in COMMANDS:
+            assert name in commands, (argv, name)
+    for name in COMMANDS:
+        out = subprocess.run(["git", "exp", name, "-h"], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0 and "Usage: git exp " + name in out.stdout, out.stderr
