@@ -118,10 +118,11 @@ def test_metric_segments_round_trip_exactly(pts, array):
         buf.append(key, value, step)
     if array:
         buf.append_array("arr", np.array(array))
-    table = buf.drain()[0]
-    if table is None:
+    drained = buf.drain()
+    if drained is None:
         assert not pts and not array
         return
+    table = drained[0]
     back = from_parquet(to_parquet(table))
     assert back.schema == table.schema
     assert back.column("key").to_pylist() == [k for k, _, _ in pts] + ["arr"] * len(array)
