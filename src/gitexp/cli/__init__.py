@@ -20,6 +20,8 @@ COMMANDS = {
     "log": "gitexp.cli.commands:log_cmd",
     "show": "gitexp.cli.commands:show_cmd",
     "diff": "gitexp.cli.commands:diff_cmd",
+    "reproduce": "gitexp.cli.repro_cmds:reproduce_cmd",
+    "checkout-code": "gitexp.cli.repro_cmds:checkout_code_cmd",
 }
 
 
