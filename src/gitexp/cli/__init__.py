@@ -75,7 +75,11 @@ def main(argv: list[str] | None = None) -> None:
     from gitexp.errors import GitExpError
 
     try:
-        cli.main(args=argv, prog_name="git exp", standalone_mode=False)
+        # without standalone mode click returns the code given to ctx.exit() instead
+        # of exiting with it: pass it on
+        code = cli.main(args=argv, prog_name="git exp", standalone_mode=False)
+        if isinstance(code, int) and code != 0:
+            sys.exit(code)
     except GitExpError as exc:
         if _debug():
             raise
