@@ -259,6 +259,9 @@ def _supervise(
             code = proc.wait()
             for t in pumps:
                 t.join()
+            for pipe in (proc.stdout, proc.stderr):
+                if pipe is not None:
+                    pipe.close()
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
