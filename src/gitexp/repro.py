@@ -66,6 +66,12 @@ REPLAYED_VARS = (
     "TF_DETERMINISTIC_OPS",
     "XLA_FLAGS",
 )
+# how the recorded ``seed`` param reaches the replay
+SEED_VIA = {
+    "params": "the recorded params",
+    "command": "the recorded command line",
+    "script": f"the script: a default of its own, or {ENV_SEED} for gitexp.seed_everything()",
+}
 COPY_LIMIT = 64 << 20  # hash-checked inputs up to this size are copied, larger ones linked
 REPLAY_TAG = "reproduce"
 
@@ -466,10 +472,10 @@ def plan_replay(store: ExpStore, address: str, allow_input_drift: bool = False) 
     if seed is not None:
         if "seed" in params:
             seed_via = "params"
-        elif any(str(seed) in a for a in command):
+        elif _seed_in_command(command, seed):
             seed_via = "command"
         else:
-            seed_via = ENV_SEED
+            seed_via = "script"
         if isinstance(seed, int) and not isinstance(seed, bool):
             env_set[ENV_SEED] = str(seed)
     submodules: list[str] = []
@@ -505,6 +511,18 @@ def plan_replay(store: ExpStore, address: str, allow_input_drift: bool = False) 
         problems=problems,
         notes=notes,
     )
+
+
+def _seed_in_command(command: list[str], seed: Any) -> bool:
+    """True when the command line passes ``seed`` (``--seed 3``, ``--seed=3``, ``seed=3``)."""
+    text = str(seed)
+    for prev, arg in zip(["", *command], command):
+        if arg == text and "seed" in prev.lower():
+            return True
+        key, sep, value = arg.rpartition("=")
+        if sep and value == text and "seed" in key.lower():
+            return True
+    return False
 
 
 def _missing_objects(store: ExpStore, entry: ArtifactEntry) -> list[str]:
@@ -972,12 +990,9 @@ def reproduce_run(
     verdict = compare(store, original, new, rtol, atol)
     verdict["notes"] = list(plan.notes)
     if plan.seed is not None:
-        via = {
-            "params": "the recorded params",
-            "command": "the recorded command line",
-            ENV_SEED: f"{ENV_SEED} (used by gitexp.seed_everything())",
-        }[str(plan.seed_via)]
-        verdict["notes"].insert(0, f"seed {plan.seed} replayed through {via}")
+        verdict["notes"].insert(
+            0, f"seed {plan.seed} replayed through {SEED_VIA[str(plan.seed_via)]}"
+        )
     verdict["inputs"] = [
         {"path": i.name, "action": i.action, "blake3": i.blake3} for i in plan.inputs
     ]

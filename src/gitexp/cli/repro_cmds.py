@@ -71,7 +71,9 @@ def format_plan(plan: dict[str, Any]) -> str:
         env.append("unset " + " ".join(plan["env_unset"]))
     lines.append("  env:      " + "; ".join(env))
     if plan["seed"] is not None:
-        lines.append(f"  seed:     {plan['seed']} (through {plan['seed_via']})")
+        from gitexp.repro import SEED_VIA
+
+        lines.append(f"  seed:     {plan['seed']} (through {SEED_VIA[plan['seed_via']]})")
     lines.append(
         f"  records:  a new run in experiment {plan['experiment']}, reproduces {plan['sha'][:12]}"
     )
