@@ -266,7 +266,8 @@ def test_seed_everything_seed_is_replayed(gx, repo):
 
     verdict = gitexp.reproduce(run, repo=str(repo))
     assert verdict["verdict"] == "reproduced", verdict
-    assert any(f"seed {seed} replayed through the script" in n for n in verdict["notes"])
+    assert any(f"seed {seed} logged by the script itself; the replay sets GITEXP_SEED" in n
+               for n in verdict["notes"])
 
 
 def test_unreachable_code_commit_still_reproduces(gx, repo):

@@ -68,9 +68,10 @@ REPLAYED_VARS = (
 )
 # how the recorded ``seed`` param reaches the replay
 SEED_VIA = {
-    "params": "the recorded params",
-    "command": "the recorded command line",
-    "script": f"the script: a default of its own, or {ENV_SEED} for gitexp.seed_everything()",
+    "params": "replayed through the recorded params",
+    "command": "replayed through the recorded command line",
+    "script": f"logged by the script itself; the replay sets {ENV_SEED} to it, which "
+    "gitexp.seed_everything() uses",
 }
 COPY_LIMIT = 64 << 20  # hash-checked inputs up to this size are copied, larger ones linked
 REPLAY_TAG = "reproduce"
@@ -547,7 +548,7 @@ def check(plan: ReplayPlan) -> None:
     if drift:
         lines = [_drift_line(i) for i in drift]
         raise InputDrift(
-            f"cannot reproduce {plan.run}: its input data changed: "
+            f"cannot reproduce {plan.run}: inputs changed since the run: "
             + "; ".join(lines)
             + " (pass --allow-input-drift to replay with the current data)",
             lines,
@@ -990,9 +991,7 @@ def reproduce_run(
     verdict = compare(store, original, new, rtol, atol)
     verdict["notes"] = list(plan.notes)
     if plan.seed is not None:
-        verdict["notes"].insert(
-            0, f"seed {plan.seed} replayed through {SEED_VIA[str(plan.seed_via)]}"
-        )
+        verdict["notes"].insert(0, f"seed {plan.seed} {SEED_VIA[str(plan.seed_via)]}")
     verdict["inputs"] = [
         {"path": i.name, "action": i.action, "blake3": i.blake3} for i in plan.inputs
     ]

@@ -73,7 +73,7 @@ def format_plan(plan: dict[str, Any]) -> str:
     if plan["seed"] is not None:
         from gitexp.repro import SEED_VIA
 
-        lines.append(f"  seed:     {plan['seed']} (through {SEED_VIA[plan['seed_via']]})")
+        lines.append(f"  seed:     {plan['seed']} ({SEED_VIA[plan['seed_via']]})")
     lines.append(
         f"  records:  a new run in experiment {plan['experiment']}, reproduces {plan['sha'][:12]}"
     )
