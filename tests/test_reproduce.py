@@ -447,3 +447,41 @@ def test_seed_everything_seeds_and_records(repo, monkeypatch):
     monkeypatch.delenv("GITEXP_SEED")
     drawn = gitexp.seed_everything()
     assert 0 <= drawn < 2**32
+
+
+def test_config_and_large_code_files_are_restored_from_the_store(gx, repo):
+    (repo / ".gitignore").write_text("*.npz\nlocal/\n")
+    (repo / "use.py").write_text(
+        "import hashlib, json, gitexp\n"
+        "conf = json.load(open('local/conf.json'))\n"
+        "digest = hashlib.sha256(open('weights.bin', 'rb').read()).hexdigest()\n"
+        "with gitexp.start_run() as run:\n"
+        "    run.log_metrics({'lr': conf['lr'], 'weights': int(digest[:8], 16)})\n"
+    )
+    git("add", ".", cwd=repo)
+    git("commit", "-qm", "use", cwd=repo)
+    (repo / "local").mkdir()
+    conf = repo / "local" / "conf.json"
+    conf.write_text('{"lr": 0.3}')
+    weights = repo / "weights.bin"  # untracked and over the 10 MiB snapshot limit
+    weights.write_bytes(os.urandom(11 << 20))
+    run = record(gx, "--config", "local/conf.json", "--", "python", "use.py")
+    shown = json.loads(gx.ok("show", run, "--json"))
+    roles = {a["path"]: a["role"] for a in shown["artifacts"]}
+    assert roles["weights.bin"] == "code" and roles["conf.json"] == "config"
+
+    conf.write_text('{"lr": 0.9}')
+    weights.unlink()
+    before = settled_state(repo)
+    proc = reproduce(gx, run, "--json", "-q")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    verdict = json.loads(proc.stdout)
+    assert verdict["verdict"] == "reproduced" and verdict["fingerprint"]["same"]
+    replay = json.loads(gx.ok("show", verdict["replay"]["run"], "--json"))
+    assert replay["params"] == {"lr": 0.3}
+    assert user_state(repo) == before
+
+    git("stash", "push", "-q", "--include-untracked", cwd=repo)  # a clean tree, then:
+    gx.ok("checkout-code", run)
+    assert weights.stat().st_size == 11 << 20  # restored from the store, verified
+    fsck(repo)
