@@ -485,3 +485,22 @@ def test_config_and_large_code_files_are_restored_from_the_store(gx, repo):
     gx.ok("checkout-code", run)
     assert weights.stat().st_size == 11 << 20  # restored from the store, verified
     fsck(repo)
+
+
+def test_a_plain_script_run_with_absolute_paths_replays_inside_the_copy(gx, repo):
+    sub = repo / "runs"
+    sub.mkdir()
+    out = repo / "runs" / "model.npz"
+    # no git exp run: the script's own start_run() records the command and cwd
+    subprocess.run(["python", "../train.py", "--epochs", "2", "--n", "400", "--out", str(out)],
+                   cwd=sub, check=True, capture_output=True)
+    (run,) = run_ids(repo)
+    before = settled_state(repo)
+    proc = reproduce(gx, run, "--json", "-q")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    verdict = json.loads(proc.stdout)
+    assert verdict["verdict"] == "reproduced"
+    assert verdict["fingerprint"]["paths_mapped"]  # --out pointed into the replay dir
+    replay = json.loads(gx.ok("show", verdict["replay"]["run"], "--json"))
+    assert replay["info"]["command"][-1] == str(out)  # recorded as the original
+    assert user_state(repo) == before  # the user's model.npz was not rewritten

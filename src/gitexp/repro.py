@@ -657,8 +657,9 @@ def replay(
     stdout: IO[bytes] | None = None,
     stderr: IO[bytes] | None = None,
     environ: Mapping[str, str] | None = None,
-) -> tuple[RunRecord, str | None]:
-    """Run a checked plan; return the replay run and the kept directory (or None).
+) -> tuple[RunRecord, str | None, str]:
+    """Run a checked plan; return the replay run, the kept directory (or None) and
+    the directory the code ran in (removed unless kept).
 
     Raises :class:`ReplayInterrupted` when the replay is stopped by a signal.
     """
@@ -729,7 +730,7 @@ def replay(
                 )
             if keep:
                 kept = work
-            return new, kept
+            return new, kept, work
     except (KeyboardInterrupt, _Terminated) as exc:
         raise ReplayInterrupted(
             f"replay of {plan.run} interrupted (your work tree was not touched)"
@@ -759,6 +760,19 @@ def _remove_tree(root: str) -> None:
 
 
 # ------------------------------------------------------------------ the verdict
+
+
+def _unmap(value: Any, replay_dir: str | None, original_root: str | None) -> Any:
+    """``value`` with paths into ``replay_dir`` turned back into ``original_root``'s."""
+    if not replay_dir or not original_root:
+        return value
+    if isinstance(value, str):
+        return _remap(value, replay_dir, original_root)
+    if isinstance(value, dict):
+        return {k: _unmap(v, replay_dir, original_root) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unmap(v, replay_dir, original_root) for v in value]
+    return value
 
 
 def _same_value(a: Any, b: Any) -> bool:
@@ -802,8 +816,16 @@ def compare(
     new: RunRecord,
     rtol: float | None = None,
     atol: float | None = None,
+    replay_dir: str | None = None,
+    original_root: str | None = None,
 ) -> dict[str, Any]:
-    """The verdict on a replay ``new`` of ``original``, as JSON-ready data."""
+    """The verdict on a replay ``new`` of ``original``, as JSON-ready data.
+
+    ``replay_dir`` and ``original_root``: where the replay ran and the work tree the
+    original ran in. The replay ran with absolute paths into the original work tree
+    pointed into its own directory; params the script logged from them (an output
+    path, say) are compared as the original's paths.
+    """
     from gitexp.diff import diff_records
 
     tolerant = rtol is not None or atol is not None
@@ -812,7 +834,7 @@ def compare(
     # fingerprint, component by component
     components = {
         "code_tree": (original.code.get("tree"), new.code.get("tree")),
-        "params": (original.params, new.params),
+        "params": (original.params, _unmap(new.params, replay_dir, original_root)),
         "inputs": (
             {e.path: e.blake3 for e in original.inputs()},
             {e.path: e.blake3 for e in new.inputs()},
@@ -820,9 +842,12 @@ def compare(
         "command": (original.info.get("command"), new.info.get("command")),
     }
     differs = [k for k, (x, y) in components.items() if not _same_value(x, y)]
-    pa, pb = fmt.flatten(original.params), fmt.flatten(new.params)
+    pa, pb = fmt.flatten(original.params), fmt.flatten(components["params"][1])
     fingerprint = {
-        "same": original.info.get("fingerprint") == new.info.get("fingerprint"),
+        "same": not differs,
+        # the stored fingerprints differ only through paths into the replay directory
+        "paths_mapped": not differs
+        and original.info.get("fingerprint") != new.info.get("fingerprint"),
         "original": original.info.get("fingerprint"),
         "replay": new.info.get("fingerprint"),
         "differs": differs,
@@ -897,9 +922,9 @@ def compare(
         "original_exit_code": original.info.get("exit_code"),
         "replay_exit_code": new.info.get("exit_code"),
     }
-    status_same = original.status == new.status and (
-        original.info.get("exit_code") == new.info.get("exit_code")
-    )
+    codes = (original.info.get("exit_code"), new.info.get("exit_code"))
+    # a run made by start_run() in a plain script records no exit code
+    status_same = original.status == new.status and (None in codes or codes[0] == codes[1])
     metrics_identical = all(m["status"] == "identical" for m in metrics)
     metrics_ok = all(m["status"] in ("identical", "within_tolerance") for m in metrics)
     outputs_identical = all(o["status"] == "identical" for o in outputs)
@@ -987,8 +1012,8 @@ def reproduce_run(
     plan = plan_replay(store, address, allow_input_drift)
     check(plan)
     original = store.read(fmt.ExpRef.from_ref(plan.ref), plan.sha)
-    new, kept = replay(store, plan, keep=keep, stdout=stdout, stderr=stderr, environ=environ)
-    verdict = compare(store, original, new, rtol, atol)
+    new, kept, work = replay(store, plan, keep=keep, stdout=stdout, stderr=stderr, environ=environ)
+    verdict = compare(store, original, new, rtol, atol, work, plan.original_root)
     verdict["notes"] = [
         n
         for n in plan.notes

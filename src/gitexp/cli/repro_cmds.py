@@ -93,7 +93,14 @@ def format_verdict(v: dict[str, Any]) -> str:
     lines.append(f"  replay:      {v['replay']['run']} ({v['replay']['sha'][:12]})")
     fp = v["fingerprint"]
     if fp["same"]:
-        lines.append("  fingerprint: identical (code tree, params, inputs, command)")
+        lines.append(
+            "  fingerprint: identical (code tree, params, inputs, command)"
+            + (
+                "; paths into the replay directory counted as the original's"
+                if fp.get("paths_mapped")
+                else ""
+            )
+        )
     else:
         lines.append("  fingerprint: differs in " + ", ".join(fp["differs"] or ["?"]))
         for p in fp["params"]:
@@ -103,9 +110,13 @@ def format_verdict(v: dict[str, Any]) -> str:
         for i in fp["inputs"]:
             lines.append(f"    input {i['path']}: {_short(i['original'])} -> {_short(i['replay'])}")
     st = v["status"]
+
+    def status(word: str, code: Any) -> str:
+        return word if code is None else f"{word} (exit {code})"
+
     lines.append(
-        f"  status:      {st['original']} (exit {st['original_exit_code']}) -> "
-        f"{st['replay']} (exit {st['replay_exit_code']})"
+        f"  status:      {status(st['original'], st['original_exit_code'])} -> "
+        f"{status(st['replay'], st['replay_exit_code'])}"
     )
     if v["metrics"]:
         lines.append("  metrics:")
