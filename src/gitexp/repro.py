@@ -31,6 +31,7 @@ import os
 import shutil
 import signal
 import stat
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping
@@ -748,12 +749,15 @@ def _remove_tree(root: str) -> None:
         old = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
     try:
 
-        def onerror(func: Any, path: str, exc: Any) -> None:
-            with contextlib.suppress(OSError):
+        def retry(func: Any, path: str, exc: Any) -> None:
+            with contextlib.suppress(OSError):  # a directory the replay made read-only
                 os.chmod(os.path.dirname(path), stat.S_IRWXU)
                 func(path)
 
-        shutil.rmtree(root, onerror=onerror)
+        if sys.version_info >= (3, 12):
+            shutil.rmtree(root, onexc=retry)
+        else:
+            shutil.rmtree(root, onerror=retry)
     finally:
         if in_main:
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
@@ -1070,7 +1074,6 @@ def reproduce(
         ReplayInterrupted: the replay was interrupted.
         RunNotFound: no run matches ``run``.
     """
-    import sys
 
     with ExpStore(repo) as store:
         if dry_run:
