@@ -336,6 +336,9 @@ def _drift_line(i: InputPlan) -> str:
         shown = ", ".join(i.changed_files[:5])
         more = f" and {len(i.changed_files) - 5} more" if len(i.changed_files) > 5 else ""
         line += f": {shown}{more}"
+    if i.stored and i.dest is None:
+        line += " (the recorded bytes are in the artifact store; reproduce never writes outside "
+        line += "its temporary directory)"
     return line
 
 
