@@ -387,8 +387,11 @@ def test_checkout_code_refuses_a_dirty_tree_and_works_on_a_clean_one(gx, repo):
     train = repo / "train.py"
     clean = train.read_text()
     train.write_text(clean.replace("b = 0.0", "b = 0.75"))
+    helper = repo / "helper.py"
+    helper.write_text("# untracked when the run was made: in the snapshot\n")
     run = record(gx, "--", *TRAIN)
     snap = json.loads(gx.ok("show", run, "--json"))["code"]["snapshot"]
+    helper.write_text("# the user's newer, still untracked version\n")
 
     head = git("rev-parse", "HEAD", cwd=repo)
     state = settled_state(repo)
@@ -398,7 +401,13 @@ def test_checkout_code_refuses_a_dirty_tree_and_works_on_a_clean_one(gx, repo):
     assert len(proc.stderr.strip().splitlines()) == 1
     assert git("rev-parse", "HEAD", cwd=repo) == head and user_state(repo) == state
 
-    train.write_text(clean)  # back to clean
+    train.write_text(clean)  # tracked files clean; the untracked helper.py is in the way
+    proc = gx("checkout-code", run)
+    assert proc.returncode == 9 and "would be overwritten" in proc.stderr
+    assert "helper.py" in proc.stderr and "newer" in helper.read_text()
+    assert git("rev-parse", "HEAD", cwd=repo) == head
+
+    helper.unlink()
     out = gx.ok("checkout-code", run)
     assert f"switched to new branch exp/{run}" in out
     assert git("symbolic-ref", "--short", "HEAD", cwd=repo).strip() == f"exp/{run}"

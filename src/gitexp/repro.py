@@ -1128,10 +1128,15 @@ def checkout_code(store: ExpStore, address: str, branch: str | None = None) -> d
             f"branch {name} already exists at {existing[:12]}, not at the run's code "
             f"{commit[:12]}; choose another name with --branch"
         )
-    if existing is None:
-        repo.switch_to_new_branch(name, commit)
-    else:
-        repo.switch_to_branch(name)
+    try:
+        if existing is None:
+            repo.switch_to_new_branch(name, commit)
+        else:
+            repo.switch_to_branch(name)
+    except GitExpError as exc:
+        if "would be overwritten" in str(exc):  # untracked files of the user's in the way
+            raise DirtyWorkTree(f"{exc}; nothing was changed") from exc
+        raise
     tree = repo.commit_info(commit).tree
     restored, skipped = [], []
     for entry in (a for a in rec.artifacts if a.role == "code"):
