@@ -39,7 +39,9 @@ __all__ = [
     "log_params",
     "log_summary",
     "note",
+    "reproduce",
     "runs",
+    "seed_everything",
     "set_tags",
     "start_run",
 ]
@@ -62,6 +64,8 @@ _LAZY = {
     "log_input": ("gitexp.api", "log_input"),
     "set_tags": ("gitexp.api", "set_tags"),
     "note": ("gitexp.api", "note"),
+    "reproduce": ("gitexp.repro", "reproduce"),
+    "seed_everything": ("gitexp.seeding", "seed_everything"),
 }
 
 

@@ -290,11 +290,15 @@ def input_source(path: str, work_tree: str | None) -> tuple[str, str]:
     work tree, else the absolute path."""
     full = os.path.abspath(path)
     if work_tree:
-        root = os.path.realpath(work_tree)
-        real = os.path.realpath(full)
-        if real == root or real.startswith(root + os.sep):
-            rel = os.path.relpath(real, root).replace(os.sep, "/")
-            return rel if rel != "." else "worktree", rel
+        # the path as given first (an input linked into a replay's directory is named
+        # by where it sits there), then with symlinks resolved
+        for root, where in (
+            (os.path.abspath(work_tree), full),
+            (os.path.realpath(work_tree), os.path.realpath(full)),
+        ):
+            if where == root or where.startswith(root + os.sep):
+                rel = os.path.relpath(where, root).replace(os.sep, "/")
+                return rel if rel != "." else "worktree", rel
     name = "external/" + full.strip("/").replace(os.sep, "/")
     return name, full
 

@@ -20,6 +20,11 @@ callers catch the class they care about. The tree::
     │   └── FormatError                       a run tree that does not parse
     │       └── UnsupportedFormat             a format version this release cannot read
     ├── RunStateError                exit 7   an operation on a finished/foreign run
+    ├── CannotReproduce              exit 8   ``reproduce`` could not replay the run
+    │   │                                     (missing code commit or CAS object, input drift)
+    │   ├── InputDrift                        inputs differ from the recorded hashes; ``drift``
+    │   └── ReplayInterrupted        exit 130 the replay was interrupted (Ctrl-C, SIGTERM)
+    ├── DirtyWorkTree                exit 9   would overwrite uncommitted work; ``paths``
     └── CommandNotFound              exit 127 ``git exp run`` was given a missing program
 """
 
@@ -27,16 +32,20 @@ from __future__ import annotations
 
 __all__ = [
     "AmbiguousRun",
+    "CannotReproduce",
     "CommandNotFound",
     "ConfigError",
+    "DirtyWorkTree",
     "FormatError",
     "GitExpError",
+    "InputDrift",
     "IntegrityError",
     "InvalidName",
     "InvalidValue",
     "NoCommits",
     "NotARepository",
     "ObjectMissing",
+    "ReplayInterrupted",
     "RunConflict",
     "RunNotFound",
     "RunStateError",
@@ -158,6 +167,42 @@ class RunStateError(GitExpError):
     """An operation that the run's state does not allow."""
 
     exit_code = 7
+
+
+class CannotReproduce(GitExpError):
+    """``reproduce`` could not replay a run: its code, a stored object or an input is not
+    what was recorded. ``problems`` lists every reason, one line each."""
+
+    exit_code = 8
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = list(problems or [message])
+
+
+class InputDrift(CannotReproduce):
+    """Inputs recorded by hash only differ now; ``drift`` has one dict per input
+    (path, recorded/current hash and size)."""
+
+    def __init__(self, message: str, problems: list[str], drift: list[dict[str, object]]) -> None:
+        super().__init__(message, problems)
+        self.drift = drift
+
+
+class ReplayInterrupted(CannotReproduce):
+    """The replay was interrupted; the replay run is recorded as ``killed``."""
+
+    exit_code = 130
+
+
+class DirtyWorkTree(GitExpError):
+    """The work tree has uncommitted changes that the operation would overwrite."""
+
+    exit_code = 9
+
+    def __init__(self, message: str, paths: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.paths = list(paths or [])
 
 
 class CommandNotFound(GitExpError):

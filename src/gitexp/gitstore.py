@@ -576,6 +576,93 @@ class GitRepo:
         args = ["diff", "--color=always" if color else "--no-color", base, other]
         return self._run_git(args)
 
+    # ------------------------------------------------- materialising code
+    def export_tree(self, commit: str, dest: str, tmp_dir: str) -> list[str]:
+        """Write the files of ``commit`` into the empty directory ``dest``.
+
+        Done through a private, temporary index (``read-tree`` then
+        ``checkout-index --prefix``), so git's own attributes and filters apply
+        while the user's index, work tree, HEAD, branches and stash are never
+        touched, and no worktree is registered in ``.git/worktrees``: an
+        interrupted export leaves at most files in ``dest``. Returns the paths of
+        submodules, which are not materialised.
+        """
+        if not self.has_object(commit):
+            raise ObjectMissing(f"git object {commit} is missing from the repository", commit)
+        os.makedirs(tmp_dir, exist_ok=True)
+        fd, tmp_index = tempfile.mkstemp(prefix="index-", dir=tmp_dir)
+        os.close(fd)
+        os.unlink(tmp_index)  # read-tree writes a fresh index here
+        try:
+            env = {"GIT_INDEX_FILE": tmp_index}
+            self._run_git(["read-tree", commit], env=env)
+            prefix = os.path.join(os.path.abspath(dest), "")
+            self._run_git(["checkout-index", "--all", "--force", f"--prefix={prefix}"], env=env)
+        finally:
+            for name in (tmp_index, tmp_index + ".lock"):
+                if os.path.exists(name):
+                    os.unlink(name)
+        return self.submodules(self.commit_info(commit).tree)
+
+    def submodules(self, tree: str, prefix: str = "") -> list[str]:
+        """Paths of submodule links (gitlinks) below a tree."""
+        out: list[str] = []
+        for name, (mode, child) in sorted(self.read_tree(tree).items()):
+            if mode == MODE_TREE:
+                out += self.submodules(child, f"{prefix}{name}/")
+            elif mode == 0o160000:
+                out.append(f"{prefix}{name}")
+        return out
+
+    # --------------------------------------------------- branch checkout
+    def uncommitted_changes(self) -> list[str]:
+        """Paths with staged or unstaged changes to tracked files (untracked ones
+        are left out: git itself refuses to overwrite them)."""
+        if self.bare or self.work_tree is None:
+            return []
+        out = self._run_git(["status", "--porcelain=v1", "-z", "--untracked-files=no"])
+        return [item[3:] for item in out.split("\0") if len(item) > 3]
+
+    def check_branch_name(self, name: str) -> bool:
+        """True when ``name`` is a valid new branch name for git."""
+        proc = subprocess.run(
+            ["git", "check-ref-format", "--branch", name],
+            cwd=self.work_tree or self.git_dir,
+            env=_git_env(),
+            capture_output=True,
+        )
+        return proc.returncode == 0 and not name.startswith("-")
+
+    def switch_to_new_branch(self, name: str, commit: str) -> None:
+        """Create branch ``name`` at ``commit`` and check it out (``git switch -c``).
+
+        git refuses, and creates nothing, when the checkout would overwrite
+        local changes or untracked files.
+        """
+        self._switch(["-c", name, commit])
+
+    def switch_to_branch(self, name: str) -> None:
+        """Check out an existing branch."""
+        self._switch([name])
+
+    def _switch(self, args: list[str]) -> None:
+        if shutil.which("git") is None:
+            raise GitExpError("the git command is not installed or not on PATH")
+        proc = subprocess.run(
+            ["git", "switch", "--no-guess", *args],
+            cwd=self.work_tree or self.git_dir,
+            env=_git_env(),
+            capture_output=True,
+        )
+        if proc.returncode != 0:
+            lines = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+            first = next((ln for ln in lines if ln.startswith(("error:", "fatal:"))), "")
+            paths = [ln.strip() for ln in lines if ln.startswith("\t")]
+            detail = first.partition(":")[2].strip() or (lines[-1] if lines else "")
+            if paths:
+                detail += " " + ", ".join(paths[:10]) + (" ..." if len(paths) > 10 else "")
+            raise GitExpError(f"git switch refused: {detail}")
+
     def gc_auto(self) -> None:
         """Let git pack loose objects when it thinks it is time."""
         self._run_git(["gc", "--auto", "--quiet"], check=False)

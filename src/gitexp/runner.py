@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from gitexp import format as fmt
-from gitexp.capture import input_source, record_path
+from gitexp.capture import CodeState, input_source, record_path
 from gitexp.errors import CommandNotFound, ConfigError, UsageError
+from gitexp.format import ArtifactEntry
 from gitexp.store import ExpStore
-from gitexp.tracking import ENV_REPO, ENV_RUN_REF, create_run
+from gitexp.tracking import ENV_REPO, ENV_RUN_REF, ENV_WORK_TREE, create_run
 
 
 @dataclass
@@ -140,8 +141,19 @@ def run_command(
     environ: Mapping[str, str] | None = None,
     cwd: str | None = None,
     extra: Mapping[str, Any] | None = None,
+    base_params: Mapping[str, Any] | None = None,
+    artifacts: Sequence[ArtifactEntry] = (),
+    code: CodeState | None = None,
+    work_tree: str | None = None,
 ) -> RunResult:
-    """Run ``argv`` as a tracked run; return its status and exit code."""
+    """Run ``argv`` as a tracked run; return its status and exit code.
+
+    For ``reproduce``, which runs a recorded command in an exported copy of its code:
+    ``base_params`` are params as data (under the config's and ``params``'),
+    ``artifacts`` manifest entries already recorded, ``code`` the code version to
+    record instead of the work tree's, and ``work_tree`` the directory that stands
+    for the work tree (inputs under it are named relative to it, here and in the child).
+    """
     env = dict(os.environ if environ is None else environ)
     cwd = os.path.abspath(cwd or os.getcwd())
     experiment = experiment or fmt.DEFAULT_EXPERIMENT
@@ -152,6 +164,7 @@ def run_command(
     merged: dict[str, Any] = {}
     if config:
         merged = load_config(config)
+    merged = fmt.deep_merge(dict(base_params or {}), merged)
     merged = fmt.deep_merge(merged, parse_assignments(params))
     for p in inputs:
         if not os.path.exists(p):
@@ -160,7 +173,7 @@ def run_command(
     store = ExpStore(repo)
     try:
         store.repo.require_head()  # before the config and inputs go to the CAS
-        artifacts = []
+        entries = list(artifacts)
         warnings: list[str] = []
         if config:
             hashed = record_path(
@@ -171,12 +184,14 @@ def run_command(
                 True,
                 source=os.path.abspath(config),
             )
-            artifacts.append(hashed.entry)
+            entries.append(hashed.entry)
         for p in inputs:
-            label, source = input_source(p, store.repo.work_tree)
+            label, source = input_source(p, work_tree or store.repo.work_tree)
             hashed = record_path(p, label, "input", store.cas, store_inputs, source=source)
             warnings += hashed.warnings
-            artifacts.append(hashed.entry)
+            entries.append(hashed.entry)
+        if work_tree:
+            env[ENV_WORK_TREE] = os.path.abspath(work_tree)
         run = create_run(
             store,
             experiment=experiment,
@@ -185,7 +200,8 @@ def run_command(
             tags=tag_list,
             command=list(argv),
             environ=env,
-            artifacts=artifacts,
+            artifacts=entries,
+            code=code,
             extra={
                 "cwd": cwd,
                 "config": os.path.basename(config) if config else None,
@@ -244,6 +260,9 @@ def _supervise(
             code = proc.wait()
             for t in pumps:
                 t.join()
+            for pipe in (proc.stdout, proc.stderr):
+                if pipe is not None:
+                    pipe.close()
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

@@ -26,7 +26,14 @@ from types import TracebackType
 from typing import Any
 
 from gitexp import format as fmt
-from gitexp.capture import code_state, environment, host_facts, input_source, record_path
+from gitexp.capture import (
+    CodeState,
+    code_state,
+    environment,
+    host_facts,
+    input_source,
+    record_path,
+)
 from gitexp.errors import GitExpError, RunStateError, UsageError
 from gitexp.format import ArtifactEntry, ExpRef
 from gitexp.metrics import MetricBuffer, to_parquet
@@ -34,6 +41,9 @@ from gitexp.store import ExpStore, RunDelta, SpoolWriter
 
 ENV_RUN_REF = "GITEXP_RUN_REF"
 ENV_REPO = "GITEXP_REPO"
+# the directory that stands for the repository's work tree in a child of ``git exp run``
+# (``reproduce`` runs the recorded command in an exported copy of the code)
+ENV_WORK_TREE = "GITEXP_WORK_TREE"
 
 FLUSH_INTERVAL = 0.25  # seconds between spool writes while points are buffered
 MIN_CHECKPOINT = 5.0  # seconds between commits to the ref, early in a run
@@ -152,6 +162,7 @@ class Run:
         self._forked = False
         self._reported = False
         self._pid = os.getpid()
+        self._work_tree: str | None = None  # set when the code runs outside the work tree
         self.warnings: list[str] = []
 
     # ---------------------------------------------------------------- facts
@@ -277,7 +288,7 @@ class Run:
         if not self._usable():
             return None
         path = os.fspath(path)
-        name, source = input_source(path, self._store.repo.work_tree)
+        name, source = input_source(path, self._work_tree or self._store.repo.work_tree)
         hashed = record_path(path, name, "input", self._store.cas, store=store, source=source)
         self._warn(hashed.warnings)
         with self._io:
@@ -518,9 +529,15 @@ def create_run(
     environ: Mapping[str, str],
     artifacts: Iterable[ArtifactEntry] = (),
     extra: Mapping[str, Any] | None = None,
+    code: CodeState | None = None,
 ) -> Run:
-    """Create a run in an open store and start tracking it (used by ``git exp run``)."""
-    code = code_state(store.repo, store.cas)
+    """Create a run in an open store and start tracking it (used by ``git exp run``).
+
+    ``code``: the code version to record instead of capturing the work tree's
+    (``reproduce`` records its replay against the original run's code commit).
+    """
+    if code is None:
+        code = code_state(store.repo, store.cas)
     now = fmt.utc_now()
     run_id = fmt.new_run_id(now)
     ref = ExpRef(experiment, run_id)
@@ -540,6 +557,7 @@ def create_run(
             **host_facts(),
             **(extra or {}),
         }
+        info.setdefault("cwd_rel", _relative_cwd(info.get("cwd"), store.repo.work_tree))
         ref, _ = store.create(
             experiment,
             info,
@@ -553,6 +571,19 @@ def create_run(
         writer.close()
         raise
     return _register(Run(store, ref, writer, params, now.timestamp(), attached=False))
+
+
+def _relative_cwd(cwd: Any, work_tree: str | None) -> str | None:
+    """``cwd`` relative to the work tree (posix, ``.`` at the top), or None outside it."""
+    if not isinstance(cwd, str) or not work_tree:
+        return None
+    for root, where in (
+        (os.path.abspath(work_tree), os.path.abspath(cwd)),
+        (os.path.realpath(work_tree), os.path.realpath(cwd)),
+    ):
+        if where == root or where.startswith(root + os.sep):
+            return os.path.relpath(where, root).replace(os.sep, "/")
+    return None
 
 
 def _attach(
@@ -573,6 +604,7 @@ def _attach(
         raise
     _attached_refs.add(ref_name)
     run = Run(store, ref, writer, dict(record.params), time.time(), attached=True)
+    run._work_tree = environ.get(ENV_WORK_TREE) or None
     delta = RunDelta(env=environment(environ))
     if name and not record.name:
         delta.run["name"] = fmt.validate_run_name(name)

@@ -26,6 +26,8 @@ COMMANDS = {
     "tag": "gitexp.cli.maint_cmds:tag_cmd",
     "note": "gitexp.cli.maint_cmds:note_cmd",
     "reindex": "gitexp.cli.maint_cmds:reindex_cmd",
+    "reproduce": "gitexp.cli.repro_cmds:reproduce_cmd",
+    "checkout-code": "gitexp.cli.repro_cmds:checkout_code_cmd",
 }
 
 

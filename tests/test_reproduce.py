@@ -1,0 +1,515 @@
+"""``git exp reproduce`` and ``git exp checkout-code``, end to end through the real
+command, real git, real processes and signals."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import fsck, git
+
+TRAIN = ["python", "train.py", "--epochs", "2", "--n", "400"]
+
+
+@pytest.fixture(autouse=True)
+def private_tmp(tmp_path, monkeypatch):
+    """A TMPDIR of the test's own, to check the replay leaves nothing behind."""
+    tmp = tmp_path / "tmpdir"
+    tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    return tmp
+
+
+def user_state(repo: Path) -> dict:
+    """Everything of the user's that reproduce must leave as it was, byte for byte."""
+    files = {}
+    for p in sorted(repo.rglob("*")):
+        rel = p.relative_to(repo)
+        if rel.parts[0] == ".git":
+            continue
+        if p.is_symlink():
+            files[str(rel)] = "link:" + os.readlink(p)
+        elif p.is_file():
+            st = p.stat()
+            files[str(rel)] = (hashlib.sha256(p.read_bytes()).hexdigest(), st.st_mode,
+                               st.st_mtime_ns)
+    index = repo / ".git" / "index"
+    worktrees = repo / ".git" / "worktrees"
+    return {
+        "files": files,
+        "index": hashlib.sha256(index.read_bytes()).hexdigest() if index.exists() else None,
+        "HEAD": (repo / ".git" / "HEAD").read_text(),
+        "refs": git("for-each-ref", "--format=%(refname) %(objectname)", "refs/heads",
+                    "refs/tags", "refs/stash", cwd=repo),
+        "stash": git("stash", "list", cwd=repo),
+        "worktrees": sorted(os.listdir(worktrees)) if worktrees.exists() else [],
+    }
+
+
+def settled_state(repo: Path) -> dict:
+    git("status", "--porcelain", cwd=repo)  # let git refresh the index's stat cache first
+    return user_state(repo)
+
+
+def run_ids(repo: Path) -> list[str]:
+    out = git("for-each-ref", "--sort=refname", "--format=%(refname)", "refs/experiments/",
+              cwd=repo)
+    return [r.rsplit("/", 1)[1] for r in out.split()]
+
+
+def record(gx, *args: str, cwd: Path | None = None) -> str:
+    """Record a run with ``git exp run``; return its run id."""
+    before = set(run_ids(gx.cwd))
+    gx.ok("run", *args, cwd=cwd)
+    (new,) = set(run_ids(gx.cwd)) - before
+    return new
+
+
+def reproduce(gx, *args: str, **kw) -> subprocess.CompletedProcess:
+    proc = gx("reproduce", *args, **kw)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc
+
+
+def test_a_run_reproduces_exactly(gx, repo, private_tmp):
+    run = record(gx, "-e", "example", "-p", "note=baseline", "--", *TRAIN, "--seed", "1")
+    sha = git("rev-parse", f"refs/experiments/example/{run}", cwd=repo).strip()
+    before = settled_state(repo)
+
+    proc = reproduce(gx, sha[:10])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "verdict: REPRODUCED" in proc.stdout
+    assert "fingerprint: identical" in proc.stdout
+    assert "epoch   1" in proc.stderr  # the replay's own output went to stderr
+
+    verdict = json.loads(reproduce(gx, run, "--json", "-q").stdout)
+    assert verdict["verdict"] == "reproduced" and verdict["fingerprint"]["same"]
+    assert {m["key"]: m["status"] for m in verdict["metrics"]} == {
+        "accuracy": "identical", "loss": "identical"}
+    assert verdict["outputs"] == [
+        {**verdict["outputs"][0], "path": "model.npz", "status": "identical"}]
+    assert any("seed 1 replayed through the recorded command line" in n
+               for n in verdict["notes"])
+    replay = json.loads(gx.ok("show", verdict["replay"]["run"], "--json"))
+    assert replay["info"]["links"] == {"reproduces": sha}
+    assert replay["info"]["experiment"] == "example"
+    assert replay["params"]["note"] == "baseline" and replay["params"]["seed"] == 1
+    assert replay["code"]["commit"] == git("rev-parse", "HEAD", cwd=repo).strip()
+
+    assert user_state(repo) == before
+    assert "model.npz" in before["files"]  # the original's output, not rewritten (mtime)
+    assert os.listdir(private_tmp) == []
+    fsck(repo)
+
+
+def test_a_dirty_run_reproduces_from_its_snapshot_and_leaves_the_dirty_tree_alone(gx, repo):
+    train = repo / "train.py"
+    original = train.read_text()
+    train.write_text(original.replace("b = 0.0", "b = 0.25"))
+    (repo / "helper.txt").write_text("untracked at run time\n")
+    run = record(gx, "-e", "example", "--", *TRAIN)
+    snapshot = json.loads(gx.ok("show", run, "--json"))["code"]
+    assert snapshot["dirty"] and snapshot["snapshot"]
+
+    # the user moves on: a stash, a staged change, a different unstaged change,
+    # an untracked file, an ignored file
+    (repo / "notes.md").write_text("stashed\n")
+    git("add", "notes.md", cwd=repo)
+    git("stash", "push", "-q", cwd=repo)
+    (repo / ".gitignore").write_text("*.npz\nscratch/\n")
+    git("add", ".gitignore", cwd=repo)
+    train.write_text(original.replace("b = 0.0", "b = -3.0"))
+    (repo / "helper.txt").write_text("changed since\n")
+    (repo / "scratch").mkdir()
+    (repo / "scratch" / "x.bin").write_bytes(b"\0" * 100)
+    before = settled_state(repo)
+
+    proc = reproduce(gx, run, "--json", "-q")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    verdict = json.loads(proc.stdout)
+    assert verdict["verdict"] == "reproduced"
+    replay = json.loads(gx.ok("show", verdict["replay"]["run"], "--json"))
+    assert replay["code"]["commit"] == snapshot["snapshot"]
+    assert user_state(repo) == before
+    fsck(repo)
+
+
+def test_changed_input_data_is_refused_with_the_drift_named(gx, repo, tmp_path):
+    (repo / ".gitignore").write_text("*.npz\ndata/\n")
+    git("commit", "-qam", "ignore data", cwd=repo)
+    data = repo / "data"
+    data.mkdir()
+    (data / "train.csv").write_text("x,y\n1,2\n")
+    (data / "val.csv").write_text("x,y\n3,4\n")
+    outside = tmp_path / "labels.txt"
+    outside.write_text("cat\ndog\n")
+    run = record(gx, "-e", "example", "--input", "data", "--input", str(outside), "--", *TRAIN)
+
+    (data / "val.csv").write_text("x,y\n3,5\n")
+    outside.write_text("cat\ndog\nbird\n")
+    before = settled_state(repo)
+    proc = reproduce(gx, run)
+    assert proc.returncode == 8, proc.stdout + proc.stderr
+    err = proc.stderr.strip()
+    assert len(err.splitlines()) == 1
+    assert "input data drifted" in err and "val.csv (changed)" in err
+    assert f"input external{outside} drifted" in err and "(8 bytes), now" in err
+    assert "--allow-input-drift" in err
+
+    out = json.loads(reproduce(gx, run, "--json").stdout)
+    assert out["verdict"] == "cannot_reproduce"
+    drift = {d["path"]: d for d in out["drift"]}
+    assert set(drift) == {"data", f"external{outside}"}
+    assert drift[f"external{outside}"]["recorded_size"] == 8
+    assert drift[f"external{outside}"]["current_size"] == 13
+    assert len(run_ids(repo)) == 1  # nothing was replayed
+
+    proc = reproduce(gx, run, "--allow-input-drift", "--json", "-q")
+    assert proc.returncode == 0, proc.stderr  # same metrics: the script ignores the data
+    verdict = json.loads(proc.stdout)
+    assert verdict["fingerprint"]["differs"] == ["inputs"]
+    assert user_state(repo) == before
+    fsck(repo)
+
+
+def test_stored_inputs_are_restored_from_the_store(gx, repo):
+    (repo / ".gitignore").write_text("*.npz\ndata/\n")
+    git("commit", "-qam", "ignore data", cwd=repo)
+    data = repo / "data"
+    (data / "sub").mkdir(parents=True)
+    (data / "train.csv").write_text("x,y\n1,2\n")
+    (data / "sub" / "extra.csv").write_text("x,y\n5,6\n")
+    reader = repo / "read_data.py"
+    reader.write_text(
+        "import gitexp, pathlib\n"
+        "text = pathlib.Path('data/train.csv').read_text()\n"
+        "extra = pathlib.Path('data/sub/extra.csv').read_text()\n"
+        "with gitexp.start_run() as run:\n"
+        "    run.log_metrics({'chars': len(text) + len(extra)})\n"
+    )
+    git("add", "read_data.py", cwd=repo)
+    git("commit", "-qm", "reader", cwd=repo)
+    run = record(gx, "--input", "data", "--store-inputs", "--", "python", "read_data.py")
+
+    (data / "train.csv").write_text("x,y\n1,2\n7,8\n9,10\n")  # the user's data moves on
+    (data / "sub" / "extra.csv").unlink()
+    before = settled_state(repo)
+    proc = reproduce(gx, run, "--json", "-q")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    verdict = json.loads(proc.stdout)
+    assert verdict["verdict"] == "reproduced" and verdict["fingerprint"]["same"]
+    assert verdict["inputs"] == [{**verdict["inputs"][0], "path": "data", "action": "restore"}]
+    assert user_state(repo) == before
+
+    # a stored object that went missing makes the replay impossible, with its own code
+    key = json.loads(gx.ok("show", run, "--json"))["inputs"][0]["blake3"]
+    obj = repo / ".git" / "exp" / "objects" / key[:2] / key[2:]
+    obj.chmod(0o644)
+    obj.unlink()
+    proc = reproduce(gx, run)
+    assert proc.returncode == 8
+    assert "missing from the artifact store" in proc.stderr
+
+
+def test_unseeded_randomness_is_reported_as_differing(gx, repo):
+    (repo / "noisy.py").write_text(
+        "import random\nimport numpy as np\nimport gitexp\n"
+        "rng = np.random.default_rng()\n"
+        "with gitexp.start_run() as run:\n"
+        "    for step in range(3):\n"
+        "        run.log_metrics({'score': float(rng.random()), 'steady': 1.0}, step=step)\n"
+        "    run.log_metrics({'jitter': random.random()})\n"
+    )
+    git("add", "noisy.py", cwd=repo)
+    git("commit", "-qm", "noisy", cwd=repo)
+    run = record(gx, "--", "python", "noisy.py")
+
+    proc = reproduce(gx, run)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "verdict: DIFFERS" in proc.stdout
+    lines = {ln.split()[0]: ln for ln in proc.stdout.splitlines()
+             if ln.startswith("    ") and len(ln.split()) > 1}
+    assert "different" in lines["score"] and "first differs at step 0" in lines["score"]
+    assert "different" in lines["jitter"] and "identical" in lines["steady"]
+    assert "fingerprint: identical" in proc.stdout
+    assert "not deterministic" in proc.stdout
+
+    verdict = json.loads(reproduce(gx, run, "--json", "-q").stdout)
+    status = {m["key"]: m["status"] for m in verdict["metrics"]}
+    assert status == {"jitter": "different", "score": "different", "steady": "identical"}
+
+    proc = reproduce(gx, run, "--atol", "1", "--json", "-q")  # values live in [0, 1)
+    assert proc.returncode == 0, proc.stdout
+    assert json.loads(proc.stdout)["verdict"] == "reproduced_within_tolerance"
+
+
+def test_seed_everything_seed_is_replayed(gx, repo):
+    (repo / "seeded.py").write_text(
+        "import random\nimport numpy as np\nimport gitexp\n"
+        "with gitexp.start_run() as run:\n"
+        "    seed = gitexp.seed_everything()\n"  # drawn, recorded, replayed
+        "    run.log_metrics({'a': random.random(), 'b': float(np.random.rand())})\n"
+    )
+    git("add", "seeded.py", cwd=repo)
+    git("commit", "-qm", "seeded", cwd=repo)
+    run = record(gx, "--", "python", "seeded.py")
+    seed = json.loads(gx.ok("show", run, "--json"))["params"]["seed"]
+    assert isinstance(seed, int)
+
+    import gitexp
+
+    verdict = gitexp.reproduce(run, repo=str(repo))
+    assert verdict["verdict"] == "reproduced", verdict
+    assert any(f"seed {seed} logged by the script itself; the replay sets GITEXP_SEED" in n
+               for n in verdict["notes"])
+
+
+def test_unreachable_code_commit_still_reproduces(gx, repo):
+    git("switch", "-q", "-c", "experiment-branch", cwd=repo)
+    train = repo / "train.py"
+    train.write_text(train.read_text().replace("b = 0.0", "b = 0.5"))
+    git("commit", "-qam", "try an offset", cwd=repo)
+    code = git("rev-parse", "HEAD", cwd=repo).strip()
+    run = record(gx, "--", *TRAIN)
+
+    git("switch", "-q", "main", cwd=repo)
+    git("branch", "-q", "-D", "experiment-branch", cwd=repo)
+    git("reflog", "expire", "--expire=now", "--all", cwd=repo)
+    git("gc", "-q", "--prune=now", cwd=repo)
+    git("cat-file", "-e", f"{code}^{{commit}}", cwd=repo)  # the run ref kept it alive
+
+    proc = reproduce(gx, run, "--json", "-q")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json.loads(proc.stdout)["verdict"] == "reproduced"
+    fsck(repo)
+
+
+SLOW = (
+    "import os, sys, time\nimport gitexp\n"
+    "with gitexp.start_run() as run:\n"
+    "    for step in range(200):\n"
+    "        run.log_metrics({'x': step}, step=step)\n"
+    "        print('tick', step, flush=True)\n"
+    "        time.sleep(float(os.environ.get('SLOW_SLEEP', '0')))\n"
+)
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_interrupting_a_replay_leaves_no_trace(gx, repo, private_tmp, how):
+    (repo / "slow.py").write_text(SLOW)
+    git("add", "slow.py", cwd=repo)
+    git("commit", "-qm", "slow", cwd=repo)
+    run = record(gx, "--", "python", "slow.py")
+    before = settled_state(repo)
+
+    # Ctrl-C: the terminal sends SIGINT to the whole foreground process group;
+    # SIGTERM: to git-exp alone. (git-exp itself: 'git exp' re-raises the signal on git.)
+    proc = subprocess.Popen(
+        ["git-exp", "reproduce", run], cwd=repo, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
+        env={**os.environ, "SLOW_SLEEP": "0.05"},
+    )
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # the replay is running once it prints
+            if line.startswith("tick 3"):
+                break
+        if how == "ctrl-c":
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    ours = [ln for ln in err.splitlines() if ln.startswith("git exp:")]
+    assert len(ours) == 1 and "interrupted" in ours[0], err  # the script's traceback aside
+    assert not (repo / ".git" / "worktrees").exists()
+    assert os.listdir(private_tmp) == []
+    assert user_state(repo) == before
+    ids = run_ids(repo)
+    assert len(ids) == 2
+    killed = json.loads(gx.ok("show", ids[-1], "--json"))
+    assert killed["info"]["status"] == "killed"
+    fsck(repo)
+
+
+def test_dry_run_writes_nothing(gx, repo, private_tmp):
+    run = record(gx, "-e", "example", "--", *TRAIN, "--seed", "3")
+
+    def everything() -> dict:
+        out = {}
+        for p in sorted((repo / ".git").rglob("*")):
+            if p.is_file():
+                out[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest()
+        return out
+
+    git("status", "--porcelain", cwd=repo)
+    before, state = everything(), user_state(repo)
+    proc = reproduce(gx, run, "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert "command:  python train.py --epochs 2 --n 400 --seed 3" in proc.stdout
+    assert "seed:     3" in proc.stdout
+    plan = json.loads(reproduce(gx, run, "--dry-run", "--json").stdout)
+    assert plan["code_commit"] == git("rev-parse", "HEAD", cwd=repo).strip()
+    assert plan["cwd_rel"] == "."
+    assert everything() == before and user_state(repo) == state
+    assert os.listdir(private_tmp) == []
+    assert len(run_ids(repo)) == 1
+
+
+def test_a_run_from_a_subdirectory_replays_there(gx, repo):
+    sub = repo / "jobs"
+    sub.mkdir()
+    (sub / "where.py").write_text(
+        "import os, gitexp\n"
+        "with gitexp.start_run() as run:\n"
+        "    run.log_metrics({'depth': len(os.getcwd().split(os.sep))})\n"
+        "    run.log_params({'leaf': os.path.basename(os.getcwd())})\n"
+    )
+    git("add", "jobs", cwd=repo)
+    git("commit", "-qm", "jobs", cwd=repo)
+    run = record(gx, "--", "python", "where.py", cwd=sub)
+    info = json.loads(gx.ok("show", run, "--json"))["info"]
+    assert info["cwd_rel"] == "jobs"
+    verdict = json.loads(reproduce(gx, run, "--json", "-q").stdout)
+    assert verdict["fingerprint"]["params"] == []  # leaf == "jobs" in the replay too
+
+
+def test_checkout_code_refuses_a_dirty_tree_and_works_on_a_clean_one(gx, repo):
+    train = repo / "train.py"
+    clean = train.read_text()
+    train.write_text(clean.replace("b = 0.0", "b = 0.75"))
+    helper = repo / "helper.py"
+    helper.write_text("# untracked when the run was made: in the snapshot\n")
+    run = record(gx, "--", *TRAIN)
+    snap = json.loads(gx.ok("show", run, "--json"))["code"]["snapshot"]
+    helper.write_text("# the user's newer, still untracked version\n")
+
+    head = git("rev-parse", "HEAD", cwd=repo)
+    state = settled_state(repo)
+    proc = gx("checkout-code", run)
+    assert proc.returncode == 9
+    assert "uncommitted changes (train.py)" in proc.stderr and "nothing was changed" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert git("rev-parse", "HEAD", cwd=repo) == head and user_state(repo) == state
+
+    train.write_text(clean)  # tracked files clean; the untracked helper.py is in the way
+    proc = gx("checkout-code", run)
+    assert proc.returncode == 9 and "would be overwritten" in proc.stderr
+    assert "helper.py" in proc.stderr and "newer" in helper.read_text()
+    assert git("rev-parse", "HEAD", cwd=repo) == head
+
+    helper.unlink()
+    out = gx.ok("checkout-code", run)
+    assert f"switched to new branch exp/{run}" in out
+    assert git("symbolic-ref", "--short", "HEAD", cwd=repo).strip() == f"exp/{run}"
+    assert git("rev-parse", "HEAD", cwd=repo).strip() == snap
+    assert "b = 0.75" in train.read_text()
+
+    git("switch", "-q", "main", cwd=repo)
+    proc = gx("checkout-code", run, "--branch", "main")
+    assert proc.returncode == 2 and "already exists" in proc.stderr
+    proc = gx("checkout-code", run, "--branch", "bad..name")
+    assert proc.returncode == 2 and "not a valid branch name" in proc.stderr
+    gx.ok("checkout-code", run, "--branch", "retry")
+    assert git("rev-parse", "retry", cwd=repo).strip() == snap
+    fsck(repo)
+
+
+def test_bad_input_is_one_line_and_a_distinct_exit_code(gx, repo):
+    proc = reproduce(gx, "no-such-run")
+    assert proc.returncode == 4 and len(proc.stderr.strip().splitlines()) == 1
+    run = record(gx, "--", *TRAIN)
+    proc = reproduce(gx, run, "--rtol", "-1")
+    assert proc.returncode == 2 and "--rtol" in proc.stderr
+
+
+def test_seed_everything_seeds_and_records(repo, monkeypatch):
+    import random
+
+    import numpy as np
+
+    import gitexp
+
+    monkeypatch.delenv("GITEXP_SEED", raising=False)
+    monkeypatch.delenv("PYTHONHASHSEED", raising=False)
+    assert gitexp.seed_everything(7) == 7
+    first = (random.random(), float(np.random.rand()))
+    gitexp.seed_everything(7)
+    assert (random.random(), float(np.random.rand())) == first
+    assert os.environ["PYTHONHASHSEED"] == "7"
+    monkeypatch.setenv("GITEXP_SEED", "11")
+    assert gitexp.seed_everything() == 11
+    with pytest.raises(gitexp.errors.UsageError):
+        gitexp.seed_everything(-1)
+    with gitexp.start_run(repo=str(repo)) as run:
+        gitexp.seed_everything(5)
+        assert run.params["seed"] == 5
+    monkeypatch.delenv("GITEXP_SEED")
+    drawn = gitexp.seed_everything()
+    assert 0 <= drawn < 2**32
+
+
+def test_config_and_large_code_files_are_restored_from_the_store(gx, repo):
+    (repo / ".gitignore").write_text("*.npz\nlocal/\n")
+    (repo / "use.py").write_text(
+        "import hashlib, json, gitexp\n"
+        "conf = json.load(open('local/conf.json'))\n"
+        "digest = hashlib.sha256(open('weights.bin', 'rb').read()).hexdigest()\n"
+        "with gitexp.start_run() as run:\n"
+        "    run.log_metrics({'lr': conf['lr'], 'weights': int(digest[:8], 16)})\n"
+    )
+    git("add", ".", cwd=repo)
+    git("commit", "-qm", "use", cwd=repo)
+    (repo / "local").mkdir()
+    conf = repo / "local" / "conf.json"
+    conf.write_text('{"lr": 0.3}')
+    weights = repo / "weights.bin"  # untracked and over the 10 MiB snapshot limit
+    weights.write_bytes(os.urandom(11 << 20))
+    run = record(gx, "--config", "local/conf.json", "--", "python", "use.py")
+    shown = json.loads(gx.ok("show", run, "--json"))
+    roles = {a["path"]: a["role"] for a in shown["artifacts"]}
+    assert roles["weights.bin"] == "code" and roles["conf.json"] == "config"
+
+    conf.write_text('{"lr": 0.9}')
+    weights.unlink()
+    before = settled_state(repo)
+    proc = reproduce(gx, run, "--json", "-q")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    verdict = json.loads(proc.stdout)
+    assert verdict["verdict"] == "reproduced" and verdict["fingerprint"]["same"]
+    replay = json.loads(gx.ok("show", verdict["replay"]["run"], "--json"))
+    assert replay["params"] == {"lr": 0.3}
+    assert user_state(repo) == before
+
+    git("stash", "push", "-q", "--include-untracked", cwd=repo)  # a clean tree, then:
+    gx.ok("checkout-code", run)
+    assert weights.stat().st_size == 11 << 20  # restored from the store, verified
+    fsck(repo)
+
+
+def test_a_plain_script_run_with_absolute_paths_replays_inside_the_copy(gx, repo):
+    sub = repo / "runs"
+    sub.mkdir()
+    out = repo / "runs" / "model.npz"
+    # no git exp run: the script's own start_run() records the command and cwd
+    subprocess.run(["python", "../train.py", "--epochs", "2", "--n", "400", "--out", str(out)],
+                   cwd=sub, check=True, capture_output=True)
+    (run,) = run_ids(repo)
+    before = settled_state(repo)
+    proc = reproduce(gx, run, "--json", "-q")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    verdict = json.loads(proc.stdout)
+    assert verdict["verdict"] == "reproduced"
+    assert verdict["fingerprint"]["paths_mapped"]  # --out pointed into the replay dir
+    replay = json.loads(gx.ok("show", verdict["replay"]["run"], "--json"))
+    assert replay["info"]["command"][-1] == str(out)  # recorded as the original
+    assert user_state(repo) == before  # the user's model.npz was not rewritten
