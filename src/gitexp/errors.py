@@ -20,6 +20,10 @@ callers catch the class they care about. The tree::
     │   └── FormatError                       a run tree that does not parse
     │       └── UnsupportedFormat             a format version this release cannot read
     ├── RunStateError                exit 7   an operation on a finished/foreign run
+    ├── RemoteError                  exit 8   a remote or artifact store failed or refused
+    │   ├── AuthError                         the remote refused our credentials
+    │   ├── NoRemote                          no such remote / no remote configured
+    │   └── Diverged                          runs not pushed or fetched: histories diverged
     └── CommandNotFound              exit 127 ``git exp run`` was given a missing program
 """
 
@@ -27,16 +31,20 @@ from __future__ import annotations
 
 __all__ = [
     "AmbiguousRun",
+    "AuthError",
     "CommandNotFound",
     "ConfigError",
+    "Diverged",
     "FormatError",
     "GitExpError",
     "IntegrityError",
     "InvalidName",
     "InvalidValue",
     "NoCommits",
+    "NoRemote",
     "NotARepository",
     "ObjectMissing",
+    "RemoteError",
     "RunConflict",
     "RunNotFound",
     "RunStateError",
@@ -164,3 +172,29 @@ class CommandNotFound(GitExpError):
     """The program to run does not exist or is not executable."""
 
     exit_code = 127
+
+
+class RemoteError(GitExpError):
+    """A git remote or an artifact store could not be used."""
+
+    exit_code = 8
+
+    def __init__(self, message: str, remote: str = "") -> None:
+        super().__init__(message)
+        self.remote = remote
+
+
+class AuthError(RemoteError):
+    """The remote refused our credentials."""
+
+
+class NoRemote(RemoteError):
+    """No remote of that name, or none configured at all."""
+
+
+class Diverged(RemoteError):
+    """Some runs were left alone because the local and remote histories diverged."""
+
+    def __init__(self, message: str, refs: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.refs = refs or []

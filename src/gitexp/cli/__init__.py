@@ -20,6 +20,12 @@ COMMANDS = {
     "log": "gitexp.cli.commands:log_cmd",
     "show": "gitexp.cli.commands:show_cmd",
     "diff": "gitexp.cli.commands:diff_cmd",
+    "push": "gitexp.cli.remote_cmds:push_cmd",
+    "fetch": "gitexp.cli.remote_cmds:fetch_cmd",
+    "pull": "gitexp.cli.remote_cmds:pull_cmd",
+    "ls-remote": "gitexp.cli.remote_cmds:ls_remote_cmd",
+    "get": "gitexp.cli.remote_cmds:get_cmd",
+    "install-hooks": "gitexp.cli.remote_cmds:install_hooks_cmd",
 }
 
 
