@@ -263,7 +263,7 @@ def from_parquet(data: bytes, where: str = "metric segment") -> Any:
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(pa.BufferReader(data))
+        table = pq.read_table(pa.BufferReader(data), use_threads=False)
     except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
         raise FormatError(f"{where} is damaged or truncated: {exc}") from exc
     missing = {"key", "step", "value", "time"} - set(table.column_names)
