@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from servers import git_daemon, git_http, s3, sshd  # noqa: F401  (server fixtures)
+
 BIN = os.path.dirname(sys.executable)
 
 
@@ -75,7 +77,8 @@ class GitExp:
         self.cwd = cwd
 
     def __call__(self, *args: str, cwd: Path | None = None, input: str | None = None,
-                 env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+                 env: dict[str, str] | None = None,
+                 timeout: float = 120) -> subprocess.CompletedProcess:
         return subprocess.run(
             ["git", "exp", *args], cwd=cwd or self.cwd, capture_output=True, text=True,
             input=input, env={**os.environ, **(env or {})}, timeout=timeout,
@@ -83,7 +86,9 @@ class GitExp:
 
     def ok(self, *args: str, **kw) -> str:
         proc = self(*args, **kw)
-        assert proc.returncode == 0, f"git exp {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        assert proc.returncode == 0, (
+            f"git exp {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        )
         return proc.stdout
 
 

@@ -652,7 +652,12 @@ def _remote_error(url: str, exc: BaseException) -> GitExpError:
             "(is the URL right, and can you reach it?)",
             url,
         )
+    import re
+
     text = str(exc).strip().splitlines()
+    errno = re.search(r"\[Errno -?\d+\] ([^\"')]+)", str(exc))
+    if errno:
+        return RemoteError(f"{url}: cannot connect: {errno.group(1).strip()}", url)
     return RemoteError(f"{url}: {text[-1] if text else name}", url)
 
 

@@ -396,7 +396,13 @@ def manifest_entries(
             entries.append(ArtifactEntry.from_json(item))
         except (StoreError, UsageError) as exc:
             path = item.get("path") if isinstance(item, dict) else None
-            refused.append(Refusal(run, repr(path), f"refused: {exc}"))
+            reason = str(exc)
+            if isinstance(path, str):
+                try:
+                    fmt.normalize_artifact_path(path)
+                except InvalidName as bad:
+                    reason = str(bad)  # the short reason, not the whole entry
+            refused.append(Refusal(run, repr(path), reason))
     return entries, refused
 
 
@@ -665,7 +671,7 @@ def download_objects(
             n = remote_store.download(cas, key)
         except IntegrityError as exc:
             run, _, path = label.partition(": ")
-            result.refused.append(Refusal(run, path, f"refused: {exc}"))
+            result.refused.append(Refusal(run, path, str(exc)))
             return False
         except ObjectMissing:
             if key not in optional:
@@ -685,7 +691,7 @@ def download_objects(
             rows = listing_files(cas.get_bytes(key), label)
         except IntegrityError as exc:
             run, _, path = label.partition(": ")
-            result.refused.append(Refusal(run, path, f"refused: {exc}"))
+            result.refused.append(Refusal(run, path, str(exc)))
             continue
         files += [(k, f"{label}/{p}") for p, k, _, _ in rows]
     first: dict[str, str] = {}
