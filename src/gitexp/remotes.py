@@ -583,7 +583,20 @@ def fetch(store: ExpStore, remote: str | None = None, progress: ProgressFn = _no
         ssh_command=rem.ssh_command,
         progress=lambda text: progress(Progress("fetching runs", text=text)),
     )
+    # runs this repository does not have yet: created together, in one write
+    fresh: dict[str, str] = {}
+    for name, sha in remote_refs.items():
+        try:
+            ExpRef.from_ref(name)
+        except InvalidName:
+            continue
+        if repo.has_object(sha) and repo.get_ref(name) is None:
+            fresh[name] = sha
+    created = set(repo.add_new_refs(fresh)) if len(fresh) > 1 else set()
     for name, sha in sorted(remote_refs.items()):
+        if name in created:
+            result.refs.append(RefFetch(name, None, sha, "new"))
+            continue
         try:
             ExpRef.from_ref(name)
         except InvalidName as exc:
