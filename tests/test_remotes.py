@@ -325,30 +325,18 @@ def test_diverged_run_is_never_overwritten(gx, proj, tmp_path):
     fsck(remote)
 
 
-def _hostile_run(remote: Path, store: Path) -> tuple[str, str]:
-    """A run built with plain git plumbing in ``remote``, whose manifest is hostile."""
-    good = b"honest bytes\n"
+def _put(store: Path, data: bytes) -> str:
     import blake3
 
-    good_key = blake3.blake3(good).hexdigest()
-    liar_key = blake3.blake3(b"what the manifest promised").hexdigest()
-    for key, data in ((good_key, good), (liar_key, b"something else entirely")):
-        path = store / "objects" / key[:2] / key[2:]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    evil_key = blake3.blake3(b"evil").hexdigest()
-    (store / "objects" / evil_key[:2]).mkdir(parents=True, exist_ok=True)
-    (store / "objects" / evil_key[:2] / evil_key[2:]).write_bytes(b"evil")
-    manifest = [
-        {"path": "../../x", "blake3": evil_key, "size": 4, "mode": "100644", "role": "output"},
-        {"path": "/tmp/gitexp-evil-abs", "blake3": evil_key, "size": 4, "mode": "100644",
-         "role": "output"},
-        {"path": "liar.bin", "blake3": liar_key, "size": 26, "mode": "100644",
-         "role": "output"},
-        {"path": "good.txt", "blake3": good_key, "size": len(good), "mode": "100644",
-         "role": "output"},
-    ]
-    run_id = "20261122-000000-abcdef"
+    key = blake3.blake3(data).hexdigest()
+    path = store / "objects" / key[:2] / key[2:]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return key
+
+
+def _plumbed_run(remote: Path, run_id: str, manifest: list) -> str:
+    """A run commit made with plain git plumbing in ``remote``; returns its ref."""
     run = {"format": 1, "id": run_id, "experiment": "evil", "status": "finished",
            "tags": [], "notes": [], "links": {}, "writers": {}}
 
@@ -367,35 +355,77 @@ def _hostile_run(remote: Path, store: Path) -> tuple[str, str]:
     commit = git("commit-tree", tree, "-p", main, "-m", "a hostile run", cwd=remote).strip()
     ref = f"refs/experiments/evil/{run_id}"
     git("update-ref", ref, commit, cwd=remote)
-    return ref, liar_key
+    return ref
+
+
+def _entry(path: str, key: str, size: int, **extra) -> dict:
+    return {"path": path, "blake3": key, "size": size, "mode": "100644", "role": "output",
+            **extra}
 
 
 def test_hostile_remote_run_is_refused_on_pull(gx, proj, tmp_path):
     remote = bare(tmp_path / "srv", "shared.git")
+    store = remote / "exp"
     git("remote", "add", "origin", str(remote), cwd=proj)
     git("push", "-q", "origin", "HEAD:refs/heads/main", cwd=proj)
-    ref, liar_key = _hostile_run(remote, remote / "exp")
+    evil = _put(store, b"evil")
+    # 1. hostile paths in the manifest: the whole run is refused, it would break git exp log
+    paths_ref = _plumbed_run(remote, "20261122-000000-aaaaaa", [
+        _entry("../../x", evil, 4),
+        _entry("/tmp/gitexp-evil-abs", evil, 4),
+    ])
+    # 2. a valid manifest whose store serves lies: those artifacts are refused one by one
+    good = b"honest bytes\n"
+    good_key = _put(store, good)
+    import blake3
+
+    liar_key = blake3.blake3(b"what the manifest promised").hexdigest()
+    (store / "objects" / liar_key[:2]).mkdir(parents=True, exist_ok=True)
+    (store / "objects" / liar_key[:2] / liar_key[2:]).write_bytes(b"something else")
+    listing_key = _put(store, f"100644 {evil} 4 ../escape\n".encode())
+    lies_ref = _plumbed_run(remote, "20261122-000000-bbbbbb", [
+        _entry("liar.bin", liar_key, 26),
+        _entry("good.txt", good_key, len(good)),
+        _entry("ckpt", listing_key, 4, mode="40000", kind="dir", files=1),
+    ])
+    # 3. a ref under refs/experiments/ that is not a run at all
+    blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=remote, input="x",
+                          capture_output=True, text=True, check=True).stdout.strip()
+    git("update-ref", "refs/experiments/evil/20261122-000000-cccccc", blob, cwd=remote)
+
     victim = clone(str(remote), tmp_path / "deep" / "er" / "victim")
     before = sorted(p for p in tmp_path.rglob("*") if "victim" not in p.parts)
     vx = GitExp(victim)
     proc = vx("pull")
     assert proc.returncode == 6, proc.stdout + proc.stderr
     err = proc.stderr
-    assert "refused artifact" in err and "'../../x'" in err and "contains '..'" in err
+    assert "Traceback" not in err
+    assert "'../../x'" in err and "contains '..'" in err
     assert "/tmp/gitexp-evil-abs" in err and "absolute" in err
     assert "liar.bin" in err and "hash to" in err
-    assert "Traceback" not in err
-    # the honest artifact arrived; nothing was written outside the CAS
+    assert "hostile path in directory listing" in err
+    assert "000000-cccccc" in err and "not a commit" in err
+    assert "2 run(s) and 2 artifact(s) refused" in err
+    refs = run_refs(victim)
+    assert paths_ref not in refs and "refs/experiments/evil/20261122-000000-cccccc" not in refs
+    assert lies_ref in refs  # the run itself is fine, minus its refused artifacts
+    # nothing was written outside the CAS, and no lying bytes entered it
     cas = victim / ".git" / "exp" / "objects"
     assert not (cas / liar_key[:2] / liar_key[2:]).exists()
+    assert (cas / good_key[:2] / good_key[2:]).read_bytes() == good
     assert not (tmp_path / "deep" / "x").exists() and not (tmp_path / "x").exists()
     assert not os.path.exists("/tmp/gitexp-evil-abs")
-    after = sorted(p for p in tmp_path.rglob("*") if "victim" not in p.parts)
-    assert before == after
-    assert run_refs(victim)[ref]  # the run itself is there, minus its refused artifacts
-    out = vx("get", ref, "liar.bin", "-o", str(tmp_path / "liar"))
+    assert sorted(p for p in tmp_path.rglob("*") if "victim" not in p.parts) == before
+    # the victim's git exp still works, and get refuses the bad artifacts too
+    assert "bbbbbb" in vx.ok("log")
+    out = vx("get", lies_ref, "liar.bin", "-o", str(tmp_path / "liar"))
     assert out.returncode == 6 and "hash to" in out.stderr
-    assert not (tmp_path / "liar").exists()
+    out = vx("get", lies_ref, "ckpt", "-o", str(tmp_path / "ck"))
+    assert out.returncode == 6 and "hostile path" in out.stderr
+    assert not (tmp_path / "liar").exists() and not (tmp_path / "ck").exists()
+    assert not (tmp_path / "escape").exists()
+    vx.ok("get", lies_ref, "good.txt", "-o", str(tmp_path / "good.txt"))
+    assert (tmp_path / "good.txt").read_bytes() == good
     fsck(victim)
     fsck(remote)
 

@@ -560,8 +560,16 @@ class FetchResult:
         """Refs whose local run now equals the remote one."""
         return [r for r in self.refs if r.status in ("new", "updated", "up to date")]
 
+    def refused(self) -> list[RefFetch]:
+        """Refs the remote served that were not taken."""
+        return [r for r in self.refs if r.status == "refused"]
+
     def error(self) -> GitExpError | None:
-        """The error to exit with when runs diverged."""
+        """The error to exit with: refused runs first, then diverged ones."""
+        if self.refused():
+            return IntegrityError(
+                f"{len(self.refused())} run(s) from {self.remote.label} refused (see above)"
+            )
         bad = [r.ref for r in self.refs if r.status == "diverged"]
         if bad:
             return Diverged(
@@ -569,6 +577,39 @@ class FetchResult:
                 bad,
             )
         return None
+
+
+def _not_a_run(repo: GitRepo, sha: str) -> str:
+    """Why a fetched ref cannot be taken as a run ('' when it can).
+
+    Only the commit and its run.json are checked: a run whose manifest is
+    hostile is still a run, and pull refuses the bad artifacts one by one.
+    """
+    if not repo.has_object(sha):
+        return "its commit did not arrive"
+    try:
+        info = repo.commit_info(sha)
+        found = repo.lookup_path(info.tree, fmt.RUN_JSON)
+        if found is None:
+            return "not a git-exp run (no run.json)"
+        run = fmt.parse_json(repo.read_blob(found[1]), fmt.RUN_JSON)
+        if not isinstance(run, dict):
+            return "run.json is not an object"
+        fmt.check_version(run, "the run")
+        found = repo.lookup_path(info.tree, fmt.PARAMS_JSON)
+        if found is not None and not isinstance(
+            fmt.parse_json(repo.read_blob(found[1]), fmt.PARAMS_JSON), dict
+        ):
+            return "params.json is not an object"
+    except StoreError as exc:
+        return str(exc)
+    # a manifest git-exp cannot read would break every command that lists runs
+    _, refused = manifest_entries(repo, sha, "")
+    if refused:
+        return "; ".join(f"artifact {r.path}: {r.reason}" for r in refused[:3]) + (
+            f" (+{len(refused) - 3} more)" if len(refused) > 3 else ""
+        )
+    return ""
 
 
 def fetch(store: ExpStore, remote: str | None = None, progress: ProgressFn = _noop) -> FetchResult:
@@ -590,7 +631,7 @@ def fetch(store: ExpStore, remote: str | None = None, progress: ProgressFn = _no
             ExpRef.from_ref(name)
         except InvalidName:
             continue
-        if repo.has_object(sha) and repo.get_ref(name) is None:
+        if repo.get_ref(name) is None and not _not_a_run(repo, sha):
             fresh[name] = sha
     created = set(repo.add_new_refs(fresh)) if len(fresh) > 1 else set()
     for name, sha in sorted(remote_refs.items()):
@@ -602,8 +643,9 @@ def fetch(store: ExpStore, remote: str | None = None, progress: ProgressFn = _no
         except InvalidName as exc:
             result.refs.append(RefFetch(name, None, sha, "refused", f"not a run ref: {exc}"))
             continue
-        if not repo.has_object(sha):
-            result.refs.append(RefFetch(name, None, sha, "refused", "its commit did not arrive"))
+        problem = _not_a_run(repo, sha)
+        if problem:
+            result.refs.append(RefFetch(name, repo.get_ref(name), sha, "refused", problem))
             continue
         local = repo.get_ref(name)
         if local == sha:
@@ -650,10 +692,15 @@ class PullResult:
 
     def error(self) -> GitExpError | None:
         """Refused artifacts first (they are an attack or damage), then divergence."""
-        if self.refused:
+        if self.refused or self.fetch.refused():
+            parts = []
+            if self.fetch.refused():
+                parts.append(f"{len(self.fetch.refused())} run(s)")
+            if self.refused:
+                parts.append(f"{len(self.refused)} artifact(s)")
             return IntegrityError(
-                f"{len(self.refused)} artifact(s) refused (see above); nothing of them was "
-                "written outside the local store"
+                f"{' and '.join(parts)} refused (see above); nothing of them was written "
+                "outside the local store"
             )
         return self.fetch.error()
 
@@ -669,13 +716,15 @@ def download_objects(
     cas = store.cas
     files: list[tuple[str, str]] = []
     dirs: list[tuple[str, str]] = []
+    optional: set[str] = set()  # listings of directories whose files were not stored
     for name, sha in targets:
-        objs = run_objects(store.repo, sha, name[len(NAMESPACE) :])
+        short = name[len(NAMESPACE) :]
+        objs = run_objects(store.repo, sha, short)
         result.refused += objs.refused
         files += objs.files
         dirs += objs.dirs
-        files += [(k, f"{name}: listing") for k in objs.optional]
-    optional = {k for k, label in files if label.endswith(": listing")}
+        files += [(k, f"{short}: (directory listing)") for k in objs.optional]
+        optional.update(objs.optional)
 
     def get(key: str, label: str) -> bool:
         if cas.has(key):
@@ -704,7 +753,7 @@ def download_objects(
             rows = listing_files(cas.get_bytes(key), label)
         except IntegrityError as exc:
             run, _, path = label.partition(": ")
-            result.refused.append(Refusal(run, path, str(exc)))
+            result.refused.append(Refusal(run, path, str(exc).removeprefix(label + ": ")))
             continue
         files += [(k, f"{label}/{p}") for p, k, _, _ in rows]
     first: dict[str, str] = {}
@@ -748,7 +797,7 @@ class RemoteRun:
 
     ref: str
     sha: str
-    local: str  # "same", "absent", "behind", "ahead", "diverged"
+    local: str  # "same", "absent", "unfetched", "behind", "ahead", "diverged"
 
 
 def ls_remote(store: ExpStore, remote: str | None = None) -> tuple[Remote, list[RemoteRun]]:
@@ -769,7 +818,7 @@ def ls_remote(store: ExpStore, remote: str | None = None) -> tuple[Remote, list[
         elif local == sha:
             state = "same"
         elif not repo.has_object(sha):
-            state = "behind"  # the remote has commits we have not fetched
+            state = "unfetched"  # the remote's commit is not here: fetch to compare
         elif repo.is_ancestor(sha, local):
             state = "ahead"
         elif repo.is_ancestor(local, sha):

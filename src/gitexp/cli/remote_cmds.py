@@ -238,8 +238,8 @@ def pull_cmd(ctx: click.Context, remote: str | None, no_artifacts: bool, quiet: 
 def ls_remote_cmd(ctx: click.Context, remote: str | None, as_json: bool) -> None:
     """List the runs REMOTE has, from its refs alone (nothing is downloaded).
 
-    The last column compares with this repository: same, absent (not fetched),
-    behind, ahead or diverged.
+    The last column compares with this repository: same, absent, unfetched
+    (fetch to compare), behind, ahead or diverged.
     """
     from gitexp.remotes import ls_remote
     from gitexp.store import ExpStore
