@@ -321,6 +321,8 @@ def test_diverged_run_is_never_overwritten(gx, proj, tmp_path):
     proc = bx("fetch")
     assert proc.returncode == 8 and "diverged" in proc.stderr, proc.stderr
     assert run_refs(bob)[run] == bob_tip  # kept as it was
+    assert "forced" in bx.ok("push", "--force", "origin", short)
+    assert run_refs(remote)[run] == bob_tip
     fsck(bob)
     fsck(remote)
 
@@ -469,3 +471,20 @@ def test_help_does_not_import_dulwich_or_pyarrow():
             "sorted(m for m in sys.modules if m.split('.')[0] in ('dulwich', 'pyarrow'))")
     subprocess.run(["python", "-c", code], check=True)
     assert S3_ENV["AWS_EC2_METADATA_DISABLED"] == "true"
+
+
+def test_push_service_reports_progress_and_status_per_ref(gx, proj, tmp_path):
+    from gitexp.remotes import Progress, push
+    from gitexp.store import ExpStore
+
+    remote = bare(tmp_path, "shared.git")
+    git("remote", "add", "origin", str(remote), cwd=proj)
+    run = new_run(gx, proj, 12)
+    events: list[Progress] = []
+    with ExpStore(proj) as store:
+        result = push(store, progress=events.append)
+    assert [(r.ref, str(r.status)) for r in result.refs] == [(run, "new")]
+    uploads = [e for e in events if e.phase == "uploading artifacts"]
+    assert uploads[-1].done == uploads[-1].total == result.objects == 6
+    assert uploads[-1].nbytes == result.nbytes > 0
+    fsck(remote)

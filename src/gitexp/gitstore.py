@@ -12,6 +12,7 @@ Everything above this module sees text: hex shas as ``str``, ref names as
 
 from __future__ import annotations
 
+import enum
 import os
 import shutil
 import subprocess
@@ -364,12 +365,14 @@ class GitRepo:
         refs: Mapping[str, str],
         ssh_command: str | None = None,
         progress: Any = None,
+        force: bool = False,
     ) -> list[RefPush]:
         """Push ``refs`` (full name -> local sha) to the same names on ``url``.
 
-        Only fast-forwards: a remote ref whose commit is not an ancestor of
-        ours is left alone and reported as ``rejected``. Objects travel in
-        one pack before the remote moves any ref.
+        Only fast-forwards, unless ``force``: a remote ref whose commit is not
+        an ancestor of ours is left alone and reported as ``rejected``. Objects
+        travel in one pack before the remote moves any ref; each ref moves by
+        compare-and-swap against the value the remote advertised.
         """
         from dulwich.objects import ZERO_SHA
 
@@ -383,19 +386,22 @@ class GitRepo:
                 old_raw = remote.get(key)
                 old = None if old_raw in (None, ZERO_SHA) else old_raw.decode("ascii")
                 if old == sha:
-                    plan[name] = RefPush(name, old, sha, "up to date")
+                    plan[name] = RefPush(name, old, sha, SyncStatus.UP_TO_DATE)
                 elif old is None:
-                    plan[name] = RefPush(name, None, sha, "new")
+                    plan[name] = RefPush(name, None, sha, SyncStatus.NEW)
                     new[key] = sha.encode("ascii")
                 elif self.is_ancestor(old, sha):
-                    plan[name] = RefPush(name, old, sha, "updated")
+                    plan[name] = RefPush(name, old, sha, SyncStatus.UPDATED)
+                    new[key] = sha.encode("ascii")
+                elif force:
+                    plan[name] = RefPush(name, old, sha, SyncStatus.FORCED)
                     new[key] = sha.encode("ascii")
                 else:
                     plan[name] = RefPush(
                         name,
                         old,
                         sha,
-                        "rejected",
+                        SyncStatus.REJECTED,
                         "the remote run has commits this repository lacks "
                         "(git exp fetch, then look at both)",
                     )
@@ -423,7 +429,7 @@ class GitRepo:
             if err:
                 text = name.decode("utf-8", "replace")
                 if text in plan:
-                    plan[text].status = "rejected"
+                    plan[text].status = SyncStatus.REJECTED
                     plan[text].reason = f"the remote refused: {err}"
         return [plan[name] for name in refs if name in plan]
 
@@ -629,6 +635,23 @@ class GitRepo:
 # ------------------------------------------------------------------ transport
 
 
+class SyncStatus(str, enum.Enum):
+    """What a push or fetch did to one ref. Compares equal to its text."""
+
+    NEW = "new"  # the ref did not exist on the receiving side; created
+    UPDATED = "updated"  # fast-forwarded
+    FORCED = "forced"  # overwritten on request although it had diverged
+    UP_TO_DATE = "up to date"
+    REJECTED = "rejected"  # push: the remote has commits we lack; left alone
+    LOCAL_AHEAD = "local ahead"  # fetch: ours has commits the remote lacks; kept
+    DIVERGED = "diverged"  # fetch: both sides have commits the other lacks; ours kept
+    SKIPPED = "skipped"  # fetch: our ref moved while we fetched; fetch again
+    REFUSED = "refused"  # fetch: the remote served something that is not a readable run
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass
 class RefPush:
     """What a push did (or would not do) to one remote ref."""
@@ -636,7 +659,7 @@ class RefPush:
     ref: str
     old: str | None  # the remote's sha before the push
     new: str  # the local sha
-    status: str  # "new", "up to date", "updated", "rejected"
+    status: SyncStatus
     reason: str = ""
 
 

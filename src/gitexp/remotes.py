@@ -42,7 +42,7 @@ from gitexp.errors import (
     UsageError,
 )
 from gitexp.format import ARTIFACTS_JSON, NAMESPACE, ArtifactEntry, ExpRef
-from gitexp.gitstore import GitRepo, RefPush
+from gitexp.gitstore import GitRepo, RefPush, SyncStatus
 from gitexp.store import ExpStore
 
 STORE_KEY = "expstore"
@@ -462,7 +462,8 @@ class PushResult:
         if rejected:
             return Diverged(
                 f"{len(rejected)} run(s) not pushed: the remote has commits on them that this "
-                "repository lacks (git exp fetch, then compare)",
+                "repository lacks (git exp fetch to see them; git exp push --force to "
+                "overwrite the remote's)",
                 rejected,
             )
         return None
@@ -490,8 +491,12 @@ def push(
     runs: Iterable[str] = (),
     experiment: str | None = None,
     progress: ProgressFn = _noop,
+    force: bool = False,
 ) -> PushResult:
-    """Upload the artifacts of runs to the remote's store, then push their refs."""
+    """Upload the artifacts of runs to the remote's store, then push their refs.
+
+    Returns a status per ref; ``force`` overwrites remote runs that diverged.
+    """
     repo = store.repo
     rem = resolve_remote(repo, remote)
     result = PushResult(rem)
@@ -531,6 +536,7 @@ def push(
         refs,
         ssh_command=rem.ssh_command,
         progress=lambda text: progress(Progress("pushing runs", text=text)),
+        force=force,
     )
     return result
 
@@ -545,7 +551,7 @@ class RefFetch:
     ref: str
     old: str | None
     new: str
-    status: str  # "new", "updated", "up to date", "local ahead", "diverged", "refused"
+    status: SyncStatus
     reason: str = ""
 
 
@@ -612,6 +618,14 @@ def _not_a_run(repo: GitRepo, sha: str) -> str:
     return ""
 
 
+def _moved(name: str, old: str | None, new: str, ok: bool, status: SyncStatus) -> RefFetch:
+    if ok:
+        return RefFetch(name, old, new, status)
+    return RefFetch(
+        name, old, new, SyncStatus.SKIPPED, "the run changed here while fetching; fetch again"
+    )
+
+
 def fetch(store: ExpStore, remote: str | None = None, progress: ProgressFn = _noop) -> FetchResult:
     """Bring the remote's runs into ``refs/experiments/``; never overwrite diverged ones."""
     repo = store.repo
@@ -636,39 +650,37 @@ def fetch(store: ExpStore, remote: str | None = None, progress: ProgressFn = _no
     created = set(repo.add_new_refs(fresh)) if len(fresh) > 1 else set()
     for name, sha in sorted(remote_refs.items()):
         if name in created:
-            result.refs.append(RefFetch(name, None, sha, "new"))
+            result.refs.append(RefFetch(name, None, sha, SyncStatus.NEW))
             continue
         try:
             ExpRef.from_ref(name)
         except InvalidName as exc:
-            result.refs.append(RefFetch(name, None, sha, "refused", f"not a run ref: {exc}"))
+            result.refs.append(
+                RefFetch(name, None, sha, SyncStatus.REFUSED, f"not a run ref: {exc}")
+            )
             continue
         problem = _not_a_run(repo, sha)
         if problem:
-            result.refs.append(RefFetch(name, repo.get_ref(name), sha, "refused", problem))
+            result.refs.append(RefFetch(name, repo.get_ref(name), sha, SyncStatus.REFUSED, problem))
             continue
         local = repo.get_ref(name)
         if local == sha:
-            result.refs.append(RefFetch(name, local, sha, "up to date"))
+            result.refs.append(RefFetch(name, local, sha, SyncStatus.UP_TO_DATE))
         elif local is None:
             ok = repo.set_ref(name, None, sha, f"git-exp: fetch from {rem.label}")
-            result.refs.append(
-                RefFetch(name, None, sha, "new" if ok else "refused", "" if ok else "ref moved")
-            )
+            result.refs.append(_moved(name, None, sha, ok, SyncStatus.NEW))
         elif repo.is_ancestor(local, sha):
             ok = repo.set_ref(name, local, sha, f"git-exp: fetch from {rem.label}")
-            result.refs.append(
-                RefFetch(name, local, sha, "updated" if ok else "refused", "" if ok else "moved")
-            )
+            result.refs.append(_moved(name, local, sha, ok, SyncStatus.UPDATED))
         elif repo.is_ancestor(sha, local):
-            result.refs.append(RefFetch(name, local, sha, "local ahead"))
+            result.refs.append(RefFetch(name, local, sha, SyncStatus.LOCAL_AHEAD))
         else:
             result.refs.append(
                 RefFetch(
                     name,
                     local,
                     sha,
-                    "diverged",
+                    SyncStatus.DIVERGED,
                     "both sides have commits the other lacks; the local run was kept",
                 )
             )

@@ -75,6 +75,12 @@ def _short(ref: str) -> str:
 @click.argument("remote", required=False)
 @click.argument("runs", nargs=-1)
 @click.option("-e", "--experiment", default=None, help="Push only this experiment's runs.")
+@click.option(
+    "-f",
+    "--force",
+    is_flag=True,
+    help="Overwrite remote runs that diverged (their remote-only commits are lost there).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Print only problems.")
 @click.pass_context
 def push_cmd(
@@ -82,6 +88,7 @@ def push_cmd(
     remote: str | None,
     runs: tuple[str, ...],
     experiment: str | None,
+    force: bool,
     quiet: bool,
 ) -> None:
     """Push runs (all, -e EXPERIMENT, or the RUNs named) and their artifacts to REMOTE.
@@ -102,7 +109,7 @@ def push_cmd(
 
     bar = ProgressLine(quiet)
     with ExpStore(repo_of(ctx)) as store:
-        result = push(store, remote, runs, experiment, progress=bar)
+        result = push(store, remote, runs, experiment, progress=bar, force=force)
     bar.done()
     rem = result.remote
     if not result.refs:
@@ -155,7 +162,7 @@ def _render_fetch(result: Any, quiet: bool) -> None:
     counts: dict[str, int] = {}
     for r in result.refs:
         counts[r.status] = counts.get(r.status, 0) + 1
-        bad = r.status in ("diverged", "refused")
+        bad = r.status in ("diverged", "refused", "skipped")
         if r.status in ("up to date", "local ahead") or (quiet and not bad):
             continue
         reason = f" ({r.reason})" if r.reason else ""
