@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from gitexp import format as fmt
-from gitexp.cas import LocalStore, check_key, copy_hashing, hash_bytes, parse_dir_listing
+from gitexp.cas import CHUNK, LocalStore, check_key, copy_hashing, hash_bytes, parse_dir_listing
 from gitexp.errors import (
     Diverged,
     GitExpError,
@@ -191,6 +191,8 @@ class RemoteStore:
             raise RemoteError(f"cannot open artifact store {url}: {_msg(exc)}", url) from exc
         self.root = self.root.rstrip("/")
         self.atomic_put = self.fs.type_name in _OBJECT_STORES
+        # object stores are latency-bound: move several objects at once
+        self.workers = 8 if self.fs.type_name != "local" else 1
 
     def __repr__(self) -> str:
         return f"RemoteStore({self.url!r})"
@@ -250,20 +252,21 @@ class RemoteStore:
         """Copy ``src`` to the object for ``key``, refusing bytes that do not match."""
         final = self.path_for(key)
         if self.atomic_put:
-            # Object stores: verify first, then one put to the final key. An
-            # upload that dies half-way is never completed, so never visible.
-            data = src.read()
-            got = hash_bytes(data)
+            # Object stores: verify first, then stream one put to the final key.
+            # An upload that dies half-way is never completed, so never visible.
+            got, size = copy_hashing(src, None, size_hint)
             if got != key:
                 raise IntegrityError(
                     f"object {key[:12]} is damaged: its bytes hash to {got[:12]}", key, got
                 )
+            src.seek(0)
             try:
                 with self.fs.open_output_stream(final) as out:
-                    out.write(data)
+                    while chunk := src.read(CHUNK):
+                        out.write(chunk)
             except OSError as exc:
                 raise self._wrap(exc, f"cannot upload {key[:12]}") from exc
-            return len(data)
+            return size
         tmp = f"{self.root}/tmp/{key[:16]}-{os.urandom(6).hex()}"
         try:
             self.fs.create_dir(f"{self.root}/tmp", recursive=True)
@@ -336,6 +339,27 @@ class RemoteStore:
                 return local.put_verified(f, key)
             except OSError as exc:
                 raise self._wrap(exc, f"cannot download {key[:12]}") from exc
+
+
+def _each(workers: int, fn: Callable[[Any], Any], items: list[Any]) -> Iterable[Any]:
+    """``fn`` over ``items``, in order; in a small thread pool when ``workers`` > 1.
+
+    The first exception stops the rest and propagates.
+    """
+    if workers <= 1 or len(items) <= 1:
+        for item in items:
+            yield fn(item)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(fn, item) for item in items]
+        try:
+            for fut in futures:
+                yield fut.result()
+        finally:
+            for fut in futures:
+                fut.cancel()
 
 
 def _msg(exc: BaseException) -> str:
@@ -526,10 +550,10 @@ def push(
     else:
         todo = remote_store.missing(present)
         total = len(todo)
-        for i, key in enumerate(todo):
-            result.nbytes += remote_store.upload(store.cas, key)
+        for size in _each(remote_store.workers, lambda k: remote_store.upload(store.cas, k), todo):
+            result.nbytes += size
             result.objects += 1
-            progress(Progress("uploading artifacts", i + 1, total, result.nbytes))
+            progress(Progress("uploading artifacts", result.objects, total, result.nbytes))
     progress(Progress("pushing runs", 0, len(refs)))
     result.refs = repo.push(
         rem.url,
@@ -773,9 +797,28 @@ def download_objects(
         first.setdefault(key, label)
     todo = [(k, label) for k, label in first.items() if not cas.has(k)]
     total = len(todo)
-    for i, (key, label) in enumerate(todo):
-        get(key, label)
-        progress(Progress("downloading artifacts", i + 1, total, result.nbytes))
+
+    # the transfers may run in threads; the bookkeeping in get() happens here, in order
+    def fetch_one(item: tuple[str, str]) -> tuple[str, str, BaseException | int]:
+        key, label = item
+        try:
+            return key, label, remote_store.download(cas, key)
+        except (IntegrityError, ObjectMissing) as exc:
+            return key, label, exc
+
+    done = 0
+    for key, label, outcome in _each(remote_store.workers, fetch_one, todo):
+        done += 1
+        if isinstance(outcome, IntegrityError):
+            run, _, path = label.partition(": ")
+            result.refused.append(Refusal(run, path, str(outcome)))
+        elif isinstance(outcome, ObjectMissing):
+            if key not in optional:
+                result.unavailable.append(label)
+        else:
+            result.objects += 1
+            result.nbytes += int(outcome)
+        progress(Progress("downloading artifacts", done, total, result.nbytes))
 
 
 def pull(
