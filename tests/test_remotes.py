@@ -210,6 +210,7 @@ def test_remote_without_store_says_artifacts_stay_local(gx, proj, tmp_path, git_
     assert "git config remote.origin.expstore" in proc.stderr
     assert len(run_refs(remote)) == 1
     fsck(remote)
+    fsck(proj)
 
 
 # ----------------------------------------------------------- plain git
@@ -443,13 +444,17 @@ def test_bad_input_is_one_line(gx, proj, tmp_path):
     run = new_run(gx, proj, 8)
     proc = gx("get", run, "nope.bin")
     assert proc.returncode == 2 and "no artifact" in proc.stderr
+    proc = gx("get", run, "../../etc/passwd")
+    assert proc.returncode == 2 and "contains '..'" in proc.stderr
+    fsck(proj)
 
 
 def test_get_fetches_missing_objects_from_remote_store(gx, proj, tmp_path):
     remote = bare(tmp_path, "shared.git")
     git("remote", "add", "origin", str(remote), cwd=proj)
     run = new_run(gx, proj, 9)
-    gx.ok("push")
+    new_run(gx, proj, 99)
+    assert "1 new" in gx.ok("push", run.rsplit("/", 1)[1])  # a run where REMOTE would be
     bob = clone(str(remote), tmp_path / "bob")
     bx = GitExp(bob)
     out = bx.ok("pull", "--no-artifacts")

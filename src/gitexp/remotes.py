@@ -522,6 +522,20 @@ def push(
     Returns a status per ref; ``force`` overwrites remote runs that diverged.
     """
     repo = store.repo
+    runs = list(runs)
+    if (
+        remote is not None
+        and remote not in repo.remotes()
+        and not _is_url(remote)
+        and not os.path.isdir(remote)
+    ):
+        # `git exp push <run>`: the first word is a run, not a remote
+        try:
+            store.resolve(remote)
+        except RunNotFound:
+            pass  # neither: resolve_remote says there is no such remote
+        else:
+            runs, remote = [remote, *runs], None
     rem = resolve_remote(repo, remote)
     result = PushResult(rem)
     refs = _select_refs(store, runs, experiment)
