@@ -460,6 +460,15 @@ def test_get_fetches_missing_objects_from_remote_store(gx, proj, tmp_path):
     out = bx.ok("pull", "--no-artifacts")
     assert "downloaded" not in out
     assert not (bob / ".git" / "exp" / "objects").exists()
+    # pushing those runs elsewhere: the refs go, and push says what it could not upload
+    # (the model, the empty log, the listing; the files of the directory are unknown)
+    mirror = bare(tmp_path, "mirror.git")
+    proc = bx("push", str(mirror))
+    assert proc.returncode == 0 and "3 referenced object(s) are not in the local store" in (
+        proc.stderr
+    ), proc.stderr
+    assert run in run_refs(mirror)
+    fsck(mirror)
     out = bx.ok("get", run, "ckpt", "-o", str(tmp_path / "ck"))
     assert "3 file(s)" in out and "fetched" in out
     assert (tmp_path / "ck" / "part0.bin").read_bytes() == b"9-0" * 50

@@ -149,6 +149,7 @@ def resolve_remote(repo: GitRepo, remote: str | None) -> Remote:
         name, url = remote, remotes[remote]
     elif _is_url(remote) or os.path.isdir(remote):
         name, url = None, remote
+        base = os.getcwd()  # a path typed on the command line is relative to where it was typed
     else:
         known = ", ".join(sorted(remotes)) or "none"
         raise NoRemote(f"no remote named {remote!r} (remotes here: {known})", remote)
@@ -495,6 +496,8 @@ class PushResult:
 
 def _select_refs(store: ExpStore, runs: Iterable[str], experiment: str | None) -> dict[str, str]:
     runs = list(runs)
+    if runs and experiment:
+        raise UsageError("give either runs or -e EXPERIMENT, not both")
     if runs:
         out: dict[str, str] = {}
         for address in runs:
@@ -503,8 +506,6 @@ def _select_refs(store: ExpStore, runs: Iterable[str], experiment: str | None) -
             if sha is None:
                 raise RunNotFound(f"no run at {ref}")
             out[str(ref)] = sha
-        if experiment:
-            raise UsageError("give either runs or -e EXPERIMENT, not both")
         return out
     return {str(ref): sha for ref, sha in sorted(store.list_refs(experiment).items())}
 
@@ -545,18 +546,18 @@ def push(
     for name, sha in refs.items():
         objs = run_objects(repo, sha, name[len(NAMESPACE) :])
         keys += [k for k, _ in objs.files]
-        for listing, label in objs.dirs:
+        for listing, _label in objs.dirs:
             keys.append(listing)
             try:
                 rows = parse_dir_listing(store.cas.get_bytes(listing))
             except (StoreError, ValueError, InvalidName):
-                result.missing_local.append(f"{label} (directory listing)")
-                continue
+                continue  # not here (counted below) or damaged (the upload refuses it)
             keys += [k for _, k, _, _ in rows]
         keys += [k for k in objs.optional if store.cas.has(k)]
     keys = list(dict.fromkeys(keys))
     present = [k for k in keys if store.cas.has(k)]
-    result.missing_local += [k[:12] for k in keys if k not in set(present)]
+    here = set(present)
+    result.missing_local = [k for k in keys if k not in here]
     result.checked = len(keys)
     remote_store = open_store(rem, repo.work_tree or repo.git_dir)
     if remote_store is None:
@@ -626,8 +627,9 @@ class FetchResult:
 def _not_a_run(repo: GitRepo, sha: str) -> str:
     """Why a fetched ref cannot be taken as a run ('' when it can).
 
-    Only the commit and its run.json are checked: a run whose manifest is
-    hostile is still a run, and pull refuses the bad artifacts one by one.
+    The commit, run.json, params.json and every manifest entry must parse, as
+    every git-exp reader needs them to; the artifacts' bytes are checked
+    later, one by one, when pull downloads them.
     """
     if not repo.has_object(sha):
         return "its commit did not arrive"
