@@ -187,7 +187,9 @@ def test_s3_artifact_store(gx, proj, tmp_path, s3):
     store_url = s3.url("gitexp-artifacts", "team")
     git("config", "remote.origin.expstore", store_url, cwd=proj)
     run = new_run(gx, proj, 3)
-    out = gx.ok("push")
+    proc = gx("push")
+    out = proc.stdout
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr  # no noise at exit either
     assert "uploaded 6 object(s)" in out, out  # model, listing, 3 parts, empty log
     assert "nothing to upload" in gx.ok("push")
     bob = clone(str(remote), tmp_path / "bob")
