@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from contract.blobstore import BlobStoreContract
+from contract.blobstore import BlobStoreContract, RemoteStoreContract
 from gitexp.cas import LocalStore
 from gitexp.remotes import RemoteStore
 
@@ -34,7 +34,7 @@ class TestLocalStore(BlobStoreContract):
         return _corrupt_local
 
 
-class TestRemoteStoreLocalFS(BlobStoreContract):
+class TestRemoteStoreLocalFS(RemoteStoreContract):
     @pytest.fixture(params=["path", "file-url"])
     def store(self, request, tmp_path):
         root = tmp_path / "remote-store"
@@ -46,7 +46,7 @@ class TestRemoteStoreLocalFS(BlobStoreContract):
         return _corrupt_remote
 
 
-class TestRemoteStoreS3(BlobStoreContract):
+class TestRemoteStoreS3(RemoteStoreContract):
     @pytest.fixture
     def store(self, s3, request):
         bucket = "contract-" + os.urandom(4).hex()
