@@ -11,7 +11,7 @@ import yaml
 from conftest import fsck, git
 from gitexp.hooks import MARK, PRE_PUSH
 from servers import bare
-from test_remotes import new_run, project, run_refs
+from test_remotes import new_runs, project, run_refs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,14 +35,14 @@ def test_shipped_hook_is_the_one_installed():
 
 def test_git_push_also_pushes_runs(tmp_path):
     proj, remote, gx = setup(tmp_path)
-    run = new_run(gx, proj, 1)
+    (run,) = new_runs(proj, 1)
     assert "installed" in gx.ok("install-hooks")
     assert "already installed" in gx.ok("install-hooks")
     git("push", "-q", "origin", "HEAD:refs/heads/main", cwd=proj)
     assert run in run_refs(remote)
     assert any((remote / "exp" / "objects").iterdir())  # artifacts went too
     # the guard: inside a hook-triggered push, the hook does nothing
-    run2 = new_run(gx, proj, 2)
+    (run2,) = new_runs(proj, 2)
     git("push", "-q", "origin", "HEAD:refs/heads/other", cwd=proj, env={"GITEXP_IN_HOOK": "1"})
     assert run2 not in run_refs(remote)
     fsck(remote)
@@ -54,7 +54,7 @@ def test_existing_hook_is_chained_and_restored(tmp_path):
     mine = "#!/bin/sh\ncat > \"$(dirname \"$0\")/../seen-by-my-hook\"\nexit 0\n"
     (hooks / "pre-push").write_text(mine)
     os.chmod(hooks / "pre-push", 0o750)
-    run = new_run(gx, proj, 3)
+    (run,) = new_runs(proj, 3)
     out = gx.ok("install-hooks")
     assert "pre-push.local" in out
     assert (hooks / "pre-push.local").read_text() == mine

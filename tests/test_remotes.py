@@ -22,18 +22,21 @@ from servers import S3_ENV, bare
 MAKE_RUN = '''\
 import os, sys
 import gitexp
-seed = sys.argv[1]
-os.makedirs("ckpt", exist_ok=True)
-with open("model.bin", "wb") as f:
-    f.write(("model " + seed).encode() * 100)
-for i in range(3):
-    with open(f"ckpt/part{i}.bin", "wb") as f:
-        f.write(f"{seed}-{i}".encode() * 50)
-with gitexp.start_run() as run:
-    run.log_metrics({"loss": 1.0 / (1 + int(seed))}, step=0)
-    run.log_artifact("model.bin")
-    run.log_artifact("ckpt")
+experiment = sys.argv[1]
+for seed in sys.argv[2:]:
+    os.makedirs("ckpt", exist_ok=True)
+    with open("model.bin", "wb") as f:
+        f.write(("model " + seed).encode() * 100)
+    for i in range(3):
+        with open(f"ckpt/part{i}.bin", "wb") as f:
+            f.write(f"{seed}-{i}".encode() * 50)
+    with gitexp.start_run(experiment=experiment, params={"seed": int(seed)}) as run:
+        run.log_metrics({"loss": 1.0 / (1 + int(seed))}, step=0)
+        run.log_artifact("model.bin")
+        run.log_artifact("ckpt")
 '''
+# Objects per run: model.bin, the ckpt listing and its three files.
+OBJECTS_PER_RUN = 5
 
 
 def project(path: Path) -> Path:
@@ -45,10 +48,22 @@ def project(path: Path) -> Path:
     return path
 
 
+def new_runs(cwd: Path, *seeds: int, experiment: str = "share") -> list[str]:
+    """Record one run per seed (one Python process for all); their refs, in seed order."""
+    before = set(run_refs(cwd))
+    subprocess.run(["python", "make_run.py", experiment, *map(str, seeds)], cwd=cwd, check=True,
+                   capture_output=True)
+    by_seed = {}
+    for ref in set(run_refs(cwd)) - before:
+        by_seed[json.loads(git("show", f"{ref}:params.json", cwd=cwd))["seed"]] = ref
+    return [by_seed[s] for s in seeds]
+
+
 def new_run(gx: GitExp, cwd: Path, seed: int, experiment: str = "share") -> str:
+    """Record one run through ``git exp run``, as a user does."""
     before = set(run_refs(cwd))
     gx.ok("run", "-q", "-e", experiment, "-p", f"seed={seed}", "--",
-          "python", "make_run.py", str(seed), cwd=cwd)
+          "python", "make_run.py", experiment, str(seed), cwd=cwd)
     (ref,) = set(run_refs(cwd)) - before
     return ref
 
@@ -87,9 +102,9 @@ def share_light(gx: GitExp, proj: Path, url: str, remote_dir: Path, tmp: Path,
     git("remote", "add", "origin", url, cwd=proj)
     if store:
         git("config", "remote.origin.expstore", str(tmp / "store"), cwd=proj)
-    run = new_run(gx, proj, 1)
+    (run,) = new_runs(proj, 1)
     out = gx.ok("push", env=env)
-    assert "1 new" in out and "uploaded 6 object(s)" in out, out
+    assert "1 new" in out and "uploaded 5 object(s)" in out, out
     assert "nothing to upload" in gx.ok("push", env=env)
     assert run.rsplit("/", 1)[1] in gx.ok("ls-remote", env=env)
     bob = clone(str(remote_dir), tmp / "bob")
@@ -97,7 +112,7 @@ def share_light(gx: GitExp, proj: Path, url: str, remote_dir: Path, tmp: Path,
     if store:
         git("config", "remote.origin.expstore", str(tmp / "store"), cwd=bob)
     bx = GitExp(bob)
-    assert "downloaded 6 object(s)" in bx.ok("pull", env=env)
+    assert "downloaded 5 object(s)" in bx.ok("pull", env=env)
     assert run_refs(bob) == run_refs(proj) == run_refs(remote_dir)
     bx.ok("get", run, "ckpt/part1.bin", "-o", str(tmp / "p1"))
     assert (tmp / "p1").read_bytes() == b"1-1" * 50
@@ -186,16 +201,16 @@ def test_s3_artifact_store(gx, proj, tmp_path, s3):
     git("remote", "add", "origin", str(remote), cwd=proj)
     store_url = s3.url("gitexp-artifacts", "team")
     git("config", "remote.origin.expstore", store_url, cwd=proj)
-    run = new_run(gx, proj, 3)
+    (run,) = new_runs(proj, 3)
     proc = gx("push")
     out = proc.stdout
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr  # no noise at exit either
-    assert "uploaded 6 object(s)" in out, out  # model, listing, 3 parts, empty log
+    assert "uploaded 5 object(s)" in out, out  # model, listing, 3 parts
     assert "nothing to upload" in gx.ok("push")
     bob = clone(str(remote), tmp_path / "bob")
     git("config", "remote.origin.expstore", store_url, cwd=bob)
     bx = GitExp(bob)
-    assert "downloaded 6 object(s)" in bx.ok("pull")
+    assert "downloaded 5 object(s)" in bx.ok("pull")
     bx.ok("get", run, "model.bin", "-o", str(tmp_path / "m.bin"))
     assert (tmp_path / "m.bin").read_bytes() == b"model 3" * 100
     fsck(bob)
@@ -205,7 +220,7 @@ def test_s3_artifact_store(gx, proj, tmp_path, s3):
 def test_remote_without_store_says_artifacts_stay_local(gx, proj, tmp_path, git_daemon):
     remote = bare(git_daemon.base, "nostore.git")
     git("remote", "add", "origin", git_daemon.url("nostore.git"), cwd=proj)
-    new_run(gx, proj, 4)
+    new_runs(proj, 4)
     proc = gx("push")
     assert proc.returncode == 0, proc.stderr
     assert "artifacts stay local" in proc.stderr
@@ -222,7 +237,7 @@ def test_plain_git_teammate_reads_runs(gx, proj, tmp_path):
     remote = bare(tmp_path, "shared.git")
     git("remote", "add", "origin", str(remote), cwd=proj)
     git("push", "-q", "origin", "HEAD:refs/heads/main", cwd=proj)
-    run = new_run(gx, proj, 5)
+    (run,) = new_runs(proj, 5)
     gx.ok("push", "origin", "-e", "share")
     carol = clone(str(remote), tmp_path / "carol")
     git("fetch", "-q", "origin", "refs/experiments/*:refs/experiments/*", cwd=carol)
@@ -247,7 +262,7 @@ def test_push_killed_half_way_leaves_remote_consistent(gx, proj, tmp_path, git_h
     (proj / "weights.init").write_bytes(os.urandom(12 << 20))
     git("add", "weights.init", cwd=proj)
     git("commit", "-q", "-m", "initial weights", cwd=proj)
-    new_run(gx, proj, 6)
+    new_runs(proj, 6)
     git_http.arrived.clear()
     git_http.release.clear()
     git_http.hold.set()
@@ -283,9 +298,9 @@ def test_concurrent_pushes_from_two_clones_both_land(tmp_path, git_daemon, monke
     store = str(tmp_path / "store")
     for who in (alice, bob):
         git("config", "remote.origin.expstore", store, cwd=who)
-    ax, bx = GitExp(alice), GitExp(bob)
-    mine = [new_run(ax, alice, 10), new_run(ax, alice, 11)]
-    theirs = [new_run(bx, bob, 20), new_run(bx, bob, 21)]
+    ax = GitExp(alice)
+    mine = new_runs(alice, 10, 11)
+    theirs = new_runs(bob, 20, 21)
     procs = [subprocess.Popen(["git", "exp", "push"], cwd=who, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for who in (alice, bob)]
     for p in procs:
@@ -304,13 +319,12 @@ def test_concurrent_pushes_from_two_clones_both_land(tmp_path, git_daemon, monke
 def test_diverged_run_is_never_overwritten(gx, proj, tmp_path):
     remote = bare(tmp_path, "shared.git")
     git("remote", "add", "origin", str(remote), cwd=proj)
-    run = new_run(gx, proj, 7)
+    (run,) = new_runs(proj, 7)
     gx.ok("push")
     bob = clone(str(remote), tmp_path / "bob")
     bx = GitExp(bob)
     bx.ok("pull")
     short = run.rsplit("/", 1)[1]
-    gx.ok("run", "-q", "-e", "share", "--", "true")  # unrelated run, just activity
     # both sides add a commit to the same run: histories diverge
     for who in (proj, bob):
         tip = run_refs(who)[run]
@@ -443,7 +457,7 @@ def test_bad_input_is_one_line(gx, proj, tmp_path):
     assert proc.returncode == 8 and "Traceback" not in proc.stderr, proc.stderr
     proc = gx("fetch", "http://127.0.0.1:9/nothing.git")
     assert proc.returncode == 8 and proc.stderr.count("\n") == 1, proc.stderr
-    run = new_run(gx, proj, 8)
+    (run,) = new_runs(proj, 8)
     proc = gx("get", run, "nope.bin")
     assert proc.returncode == 2 and "no artifact" in proc.stderr
     proc = gx("get", run, "../../etc/passwd")
@@ -454,8 +468,7 @@ def test_bad_input_is_one_line(gx, proj, tmp_path):
 def test_get_fetches_missing_objects_from_remote_store(gx, proj, tmp_path):
     remote = bare(tmp_path, "shared.git")
     git("remote", "add", "origin", str(remote), cwd=proj)
-    run = new_run(gx, proj, 9)
-    new_run(gx, proj, 99)
+    run, _ = new_runs(proj, 9, 99)
     assert "1 new" in gx.ok("push", run.rsplit("/", 1)[1])  # a run where REMOTE would be
     bob = clone(str(remote), tmp_path / "bob")
     bx = GitExp(bob)
@@ -463,10 +476,10 @@ def test_get_fetches_missing_objects_from_remote_store(gx, proj, tmp_path):
     assert "downloaded" not in out
     assert not (bob / ".git" / "exp" / "objects").exists()
     # pushing those runs elsewhere: the refs go, and push says what it could not upload
-    # (the model, the empty log, the listing; the files of the directory are unknown)
+    # (the model and the listing; the files of the directory are unknown without it)
     mirror = bare(tmp_path, "mirror.git")
     proc = bx("push", str(mirror))
-    assert proc.returncode == 0 and "3 referenced object(s) are not in the local store" in (
+    assert proc.returncode == 0 and "2 referenced object(s) are not in the local store" in (
         proc.stderr
     ), proc.stderr
     assert run in run_refs(mirror)
@@ -495,12 +508,12 @@ def test_push_service_reports_progress_and_status_per_ref(gx, proj, tmp_path):
 
     remote = bare(tmp_path, "shared.git")
     git("remote", "add", "origin", str(remote), cwd=proj)
-    run = new_run(gx, proj, 12)
+    (run,) = new_runs(proj, 12)
     events: list[Progress] = []
     with ExpStore(proj) as store:
         result = push(store, progress=events.append)
     assert [(r.ref, str(r.status)) for r in result.refs] == [(run, "new")]
     uploads = [e for e in events if e.phase == "uploading artifacts"]
-    assert uploads[-1].done == uploads[-1].total == result.objects == 6
+    assert uploads[-1].done == uploads[-1].total == result.objects == OBJECTS_PER_RUN
     assert uploads[-1].nbytes == result.nbytes > 0
     fsck(remote)
