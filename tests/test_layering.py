@@ -25,6 +25,8 @@ LAYERS = {
     "query": 5,
     "catalog": 5,
     "compare": 5,
+    "remotes": 5,
+    "hooks": 5,
     "repro": 5,
     "seeding": 5,
     "maintenance": 5,

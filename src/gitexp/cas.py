@@ -79,6 +79,15 @@ def _copy_hashing(src: IO[bytes], dst: IO[bytes] | None, size_hint: int) -> tupl
     return str(h.hexdigest()), total
 
 
+def copy_hashing(src: IO[bytes], dst: IO[bytes] | None, size_hint: int = 0) -> tuple[str, int]:
+    """Copy ``src`` to ``dst`` (or just read it when None), hashing on the way.
+
+    Returns (BLAKE3 hex, bytes copied). For stores outside this module that
+    must verify what they move without importing blake3.
+    """
+    return _copy_hashing(src, dst, size_hint)
+
+
 def hash_file(path: str | os.PathLike[str]) -> tuple[str, int]:
     """(BLAKE3 hex, size) of a file, refusing one that changes while it is read."""
     path = os.fspath(path)
@@ -268,6 +277,30 @@ class LocalStore:
             _unlink_quiet(name)
             raise
         return key, size
+
+    def put_verified(self, src: IO[bytes], key: str, size_hint: int = 0) -> int:
+        """Store the bytes read from ``src`` under ``key`` only if they hash to ``key``.
+
+        For downloads: bytes from outside enter the store only once verified;
+        a mismatch raises IntegrityError and leaves nothing behind. Returns
+        the number of bytes read.
+        """
+        check_key(key)
+        f, name = self._tempfile()
+        try:
+            with f:
+                got, size = _copy_hashing(src, f, size_hint)
+                f.flush()
+                os.fsync(f.fileno())
+            if got != key:
+                raise IntegrityError(
+                    f"object {key[:12]} was refused: its bytes hash to {got[:12]}", key, got
+                )
+            self._commit_temp(name, key)
+        except BaseException:
+            _unlink_quiet(name)
+            raise
+        return size
 
     def get_bytes(self, key: str) -> bytes:
         """The verified bytes of an object."""

@@ -25,6 +25,10 @@ callers catch the class they care about. The tree::
     │   ├── InputDrift                        inputs differ from the recorded hashes; ``drift``
     │   └── ReplayInterrupted        exit 130 the replay was interrupted (Ctrl-C, SIGTERM)
     ├── DirtyWorkTree                exit 9   would overwrite uncommitted work; ``paths``
+    ├── RemoteError                  exit 10  a remote or artifact store failed or refused
+    │   ├── AuthError                         the remote refused our credentials
+    │   ├── NoRemote                          no such remote / no remote configured
+    │   └── Diverged                          runs not pushed or fetched: histories diverged
     └── CommandNotFound              exit 127 ``git exp run`` was given a missing program
 """
 
@@ -32,10 +36,12 @@ from __future__ import annotations
 
 __all__ = [
     "AmbiguousRun",
+    "AuthError",
     "CannotReproduce",
     "CommandNotFound",
     "ConfigError",
     "DirtyWorkTree",
+    "Diverged",
     "FormatError",
     "GitExpError",
     "InputDrift",
@@ -43,8 +49,10 @@ __all__ = [
     "InvalidName",
     "InvalidValue",
     "NoCommits",
+    "NoRemote",
     "NotARepository",
     "ObjectMissing",
+    "RemoteError",
     "ReplayInterrupted",
     "RunConflict",
     "RunNotFound",
@@ -209,3 +217,29 @@ class CommandNotFound(GitExpError):
     """The program to run does not exist or is not executable."""
 
     exit_code = 127
+
+
+class RemoteError(GitExpError):
+    """A git remote or an artifact store could not be used."""
+
+    exit_code = 10
+
+    def __init__(self, message: str, remote: str = "") -> None:
+        super().__init__(message)
+        self.remote = remote
+
+
+class AuthError(RemoteError):
+    """The remote refused our credentials."""
+
+
+class NoRemote(RemoteError):
+    """No remote of that name, or none configured at all."""
+
+
+class Diverged(RemoteError):
+    """Some runs were left alone because the local and remote histories diverged."""
+
+    def __init__(self, message: str, refs: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.refs = refs or []

@@ -12,6 +12,7 @@ Everything above this module sees text: hex shas as ``str``, ref names as
 
 from __future__ import annotations
 
+import enum
 import os
 import shutil
 import subprocess
@@ -21,7 +22,15 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gitexp.errors import GitExpError, NoCommits, NotARepository, ObjectMissing, StoreError
+from gitexp.errors import (
+    AuthError,
+    GitExpError,
+    NoCommits,
+    NotARepository,
+    ObjectMissing,
+    RemoteError,
+    StoreError,
+)
 
 MODE_FILE = 0o100644
 MODE_EXEC = 0o100755
@@ -390,6 +399,23 @@ class GitRepo:
                             continue
         return out
 
+    def add_new_refs(self, refs: Mapping[str, str]) -> list[str]:
+        """Create the refs that do not exist yet, in one write to ``packed-refs``.
+
+        For fetches of many runs: one locked, atomic file write instead of a
+        loose ref (and its fsync) per run. Returns the names created.
+        """
+        new = {name: sha for name, sha in refs.items() if self.get_ref(name) is None}
+        if not new:
+            return []
+        try:
+            self._repo.refs.add_packed_refs(
+                {n.encode("utf-8"): s.encode("ascii") for n, s in new.items()}
+            )
+        except OSError as exc:
+            raise StoreError(f"cannot write packed refs: {exc}") from exc
+        return sorted(new)
+
     def delete_ref(self, name: str, old: str | None) -> bool:
         """Delete a ref if it still points at ``old``."""
         from dulwich.file import FileLocked
@@ -402,6 +428,154 @@ class GitRepo:
             )
         except FileLocked:
             return False
+
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        """True when ``ancestor`` is reachable from ``descendant`` (or equal to it).
+
+        False when either commit is missing locally.
+        """
+        from dulwich.objects import Commit
+
+        if ancestor == descendant:
+            return True
+        if not (self.has_object(ancestor) and self.has_object(descendant)):
+            return False
+        target = ancestor.encode("ascii")
+        seen: set[bytes] = set()
+        todo = [descendant.encode("ascii")]
+        while todo:
+            sha = todo.pop()
+            if sha == target:
+                return True
+            if sha in seen:
+                continue
+            seen.add(sha)
+            try:
+                obj = self._store[sha]
+            except KeyError:
+                continue
+            if isinstance(obj, Commit):
+                todo.extend(obj.parents)
+        return False
+
+    def push(
+        self,
+        url: str,
+        refs: Mapping[str, str],
+        ssh_command: str | None = None,
+        progress: Any = None,
+        force: bool = False,
+    ) -> list[RefPush]:
+        """Push ``refs`` (full name -> local sha) to the same names on ``url``.
+
+        Only fast-forwards, unless ``force``: a remote ref whose commit is not
+        an ancestor of ours is left alone and reported as ``rejected``. Objects
+        travel in one pack before the remote moves any ref; each ref moves by
+        compare-and-swap against the value the remote advertised.
+        """
+        from dulwich.objects import ZERO_SHA
+
+        client, path = _transport(url, ssh_command)
+        plan: dict[str, RefPush] = {}
+
+        def update_refs(remote: dict[bytes, bytes]) -> dict[bytes, bytes]:
+            new = dict(remote)
+            for name, sha in refs.items():
+                key = name.encode("utf-8")
+                old_raw = remote.get(key)
+                old = None if old_raw in (None, ZERO_SHA) else old_raw.decode("ascii")
+                if old == sha:
+                    plan[name] = RefPush(name, old, sha, SyncStatus.UP_TO_DATE)
+                elif old is None:
+                    plan[name] = RefPush(name, None, sha, SyncStatus.NEW)
+                    new[key] = sha.encode("ascii")
+                elif self.is_ancestor(old, sha):
+                    plan[name] = RefPush(name, old, sha, SyncStatus.UPDATED)
+                    new[key] = sha.encode("ascii")
+                elif force:
+                    plan[name] = RefPush(name, old, sha, SyncStatus.FORCED)
+                    new[key] = sha.encode("ascii")
+                else:
+                    plan[name] = RefPush(
+                        name,
+                        old,
+                        sha,
+                        SyncStatus.REJECTED,
+                        "the remote run has commits this repository lacks "
+                        "(git exp fetch, then look at both)",
+                    )
+            return new
+
+        def generate(have: Any, want: Any, *, ofs_delta: bool = False, progress: Any = None) -> Any:
+            return self._repo.generate_pack_data(
+                set(have), set(want), ofs_delta=ofs_delta, progress=progress
+            )
+
+        def on_progress(data: bytes) -> None:
+            if progress is not None:
+                progress(data.decode("utf-8", "replace"))
+
+        try:
+            result = client.send_pack(
+                path.encode("utf-8") if isinstance(path, str) else path,
+                update_refs,
+                generate_pack_data=generate,
+                progress=on_progress,
+            )
+        except _transport_errors() as exc:
+            raise _remote_error(url, exc) from exc
+        for name, err in (result.ref_status or {}).items():
+            if err:
+                text = name.decode("utf-8", "replace")
+                if text in plan:
+                    plan[text].status = SyncStatus.REJECTED
+                    plan[text].reason = f"the remote refused: {err}"
+        return [plan[name] for name in refs if name in plan]
+
+    def fetch(
+        self,
+        url: str,
+        prefix: str,
+        ssh_command: str | None = None,
+        progress: Any = None,
+    ) -> dict[str, str]:
+        """Download the objects of the remote's refs under ``prefix``.
+
+        Returns those refs (name -> sha); it does not create or move any local ref.
+        """
+        client, path = _transport(url, ssh_command)
+        raw = prefix.encode("utf-8")
+        store = self._store
+
+        def determine_wants(refs: Mapping[bytes, bytes], depth: Any = None) -> list[bytes]:
+            return sorted(
+                {
+                    sha
+                    for name, sha in refs.items()
+                    if name.startswith(raw)
+                    and not name.endswith(b"^{}")
+                    and sha is not None
+                    and sha not in store
+                }
+            )
+
+        def on_progress(data: bytes) -> None:
+            if progress is not None:
+                progress(data.decode("utf-8", "replace"))
+
+        try:
+            result = client.fetch(
+                path, self._repo, determine_wants=determine_wants, progress=on_progress
+            )
+        except _transport_errors() as exc:
+            raise _remote_error(url, exc) from exc
+        return _text_refs(result.refs, prefix)
+
+    def hooks_dir(self) -> str:
+        """Where git looks for hooks (``core.hooksPath`` respected)."""
+        out = self._run_git(["rev-parse", "--git-path", "hooks"]).strip()
+        base = self.work_tree or self.git_dir
+        return os.path.normpath(os.path.join(base, out))
 
     # ----------------------------------------------------------- code state
     def head(self) -> str | None:
@@ -666,6 +840,111 @@ class GitRepo:
     def gc_auto(self) -> None:
         """Let git pack loose objects when it thinks it is time."""
         self._run_git(["gc", "--auto", "--quiet"], check=False)
+
+
+# ------------------------------------------------------------------ transport
+
+
+class SyncStatus(str, enum.Enum):
+    """What a push or fetch did to one ref. Compares equal to its text."""
+
+    NEW = "new"  # the ref did not exist on the receiving side; created
+    UPDATED = "updated"  # fast-forwarded
+    FORCED = "forced"  # overwritten on request although it had diverged
+    UP_TO_DATE = "up to date"
+    REJECTED = "rejected"  # push: the remote has commits we lack; left alone
+    LOCAL_AHEAD = "local ahead"  # fetch: ours has commits the remote lacks; kept
+    DIVERGED = "diverged"  # fetch: both sides have commits the other lacks; ours kept
+    SKIPPED = "skipped"  # fetch: our ref moved while we fetched; fetch again
+    REFUSED = "refused"  # fetch: the remote served something that is not a readable run
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass
+class RefPush:
+    """What a push did (or would not do) to one remote ref."""
+
+    ref: str
+    old: str | None  # the remote's sha before the push
+    new: str  # the local sha
+    status: SyncStatus
+    reason: str = ""
+
+
+def _transport(url: str, ssh_command: str | None) -> tuple[Any, str]:
+    from dulwich.client import get_transport_and_path
+
+    try:
+        return get_transport_and_path(url, ssh_command=ssh_command)
+    except (ValueError, KeyError) as exc:
+        raise RemoteError(f"cannot use remote URL {url!r}: {exc}", url) from exc
+
+
+def _remote_error(url: str, exc: BaseException) -> GitExpError:
+    """One clear error for anything a dulwich client raises while talking to ``url``."""
+    from dulwich.errors import HangupException, NotGitRepository
+
+    name = type(exc).__name__
+    if name in ("HTTPUnauthorized", "HTTPProxyUnauthorized"):
+        return AuthError(f"{url}: authentication failed (check your credentials)", url)
+    if isinstance(exc, NotGitRepository):
+        return RemoteError(f"{url} is not a git repository", url)
+    if isinstance(exc, HangupException):
+        detail = "; ".join(
+            line.decode("utf-8", "replace").strip()
+            for line in (getattr(exc, "stderr_lines", None) or [])
+            if line.strip()
+        )
+        return RemoteError(
+            f"{url}: the remote hung up{': ' + detail if detail else ''} "
+            "(is the URL right, and can you reach it?)",
+            url,
+        )
+    import re
+
+    text = str(exc).strip().splitlines()
+    errno = re.search(r"\[Errno -?\d+\] ([^\"')]+)", str(exc))
+    if errno:
+        return RemoteError(f"{url}: cannot connect: {errno.group(1).strip()}", url)
+    return RemoteError(f"{url}: {text[-1] if text else name}", url)
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    from dulwich.errors import GitProtocolError, NotGitRepository
+
+    try:
+        import urllib3.exceptions
+
+        extra: tuple[type[BaseException], ...] = (urllib3.exceptions.HTTPError,)
+    except ImportError:  # pragma: no cover - urllib3 comes with dulwich
+        extra = ()
+    return (GitProtocolError, NotGitRepository, OSError, *extra)
+
+
+def remote_refs(url: str, prefix: str, ssh_command: str | None = None) -> dict[str, str]:
+    """The refs of a remote under ``prefix``, from the ref advertisement alone."""
+    client, path = _transport(url, ssh_command)
+    try:
+        result = client.get_refs(path.encode("utf-8") if isinstance(path, str) else path)
+    except _transport_errors() as exc:
+        raise _remote_error(url, exc) from exc
+    refs = getattr(result, "refs", result)
+    return _text_refs(refs, prefix)
+
+
+def _text_refs(refs: Mapping[bytes, bytes | None], prefix: str) -> dict[str, str]:
+    raw = prefix.encode("utf-8")
+    out: dict[str, str] = {}
+    for name, sha in refs.items():
+        if sha is None or not name.startswith(raw) or name.endswith(b"^{}"):
+            continue
+        try:
+            out[name.decode("utf-8")] = sha.decode("ascii")
+        except UnicodeDecodeError:
+            continue
+    return out
 
 
 def open_repo(path: str | os.PathLike[str] = ".") -> GitRepo:

@@ -28,6 +28,12 @@ COMMANDS = {
     "reindex": "gitexp.cli.maint_cmds:reindex_cmd",
     "reproduce": "gitexp.cli.repro_cmds:reproduce_cmd",
     "checkout-code": "gitexp.cli.repro_cmds:checkout_code_cmd",
+    "push": "gitexp.cli.remote_cmds:push_cmd",
+    "fetch": "gitexp.cli.remote_cmds:fetch_cmd",
+    "pull": "gitexp.cli.remote_cmds:pull_cmd",
+    "ls-remote": "gitexp.cli.remote_cmds:ls_remote_cmd",
+    "get": "gitexp.cli.remote_cmds:get_cmd",
+    "install-hooks": "gitexp.cli.remote_cmds:install_hooks_cmd",
 }
 
 

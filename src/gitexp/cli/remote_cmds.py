@@ -1,0 +1,326 @@
+"""``git exp push | fetch | pull | ls-remote | get | install-hooks``.
+
+Only click is imported at load time; the services (dulwich, pyarrow) are
+imported inside the commands.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import click
+
+from gitexp.cli import echo, repo_of
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+class ProgressLine:
+    """Renders service progress on stderr: a live line on a terminal, else a
+    line every few seconds (only long transfers print anything)."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+        self.tty = sys.stderr.isatty()
+        self.start = time.monotonic()
+        self.last = 0.0
+        self.open = False
+
+    def __call__(self, p: Any) -> None:
+        if self.quiet:
+            return
+        now = time.monotonic()
+        final = p.total and p.done >= p.total
+        if p.text:
+            if self.tty:
+                click.echo("\r" + p.text.rstrip("\r\n")[:120], nl=False, err=True)
+                self.open = True
+            return
+        every = 0.1 if self.tty else 2.0
+        if not final and now - self.last < every:
+            return
+        if not self.tty and (now - self.start < 2.0):
+            return
+        self.last = now
+        counts = f" {p.done}/{p.total}" if p.total else ""
+        size = f", {_size(p.nbytes)}" if p.nbytes else ""
+        line = f"{p.phase}:{counts}{size}"
+        if self.tty:
+            click.echo("\r\033[K" + line, nl=False, err=True)
+            self.open = True
+        else:
+            click.echo(line, err=True)
+
+    def done(self) -> None:
+        """End the live line."""
+        if self.open:
+            click.echo("\r\033[K", nl=False, err=True)
+            self.open = False
+
+
+def _short(ref: str) -> str:
+    return ref[len("refs/experiments/") :] if ref.startswith("refs/experiments/") else ref
+
+
+@click.command("push")
+@click.argument("remote", required=False)
+@click.argument("runs", nargs=-1)
+@click.option("-e", "--experiment", default=None, help="Push only this experiment's runs.")
+@click.option(
+    "-f",
+    "--force",
+    is_flag=True,
+    help="Overwrite remote runs that diverged (their remote-only commits are lost there).",
+)
+@click.option("-q", "--quiet", is_flag=True, help="Print only problems.")
+@click.pass_context
+def push_cmd(
+    ctx: click.Context,
+    remote: str | None,
+    runs: tuple[str, ...],
+    experiment: str | None,
+    force: bool,
+    quiet: bool,
+) -> None:
+    """Push runs (all, -e EXPERIMENT, or the RUNs named) and their artifacts to REMOTE.
+
+    Artifacts go to the remote's artifact store first (git config
+    remote.<name>.expstore, or inside a local remote), then the run refs,
+    with the code commits they point at. Only fast-forwards: a run that
+    diverged on the remote is reported and left alone.
+
+    \b
+    Examples:
+      git exp push                    # every run, to origin
+      git exp push origin -e mnist
+      git exp push origin 20261122-143022-7f3a9c
+    """
+    from gitexp.remotes import push
+    from gitexp.store import ExpStore
+
+    bar = ProgressLine(quiet)
+    with ExpStore(repo_of(ctx)) as store:
+        result = push(store, remote, runs, experiment, progress=bar, force=force)
+    bar.done()
+    rem = result.remote
+    if not result.refs:
+        if not quiet:
+            echo("no runs to push")
+        return
+    if not quiet:
+        echo(f"To {rem.url}")
+    counts: dict[str, int] = {}
+    for r in result.refs:
+        counts[r.status] = counts.get(r.status, 0) + 1
+        if quiet and r.status != "rejected":
+            continue
+        if r.status == "up to date" and len(result.refs) > 20:
+            continue
+        reason = f" ({r.reason})" if r.reason else ""
+        line = f"  {r.status:<11} {_short(r.ref)}{reason}"
+        echo(line, err=r.status == "rejected")
+    if not quiet:
+        echo("runs: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    if result.local_only:
+        name = rem.name or "<remote>"
+        echo(
+            f"git exp: artifacts stay local: {rem.label} has no artifact store, so "
+            f"{result.local_only} object(s) were not uploaded; set one with "
+            f"'git config remote.{name}.expstore <url>' (s3://bucket/path, a shared "
+            "directory, ...) and push again",
+            err=True,
+        )
+    elif not quiet:
+        if result.objects:
+            echo(
+                f"artifacts: uploaded {result.objects} object(s), {_size(result.nbytes)} "
+                f"to {rem.store_url}"
+            )
+        else:
+            echo(f"artifacts: nothing to upload ({result.checked} already in {rem.store_url})")
+    if result.missing_local:
+        echo(
+            f"git exp: warning: {len(result.missing_local)} referenced object(s) are not in "
+            "the local store and were not uploaded (git exp pull fetches them)",
+            err=True,
+        )
+    err = result.error()
+    if err is not None:
+        raise err
+
+
+def _render_fetch(result: Any, quiet: bool) -> None:
+    counts: dict[str, int] = {}
+    for r in result.refs:
+        counts[r.status] = counts.get(r.status, 0) + 1
+        bad = r.status in ("diverged", "refused", "skipped")
+        if r.status in ("up to date", "local ahead") or (quiet and not bad):
+            continue
+        reason = f" ({r.reason})" if r.reason else ""
+        echo(f"  {r.status:<11} {_short(r.ref)}{reason}", err=bad)
+    if not quiet:
+        summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no runs"
+        echo(f"From {result.remote.url}: {summary}")
+
+
+@click.command("fetch")
+@click.argument("remote", required=False)
+@click.option("-q", "--quiet", is_flag=True, help="Print only problems.")
+@click.pass_context
+def fetch_cmd(ctx: click.Context, remote: str | None, quiet: bool) -> None:
+    """Bring REMOTE's runs into refs/experiments/ (no artifacts).
+
+    A local run whose history diverged from the remote's is kept and reported.
+    """
+    from gitexp.remotes import fetch
+    from gitexp.store import ExpStore
+
+    bar = ProgressLine(quiet)
+    with ExpStore(repo_of(ctx)) as store:
+        result = fetch(store, remote, progress=bar)
+    bar.done()
+    _render_fetch(result, quiet)
+    err = result.error()
+    if err is not None:
+        raise err
+
+
+@click.command("pull")
+@click.argument("remote", required=False)
+@click.option(
+    "--no-artifacts", is_flag=True, help="Fetch runs only; get artifacts later with git exp get."
+)
+@click.option("-q", "--quiet", is_flag=True, help="Print only problems.")
+@click.pass_context
+def pull_cmd(ctx: click.Context, remote: str | None, no_artifacts: bool, quiet: bool) -> None:
+    """Fetch REMOTE's runs, then download their artifacts, verified by BLAKE3.
+
+    An artifact whose path is hostile or whose bytes do not match its hash is
+    refused; nothing is written outside the local store.
+    """
+    from gitexp.remotes import pull
+    from gitexp.store import ExpStore
+
+    bar = ProgressLine(quiet)
+    with ExpStore(repo_of(ctx)) as store:
+        result = pull(store, remote, artifacts=not no_artifacts, progress=bar)
+    bar.done()
+    _render_fetch(result.fetch, quiet)
+    rem = result.fetch.remote
+    for r in result.refused:
+        echo(f"git exp: refused artifact {r}", err=True)
+    if result.unavailable:
+        shown = ", ".join(result.unavailable[:3]) + (" ..." if len(result.unavailable) > 3 else "")
+        echo(
+            f"git exp: warning: {len(result.unavailable)} artifact object(s) are not in "
+            f"{rem.store_url}: {shown}",
+            err=True,
+        )
+    if result.no_store and not quiet:
+        echo(
+            f"artifacts: {rem.label} has no artifact store; set one with "
+            f"'git config remote.{rem.name or '<remote>'}.expstore <url>'",
+            err=True,
+        )
+    elif not result.skipped and not quiet:
+        echo(f"artifacts: downloaded {result.objects} object(s), {_size(result.nbytes)}, verified")
+    err = result.error()
+    if err is not None:
+        raise err
+
+
+@click.command("ls-remote")
+@click.argument("remote", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def ls_remote_cmd(ctx: click.Context, remote: str | None, as_json: bool) -> None:
+    """List the runs REMOTE has, from its refs alone (nothing is downloaded).
+
+    The last column compares with this repository: same, absent, unfetched
+    (fetch to compare), behind, ahead or diverged.
+    """
+    from gitexp.remotes import ls_remote
+    from gitexp.store import ExpStore
+
+    with ExpStore(repo_of(ctx)) as store:
+        _, runs = ls_remote(store, remote)
+    if as_json:
+        import json
+
+        echo(json.dumps([{"ref": r.ref, "sha": r.sha, "local": r.local} for r in runs], indent=2))
+        return
+    for r in runs:
+        echo(f"{r.sha[:12]}  {_short(r.ref):<60} {r.local}")
+
+
+@click.command("get")
+@click.argument("run")
+@click.argument("path")
+@click.option(
+    "-o",
+    "--out",
+    "dest",
+    default=None,
+    metavar="DEST",
+    help="Where to write it [default: its name, in the current directory].",
+)
+@click.option(
+    "-r", "--remote", default=None, help="Remote whose store to fetch missing objects from."
+)
+@click.option("-f", "--force", is_flag=True, help="Overwrite DEST if it exists.")
+@click.pass_context
+def get_cmd(
+    ctx: click.Context, run: str, path: str, dest: str | None, remote: str | None, force: bool
+) -> None:
+    """Restore artifact or input PATH of RUN (a file, or a whole directory entry).
+
+    Objects missing here are fetched from the remote's artifact store. Every
+    byte is verified by BLAKE3 before it is written.
+
+    \b
+    Example:
+      git exp get 20261122-143022-7f3a9c model.npz -o /tmp/model.npz
+    """
+    from gitexp.remotes import get
+    from gitexp.store import ExpStore
+
+    bar = ProgressLine()
+    with ExpStore(repo_of(ctx)) as store:
+        result = get(store, run, path, dest, remote=remote, force=force, progress=bar)
+    bar.done()
+    what = f"{result.files} file(s)" if result.entry.kind == "dir" else "1 file"
+    fetched = f", {result.downloaded} object(s) fetched" if result.downloaded else ""
+    echo(f"{result.dest}: {what}, {_size(result.nbytes)} from {result.run}{fetched}, verified")
+
+
+@click.command("install-hooks")
+@click.option("--uninstall", is_flag=True, help="Remove the hook and restore the previous one.")
+@click.pass_context
+def install_hooks_cmd(ctx: click.Context, uninstall: bool) -> None:
+    """Install the pre-push hook: `git push` then also pushes your runs.
+
+    Respects core.hooksPath. An existing pre-push hook is kept as
+    pre-push.local and still runs first; --uninstall puts it back.
+    """
+    from gitexp.gitstore import open_repo
+    from gitexp.hooks import install
+
+    with open_repo(repo_of(ctx)) as repo:
+        result = install(repo, uninstall=uninstall)
+    extra = (
+        " (your previous hook runs first, kept as pre-push.local)"
+        if (result.chained and result.action == "installed")
+        else ""
+    )
+    if result.action == "uninstalled" and result.chained:
+        extra = " (your previous hook is back)"
+    echo(f"{result.action}: {result.path}{extra}")

@@ -1,0 +1,327 @@
+"""Real servers on 127.0.0.1 for the sharing tests, started and stopped by fixtures.
+
+- ``git_daemon``: ``git daemon --enable=receive-pack`` over a base directory;
+- ``git_http``: smart HTTP, a ThreadingHTTPServer running ``git http-backend``
+  as a CGI per request (chunked bodies de-chunked), with a gate that lets a
+  test hold a push half-way;
+- ``sshd``: ``/usr/sbin/sshd`` with throwaway host and user keys;
+- ``s3``: a moto S3 server.
+
+A server that cannot be had here skips its tests, unless GITEXP_REQUIRE_SERVERS=1
+(CI), where that is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+
+def require(ok: bool, what: str) -> None:
+    """Skip (or, under GITEXP_REQUIRE_SERVERS=1, fail) when a server is not available."""
+    if ok:
+        return
+    if os.environ.get("GITEXP_REQUIRE_SERVERS") == "1":
+        pytest.fail(f"{what} is required (GITEXP_REQUIRE_SERVERS=1) but not available")
+    pytest.skip(f"{what} not available")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 10) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def bare(base: Path, name: str) -> Path:
+    """A new bare repository under a server's base directory."""
+    path = base / name
+    subprocess.run(["git", "init", "-q", "--bare", str(path)], check=True)
+    return path
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+# ------------------------------------------------------------------ daemon
+
+
+@dataclass
+class Daemon:
+    base: Path
+    port: int
+
+    def url(self, name: str) -> str:
+        return f"git://127.0.0.1:{self.port}/{name}"
+
+
+@pytest.fixture(scope="session")
+def git_daemon(tmp_path_factory):
+    base = tmp_path_factory.mktemp("daemon")
+    port = free_port()
+    proc = subprocess.Popen(
+        ["git", "daemon", "--listen=127.0.0.1", f"--port={port}", "--reuseaddr",
+         "--export-all", "--enable=receive-pack", "--informative-errors",
+         f"--base-path={base}", str(base)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_port(port, proc)
+        yield Daemon(base, port)
+    finally:
+        stop(proc)
+
+
+# -------------------------------------------------------------------- http
+
+
+@dataclass
+class HTTPGit:
+    base: Path
+    port: int
+    # set ``hold`` to make the next receive-pack POST wait until ``release`` is set
+    hold: threading.Event = field(default_factory=threading.Event)
+    arrived: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{name}"
+
+
+def _backend() -> str:
+    exec_path = subprocess.run(["git", "--exec-path"], capture_output=True, text=True,
+                               check=True).stdout.strip()
+    return os.path.join(exec_path, "git-http-backend")
+
+
+def _handler(state: HTTPGit, backend: str) -> type[BaseHTTPRequestHandler]:
+    class GitHTTPHandler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.0"
+
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self._cgi()
+
+        def do_POST(self) -> None:
+            self._cgi()
+
+        def _body(self) -> bytes:
+            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                parts = []
+                while True:
+                    line = self.rfile.readline()
+                    if not line:
+                        raise ConnectionError("client went away mid-body")
+                    size = int(line.split(b";")[0].strip(), 16)
+                    if size == 0:
+                        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                            pass
+                        return b"".join(parts)
+                    chunk = self.rfile.read(size)
+                    if len(chunk) != size:
+                        raise ConnectionError("client went away mid-chunk")
+                    parts.append(chunk)
+                    self.rfile.readline()
+            length = int(self.headers.get("Content-Length") or 0)
+            data = self.rfile.read(length) if length else b""
+            if len(data) != length:
+                raise ConnectionError("client went away mid-body")
+            return data
+
+        def _cgi(self) -> None:
+            path, _, query = self.path.partition("?")
+            if (self.command == "POST" and path.endswith("git-receive-pack")
+                    and state.hold.is_set()):
+                state.arrived.set()
+                state.release.wait(30)
+            try:
+                body = self._body()
+            except (ConnectionError, ValueError, OSError):
+                return
+            env = {
+                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                "GIT_PROJECT_ROOT": str(state.base),
+                "GIT_HTTP_EXPORT_ALL": "1",
+                "REMOTE_USER": "test",
+                "REMOTE_ADDR": "127.0.0.1",
+                "REQUEST_METHOD": self.command,
+                "PATH_INFO": path,
+                "QUERY_STRING": query,
+                "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+                "CONTENT_LENGTH": str(len(body)),
+                "GIT_PROTOCOL": self.headers.get("Git-Protocol", ""),
+                "GIT_CONFIG_NOSYSTEM": "1",
+                "HOME": str(state.base),
+            }
+            if self.headers.get("Content-Encoding"):
+                env["HTTP_CONTENT_ENCODING"] = self.headers["Content-Encoding"]
+            proc = subprocess.run([backend], input=body, env=env, capture_output=True)
+            out = proc.stdout
+            sep = out.find(b"\r\n\r\n")
+            head, payload = (out[:sep], out[sep + 4:]) if sep >= 0 else out.split(b"\n\n", 1)
+            status = 200
+            headers = []
+            for line in head.decode("latin-1").splitlines():
+                name, _, value = line.partition(":")
+                if name.lower() == "status":
+                    status = int(value.strip().split()[0])
+                elif name:
+                    headers.append((name, value.strip()))
+            try:
+                self.send_response(status)
+                for name, value in headers:
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+            except OSError:
+                pass
+
+    return GitHTTPHandler
+
+
+@pytest.fixture(scope="session")
+def git_http(tmp_path_factory):
+    base = tmp_path_factory.mktemp("http")
+    state = HTTPGit(base, 0)
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state, _backend()))
+    httpd.daemon_threads = True
+    state.port = httpd.server_address[1]
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        state.release.set()
+        httpd.shutdown()
+        httpd.server_close()
+
+
+# --------------------------------------------------------------------- ssh
+
+SSHD = "/usr/sbin/sshd"
+
+
+@dataclass
+class SSHServer:
+    base: Path
+    port: int
+    command: str  # for GIT_SSH_COMMAND / dulwich ssh_command
+
+    def url(self, name: str) -> str:
+        return f"ssh://root@127.0.0.1:{self.port}{self.base}/{name}"
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory):
+    require(os.path.exists(SSHD) and shutil.which("ssh") is not None and os.geteuid() == 0,
+            "sshd (as root)")
+    tmp = tmp_path_factory.mktemp("sshd")
+    base = tmp / "repos"
+    base.mkdir()
+    for key in ("ssh_host_ed25519_key", "id_ed25519"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp / key)],
+                       check=True)
+    shutil.copy(tmp / "id_ed25519.pub", tmp / "authorized_keys")
+    port = free_port()
+    (tmp / "sshd_config").write_text(
+        f"ListenAddress 127.0.0.1\nPort {port}\nHostKey {tmp}/ssh_host_ed25519_key\n"
+        f"PidFile {tmp}/sshd.pid\nAuthorizedKeysFile {tmp}/authorized_keys\n"
+        "PubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+        "UsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\nAllowTcpForwarding no\n"
+        "X11Forwarding no\nPrintMotd no\nLogLevel ERROR\n"
+    )
+    host_pub = (tmp / "ssh_host_ed25519_key.pub").read_text().split()
+    (tmp / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")
+    os.makedirs("/run/sshd", exist_ok=True)
+    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(tmp / "sshd_config")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = (
+        f"ssh -i {tmp}/id_ed25519 -o IdentitiesOnly=yes -o BatchMode=yes "
+        f"-o UserKnownHostsFile={tmp}/known_hosts -o StrictHostKeyChecking=yes "
+        "-o GlobalKnownHostsFile=/dev/null"
+    )
+    try:
+        wait_port(port, proc)
+        yield SSHServer(base, port, command)
+    finally:
+        stop(proc)
+
+
+# ---------------------------------------------------------------------- s3
+
+S3_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "AWS_CONFIG_FILE": "/dev/null",
+    "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+}
+
+
+@dataclass
+class S3Server:
+    endpoint: str
+
+    def url(self, bucket: str, prefix: str = "") -> str:
+        path = f"{bucket}/{prefix}".rstrip("/")
+        return (f"s3://{path}?endpoint_override={self.endpoint}&scheme=http"
+                "&region=us-east-1")
+
+    def make_bucket(self, bucket: str) -> None:
+        import pyarrow.fs as pafs
+
+        fs = pafs.S3FileSystem(access_key="testing", secret_key="testing",
+                               endpoint_override=self.endpoint, scheme="http",
+                               region="us-east-1", allow_bucket_creation=True)
+        fs.create_dir(bucket)
+
+
+@pytest.fixture(scope="session")
+def s3():
+    try:
+        import logging
+
+        from moto.server import ThreadedMotoServer
+    except ImportError:
+        require(False, "moto (pip install 'moto[s3]' flask flask-cors)")
+    for k, v in S3_ENV.items():
+        os.environ.setdefault(k, v)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    srv = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    srv.start()
+    _, port = srv.get_host_and_port()
+    try:
+        yield S3Server(f"127.0.0.1:{port}")
+    finally:
+        srv.stop()

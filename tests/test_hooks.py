@@ -1,0 +1,90 @@
+"""The pre-push hook and ``git exp install-hooks``: chaining, core.hooksPath, uninstall."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import yaml
+
+from conftest import fsck, git
+from gitexp.hooks import MARK, PRE_PUSH
+from servers import bare
+from test_remotes import new_runs, project, run_refs
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def setup(tmp_path: Path):
+    from conftest import GitExp
+
+    proj = project(tmp_path / "proj")
+    remote = bare(tmp_path, "remote.git")
+    git("remote", "add", "origin", str(remote), cwd=proj)
+    return proj, remote, GitExp(proj)
+
+
+def test_shipped_hook_is_the_one_installed():
+    shipped = ROOT / "hooks" / "pre-push"
+    assert shipped.read_text() == PRE_PUSH
+    assert os.stat(shipped).st_mode & stat.S_IXUSR
+    entries = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
+    assert entries[0]["stages"] == ["pre-push"] and "git-exp push" in entries[0]["entry"]
+
+
+def test_git_push_also_pushes_runs(tmp_path):
+    proj, remote, gx = setup(tmp_path)
+    (run,) = new_runs(proj, 1)
+    assert "installed" in gx.ok("install-hooks")
+    assert "already installed" in gx.ok("install-hooks")
+    git("push", "-q", "origin", "HEAD:refs/heads/main", cwd=proj)
+    assert run in run_refs(remote)
+    assert any((remote / "exp" / "objects").iterdir())  # artifacts went too
+    # the guard: inside a hook-triggered push, the hook does nothing
+    (run2,) = new_runs(proj, 2)
+    git("push", "-q", "origin", "HEAD:refs/heads/other", cwd=proj, env={"GITEXP_IN_HOOK": "1"})
+    assert run2 not in run_refs(remote)
+    fsck(remote)
+
+
+def test_existing_hook_is_chained_and_restored(tmp_path):
+    proj, remote, gx = setup(tmp_path)
+    hooks = proj / ".git" / "hooks"
+    mine = "#!/bin/sh\ncat > \"$(dirname \"$0\")/../seen-by-my-hook\"\nexit 0\n"
+    (hooks / "pre-push").write_text(mine)
+    os.chmod(hooks / "pre-push", 0o750)
+    (run,) = new_runs(proj, 3)
+    out = gx.ok("install-hooks")
+    assert "pre-push.local" in out
+    assert (hooks / "pre-push.local").read_text() == mine
+    git("push", "-q", "origin", "HEAD:refs/heads/main", cwd=proj)
+    assert "refs/heads/main" in (proj / ".git" / "seen-by-my-hook").read_text()  # got stdin
+    assert run in run_refs(remote)
+    # the user's hook still decides: when it fails, nothing is pushed
+    (hooks / "pre-push.local").write_text("#!/bin/sh\nexit 1\n")
+    assert git("push", "-q", "origin", "HEAD:refs/heads/blocked", cwd=proj, check=False) == ""
+    assert "refs/heads/blocked" not in git("ls-remote", str(remote), cwd=proj)
+    (hooks / "pre-push.local").write_text(mine)
+    assert "uninstalled" in gx.ok("install-hooks", "--uninstall")
+    assert (hooks / "pre-push").read_text() == mine
+    assert stat.S_IMODE(os.stat(hooks / "pre-push").st_mode) == 0o750
+    assert not (hooks / "pre-push.local").exists()
+    assert "not installed" in gx.ok("install-hooks", "--uninstall")
+
+
+def test_respects_core_hooks_path_and_never_overwrites(tmp_path):
+    proj, _, gx = setup(tmp_path)
+    git("config", "core.hooksPath", ".githooks", cwd=proj)
+    gx.ok("install-hooks")
+    assert MARK in (proj / ".githooks" / "pre-push").read_text()
+    assert not (proj / ".git" / "hooks" / "pre-push").exists()
+    gx.ok("install-hooks", "--uninstall")
+    assert not (proj / ".githooks" / "pre-push").exists()
+    # both pre-push and pre-push.local exist: refuse, change nothing
+    (proj / ".githooks" / "pre-push").write_text("#!/bin/sh\necho one\n")
+    (proj / ".githooks" / "pre-push.local").write_text("#!/bin/sh\necho two\n")
+    proc = gx("install-hooks")
+    assert proc.returncode == 2 and "will not overwrite" in proc.stderr
+    assert (proj / ".githooks" / "pre-push").read_text() == "#!/bin/sh\necho one\n"
+    assert (proj / ".githooks" / "pre-push.local").read_text() == "#!/bin/sh\necho two\n"

@@ -1,0 +1,519 @@
+"""Sharing runs through real git remotes and artifact stores on 127.0.0.1.
+
+Every scenario goes through the ``git exp`` command as a user runs it, and
+ends with ``git fsck --strict`` on both sides.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import GitExp, fsck, git, make_repo
+from servers import S3_ENV, bare
+
+MAKE_RUN = '''\
+import os, sys
+import gitexp
+experiment = sys.argv[1]
+for seed in sys.argv[2:]:
+    os.makedirs("ckpt", exist_ok=True)
+    with open("model.bin", "wb") as f:
+        f.write(("model " + seed).encode() * 100)
+    for i in range(3):
+        with open(f"ckpt/part{i}.bin", "wb") as f:
+            f.write(f"{seed}-{i}".encode() * 50)
+    with gitexp.start_run(experiment=experiment, params={"seed": int(seed)}) as run:
+        run.log_metrics({"loss": 1.0 / (1 + int(seed))}, step=0)
+        run.log_artifact("model.bin")
+        run.log_artifact("ckpt")
+'''
+# Objects per run: model.bin, the ckpt listing and its three files.
+OBJECTS_PER_RUN = 5
+
+
+def project(path: Path) -> Path:
+    make_repo(path)
+    (path / "make_run.py").write_text(MAKE_RUN)
+    (path / ".gitignore").write_text("*.npz\nmodel.bin\nckpt/\n")
+    git("add", ".", cwd=path)
+    git("commit", "-q", "-m", "add make_run", cwd=path)
+    return path
+
+
+def new_runs(cwd: Path, *seeds: int, experiment: str = "share") -> list[str]:
+    """Record one run per seed (one Python process for all); their refs, in seed order."""
+    before = set(run_refs(cwd))
+    subprocess.run(["python", "make_run.py", experiment, *map(str, seeds)], cwd=cwd, check=True,
+                   capture_output=True)
+    by_seed = {}
+    for ref in set(run_refs(cwd)) - before:
+        by_seed[json.loads(git("show", f"{ref}:params.json", cwd=cwd))["seed"]] = ref
+    return [by_seed[s] for s in seeds]
+
+
+def new_run(gx: GitExp, cwd: Path, seed: int, experiment: str = "share") -> str:
+    """Record one run through ``git exp run``, as a user does."""
+    before = set(run_refs(cwd))
+    gx.ok("run", "-q", "-e", experiment, "-p", f"seed={seed}", "--",
+          "python", "make_run.py", experiment, str(seed), cwd=cwd)
+    (ref,) = set(run_refs(cwd)) - before
+    return ref
+
+
+def run_refs(cwd: Path) -> dict[str, str]:
+    out = git("for-each-ref", "--format=%(refname) %(objectname)", "refs/experiments/", cwd=cwd)
+    return dict(line.split() for line in out.splitlines())
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def clone(src: str, dest: Path, env: dict[str, str] | None = None) -> Path:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    git("clone", "-q", src, str(dest), cwd=dest.parent, env=env)
+    return dest
+
+
+@pytest.fixture
+def proj(tmp_path, monkeypatch) -> Path:
+    path = project(tmp_path / "alice")
+    monkeypatch.chdir(path)
+    return path
+
+
+@pytest.fixture
+def gx(proj) -> GitExp:
+    return GitExp(proj)
+
+
+def share_light(gx: GitExp, proj: Path, url: str, remote_dir: Path, tmp: Path,
+                env: dict[str, str] | None = None, store: bool = False) -> None:
+    """Push one run to ``url``, pull it into a plain ``git clone``, restore its artifact."""
+    env = env or {}
+    git("remote", "add", "origin", url, cwd=proj)
+    if store:
+        git("config", "remote.origin.expstore", str(tmp / "store"), cwd=proj)
+    (run,) = new_runs(proj, 1)
+    out = gx.ok("push", env=env)
+    assert "1 new" in out and "uploaded 5 object(s)" in out, out
+    assert "nothing to upload" in gx.ok("push", env=env)
+    assert run.rsplit("/", 1)[1] in gx.ok("ls-remote", env=env)
+    bob = clone(str(remote_dir), tmp / "bob")
+    git("remote", "set-url", "origin", url, cwd=bob)
+    if store:
+        git("config", "remote.origin.expstore", str(tmp / "store"), cwd=bob)
+    bx = GitExp(bob)
+    assert "downloaded 5 object(s)" in bx.ok("pull", env=env)
+    assert run_refs(bob) == run_refs(proj) == run_refs(remote_dir)
+    bx.ok("get", run, "ckpt/part1.bin", "-o", str(tmp / "p1"))
+    assert (tmp / "p1").read_bytes() == b"1-1" * 50
+    fsck(proj)
+    fsck(remote_dir)
+    fsck(bob)
+
+
+def share_and_check(gx: GitExp, proj: Path, url: str, remote_dir: Path, tmp: Path,
+                    env: dict[str, str] | None = None, store: bool = False) -> None:
+    """Push two runs to ``url``, pull them into a plain ``git clone``, and check them."""
+    env = env or {}
+    git("remote", "add", "origin", url, cwd=proj)
+    if store:  # a shared directory as the artifact store, configured in both clones
+        git("config", "remote.origin.expstore", str(tmp / "store"), cwd=proj)
+    git("push", "-q", "origin", "HEAD:refs/heads/main", cwd=proj, env=env)
+    a = new_run(gx, proj, 1)
+    b = new_run(gx, proj, 2)
+    out = gx.ok("push", env=env)
+    assert "new" in out and "2 new" in out, out
+    assert "uploaded" in out
+    again = gx.ok("push", env=env)
+    assert "2 up to date" in again and "nothing to upload" in again, again
+    assert run_refs(remote_dir) == run_refs(proj)
+    listed = gx.ok("ls-remote", env=env)
+    assert a.rsplit("/", 1)[1] in listed and "same" in listed
+
+    bob = clone(url, tmp / "bob", env=env)
+    if store:
+        git("config", "remote.origin.expstore", str(tmp / "store"), cwd=bob)
+    bx = GitExp(bob)
+    pulled = bx.ok("pull", env=env)
+    assert "2 new" in pulled, pulled
+    assert run_refs(bob) == run_refs(proj)
+    board = json.loads(bx.ok("log", "--json"))
+    assert {r["ref"] for r in board} == {a, b}
+    shown = json.loads(bx.ok("show", a.rsplit("/", 1)[1], "--json"))
+    assert shown["params"] == {"seed": 1}
+    diff = json.loads(bx.ok("diff", a, b, "--json"))
+    assert diff["params"][0]["key"] == "seed"
+    # artifacts arrived and restore byte for byte, verified
+    bx.ok("get", a, "model.bin", "-o", str(tmp / "model-a.bin"))
+    assert digest(tmp / "model-a.bin") == hashlib.sha256(b"model 1" * 100).hexdigest()
+    bx.ok("get", b, "ckpt", "-o", str(tmp / "ckpt-b"))
+    assert sorted(os.listdir(tmp / "ckpt-b")) == ["part0.bin", "part1.bin", "part2.bin"]
+    assert (tmp / "ckpt-b" / "part2.bin").read_bytes() == b"2-2" * 50
+    fsck(proj)
+    fsck(remote_dir)
+    fsck(bob)
+
+
+# ------------------------------------------------------------- transports
+
+
+def test_bare_repo_by_path_shares_runs_and_artifacts(gx, proj, tmp_path):
+    remote = bare(tmp_path, "shared.git")
+    share_and_check(gx, proj, str(remote), remote, tmp_path)
+    # zero-config store: inside the shared bare repository
+    assert any((remote / "exp" / "objects").iterdir())
+
+
+def test_file_url(gx, proj, tmp_path):
+    remote = bare(tmp_path, "shared.git")
+    share_light(gx, proj, f"file://{remote}", remote, tmp_path)
+
+
+def test_git_daemon(gx, proj, tmp_path, git_daemon):
+    remote = bare(git_daemon.base, "daemon-share.git")
+    share_light(gx, proj, git_daemon.url("daemon-share.git"), remote, tmp_path, store=True)
+
+
+def test_smart_http(gx, proj, tmp_path, git_http):
+    remote = bare(git_http.base, "http-share.git")
+    share_and_check(gx, proj, git_http.url("http-share.git"), remote, tmp_path, store=True)
+
+
+def test_ssh(gx, proj, tmp_path, sshd):
+    remote = bare(sshd.base, "ssh-share.git")
+    env = {"GIT_SSH_COMMAND": sshd.command}
+    share_light(gx, proj, sshd.url("ssh-share.git"), remote, tmp_path, env=env, store=True)
+
+
+def test_s3_artifact_store(gx, proj, tmp_path, s3):
+    s3.make_bucket("gitexp-artifacts")
+    remote = bare(tmp_path, "shared.git")
+    git("remote", "add", "origin", str(remote), cwd=proj)
+    store_url = s3.url("gitexp-artifacts", "team")
+    git("config", "remote.origin.expstore", store_url, cwd=proj)
+    (run,) = new_runs(proj, 3)
+    proc = gx("push")
+    out = proc.stdout
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr  # no noise at exit either
+    assert "uploaded 5 object(s)" in out, out  # model, listing, 3 parts
+    assert "nothing to upload" in gx.ok("push")
+    bob = clone(str(remote), tmp_path / "bob")
+    git("config", "remote.origin.expstore", store_url, cwd=bob)
+    bx = GitExp(bob)
+    assert "downloaded 5 object(s)" in bx.ok("pull")
+    bx.ok("get", run, "model.bin", "-o", str(tmp_path / "m.bin"))
+    assert (tmp_path / "m.bin").read_bytes() == b"model 3" * 100
+    fsck(bob)
+    fsck(remote)
+
+
+def test_remote_without_store_says_artifacts_stay_local(gx, proj, tmp_path, git_daemon):
+    remote = bare(git_daemon.base, "nostore.git")
+    git("remote", "add", "origin", git_daemon.url("nostore.git"), cwd=proj)
+    new_runs(proj, 4)
+    proc = gx("push")
+    assert proc.returncode == 0, proc.stderr
+    assert "artifacts stay local" in proc.stderr
+    assert "git config remote.origin.expstore" in proc.stderr
+    assert len(run_refs(remote)) == 1
+    fsck(remote)
+    fsck(proj)
+
+
+# ----------------------------------------------------------- plain git
+
+
+def test_plain_git_teammate_reads_runs(gx, proj, tmp_path):
+    remote = bare(tmp_path, "shared.git")
+    git("remote", "add", "origin", str(remote), cwd=proj)
+    git("push", "-q", "origin", "HEAD:refs/heads/main", cwd=proj)
+    (run,) = new_runs(proj, 5)
+    gx.ok("push", "origin", "-e", "share")
+    carol = clone(str(remote), tmp_path / "carol")
+    git("fetch", "-q", "origin", "refs/experiments/*:refs/experiments/*", cwd=carol)
+    assert json.loads(git("show", f"{run}:params.json", cwd=carol)) == {"seed": 5}
+    # the same clone can then use git exp on what plain git fetched
+    cx = GitExp(carol)
+    assert run.rsplit("/", 1)[1] in cx.ok("log")
+    assert "1 up to date" in cx.ok("pull")
+    cx.ok("get", run, "ckpt/part1.bin", "-o", str(tmp_path / "p1"))
+    assert (tmp_path / "p1").read_bytes() == b"5-1" * 50
+    fsck(carol)
+
+
+# ------------------------------------------------------------ failures
+
+
+def test_push_killed_half_way_leaves_remote_consistent(gx, proj, tmp_path, git_http):
+    remote = bare(git_http.base, "killed.git")
+    git("remote", "add", "origin", git_http.url("killed.git"), cwd=proj)
+    git("config", "remote.origin.expstore", str(tmp_path / "store"), cwd=proj)
+    # a big code commit makes a pack the client is still sending when it dies
+    (proj / "weights.init").write_bytes(os.urandom(12 << 20))
+    git("add", "weights.init", cwd=proj)
+    git("commit", "-q", "-m", "initial weights", cwd=proj)
+    new_runs(proj, 6)
+    git_http.arrived.clear()
+    git_http.release.clear()
+    git_http.hold.set()
+    proc = subprocess.Popen(["git-exp", "push"], cwd=proj, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        assert git_http.arrived.wait(30), "the push never reached receive-pack"
+        # artifacts went first: they are all there, and no ref points anywhere yet
+        assert len(list((tmp_path / "store" / "objects").rglob("*"))) > 0
+        time.sleep(0.3)  # let the client fill the socket with part of the pack
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=10)
+    finally:
+        git_http.hold.clear()
+        git_http.release.set()
+    time.sleep(0.2)
+    assert run_refs(remote) == {}
+    fsck(remote)
+    out = gx.ok("push")
+    assert "1 new" in out and "nothing to upload" in out, out
+    assert run_refs(remote) == run_refs(proj)
+    fsck(remote)
+    fsck(proj)
+
+
+def test_concurrent_pushes_from_two_clones_both_land(tmp_path, git_daemon, monkeypatch):
+    remote = bare(git_daemon.base, "concurrent.git")
+    url = git_daemon.url("concurrent.git")
+    alice = project(tmp_path / "alice")
+    git("remote", "add", "origin", url, cwd=alice)
+    git("push", "-q", "origin", "HEAD:refs/heads/main", cwd=alice)
+    bob = clone(url, tmp_path / "bob")
+    store = str(tmp_path / "store")
+    for who in (alice, bob):
+        git("config", "remote.origin.expstore", store, cwd=who)
+    ax = GitExp(alice)
+    mine = new_runs(alice, 10, 11)
+    theirs = new_runs(bob, 20, 21)
+    procs = [subprocess.Popen(["git", "exp", "push"], cwd=who, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for who in (alice, bob)]
+    for p in procs:
+        _, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err
+    assert set(run_refs(remote)) == set(mine + theirs)
+    fsck(remote)
+    # and each side can pull the other's runs with their artifacts
+    assert "2 new" in ax.ok("pull")
+    ax.ok("get", theirs[0], "model.bin", "-o", str(tmp_path / "t.bin"))
+    assert (tmp_path / "t.bin").read_bytes() == b"model 20" * 100
+    fsck(alice)
+    fsck(bob)
+
+
+def test_diverged_run_is_never_overwritten(gx, proj, tmp_path):
+    remote = bare(tmp_path, "shared.git")
+    git("remote", "add", "origin", str(remote), cwd=proj)
+    (run,) = new_runs(proj, 7)
+    gx.ok("push")
+    bob = clone(str(remote), tmp_path / "bob")
+    bx = GitExp(bob)
+    bx.ok("pull")
+    short = run.rsplit("/", 1)[1]
+    # both sides add a commit to the same run: histories diverge
+    for who in (proj, bob):
+        tip = run_refs(who)[run]
+        tree = git("rev-parse", f"{tip}^{{tree}}", cwd=who).strip()
+        new = git("commit-tree", tree, "-p", tip, "-m", f"note from {who.name}", cwd=who).strip()
+        git("update-ref", run, new, tip, cwd=who)
+    bob_tip = run_refs(bob)[run]
+    gx.ok("push", "origin", short)
+    proc = bx("push", "origin", short)
+    assert proc.returncode == 10 and "rejected" in proc.stderr, proc.stderr
+    proc = bx("fetch")
+    assert proc.returncode == 10 and "diverged" in proc.stderr, proc.stderr
+    assert run_refs(bob)[run] == bob_tip  # kept as it was
+    assert "forced" in bx.ok("push", "--force", "origin", short)
+    assert run_refs(remote)[run] == bob_tip
+    fsck(bob)
+    fsck(remote)
+
+
+def _put(store: Path, data: bytes) -> str:
+    import blake3
+
+    key = blake3.blake3(data).hexdigest()
+    path = store / "objects" / key[:2] / key[2:]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return key
+
+
+def _plumbed_run(remote: Path, run_id: str, manifest: list) -> str:
+    """A run commit made with plain git plumbing in ``remote``; returns its ref."""
+    run = {"format": 1, "id": run_id, "experiment": "evil", "status": "finished",
+           "tags": [], "notes": [], "links": {}, "writers": {}}
+
+    def blob(data: str) -> str:
+        return subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=remote, input=data,
+                              capture_output=True, text=True, check=True).stdout.strip()
+
+    entries = [
+        f"100644 blob {blob(json.dumps(run, indent=2) + chr(10))}\trun.json",
+        f"100644 blob {blob(json.dumps(manifest, indent=2) + chr(10))}\tartifacts.json",
+        f"100644 blob {blob('{}' + chr(10))}\tparams.json",
+    ]
+    tree = subprocess.run(["git", "mktree"], cwd=remote, input="\n".join(entries) + "\n",
+                          capture_output=True, text=True, check=True).stdout.strip()
+    main = git("rev-parse", "refs/heads/main", cwd=remote).strip()
+    commit = git("commit-tree", tree, "-p", main, "-m", "a hostile run", cwd=remote).strip()
+    ref = f"refs/experiments/evil/{run_id}"
+    git("update-ref", ref, commit, cwd=remote)
+    return ref
+
+
+def _entry(path: str, key: str, size: int, **extra) -> dict:
+    return {"path": path, "blake3": key, "size": size, "mode": "100644", "role": "output",
+            **extra}
+
+
+def test_hostile_remote_run_is_refused_on_pull(gx, proj, tmp_path):
+    remote = bare(tmp_path / "srv", "shared.git")
+    store = remote / "exp"
+    git("remote", "add", "origin", str(remote), cwd=proj)
+    git("push", "-q", "origin", "HEAD:refs/heads/main", cwd=proj)
+    evil = _put(store, b"evil")
+    # 1. hostile paths in the manifest: the whole run is refused, it would break git exp log
+    paths_ref = _plumbed_run(remote, "20261122-000000-aaaaaa", [
+        _entry("../../x", evil, 4),
+        _entry("/tmp/gitexp-evil-abs", evil, 4),
+    ])
+    # 2. a valid manifest whose store serves lies: those artifacts are refused one by one
+    good = b"honest bytes\n"
+    good_key = _put(store, good)
+    import blake3
+
+    liar_key = blake3.blake3(b"what the manifest promised").hexdigest()
+    (store / "objects" / liar_key[:2]).mkdir(parents=True, exist_ok=True)
+    (store / "objects" / liar_key[:2] / liar_key[2:]).write_bytes(b"something else")
+    listing_key = _put(store, f"100644 {evil} 4 ../escape\n".encode())
+    lies_ref = _plumbed_run(remote, "20261122-000000-bbbbbb", [
+        _entry("liar.bin", liar_key, 26),
+        _entry("good.txt", good_key, len(good)),
+        _entry("ckpt", listing_key, 4, mode="40000", kind="dir", files=1),
+    ])
+    # 3. a ref under refs/experiments/ that is not a run at all
+    blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=remote, input="x",
+                          capture_output=True, text=True, check=True).stdout.strip()
+    git("update-ref", "refs/experiments/evil/20261122-000000-cccccc", blob, cwd=remote)
+
+    victim = clone(str(remote), tmp_path / "deep" / "er" / "victim")
+    before = sorted(p for p in tmp_path.rglob("*") if "victim" not in p.parts)
+    vx = GitExp(victim)
+    proc = vx("pull")
+    assert proc.returncode == 6, proc.stdout + proc.stderr
+    err = proc.stderr
+    assert "Traceback" not in err
+    assert "'../../x'" in err and "contains '..'" in err
+    assert "/tmp/gitexp-evil-abs" in err and "absolute" in err
+    assert "liar.bin" in err and "hash to" in err
+    assert "hostile path in directory listing" in err
+    assert "000000-cccccc" in err and "not a commit" in err
+    assert "2 run(s) and 2 artifact(s) refused" in err
+    refs = run_refs(victim)
+    assert paths_ref not in refs and "refs/experiments/evil/20261122-000000-cccccc" not in refs
+    assert lies_ref in refs  # the run itself is fine, minus its refused artifacts
+    # nothing was written outside the CAS, and no lying bytes entered it
+    cas = victim / ".git" / "exp" / "objects"
+    assert not (cas / liar_key[:2] / liar_key[2:]).exists()
+    assert (cas / good_key[:2] / good_key[2:]).read_bytes() == good
+    assert not (tmp_path / "deep" / "x").exists() and not (tmp_path / "x").exists()
+    assert not os.path.exists("/tmp/gitexp-evil-abs")
+    assert sorted(p for p in tmp_path.rglob("*") if "victim" not in p.parts) == before
+    # the victim's git exp still works, and get refuses the bad artifacts too
+    assert "bbbbbb" in vx.ok("log")
+    out = vx("get", lies_ref, "liar.bin", "-o", str(tmp_path / "liar"))
+    assert out.returncode == 6 and "hash to" in out.stderr
+    out = vx("get", lies_ref, "ckpt", "-o", str(tmp_path / "ck"))
+    assert out.returncode == 6 and "hostile path" in out.stderr
+    assert not (tmp_path / "liar").exists() and not (tmp_path / "ck").exists()
+    assert not (tmp_path / "escape").exists()
+    vx.ok("get", lies_ref, "good.txt", "-o", str(tmp_path / "good.txt"))
+    assert (tmp_path / "good.txt").read_bytes() == good
+    fsck(victim)
+    fsck(remote)
+
+
+def test_bad_input_is_one_line(gx, proj, tmp_path):
+    proc = gx("push", "nosuchremote")
+    assert proc.returncode == 10 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "no remote named 'nosuchremote'" in proc.stderr
+    proc = gx("pull", str(tmp_path / "missing.git"))
+    assert proc.returncode == 10 and "Traceback" not in proc.stderr, proc.stderr
+    proc = gx("fetch", "http://127.0.0.1:9/nothing.git")
+    assert proc.returncode == 10 and proc.stderr.count("\n") == 1, proc.stderr
+    (run,) = new_runs(proj, 8)
+    proc = gx("get", run, "nope.bin")
+    assert proc.returncode == 2 and "no artifact" in proc.stderr
+    proc = gx("get", run, "../../etc/passwd")
+    assert proc.returncode == 2 and "contains '..'" in proc.stderr
+    fsck(proj)
+
+
+def test_get_fetches_missing_objects_from_remote_store(gx, proj, tmp_path):
+    remote = bare(tmp_path, "shared.git")
+    git("remote", "add", "origin", str(remote), cwd=proj)
+    run, _ = new_runs(proj, 9, 99)
+    assert "1 new" in gx.ok("push", run.rsplit("/", 1)[1])  # a run where REMOTE would be
+    bob = clone(str(remote), tmp_path / "bob")
+    bx = GitExp(bob)
+    out = bx.ok("pull", "--no-artifacts")
+    assert "downloaded" not in out
+    assert not (bob / ".git" / "exp" / "objects").exists()
+    # pushing those runs elsewhere: the refs go, and push says what it could not upload
+    # (the model and the listing; the files of the directory are unknown without it)
+    mirror = bare(tmp_path, "mirror.git")
+    proc = bx("push", str(mirror))
+    assert proc.returncode == 0 and "2 referenced object(s) are not in the local store" in (
+        proc.stderr
+    ), proc.stderr
+    assert run in run_refs(mirror)
+    fsck(mirror)
+    out = bx.ok("get", run, "ckpt", "-o", str(tmp_path / "ck"))
+    assert "3 file(s)" in out and "fetched" in out
+    assert (tmp_path / "ck" / "part0.bin").read_bytes() == b"9-0" * 50
+    proc = bx("get", run, "ckpt", "-o", str(tmp_path / "ck"))
+    assert proc.returncode == 2 and "exists" in proc.stderr
+    bx.ok("get", run, "ckpt", "-o", str(tmp_path / "ck"), "--force")
+    fsck(bob)
+
+
+def test_help_does_not_import_dulwich_or_pyarrow():
+    code = ("import sys; from gitexp.cli import cli, main\n"
+            "import gitexp.cli.remote_cmds\n"
+            "assert 'dulwich' not in sys.modules and 'pyarrow' not in sys.modules, "
+            "sorted(m for m in sys.modules if m.split('.')[0] in ('dulwich', 'pyarrow'))")
+    subprocess.run(["python", "-c", code], check=True)
+    assert S3_ENV["AWS_EC2_METADATA_DISABLED"] == "true"
+
+
+def test_push_service_reports_progress_and_status_per_ref(gx, proj, tmp_path):
+    from gitexp.remotes import Progress, push
+    from gitexp.store import ExpStore
+
+    remote = bare(tmp_path, "shared.git")
+    git("remote", "add", "origin", str(remote), cwd=proj)
+    (run,) = new_runs(proj, 12)
+    events: list[Progress] = []
+    with ExpStore(proj) as store:
+        result = push(store, progress=events.append)
+    assert [(r.ref, str(r.status)) for r in result.refs] == [(run, "new")]
+    uploads = [e for e in events if e.phase == "uploading artifacts"]
+    assert uploads[-1].done == uploads[-1].total == result.objects == OBJECTS_PER_RUN
+    assert uploads[-1].nbytes == result.nbytes > 0
+    fsck(remote)
