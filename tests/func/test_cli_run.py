@@ -188,10 +188,23 @@ def test_the_same_artifact_in_many_runs_is_stored_once(gx, repo):
     assert len(hashes) == 1
 
 
-def test_minus_c_runs_in_another_directory(gx, repo, tmp_path):
-    out = gx("-C", str(repo), "run", "-q", "--", "true", cwd=tmp_path)
+def test_minus_c_runs_as_if_started_there(gx, repo, tmp_path):
+    """`git exp -C PATH` (like `git -C`): the command, its relative paths and the
+    relative --config/--input are all taken in PATH."""
+    (repo / "conf.json").write_text('{"lr": 0.3}')
+    (repo / "in.csv").write_text("1\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = gx("-C", str(repo), "run", "-q", "--config", "conf.json", "--input", "in.csv",
+             "--", sys.executable, "-c", "import os; print(os.getcwd())", cwd=elsewhere)
     assert out.returncode == 0, out.stderr
-    assert len(run_refs(repo)) == 1
-    assert json.loads(gx.ok("-C", str(repo), "log", "--json", cwd=tmp_path))[0]["status"] == (
+    assert out.stdout.strip() == str(repo)
+    ref = _only_run(repo)
+    assert show_json(repo, ref, "params.json") == {"lr": 0.3}
+    assert show_json(repo, ref, "run.json")["cwd"] == str(repo)
+    assert not list(elsewhere.iterdir())
+    bad = gx("-C", str(tmp_path / "missing"), "log", cwd=elsewhere)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and "missing" in bad.stderr
+    assert json.loads(gx.ok("-C", str(repo), "log", "--json", cwd=elsewhere))[0]["status"] == (
         "finished"
     )
