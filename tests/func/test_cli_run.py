@@ -208,3 +208,23 @@ def test_minus_c_runs_as_if_started_there(gx, repo, tmp_path):
     assert json.loads(gx.ok("-C", str(repo), "log", "--json", cwd=elsewhere))[0]["status"] == (
         "finished"
     )
+
+
+def test_store_inputs_from_a_subdirectory(gx, repo):
+    sub = repo / "sub"
+    (sub / "data").mkdir(parents=True)
+    (sub / "data" / "x.csv").write_bytes(b"1,2\n")
+    (repo / ".gitignore").write_text("*.npz\nsub/data/\n")
+    git("commit", "-q", "-am", "ignore data", cwd=repo)
+    gx.ok("run", "-q", "--store-inputs", "--input", "data", "--", "true", cwd=sub)
+    ref = _only_run(repo)
+    (entry,) = [a for a in show_json(repo, ref, "artifacts.json") if a["role"] == "input"]
+    assert entry["path"] == entry["source"] == "sub/data"  # named from the repository root
+    assert entry.get("stored", True) is True
+    assert show_json(repo, ref, "run.json")["cwd"] == str(sub)
+    assert show_json(repo, ref, "code.json")["dirty"] is False
+    cas = LocalStore(repo / ".git" / "exp")
+    from gitexp.cas import parse_dir_listing
+
+    ((path, key, size, _),) = parse_dir_listing(cas.get_bytes(entry["blake3"]))
+    assert (path, size) == ("x.csv", 4) and cas.get_bytes(key) == b"1,2\n"
