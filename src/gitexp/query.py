@@ -80,11 +80,15 @@ class Leaderboard:
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:
+    """(0, comparable) for a value to sort, (1, 0) for a missing one. Numbers sort
+    before text, so a column whose type differs between runs (batch=32 in one,
+    batch=auto in another) still sorts instead of comparing a float with a str."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return (1, 0)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return (0, float(value))
-    return (0, str(value))
+        return (0, (0, float(value), ""))
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    return (0, (1, 0.0, text))
 
 
 def resolve_column(name: str, available: Iterable[str]) -> str:
