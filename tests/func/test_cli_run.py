@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import cas_bytes, fsck, git, run_refs, show_json
+from conftest import cas_bytes, fsck, git, run_refs, show_json, user_state
 from gitexp.cas import LocalStore
 
 
@@ -162,7 +162,12 @@ def test_dirty_work_tree_is_snapshotted(gx, repo):
     (repo / "train.py").write_text((repo / "train.py").read_text() + "# local edit\n")
     (repo / "notes.md").write_text("untracked\n")
     (repo / "weights.npz").write_bytes(b"ignored")
+    git("stash", "list", cwd=repo)
+    time.sleep(1.1)
+    os.utime(repo / ".gitignore")  # stat-dirty only: tempts git status to rewrite the index
+    before = user_state(repo)
     gx.ok("run", "-q", "--", "true")
+    assert user_state(repo) == before
     code = show_json(repo, _only_run(repo), "code.json")
     assert code["dirty"] is True
     files = git("ls-tree", "-r", "--name-only", code["snapshot"], cwd=repo).split()
