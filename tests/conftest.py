@@ -221,3 +221,25 @@ def store(repo):
 
     with ExpStore(repo) as s:
         yield s
+
+
+def sha_prefix_collision(store, experiment: str = "amb") -> tuple[str, list[str]]:
+    """Make run refs until two tips share a 4-hex-digit prefix (about 300 on average).
+
+    Returns (the shared prefix, the two runs as experiment/run-id). The runs are
+    minimal commits of one tree: enough for addressing, cheap to make.
+    """
+    from gitexp import format as fmt
+    from gitexp.format import ExpRef
+
+    head = store.repo.head()
+    tree = store.repo.update_tree(None, {"run.json": fmt.canonical_json({"format": 1})})
+    seen: dict[str, ExpRef] = {}
+    for i in range(5000):
+        ref = ExpRef(experiment, fmt.new_run_id())
+        sha = store.repo.write_commit(tree, [head], f"run {i}")
+        assert store.repo.set_ref(str(ref), None, sha, "test")
+        if sha[:4] in seen:
+            return sha[:4], sorted([ref.short, seen[sha[:4]].short])
+        seen[sha[:4]] = ref
+    raise AssertionError("no prefix collision in 5000 commits")

@@ -95,6 +95,13 @@ def validate_experiment(name: str) -> str:
             raise InvalidName(
                 f"experiment name {shown}: a component may not end with '.lock' or '.'", name
             )
+        if is_run_id(part):
+            # refs/experiments/<exp>/<run-id> is a run's ref: a name that uses it as a
+            # directory collides with that run (git cannot have both)
+            raise InvalidName(
+                f"experiment name {shown}: a component may not look like a run id ({part})",
+                name,
+            )
     return name
 
 

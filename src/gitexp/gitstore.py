@@ -743,7 +743,8 @@ class GitRepo:
 
     def diff_stat(self, base: str, other: str) -> str:
         """``git diff --stat`` between two commits."""
-        return self._run_git(["diff", "--stat", base, other]).rstrip("\n")
+        # --no-color: a user's color.ui=always must not put escapes into code.json
+        return self._run_git(["diff", "--stat", "--no-color", base, other]).rstrip("\n")
 
     def diff_text(self, base: str, other: str, color: bool = False) -> str:
         """The source diff between two commits, as ``git diff`` prints it."""

@@ -6,13 +6,10 @@ import json
 import subprocess
 import sys
 
-import pytest
-
 from conftest import GitExp, fsck, git, run_refs
 
 
-@pytest.fixture
-def history(gx, repo):
+def _history(gx, repo):
     """A realistic sequence of commands: clean, dirty, failing, crashing runs."""
     gx.ok(
         "run",
@@ -61,7 +58,15 @@ def history(gx, repo):
     return run_refs(repo)
 
 
-def test_fsck_for_each_ref_log_show_and_gc(gx, repo, history):
+def test_plain_git_reads_runs_and_a_clone_fetches_them(gx, repo, tmp_path):
+    """One history (building it costs seconds), checked twice: in place, then in a clone."""
+    history = _history(gx, repo)
+    clone = _clone_and_fetch_before_the_origin_reads(repo, history, tmp_path)
+    _check_with_plain_git(gx, repo, history)
+    _fetch_again_and_read(gx, clone)
+
+
+def _check_with_plain_git(gx, repo, history):
     assert len(history) == 4
     fsck(repo)
     rows = json.loads(gx.ok("log", "--json"))  # settles the crashed run: a new commit
@@ -115,7 +120,7 @@ def test_fsck_for_each_ref_log_show_and_gc(gx, repo, history):
     assert json.loads(gx.ok("show", "--json", rows[0]["id"]))["ref"] == rows[0]["ref"]
 
 
-def test_clone_and_fetch_bring_runs_that_the_clone_can_read(gx, repo, history, tmp_path):
+def _clone_and_fetch_before_the_origin_reads(repo, history, tmp_path):
     clone = tmp_path / "clone"
     git("clone", "-q", str(repo), str(clone))
     assert run_refs(clone) == []  # a plain clone does not fetch runs
@@ -135,8 +140,13 @@ def test_clone_and_fetch_bring_runs_that_the_clone_can_read(gx, repo, history, t
     assert sorted(r["status"] for r in rows) == ["failed", "finished", "finished", "running"]
     for r in rows:
         assert r["sha"] == fetched[r["ref"]]  # reading did not rewrite anything
-    # the origin settles it; a plain (non-forced) fetch fast-forwards the clone to that
-    assert "crashed" in gx.ok("log", "--status", "crashed")
+    return clone
+
+
+def _fetch_again_and_read(gx, clone):
+    # the origin has settled the crashed run by now: a plain (non-forced) fetch
+    # fast-forwards the clone to it
+    other = GitExp(clone)
     git("fetch", "-q", "origin", "refs/experiments/*:refs/experiments/*", cwd=clone)
     rows = json.loads(other.ok("log", "--json"))
     assert sorted(r["status"] for r in rows) == ["crashed", "failed", "finished", "finished"]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from conftest import GitExp, exp_state, git, git_objects, make_repo
+from conftest import GitExp, exp_state, git, git_objects, make_repo, sha_prefix_collision
 from gitexp.store import ExpStore
 
 
@@ -79,18 +81,11 @@ def test_unknown_run(gx, repo):
 
 
 def test_ambiguous_prefix_lists_the_candidates(gx, repo):
-    seen = {}
     with ExpStore(repo) as store:
-        head = store.repo.head()
-        for _ in range(3000):
-            ref, sha = store.create("amb", {"status": "finished"}, {}, {}, head, {})
-            if sha[:4] in seen:
-                break
-            seen[sha[:4]] = ref
-    prefix = sha[:4]
+        prefix, runs = sha_prefix_collision(store)
     proc = _writes_nothing(repo, lambda: gx("show", prefix))
-    _assert_clean_failure(proc, 4, "ambiguous", ref.short, seen[prefix].short)
-    assert gx.ok("show", "--json", sha[:12])  # a longer prefix is fine
+    _assert_clean_failure(proc, 4, "ambiguous", *runs)
+    assert json.loads(gx.ok("show", "--json", runs[0]))["run"] == runs[0]
 
 
 @pytest.mark.parametrize("name", ["has space", "a..b", "-dash", "x.lock", "a:b", "e\u0301x"])

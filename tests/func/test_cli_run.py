@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import cas_bytes, fsck, git, run_refs, show_json
+from conftest import cas_bytes, fsck, git, run_refs, show_json, user_state
 from gitexp.cas import LocalStore
 
 
@@ -197,7 +197,12 @@ def test_dirty_work_tree_is_snapshotted(gx, repo):
     (repo / "train.py").write_text((repo / "train.py").read_text() + "# local edit\n")
     (repo / "notes.md").write_text("untracked\n")
     (repo / "weights.npz").write_bytes(b"ignored")
+    git("stash", "list", cwd=repo)
+    time.sleep(1.1)
+    os.utime(repo / ".gitignore")  # stat-dirty only: tempts git status to rewrite the index
+    before = user_state(repo)
     gx.ok("run", "-q", "--", "true")
+    assert user_state(repo) == before
     code = show_json(repo, _only_run(repo), "code.json")
     assert code["dirty"] is True
     files = git("ls-tree", "-r", "--name-only", code["snapshot"], cwd=repo).split()
@@ -223,10 +228,43 @@ def test_the_same_artifact_in_many_runs_is_stored_once(gx, repo):
     assert len(hashes) == 1
 
 
-def test_minus_c_runs_in_another_directory(gx, repo, tmp_path):
-    out = gx("-C", str(repo), "run", "-q", "--", "true", cwd=tmp_path)
+def test_minus_c_runs_as_if_started_there(gx, repo, tmp_path):
+    """`git exp -C PATH` (like `git -C`): the command, its relative paths and the
+    relative --config/--input are all taken in PATH."""
+    (repo / "conf.json").write_text('{"lr": 0.3}')
+    (repo / "in.csv").write_text("1\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = gx("-C", str(repo), "run", "-q", "--config", "conf.json", "--input", "in.csv",
+             "--", sys.executable, "-c", "import os; print(os.getcwd())", cwd=elsewhere)
     assert out.returncode == 0, out.stderr
-    assert len(run_refs(repo)) == 1
-    assert json.loads(gx.ok("-C", str(repo), "log", "--json", cwd=tmp_path))[0]["status"] == (
+    assert out.stdout.strip() == str(repo)
+    ref = _only_run(repo)
+    assert show_json(repo, ref, "params.json") == {"lr": 0.3}
+    assert show_json(repo, ref, "run.json")["cwd"] == str(repo)
+    assert not list(elsewhere.iterdir())
+    bad = gx("-C", str(tmp_path / "missing"), "log", cwd=elsewhere)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and "missing" in bad.stderr
+    assert json.loads(gx.ok("-C", str(repo), "log", "--json", cwd=elsewhere))[0]["status"] == (
         "finished"
     )
+
+
+def test_store_inputs_from_a_subdirectory(gx, repo):
+    sub = repo / "sub"
+    (sub / "data").mkdir(parents=True)
+    (sub / "data" / "x.csv").write_bytes(b"1,2\n")
+    (repo / ".gitignore").write_text("*.npz\nsub/data/\n")
+    git("commit", "-q", "-am", "ignore data", cwd=repo)
+    gx.ok("run", "-q", "--store-inputs", "--input", "data", "--", "true", cwd=sub)
+    ref = _only_run(repo)
+    (entry,) = [a for a in show_json(repo, ref, "artifacts.json") if a["role"] == "input"]
+    assert entry["path"] == entry["source"] == "sub/data"  # named from the repository root
+    assert entry.get("stored", True) is True
+    assert show_json(repo, ref, "run.json")["cwd"] == str(sub)
+    assert show_json(repo, ref, "code.json")["dirty"] is False
+    cas = LocalStore(repo / ".git" / "exp")
+    from gitexp.cas import parse_dir_listing
+
+    ((path, key, size, _),) = parse_dir_listing(cas.get_bytes(entry["blake3"]))
+    assert (path, size) == ("x.csv", 4) and cas.get_bytes(key) == b"1,2\n"

@@ -21,6 +21,7 @@ component = st.text(
     alphabet=string.ascii_letters + string.digits + "-_.", min_size=1, max_size=20
 ).filter(
     lambda c: not c.startswith((".", "-")) and not c.endswith((".", ".lock")) and ".." not in c
+    and not fmt.is_run_id(c)
 )
 experiment = (
     st.lists(component, min_size=1, max_size=4)

@@ -72,6 +72,8 @@ def test_valid_experiment_names_are_accepted_unchanged(name):
         ("@", "@"),
         ("a@{b", "@{"),
         ("cafe\u0301", "NFC"),  # 'e' + combining accent: not NFC
+        (f"exp/{RUN_ID}", "run id"),  # would be a directory where a run's ref is a file
+        (f"exp/{RUN_ID}/sub", "run id"),
     ],
 )
 def test_invalid_experiment_names_are_refused_with_a_reason(name, why):

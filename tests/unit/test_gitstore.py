@@ -183,3 +183,11 @@ def test_snapshot_in_a_linked_worktree(repo, tmp_path):
     assert state.branch == "side" and state.dirty
     assert "extra.py" in git("ls-tree", "--name-only", state.snapshot, cwd=repo).split()
     assert "extra.py" in git("status", "--porcelain", cwd=wt)  # still untracked for the user
+
+
+def test_recorded_diff_stat_ignores_the_users_color_config(grepo, repo):
+    git("config", "color.ui", "always", cwd=repo)
+    (repo / "train.py").write_text("changed\n")
+    state = code_state(grepo, LocalStore(grepo.exp_dir))
+    assert "train.py" in state.data["diff_stat"]
+    assert "\x1b" not in state.data["diff_stat"]  # no terminal escapes stored in code.json

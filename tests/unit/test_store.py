@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import git, show_json
+from conftest import git, sha_prefix_collision, show_json
 from gitexp import format as fmt
 from gitexp.errors import AmbiguousRun, InvalidName, RunNotFound
-from gitexp.format import ExpRef
 from gitexp.metrics import MetricBuffer, to_parquet
 from gitexp.store import RunDelta
 
@@ -135,18 +134,12 @@ def test_a_run_id_in_two_experiments_is_ambiguous_and_lists_both(store):
 
 
 def test_an_ambiguous_sha_prefix_lists_its_candidates(store):
-    seen: dict[str, ExpRef] = {}
-    for _ in range(3000):
-        ref, sha = _create(store)
-        if sha[:4] in seen:
-            break
-        seen[sha[:4]] = ref
-    else:  # pragma: no cover - 3000 draws from 65536 prefixes always collide
-        pytest.fail("no prefix collision")
+    prefix, runs = sha_prefix_collision(store)
     with pytest.raises(AmbiguousRun) as info:
-        store.resolve(sha[:4])
-    assert sorted(info.value.candidates) == sorted([ref.short, seen[sha[:4]].short])
-    assert store.resolve(sha) == ref
+        store.resolve(prefix)
+    assert sorted(info.value.candidates) == runs
+    assert all(r in str(info.value) for r in runs)
+    assert store.resolve(runs[0]).short == runs[0]
 
 
 def test_list_refs_includes_sub_experiments_but_not_siblings(store):

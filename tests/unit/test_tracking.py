@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -428,3 +429,28 @@ def test_dirty_work_tree_run_points_at_a_snapshot(repo):
     assert git("rev-parse", f"{code['snapshot']}^", cwd=repo).strip() == head
     assert git("show", f"{code['snapshot']}:helper.py", cwd=repo) == "# new\n"
     assert git("status", "--porcelain", cwd=repo).count("??") == 1  # helper.py still untracked
+
+
+def test_a_live_run_reaches_its_ref_at_checkpoints_before_finishing(repo, monkeypatch):
+    """The background flusher spools and commits without any call from the script."""
+    import time
+
+    from gitexp import tracking
+
+    monkeypatch.setattr(tracking, "FLUSH_INTERVAL", 0.05)
+    monkeypatch.setattr(tracking, "MIN_CHECKPOINT", 0.3)
+    with gitexp.start_run() as run:
+        first = run.sha
+        run.log_metric("loss", 0.5)
+        deadline = time.monotonic() + 20
+        summary = {}
+        while time.monotonic() < deadline:
+            summary = json.loads(git("show", f"{run.ref}:summary.json", cwd=repo))
+            if "loss" in summary["metrics"]:
+                break
+            time.sleep(0.05)
+        assert summary["metrics"]["loss"]["last"] == 0.5
+        assert run.sha != first
+        assert show_json(repo, run.ref, "run.json")["status"] == "running"
+        assert git("log", "-1", "--format=%s", run.ref, cwd=repo).startswith("checkpoint ")
+    assert _record(repo, run.ref)[0].summary.metrics["loss"].count == 1  # not counted twice

@@ -75,7 +75,14 @@ def cli(ctx: click.Context, repo: str) -> None:
       git exp show 20261122-143022-7f3a9c
       git exp diff <run-a> <run-b>
     """
-    ctx.obj = {"repo": repo}
+    if repo != ".":
+        # like `git -C`: everything (the command run, relative --config/--input
+        # paths, the recorded cwd) happens as if started in PATH
+        try:
+            os.chdir(repo)
+        except OSError as exc:
+            raise click.BadParameter(f"cannot change to {repo}: {exc.strerror}") from exc
+    ctx.obj = {"repo": "."}
 
 
 def _debug() -> bool:
