@@ -517,3 +517,23 @@ def test_push_service_reports_progress_and_status_per_ref(gx, proj, tmp_path):
     assert uploads[-1].done == uploads[-1].total == result.objects == OBJECTS_PER_RUN
     assert uploads[-1].nbytes == result.nbytes > 0
     fsck(remote)
+
+
+@pytest.mark.parametrize("transport", ["path", "http"])
+def test_rm_remote_deletes_runs_there_too(gx, proj, tmp_path, transport, request):
+    if transport == "http":
+        server = request.getfixturevalue("git_http")
+        remote, url = bare(server.base, "rm-share.git"), server.url("rm-share.git")
+    else:
+        remote = bare(tmp_path, "rm-share.git")
+        url = str(remote)
+    git("remote", "add", "origin", url, cwd=proj)
+    keep, drop = new_runs(proj, 1, 2)
+    gx.ok("push", "origin")
+    assert set(run_refs(remote)) == {keep, drop}
+    run_id = drop.rsplit("/", 1)[1]
+    out = gx.ok("rm", "--remote", "origin", run_id)
+    assert f"origin: deleted share/{run_id}" in out
+    assert set(run_refs(remote)) == {keep}
+    assert set(run_refs(proj)) == {keep}
+    fsck(remote)

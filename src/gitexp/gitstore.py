@@ -532,6 +532,46 @@ class GitRepo:
                     plan[text].reason = f"the remote refused: {err}"
         return [plan[name] for name in refs if name in plan]
 
+    def delete_remote_refs(
+        self, url: str, names: list[str], ssh_command: str | None = None
+    ) -> dict[str, str]:
+        """Delete refs on a remote; return name -> "deleted", "absent" or the
+        remote's refusal. Each deletion is conditional on the sha the remote
+        advertised, as git push --delete does."""
+        from dulwich.objects import ZERO_SHA
+
+        client, path = _transport(url, ssh_command)
+        outcome: dict[str, str] = {}
+
+        def update_refs(remote: dict[bytes, bytes]) -> dict[bytes, bytes]:
+            new = dict(remote)
+            for name in names:
+                key = name.encode("utf-8")
+                if remote.get(key) in (None, ZERO_SHA):
+                    outcome[name] = "absent"
+                else:
+                    new[key] = ZERO_SHA
+                    outcome[name] = "deleted"
+            return new
+
+        def no_objects(
+            have: Any, want: Any, *, ofs_delta: bool = False, progress: Any = None
+        ) -> Any:
+            return self._repo.generate_pack_data(set(have), set(), ofs_delta=ofs_delta)
+
+        try:
+            result = client.send_pack(
+                path.encode("utf-8") if isinstance(path, str) else path,
+                update_refs,
+                generate_pack_data=no_objects,
+            )
+        except _transport_errors() as exc:
+            raise _remote_error(url, exc) from exc
+        for name, err in (result.ref_status or {}).items():
+            if err:
+                outcome[name.decode("utf-8", "replace")] = f"refused: {err}"
+        return outcome
+
     def fetch(
         self,
         url: str,

@@ -1041,3 +1041,13 @@ def get(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return GetResult(ref.short, entry, target, len(rows), total, downloaded)
+
+
+def delete_runs(store: ExpStore, remote: str | None, refs: Iterable[str]) -> dict[str, str]:
+    """Delete run refs on a git remote (``git exp rm --remote``).
+
+    Returns ref name -> "deleted", "absent" or the remote's refusal. The runs'
+    artifacts stay in the remote store: they may be shared with other runs.
+    """
+    target = resolve_remote(store.repo, remote)
+    return store.repo.delete_remote_refs(target.url, list(refs), target.ssh_command)

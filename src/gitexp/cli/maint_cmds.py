@@ -88,6 +88,9 @@ def gc_cmd(ctx: click.Context, dry_run: bool, grace: str, no_pack: bool) -> None
 )
 @click.option("-s", "--status", "statuses", multiple=True, help="Only runs with this status.")
 @click.option("--dry-run", is_flag=True, help="List what would be removed.")
+@click.option(
+    "--remote", default=None, metavar="REMOTE", help="Also delete the runs on this git remote."
+)
 @click.pass_context
 def rm_cmd(
     ctx: click.Context,
@@ -96,8 +99,11 @@ def rm_cmd(
     older_than: str | None,
     statuses: tuple[str, ...],
     dry_run: bool,
+    remote: str | None,
 ) -> None:
-    """Delete runs (their refs). Their data is freed later by 'git exp gc'.
+    """Delete runs (their refs), here and with --remote on a git remote too.
+
+    Their data is freed later by 'git exp gc'.
 
     \b
     Examples:
@@ -111,11 +117,18 @@ def rm_cmd(
         refs = select_for_removal(store, runs, experiment, older_than, statuses)
         if dry_run:
             for r in refs:
-                echo(f"would remove {r.short}")
+                echo(f"would remove {r.short}" + (f" (here and on {remote})" if remote else ""))
             return
+        remote_result: dict[str, str] = {}
+        if remote and refs:  # the remote first: a failure there leaves the local runs
+            from gitexp.remotes import delete_runs
+
+            remote_result = delete_runs(store, remote, [str(r) for r in refs])
         removed = remove(store, refs)
     for name in removed:
         echo(f"removed {name}")
+    for ref, outcome in sorted(remote_result.items()):
+        echo(f"{remote}: {outcome} {ref.removeprefix('refs/experiments/')}")
     if not removed:
         echo("no runs matched", err=True)
 
