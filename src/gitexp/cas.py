@@ -15,7 +15,6 @@ import stat
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from typing import IO, Any
 
 from gitexp.errors import IntegrityError, InvalidName, ObjectMissing, StoreError, UsageError
@@ -45,20 +44,6 @@ def check_key(key: str) -> str:
     if not isinstance(key, str) or not _KEY_RE.match(key):
         raise InvalidName(f"{key!r} is not a BLAKE3 hex digest", str(key))
     return key
-
-
-@dataclass(frozen=True)
-class FileStat:
-    """What decides whether a file changed: size, mtime and inode."""
-
-    size: int
-    mtime_ns: int
-    ino: int
-
-    @classmethod
-    def of(cls, st: os.stat_result) -> FileStat:
-        """From an ``os.stat`` result."""
-        return cls(st.st_size, st.st_mtime_ns, st.st_ino)
 
 
 def _copy_hashing(src: IO[bytes], dst: IO[bytes] | None, size_hint: int) -> tuple[str, int]:

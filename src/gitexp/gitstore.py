@@ -316,10 +316,6 @@ class GitRepo:
             commit_time=obj.commit_time,
         )
 
-    def expand_sha_prefix(self, prefix: str, candidates: Iterator[str]) -> list[str]:
-        """The candidate shas that start with ``prefix``."""
-        return [c for c in candidates if c.startswith(prefix)]
-
     # ------------------------------------------------------------------ refs
     def get_ref(self, name: str) -> str | None:
         """The sha a ref points at, or None."""
@@ -877,10 +873,6 @@ class GitRepo:
             if paths:
                 detail += " " + ", ".join(paths[:10]) + (" ..." if len(paths) > 10 else "")
             raise GitExpError(f"git switch refused: {detail}")
-
-    def gc_auto(self) -> None:
-        """Let git pack loose objects when it thinks it is time."""
-        self._run_git(["gc", "--auto", "--quiet"], check=False)
 
 
 # ------------------------------------------------------------------ transport
