@@ -12,26 +12,14 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
+import sys
 import tempfile
 import time
 
 import gitexp
 
-
-def make_repo(path: str) -> None:
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "b",
-        "GIT_AUTHOR_EMAIL": "b@b",
-        "GIT_COMMITTER_NAME": "b",
-        "GIT_COMMITTER_EMAIL": "b@b",
-    }
-    subprocess.run(["git", "init", "-q", path], check=True)
-    with open(os.path.join(path, ".gitignore"), "w") as f:
-        f.write("*.bin\n")
-    subprocess.run(["git", "add", "."], cwd=path, check=True)
-    subprocess.run(["git", "commit", "-qm", "init"], cwd=path, check=True, env=env)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import make_repo
 
 
 def du(path: str) -> int:
@@ -44,7 +32,7 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         repo = os.path.join(tmp, "repo")
-        make_repo(repo)
+        make_repo(repo, {".gitignore": "*.bin\n"})
         big = os.path.join(repo, "model.bin")
         with open(big, "wb") as f:
             block = os.urandom(1 << 20)

@@ -25,23 +25,8 @@ sys.path.insert(0, os.path.join(HERE, "..", "src"))
 
 from gitexp.format import canonical_json  # noqa: E402
 
-
-def make_repo(path: str) -> str:
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "b",
-        "GIT_AUTHOR_EMAIL": "b@b",
-        "GIT_COMMITTER_NAME": "b",
-        "GIT_COMMITTER_EMAIL": "b@b",
-    }
-    subprocess.run(["git", "init", "-q", path], check=True)
-    with open(os.path.join(path, "train.py"), "w") as f:
-        f.write("print('hi')\n")
-    subprocess.run(["git", "add", "."], cwd=path, check=True)
-    subprocess.run(["git", "commit", "-qm", "init"], cwd=path, check=True, env=env)
-    return subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, check=True
-    ).stdout.strip()
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import make_repo  # noqa: E402
 
 
 def _blob(out, data: bytes) -> None:

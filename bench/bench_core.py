@@ -18,20 +18,8 @@ import time
 
 import numpy as np
 
-
-def make_repo(path: str) -> None:
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "b",
-        "GIT_AUTHOR_EMAIL": "b@b",
-        "GIT_COMMITTER_NAME": "b",
-        "GIT_COMMITTER_EMAIL": "b@b",
-    }
-    subprocess.run(["git", "init", "-q", path], check=True)
-    with open(os.path.join(path, "train.py"), "w") as f:
-        f.write("print('hi')\n")
-    subprocess.run(["git", "add", "."], cwd=path, check=True)
-    subprocess.run(["git", "commit", "-qm", "init"], cwd=path, check=True, env=env)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import make_repo
 
 
 def bench_log_metric(gitexp, repo: str) -> dict[str, float]:

@@ -23,6 +23,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import make_repo
+
 LOGGER = r"""
 import mmap, struct, sys, time, gitexp
 f = open(sys.argv[1], "r+b"); counter = mmap.mmap(f.fileno(), 8)
@@ -45,21 +48,6 @@ for i in range(int(sys.argv[1])):
             f.write(b"x" * 1000)
         run.log_artifact(f"a-{sys.argv[2]}.bin", name="model.bin")
 """
-
-
-def make_repo(path: str) -> None:
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "b",
-        "GIT_AUTHOR_EMAIL": "b@b",
-        "GIT_COMMITTER_NAME": "b",
-        "GIT_COMMITTER_EMAIL": "b@b",
-    }
-    subprocess.run(["git", "init", "-q", path], check=True)
-    with open(os.path.join(path, ".gitignore"), "w") as f:
-        f.write("*.bin\ncounter\n")
-    subprocess.run(["git", "add", "."], cwd=path, check=True)
-    subprocess.run(["git", "commit", "-qm", "init"], cwd=path, check=True, env=env)
 
 
 def kills(repo: str, n: int) -> None:
@@ -137,7 +125,7 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         repo = os.path.join(tmp, "repo")
-        make_repo(repo)
+        make_repo(repo, {".gitignore": "*.bin\ncounter\n"})
         kills(repo, args.kills)
         concurrency(repo)
 
