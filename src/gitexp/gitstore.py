@@ -102,6 +102,7 @@ class GitRepo:
         self.bare: bool = self._repo.bare
         self.work_tree: str | None = None if self.bare else os.path.abspath(self._repo.path)
         self._store = self._repo.object_store
+        self._identity: bytes | None = None
 
     # ------------------------------------------------------------- lifecycle
     def close(self) -> None:
@@ -267,7 +268,16 @@ class GitRepo:
         return self.write_tree(entries)
 
     def identity(self) -> bytes:
-        """The user's git identity ``Name <email>``, as git would use it."""
+        """The user's git identity ``Name <email>``, as git would use it.
+
+        Read once per open repository: parsing the config stack for every
+        commit cost a tenth of a small run's time.
+        """
+        if self._identity is None:
+            self._identity = self._read_identity()
+        return self._identity
+
+    def _read_identity(self) -> bytes:
         from dulwich.repo import get_user_identity
 
         name = os.environ.get("GIT_AUTHOR_NAME")
