@@ -121,3 +121,19 @@ def test_runs_where_in_python(sweep, repo):
     assert sorted(table.column("id").to_pylist()) == sorted([sweep[(0.01, 1)], sweep[(0.01, 2)]])
     with pytest.raises(gitexp.errors.UsageError, match=r"^where: expected a value"):
         gitexp.runs(where="acc >", repo=repo)
+
+
+def test_export_keeps_params_of_mixed_and_nested_types(gx, repo):
+    with gitexp.start_run(experiment="odd", params={"opt": {}, "mixed": "a"}, repo=repo) as r:
+        r.log_metric("m", float("nan"))
+    with gitexp.start_run(experiment="odd", params={"mixed": 3, "layers": [1, 2]}, repo=repo):
+        pass
+    gx.ok("export", "-o", "odd.parquet", "--metrics")
+    rows = pq.read_table(repo / "odd.parquet").to_pylist()
+    assert len(rows) == 2
+    values = {json.dumps(r["params.mixed"]) for r in rows}
+    assert len(values) == 2  # mixed types survive as JSON text, not as an error
+    assert pq.read_table(repo / "odd.metrics.parquet").num_rows == 1
+    gx.ok("export", "-o", "odd.csv")
+    with open(repo / "odd.csv", newline="") as f:
+        assert len(list(csv.DictReader(f))) == 2
