@@ -63,15 +63,26 @@ def runs(
     status: str | Sequence[str] | None = None,
     tags: Sequence[str] | None = None,
     repo: str | os.PathLike[str] = ".",
+    where: str | None = None,
 ) -> Any:
     """Runs as a ``pyarrow.Table``: one row per run, params as ``params.<key>``
-    and final metrics as ``metrics.<key>`` columns. ``.to_pandas()`` for pandas."""
+    and final metrics as ``metrics.<key>`` columns. ``.to_pandas()`` for pandas.
+
+    ``where`` filters with the expression language of ``git exp log --where``
+    (docs/query.md), e.g. ``"params.lr < 0.01 and metrics.acc > 0.9"``.
+    """
     from gitexp.query import select_rows, to_arrow
     from gitexp.store import ExpStore
 
     statuses = [status] if isinstance(status, str) else status
     with ExpStore(repo) as store:
-        return to_arrow(select_rows(store, experiment, statuses, tags))
+        rows = select_rows(store, experiment, statuses, tags)
+    if where is not None:
+        from gitexp.where import compile_where
+
+        keep = compile_where(where, {k for r in rows for k in r}, label="where")
+        rows = [row for row in rows if keep(row)]
+    return to_arrow(rows)
 
 
 def get_run(address: str, repo: str | os.PathLike[str] = ".") -> dict[str, Any]:

@@ -122,6 +122,26 @@ def run_cmd(
     metavar="A,B,...",
     help="Columns to show, e.g. id,name,params.lr,metrics.acc.",
 )
+@click.option(
+    "-w",
+    "--where",
+    default=None,
+    metavar="EXPR",
+    help="Only runs for which EXPR holds, e.g. 'params.lr < 0.01 and metrics.acc > 0.9' "
+    "(the language: docs/query.md).",
+)
+@click.option(
+    "--group-by",
+    default=None,
+    metavar="PARAM[,PARAM]",
+    help="One row per value of PARAM: metric mean, std and count over its runs (e.g. seeds).",
+)
+@click.option(
+    "--baseline",
+    default=None,
+    metavar="RUN",
+    help="Add delta(...) columns: each metric minus RUN's.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per run).")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
 @click.pass_context
@@ -133,6 +153,9 @@ def log_cmd(
     sort: str | None,
     limit: int | None,
     columns: str | None,
+    where: str | None,
+    group_by: str | None,
+    baseline: str | None,
     as_json: bool,
     as_csv: bool,
 ) -> None:
@@ -142,26 +165,56 @@ def log_cmd(
     that differ between the runs listed, and the final metrics.
 
     \b
-    Example:
+    Examples:
       git exp log -e mnist --sort=-acc --limit 10
+      git exp log --where 'params.lr < 0.01 and metrics.acc > 0.9 or tags.baseline'
+      git exp log --group-by lr          # mean/std/count of each metric over seeds
+      git exp log --baseline 20261122-143022-7f3a9c
     """
+    from gitexp import leaderboard_ops as ops
     from gitexp.cli.render import format_csv, format_json, format_table
-    from gitexp.query import leaderboard, select_rows
+    from gitexp.query import leaderboard, row_of, select_rows
     from gitexp.store import ExpStore
 
     cols = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
+    by = [c.strip() for c in group_by.split(",") if c.strip()] if group_by is not None else None
     problems: list[str] = []
     with ExpStore(repo_of(ctx)) as store:
-        board = leaderboard(
-            select_rows(store, experiment, statuses, tags, problems), sort, limit, cols
-        )
+        rows = select_rows(store, experiment, statuses, tags, problems)
+        if where is not None:
+            from gitexp.where import compile_where
+
+            keep = compile_where(where, {k for r in rows for k in r})
+            rows = [row for row in rows if keep(row)]
+        base = row_of(store.get(baseline)) if baseline else None
+        if by is None:
+            board = leaderboard(rows, sort, limit, cols)
+        else:
+            board = leaderboard(rows)
     for p in problems:
         echo(f"git exp: warning: skipped unreadable run {p}", err=True)
+    if by is not None:
+        grouped = ops.sort_rows(ops.group_rows(board.rows, by), sort)
+        if limit is not None:
+            if limit < 0:
+                from gitexp.errors import UsageError
+
+                raise UsageError("--limit must be positive")
+            grouped = grouped[:limit]
+        gcols = ops.group_columns(grouped, by)
+        if cols:
+            gcols = [ops.resolve(c, gcols) for c in cols]
+        board.columns, board.rows = gcols, grouped
+    if base is not None:
+        metric_cols = [c for c in board.columns if c.startswith(("metrics.", "mean(metrics."))]
+        board.rows = ops.with_baseline(board.rows, base, metric_cols)
+        board.columns = ops.baseline_columns(board.columns, board.rows)
     if as_json:
+        extra = ("ids",) if by is not None else ("ref", "sha")
         echo(
             format_json(
                 [
-                    {c: r.get(c) for c in board.columns} | {"ref": r["ref"], "sha": r["sha"]}
+                    {c: r.get(c) for c in board.columns} | {k: r.get(k) for k in extra}
                     for r in board.rows
                 ]
             )
