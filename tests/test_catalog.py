@@ -23,16 +23,16 @@ def _runs(repo, n, experiment="cat", **params):
 def _update(repo):
     with ExpStore(repo) as store:
         cat = Catalog(store)
-        rows = cat.update()
-        return cat.reads, {r.data["id"]: r for r in rows}
+        table = cat.update()
+        packed = table.table.column("packed").to_pylist()
+        return cat.reads, {r["id"]: {**r, "packed": p} for r, p in zip(table.rows(), packed)}
 
 
 def _age_catalog(repo, seconds=10):
     """Pretend the catalog and the refs are older than they are (no racy reads)."""
     root = repo / ".git"
-    for dirpath, _, files in os.walk(root / "refs" / "experiments"):
-        for f in files:
-            p = os.path.join(dirpath, f)
+    for dirpath, _, files in os.walk(root / "refs" / "experiments", topdown=False):
+        for p in [*(os.path.join(dirpath, f) for f in files), dirpath]:
             st = os.stat(p)
             os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns - int(seconds * 1e9)))
     _update(repo)  # rebuilt with the aged mtimes; built_ns is now
@@ -55,7 +55,7 @@ def test_only_changed_runs_are_read_again(repo):
             "tag",
         )
     _, rows = _update(repo)
-    assert rows[new[0]].data["tags"] == ["best"]
+    assert rows[new[0]]["tags"] == ["best"]
 
 
 def test_packed_refs_deleted_runs_and_a_damaged_catalog(repo, gx):
@@ -64,7 +64,7 @@ def test_packed_refs_deleted_runs_and_a_damaged_catalog(repo, gx):
     git("pack-refs", "--all", cwd=repo)
     reads, rows = _update(repo)
     assert reads == 0 and set(rows) == set(ids)
-    assert all(r.packed for r in rows.values())
+    assert all(r["packed"] for r in rows.values())
     gx.ok("rm", ids[0])
     _, rows = _update(repo)
     assert set(rows) == set(ids[1:])
@@ -93,4 +93,47 @@ def test_a_ref_changed_within_the_same_timestamp_tick_is_seen(repo):
         store.update(store.resolve(rid), RunDelta(tags_add=["late"]), "tag")
     os.utime(ref, ns=(st.st_atime_ns, st.st_mtime_ns))  # same mtime as before
     _, rows = _update(repo)
-    assert rows[rid].data["tags"] == ["late"]
+    assert rows[rid]["tags"] == ["late"]
+
+
+def test_a_warm_listing_reads_and_writes_nothing(repo):
+    _runs(repo, 3)
+    _age_catalog(repo)
+    path = repo / ".git" / "exp" / "catalog" / "runs.parquet"
+    before = os.stat(path)
+    reads, rows = _update(repo)
+    after = os.stat(path)
+    assert reads == 0 and len(rows) == 3
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+
+def test_changes_made_by_plain_git_in_unchanged_looking_directories_are_seen(repo):
+    """Directories whose mtime did not change are not scanned; every way git
+    changes refs (create, move, delete, in a new sub-experiment) changes one."""
+    a, b, c = _runs(repo, 3)
+    _age_catalog(repo)
+    [nested] = _runs(repo, 1, experiment="cat/sub")  # a new directory inside cat/
+    reads, rows = _update(repo)
+    assert reads == 1 and set(rows) == {a, b, c, nested}
+    _age_catalog(repo)
+    sha_b = git("rev-parse", f"refs/experiments/cat/{b}", cwd=repo).strip()
+    git("update-ref", f"refs/experiments/cat/{a}", sha_b, cwd=repo)  # a now points at b's run
+    git("update-ref", "-d", f"refs/experiments/cat/{c}", cwd=repo)
+    reads, rows = _update(repo)
+    assert set(rows) == {a, b, nested} and rows[a]["sha"] == sha_b
+    _age_catalog(repo)
+    git("update-ref", "-d", f"refs/experiments/cat/sub/{nested}", cwd=repo)
+    _, rows = _update(repo)
+    assert set(rows) == {a, b}
+
+
+def test_a_param_whose_type_changes_sorts_and_filters_as_values(repo, gx):
+    """lr is a number in two runs and text in a third: the catalog keeps every
+    value as it was logged; sorting puts numbers first, then text."""
+    ids = [_runs(repo, 1, lr=v)[0] for v in (0.1, 0.01)]
+    _age_catalog(repo)
+    ids += _runs(repo, 1, lr="auto")
+    rows = json.loads(gx.ok("log", "--sort=lr", "--json"))
+    assert [r["params.lr"] for r in rows] == [0.01, 0.1, "auto"]
+    rows = json.loads(gx.ok("log", "--where", "params.lr < 0.05 or params.lr == 'auto'", "--json"))
+    assert sorted(r["id"] for r in rows) == sorted([ids[1], ids[2]])

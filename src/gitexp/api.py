@@ -71,18 +71,15 @@ def runs(
     ``where`` filters with the expression language of ``git exp log --where``
     (docs/query.md), e.g. ``"params.lr < 0.01 and metrics.acc > 0.9"``.
     """
-    from gitexp.query import select_rows, to_arrow
+    from gitexp.query import select_table, to_arrow
     from gitexp.store import ExpStore
 
     statuses = [status] if isinstance(status, str) else status
     with ExpStore(repo) as store:
-        rows = select_rows(store, experiment, statuses, tags)
+        table = select_table(store, experiment, statuses, tags)
     if where is not None:
-        from gitexp.where import compile_where
-
-        keep = compile_where(where, {k for r in rows for k in r}, label="where")
-        rows = [row for row in rows if keep(row)]
-    return to_arrow(rows)
+        table = table.where(where, label="where")
+    return to_arrow(table.rows())
 
 
 def get_run(address: str, repo: str | os.PathLike[str] = ".") -> dict[str, Any]:

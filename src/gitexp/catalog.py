@@ -1,42 +1,56 @@
-"""The run catalog: a derived table with one row per run, for fast listing.
+"""The run catalog: a derived, columnar table with one row per run, for fast listing.
 
-Stored as ``.git/exp/catalog/runs.parquet``. Never the source of truth: it is
-rebuilt from refs whenever it is missing, unreadable, or of another version,
-and ``git exp reindex`` rebuilds it on demand.
+Stored as ``.git/exp/catalog/runs.parquet`` (layout in docs/format.md, "The
+catalog"). Never the source of truth: it is rebuilt from refs whenever it is
+missing, unreadable, or of another version, and ``git exp reindex`` rebuilds it
+on demand.
+
+Columns: the ref, its sha and the bookkeeping of the incremental update; the
+base columns (id, experiment, name, status, start, ...); the run's flattened
+params and final metrics as JSON text (``params``, ``metrics``: the exact
+values rows are made of); and a *typed* column ``params.<key>`` /
+``metrics.<key>`` for each key whose values are of one scalar type (bool,
+int64, float64, string) in every run that has it, so that sorting and
+filtering read one Arrow column instead of decoding every run's JSON. Keys of
+mixed types, and keys beyond the :data:`MAX_TYPED` most common, are only in
+the JSON columns, which the slower paths decode.
 
 Incremental update: a run ref is a loose file ``refs/experiments/<exp>/<id>``
-(or a line of ``packed-refs``). The catalog remembers each ref's sha and file
-mtime; an update re-reads only refs whose file is new, changed, or too recent
-to trust (the "racy git" rule: a file modified within RACY_SECONDS of the
-catalog's build may have changed again within the same timestamp tick), and
-``packed-refs`` only when that file changed. Writers never take a lock: the
-catalog is replaced atomically (temp file + rename), and a concurrent update
-at worst redoes work.
+(or a line of ``packed-refs``). Git and dulwich change a loose ref by writing
+``<ref>.lock`` and renaming it over the ref, which changes the directory's
+mtime; so a directory whose mtime is unchanged, and older than the last build
+by more than RACY_SECONDS (the "racy git" rule: a change within the same
+timestamp tick keeps the mtime), holds the same refs with the same shas, and
+its files are not even stat'ed. In a changed directory, each ref file's mtime
+is compared with the catalog's, and only new or changed refs are read from
+git. ``packed-refs`` is read only when its size or mtime changed. Writers never
+take a lock: the catalog is replaced atomically (temp file + rename), and a
+concurrent update at worst redoes work.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from gitexp import format as fmt
-from gitexp.errors import GitExpError, InvalidName
+from gitexp.errors import GitExpError, InvalidName, UsageError
 from gitexp.format import ExpRef
 from gitexp.store import ExpStore, RunRecord
 
-CATALOG_VERSION = 1
+CATALOG_VERSION = 2
 RACY_SECONDS = 2.0
-_COLUMNS = [
-    "ref",
-    "sha",
-    "mtime_ns",
-    "packed",
+MAX_TYPED = 256  # typed params./metrics. columns at most (the most common keys)
+
+# bookkeeping columns, then the base columns every row has
+_REF_COLUMNS = ["ref", "sha", "mtime_ns", "packed"]
+BASE_COLUMNS = [
     "id",
     "experiment",
     "name",
@@ -47,23 +61,72 @@ _COLUMNS = [
     "tags",
     "fingerprint",
     "code_commit",
-    "params",
-    "metrics",
 ]
+_JSON_COLUMNS = ["params", "metrics"]
+_FIXED = _REF_COLUMNS + BASE_COLUMNS + _JSON_COLUMNS
+_PREFIX = {"params": "params.", "metrics": "metrics."}
 
 
-@dataclass
-class CatalogRow:
-    """One run as the catalog holds it (params and metrics flattened, as JSON text)."""
+def _arrow_types() -> dict[str, Any]:
+    import pyarrow as pa
 
-    ref: str
-    sha: str
-    mtime_ns: int
-    packed: bool
-    data: dict[str, Any]
+    return {
+        "ref": pa.string(),
+        "sha": pa.string(),
+        "mtime_ns": pa.int64(),
+        "packed": pa.bool_(),
+        "id": pa.string(),
+        "experiment": pa.string(),
+        "name": pa.string(),
+        "status": pa.string(),
+        "start": pa.string(),
+        "duration": pa.float64(),
+        "exit_code": pa.int64(),
+        "tags": pa.list_(pa.string()),
+        "fingerprint": pa.string(),
+        "code_commit": pa.string(),
+        "params": pa.string(),
+        "metrics": pa.string(),
+    }
+
+
+def _kind(v: Any) -> str | None:
+    """The typed-column kind of a value, or None when only JSON can hold it."""
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, int):
+        return "int" if -(2**63) <= v < 2**63 else None
+    if isinstance(v, float):
+        return "float"
+    if isinstance(v, str):
+        return "str"
+    return None
+
+
+def _kind_type(kind: str) -> Any:
+    import pyarrow as pa
+
+    return {"bool": pa.bool_(), "int": pa.int64(), "float": pa.float64(), "str": pa.string()}[kind]
+
+
+def _type_kind(t: Any) -> str:
+    import pyarrow as pa
+
+    if pa.types.is_boolean(t):
+        return "bool"
+    if pa.types.is_integer(t):
+        return "int"
+    if pa.types.is_floating(t):
+        return "float"
+    return "str"
+
+
+def _dumps(values: Mapping[str, Any]) -> str:
+    return json.dumps(values, ensure_ascii=False, allow_nan=True)
 
 
 def _row_data(rec: RunRecord) -> dict[str, Any]:
+    """A run as one catalog row (params and metrics as dicts, not yet JSON)."""
     return {
         "id": rec.run_id,
         "experiment": rec.experiment,
@@ -75,36 +138,25 @@ def _row_data(rec: RunRecord) -> dict[str, Any]:
         "tags": rec.tags,
         "fingerprint": rec.info.get("fingerprint"),
         "code_commit": rec.code_commit,
-        "params": json.dumps(fmt.flatten(rec.params), ensure_ascii=False, allow_nan=True),
-        "metrics": json.dumps(rec.summary.final_values(), allow_nan=True),
+        "params": fmt.flatten(rec.params),
+        "metrics": rec.summary.final_values(),
     }
 
 
-def _scan_loose(refs_root: str) -> Iterator[tuple[str, int]]:
-    """(ref name, mtime_ns) of every loose ref under refs/experiments."""
-    stack = [(refs_root, fmt.NAMESPACE)]
-    while stack:
-        d, prefix = stack.pop()
-        try:
-            entries = list(os.scandir(d))
-        except FileNotFoundError:
-            continue
-        for e in entries:
-            if e.is_dir(follow_symlinks=False):
-                stack.append((e.path, f"{prefix}{e.name}/"))
-            elif not e.name.endswith(".lock"):
-                try:
-                    mtime = e.stat(follow_symlinks=False).st_mtime_ns
-                except FileNotFoundError:
-                    continue
-                yield prefix + e.name, mtime
+def _keyed(data: Mapping[str, Any]) -> dict[str, Any]:
+    """``params.<k>``/``metrics.<k>`` -> value, for one row's data."""
+    out: dict[str, Any] = {}
+    for col, prefix in _PREFIX.items():
+        for k, v in data[col].items():
+            out[prefix + k] = v
+    return out
 
 
 def _read_loose(common: str, ref: str) -> str | None:
     try:
         with open(os.path.join(common, *ref.split("/")), "rb") as f:
             text = f.read().strip().decode("ascii", "replace")
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
         return None
     return text if len(text) == 40 else None
 
@@ -124,6 +176,65 @@ def _read_packed(common: str) -> dict[str, str]:
     return out
 
 
+class _RefScan:
+    """The loose refs under refs/experiments, skipping directories that did not change.
+
+    ``dirs`` maps each directory (relative to refs/experiments, "" for the
+    top) to the mtime seen now; ``kept`` holds the directories whose content
+    is known unchanged since the last build; ``loose`` maps each ref file of
+    the other directories to its mtime.
+    """
+
+    def __init__(self, common: str, old_dirs: Mapping[str, int], racy_ns: int) -> None:
+        self.root = os.path.join(common, "refs", "experiments")
+        self.old_dirs = old_dirs
+        self.racy_ns = racy_ns
+        self.children: dict[str, list[str]] = {}
+        for d in old_dirs:
+            if d:
+                self.children.setdefault(d.rsplit("/", 1)[0] if "/" in d else "", []).append(d)
+        self.dirs: dict[str, int] = {}
+        self.kept: set[str] = set()
+        self.loose: dict[str, int] = {}
+        self._walk("")
+
+    @property
+    def unchanged(self) -> bool:
+        """No directory changed, none appeared, none went away."""
+        return not self.loose and self.kept == set(self.old_dirs) == set(self.dirs)
+
+    def _walk(self, rel: str) -> None:
+        path = os.path.join(self.root, *rel.split("/")) if rel else self.root
+        try:
+            mtime = os.stat(path).st_mtime_ns
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        self.dirs[rel] = mtime
+        if self.old_dirs.get(rel) == mtime and mtime < self.racy_ns:
+            self.kept.add(rel)
+            for sub in self.children.get(rel, []):
+                self._walk(sub)
+            return
+        try:
+            entries = list(os.scandir(path))
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        prefix = f"{fmt.NAMESPACE}{rel}/" if rel else fmt.NAMESPACE
+        for e in entries:
+            if e.is_dir(follow_symlinks=False):
+                self._walk(f"{rel}/{e.name}" if rel else e.name)
+            elif not e.name.endswith(".lock"):
+                try:
+                    self.loose[prefix + e.name] = e.stat(follow_symlinks=False).st_mtime_ns
+                except FileNotFoundError:
+                    continue
+
+
+def _ref_dir(ref: str) -> str:
+    rest = ref[len(fmt.NAMESPACE) :]
+    return rest.rsplit("/", 1)[0] if "/" in rest else ""
+
+
 class Catalog:
     """The catalog of one store."""
 
@@ -135,44 +246,28 @@ class Catalog:
         self.reads = 0  # runs read from git objects by the last update (for tests/benchmarks)
 
     # ------------------------------------------------------------ persistence
-    def _load(self) -> tuple[dict[str, CatalogRow], dict[str, Any]]:
+    def _load(self) -> tuple[Any, dict[str, Any]]:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         try:
             table = pq.ParquetFile(self.path).read(use_threads=False)
-        except (FileNotFoundError, OSError, pa.ArrowException):
-            return {}, {}
-        meta = json.loads((table.schema.metadata or {}).get(b"gitexp", b"{}"))
-        if meta.get("version") != CATALOG_VERSION or set(_COLUMNS) - set(table.column_names):
-            return {}, {}
-        cols = {c: table.column(c).to_pylist() for c in _COLUMNS}
-        rows = {}
-        for i, ref in enumerate(cols["ref"]):
-            rows[ref] = CatalogRow(
-                ref,
-                cols["sha"][i],
-                cols["mtime_ns"][i],
-                cols["packed"][i],
-                {c: cols[c][i] for c in _COLUMNS[4:]},
-            )
-        return rows, meta
+            meta = json.loads((table.schema.metadata or {}).get(b"gitexp", b"{}"))
+        except (OSError, ValueError, pa.ArrowException):
+            return None, {}
+        if (
+            not isinstance(meta, dict)
+            or meta.get("version") != CATALOG_VERSION
+            or table.column_names[: len(_FIXED)] != _FIXED
+            or not isinstance(meta.get("keys"), dict)
+        ):
+            return None, {}
+        return table.replace_schema_metadata(None), meta
 
-    def _save(self, rows: dict[str, CatalogRow], meta: dict[str, Any]) -> None:
-        import pyarrow as pa
+    def _save(self, table: Any, meta: dict[str, Any]) -> None:
         import pyarrow.parquet as pq
 
-        ordered = list(rows.values())
-        data: dict[str, Any] = {
-            "ref": [r.ref for r in ordered],
-            "sha": [r.sha for r in ordered],
-            "mtime_ns": pa.array([r.mtime_ns for r in ordered], pa.int64()),
-            "packed": pa.array([r.packed for r in ordered], pa.bool_()),
-        }
-        types = {"duration": pa.float64(), "exit_code": pa.int64(), "tags": pa.list_(pa.string())}
-        for c in _COLUMNS[4:]:
-            data[c] = pa.array([r.data.get(c) for r in ordered], types.get(c, pa.string()))
-        table = pa.table(data).replace_schema_metadata(
+        table = table.replace_schema_metadata(
             {"gitexp": json.dumps({**meta, "version": CATALOG_VERSION})}
         )
         os.makedirs(self.dir, exist_ok=True)
@@ -187,79 +282,132 @@ class Catalog:
             raise
 
     # ---------------------------------------------------------------- update
-    def update(self, problems: list[str] | None = None) -> list[CatalogRow]:
-        """Bring the catalog up to date with the refs; return every row.
+    def update(self, problems: list[str] | None = None) -> RunTable:
+        """Bring the catalog up to date with the refs; return every run, newest first.
 
         A run that cannot be read is left out (its error goes to ``problems``).
         """
         started = time.time_ns()
-        rows, meta = self._load()
+        table, meta = self._load()
         racy_ns = int(meta.get("built_ns", 0)) - int(RACY_SECONDS * 1e9)
-        packed_path = os.path.join(self.common, "packed-refs")
         try:
-            pst = os.stat(packed_path)
-            packed_sig = [pst.st_mtime_ns, pst.st_size]
+            pst = os.stat(os.path.join(self.common, "packed-refs"))
+            packed_sig: list[int] | None = [pst.st_mtime_ns, pst.st_size]
         except FileNotFoundError:
             packed_sig = None
         packed_changed = packed_sig != meta.get("packed_sig") or (
             packed_sig is not None and packed_sig[0] >= racy_ns
         )
-        old_packed = {r.ref: r.sha for r in rows.values() if r.packed}
-        packed = _read_packed(self.common) if packed_changed else old_packed
+        scan = _RefScan(self.common, meta.get("dirs", {}) if table is not None else {}, racy_ns)
+        self.reads = 0
+        changed = table is None or packed_changed or not scan.unchanged
+        keys: dict[str, int] = dict(meta.get("keys", {}))
+        if changed:
+            table, keys = self._reconcile(table, keys, scan, packed_changed, problems)
+        table, keys, settled = self._settle_running(table, keys)
+        if changed or settled:
+            table = _default_order(table)  # stored in that order: a warm read needs no sort
+        nothing = not meta and table.num_rows == 0  # no runs, no catalog: write no .git/exp
+        if (changed or settled or scan.dirs != meta.get("dirs")) and not nothing:
+            new_meta = {"built_ns": started, "packed_sig": packed_sig, "dirs": scan.dirs}
+            with contextlib.suppress(OSError):  # a read-only repository still lists runs
+                self._save(table, {**new_meta, "keys": keys})
+        return RunTable(table, keys)
+
+    def _reconcile(
+        self,
+        table: Any,
+        keys: dict[str, int],
+        scan: _RefScan,
+        packed_changed: bool,
+        problems: list[str] | None,
+    ) -> tuple[Any, dict[str, int]]:
+        """The catalog table after reading what changed in the refs."""
+        if table is None:
+            table, keys = _empty_table(), {}
+        old_refs: list[str] = table.column("ref").to_pylist()
+        old_sha: list[str] = table.column("sha").to_pylist()
+        old_mtime: list[int] = table.column("mtime_ns").to_pylist()
+        old_packed: list[bool] = table.column("packed").to_pylist()
+        index = {ref: i for i, ref in enumerate(old_refs)}
 
         current: dict[str, tuple[str, int, bool]] = {}  # ref -> (sha, mtime, packed)
-        changed = False
-        loose = dict(_scan_loose(os.path.join(self.common, "refs", "experiments")))
+        loose_names = set(scan.loose)
+        for i, ref in enumerate(old_refs):  # loose refs of unchanged directories
+            if not old_packed[i] and _ref_dir(ref) in scan.kept:
+                current[ref] = (old_sha[i], old_mtime[i], False)
+                loose_names.add(ref)
+        packed = (
+            _read_packed(self.common)
+            if packed_changed
+            else {ref: old_sha[i] for i, ref in enumerate(old_refs) if old_packed[i]}
+        )
         for ref, sha in packed.items():
-            if ref not in loose:
+            if ref not in loose_names:
                 current[ref] = (sha, 0, True)
-        for ref, mtime in loose.items():
-            row = rows.get(ref)
-            if row is not None and not row.packed and row.mtime_ns == mtime:
-                if mtime < racy_ns:
-                    current[ref] = (row.sha, mtime, False)
-                    continue
-                changed = True  # re-read a racy ref: save, so it is not racy next time
+        racy_ns = scan.racy_ns
+        for ref, mtime in scan.loose.items():
+            i = index.get(ref)
+            if i is not None and not old_packed[i] and old_mtime[i] == mtime and mtime < racy_ns:
+                current[ref] = (old_sha[i], mtime, False)
+                continue
             sha = _read_loose(self.common, ref)
             if sha is not None:
                 current[ref] = (sha, mtime, False)
-        new_rows: dict[str, CatalogRow] = {}
-        self.reads = 0
+
+        keep: list[int] = []
+        keep_mtime: list[int] = []
+        keep_packed: list[bool] = []
+        new: list[tuple[str, str, int, bool, dict[str, Any]]] = []
         for ref, (sha, mtime, is_packed) in current.items():
-            row = rows.get(ref)
-            if row is not None and row.sha == sha:
-                if row.mtime_ns != mtime or row.packed != is_packed:
-                    changed = True
-                row.mtime_ns, row.packed = mtime, is_packed
-                new_rows[ref] = row
+            i = index.get(ref)
+            if i is not None and old_sha[i] == sha:
+                keep.append(i)
+                keep_mtime.append(mtime)
+                keep_packed.append(is_packed)
                 continue
-            changed = True
             try:
-                exp_ref = ExpRef.from_ref(ref)
-                rec = self.store.read(exp_ref, sha)
+                rec = self.store.read_listing(ExpRef.from_ref(ref), sha)
             except GitExpError as exc:
                 if problems is not None and not isinstance(exc, InvalidName):
                     problems.append(f"{ref[len(fmt.NAMESPACE) :]}: {exc}")
                 continue
             self.reads += 1
-            new_rows[ref] = CatalogRow(ref, sha, mtime, is_packed, _row_data(rec))
-        if set(new_rows) != set(rows):
-            changed = True
-        # runs still "running" may have died: settle them (cheap: only those rows)
-        for ref, row in list(new_rows.items()):
-            if row.data.get("status") == "running":
-                try:
-                    rec = self.store.settle(self.store.read(ExpRef.from_ref(ref), row.sha))
-                except GitExpError:
-                    continue
-                if rec.sha != row.sha or rec.status != "running":
-                    row.sha, row.data = rec.sha, _row_data(rec)
-                    row.mtime_ns = 0  # re-stat next time
-                    changed = True
-        if changed or meta.get("packed_sig") != packed_sig:
-            with contextlib.suppress(OSError):  # a read-only repository still lists runs
-                self._save(new_rows, {"built_ns": started, "packed_sig": packed_sig})
-        return list(new_rows.values())
+            new.append((ref, sha, mtime, is_packed, _row_data(rec)))
+        kept = set(keep)
+        dropped = [i for i in range(len(old_refs)) if i not in kept]
+        return _merge(table, keys, keep, keep_mtime, keep_packed, dropped, new)
+
+    def _settle_running(self, table: Any, keys: dict[str, int]) -> tuple[Any, dict[str, int], bool]:
+        """Rows of runs still ``running`` whose writers died, settled (cheap: only those)."""
+        import pyarrow.compute as pc
+
+        running = pc.indices_nonzero(pc.equal(table.column("status"), "running")).to_pylist()
+        if not running:
+            return table, keys, False
+        replace: dict[int, tuple[str, dict[str, Any]]] = {}
+        refs = table.column("ref").take(running).to_pylist()
+        shas = table.column("sha").take(running).to_pylist()
+        for i, ref, sha in zip(running, refs, shas):
+            try:
+                rec = self.store.settle(self.store.read(ExpRef.from_ref(ref), sha))
+            except GitExpError:
+                continue
+            if rec.sha != sha or rec.status != "running":
+                replace[i] = (rec.sha, _row_data(rec))
+        if not replace:
+            return table, keys, False
+        n = table.num_rows
+        keep = [i for i in range(n) if i not in replace]
+        mtimes = table.column("mtime_ns").to_pylist()
+        packed = table.column("packed").to_pylist()
+        new = [
+            (table.column("ref")[i].as_py(), sha, 0, packed[i], data)  # mtime 0: re-stat next time
+            for i, (sha, data) in replace.items()
+        ]
+        kept_mtimes, kept_packed = [mtimes[i] for i in keep], [packed[i] for i in keep]
+        merged, counts = _merge(table, keys, keep, kept_mtimes, kept_packed, list(replace), new)
+        return merged, counts, True
 
     def rebuild(self) -> int:
         """Drop the catalog and build it again from refs; return the number of runs."""
@@ -268,44 +416,379 @@ class Catalog:
         return len(self.update())
 
 
-def rows_from_catalog(
-    rows: Sequence[CatalogRow],
-    experiment: str | None = None,
-    status: Sequence[str] | None = None,
-    tags: Sequence[str] | None = None,
-) -> list[dict[str, Any]]:
-    """Leaderboard rows (as query.row_of makes them) for the catalog rows matching filters."""
-    out = []
-    prefix = f"{experiment}/" if experiment else None
-    for r in rows:
-        d = r.data
-        if prefix and not (d["experiment"] == experiment or d["experiment"].startswith(prefix)):
-            continue
-        if status and d["status"] not in status:
-            continue
-        if tags and not all(t in (d["tags"] or []) for t in tags):
-            continue
-        row = {
-            k: d[k]
-            for k in (
-                "id",
-                "experiment",
-                "name",
-                "status",
-                "start",
-                "duration",
-                "exit_code",
-                "fingerprint",
-                "code_commit",
-            )
+def _empty_table() -> Any:
+    import pyarrow as pa
+
+    types = _arrow_types()
+    return pa.table({c: pa.array([], types[c]) for c in _FIXED})
+
+
+def _merge(
+    table: Any,
+    keys: Mapping[str, int],
+    keep: Sequence[int],
+    keep_mtime: Sequence[int],
+    keep_packed: Sequence[bool],
+    dropped: Sequence[int],
+    new: Sequence[tuple[str, str, int, bool, dict[str, Any]]],
+) -> tuple[Any, dict[str, int]]:
+    """Rows ``keep`` of ``table`` (with new bookkeeping) plus the ``new`` rows.
+
+    Key counts are kept exact (dropped rows' keys are decoded to count them
+    out); a typed column stays typed while every value fits its type, and a new
+    key gets a typed column when all its values share one scalar type and
+    fewer than MAX_TYPED typed columns exist.
+    """
+    import pyarrow as pa
+
+    counts = dict(keys)
+    for col in _JSON_COLUMNS:
+        prefix = _PREFIX[col]
+        for text in (
+            table.column(col).take(pa.array(dropped, pa.int64())).to_pylist() if dropped else []
+        ):
+            for k in json.loads(text or "{}"):
+                name = prefix + k
+                counts[name] = counts.get(name, 1) - 1
+                if counts[name] <= 0:
+                    del counts[name]
+    new_keyed = [_keyed(d) for *_, d in new]
+    new_kinds: dict[str, set[str | None]] = {}
+    for row in new_keyed:
+        for name, v in row.items():
+            counts[name] = counts.get(name, 0) + 1
+            new_kinds.setdefault(name, set()).add(_kind(v))
+
+    typed = {f.name: f.type for f in table.schema if f.name not in _FIXED}
+    for name, t in list(typed.items()):
+        kinds = new_kinds.get(name)
+        if name not in counts or (kinds and kinds != {_type_kind(t)}):
+            del typed[name]  # gone, or a value of another type: JSON only from now on
+    for name, kinds in new_kinds.items():
+        if name in typed or name in keys or len(typed) >= MAX_TYPED:
+            continue  # an old key without a typed column stays so until a rebuild
+        (kind,) = kinds if len(kinds) == 1 else (None,)
+        if kind is not None:
+            typed[name] = _kind_type(kind)
+
+    in_order = len(keep) == table.num_rows and all(i == k for i, k in enumerate(keep))
+    kept = table if in_order else table.take(pa.array(keep, pa.int64()))
+    types = _arrow_types()
+    cols: dict[str, Any] = {}
+    for c in _FIXED:
+        if c == "mtime_ns":
+            old = pa.array(keep_mtime, types[c])
+        elif c == "packed":
+            old = pa.array(keep_packed, types[c])
+        else:
+            old = kept.column(c)
+        if c in ("ref", "sha", "mtime_ns", "packed"):
+            idx = _REF_COLUMNS.index(c)
+            added = [row[idx] for row in new]
+        elif c in _JSON_COLUMNS:
+            added = [_dumps(d[c]) for *_, d in new]
+        else:
+            added = [d.get(c) for *_, d in new]
+        cols[c] = pa.chunked_array([*_chunks(old), pa.array(added, types[c])], types[c])
+    for name, t in typed.items():
+        if name in kept.column_names:
+            old = kept.column(name)
+        else:
+            old = pa.nulls(kept.num_rows, t)
+        cols[name] = pa.chunked_array(
+            [*_chunks(old), pa.array([r.get(name) for r in new_keyed], t)], t
+        )
+    merged = pa.table(cols).combine_chunks()
+    return merged, counts
+
+
+def _chunks(arr: Any) -> list[Any]:
+    return list(arr.chunks) if hasattr(arr, "chunks") else [arr]
+
+
+def _default_order(table: Any) -> Any:
+    """Newest first: by start time, then id, descending (runs with no start last)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if table.num_rows < 2:
+        return table
+    keys = pa.table(
+        {
+            "start": pc.fill_null(table.column("start"), ""),
+            "id": table.column("id"),
+            "ref": table.column("ref"),
         }
-        row["tags"] = list(d["tags"] or [])
-        row["ref"] = r.ref
-        row["sha"] = r.sha
-        for k, v in json.loads(d["params"] or "{}").items():
-            row[f"params.{k}"] = v
-        for k, v in json.loads(d["metrics"] or "{}").items():
-            row[f"metrics.{k}"] = v
-        out.append(row)
-    out.sort(key=lambda r: (r["start"] or "", r["id"]), reverse=True)
-    return out
+    )
+    order = pc.sort_indices(
+        keys, sort_keys=[("start", "descending"), ("id", "descending"), ("ref", "ascending")]
+    )
+    return table.take(order)
+
+
+# ---------------------------------------------------------------- the view
+
+_ABSENT: Any = object()
+
+
+def sort_key(value: Any) -> tuple[int, int, float, str]:
+    """Missing values last; numbers before text; numbers by value, text by text."""
+    if value is _ABSENT or value is None or (isinstance(value, float) and math.isnan(value)):
+        return (1, 0, 0.0, "")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, 0, float(value), "")
+    return (0, 1, 0.0, json.dumps(value, sort_keys=True) if not isinstance(value, str) else value)
+
+
+class RunTable:
+    """Runs as columns, in a definite order: the catalog, or a filtered, sorted part of it.
+
+    Filters, sorts and slices work on Arrow columns; :meth:`rows` turns only
+    the rows asked for into Python dicts (the shape ``query.row_of`` gives).
+    """
+
+    def __init__(self, table: Any, keys: Mapping[str, int], order: Any = None) -> None:
+        self._table = table
+        self._order = order  # row indices into _table, taken only when needed (sort, head)
+        self.keys = keys  # every params./metrics. key of the whole catalog, with counts
+        self._decoded: list[dict[str, Any]] | None = None
+        self._values: dict[str, list[Any]] = {}
+
+    @property
+    def table(self) -> Any:
+        """The runs as a pyarrow Table (catalog columns), in this view's order."""
+        if self._order is not None:
+            self._table, self._order = self._table.take(self._order), None
+        return self._table
+
+    def __len__(self) -> int:
+        return len(self._order) if self._order is not None else int(self._table.num_rows)
+
+    def _derive(self, table: Any) -> RunTable:
+        return RunTable(table, self.keys)
+
+    # -------------------------------------------------------------- columns
+    def _json_only(self) -> list[str]:
+        return [k for k in self.keys if k not in self.table.column_names]
+
+    def columns(self) -> set[str]:
+        """Every column name at least one of these runs has (base, params.*, metrics.*)."""
+        names = {"ref", "sha", *BASE_COLUMNS}
+        for name in self.table.column_names:
+            if name not in _FIXED and self.table.column(name).null_count < len(self):
+                names.add(name)
+        if self._json_only():
+            for row in self._decode():
+                names.update(row)
+        return names
+
+    def _decode(self) -> list[dict[str, Any]]:
+        """Each row's params and metrics as one dict of ``params.<k>``/``metrics.<k>``."""
+        if self._decoded is None:
+            out: list[dict[str, Any]] = []
+            params = self.table.column("params").to_pylist()
+            metrics = self.table.column("metrics").to_pylist()
+            for p, m in zip(params, metrics):
+                row = {f"params.{k}": v for k, v in json.loads(p or "{}").items()}
+                for k, v in json.loads(m or "{}").items():
+                    row[f"metrics.{k}"] = v
+                out.append(row)
+            self._decoded = out
+        return self._decoded
+
+    def values(self, name: str) -> list[Any]:
+        """One value per row of column ``name``; ``_ABSENT`` where a run has none."""
+        cached = self._values.get(name)
+        if cached is not None:
+            return cached
+        cols = self.table.column_names
+        if name in cols and name not in _JSON_COLUMNS:
+            vals = self.table.column(name).to_pylist()
+            if name not in _FIXED:
+                vals = [_ABSENT if v is None else v for v in vals]
+        elif name.startswith(("params.", "metrics.")):
+            vals = [row.get(name, _ABSENT) for row in self._decode()]
+        else:
+            vals = [_ABSENT] * len(self)
+        self._values[name] = vals
+        return vals
+
+    # ------------------------------------------------------------ operations
+    def filter(
+        self,
+        experiment: str | None = None,
+        status: Sequence[str] | None = None,
+        tags: Sequence[str] | None = None,
+    ) -> RunTable:
+        """The runs of ``experiment`` (and those below it), with one of ``status``
+        and every tag of ``tags``."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        mask = None
+
+        def both(m: Any) -> Any:
+            return m if mask is None else pc.and_(mask, m)
+
+        t = self.table
+        if experiment:
+            exp = t.column("experiment")
+            mask = both(pc.or_(pc.equal(exp, experiment), pc.starts_with(exp, f"{experiment}/")))
+        if status:
+            mask = both(pc.is_in(t.column("status"), value_set=pa.array(list(status), pa.string())))
+        for tag in tags or []:
+            mask = both(_has_tag(t.column("tags"), tag))
+        return self if mask is None else self._derive(t.filter(mask))
+
+    def where(self, text: str, label: str = "--where") -> RunTable:
+        """The runs for which the ``--where`` expression ``text`` holds."""
+        from gitexp.where import compile_where
+
+        keep = compile_where(text, self.columns(), label)
+        row = _LazyRow(self)
+        mask = []
+        for i in range(len(self)):
+            row.i = i
+            mask.append(keep(row))
+        return self._derive(self.table.filter(_bool_array(mask)))
+
+    def sort(self, column: str, resolve: Callable[[str, Iterable[str]], str]) -> RunTable:
+        """Sorted by ``column`` (``-column``: descending); missing values and NaN
+        last; ties keep the current order. ``resolve`` maps a name to a column."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        desc = column.startswith("-")
+        col = resolve(column.lstrip("-+"), self.columns())
+        n = len(self)
+        if n < 2:
+            return self
+        arr = self.table.column(col) if col in self.table.column_names else None
+        if arr is not None and col not in _JSON_COLUMNS and _arrow_sortable(arr.type):
+            if pa.types.is_floating(arr.type):
+                arr = pc.if_else(pc.is_nan(arr), pa.scalar(None, arr.type), arr)
+            keys = pa.table({"k": arr, "pos": pa.array(range(n), pa.int64())})
+            order = pc.sort_indices(
+                keys,
+                sort_keys=[("k", "descending" if desc else "ascending"), ("pos", "ascending")],
+            )  # nulls (missing values, NaN) at the end: the default placement
+            return RunTable(self.table, self.keys, order)
+        vals = self.values(col)
+        keyed = [(sort_key(v), i) for i, v in enumerate(vals)]
+        present = [(k[1:], i) for k, i in keyed if k[0] == 0]
+        missing = [i for k, i in keyed if k[0] == 1]
+        present.sort(key=lambda p: p[0], reverse=desc)
+        order_py = [i for _, i in present] + missing
+        return RunTable(self.table, self.keys, pa.array(order_py, pa.int64()))
+
+    def head(self, n: int) -> RunTable:
+        """The first ``n`` runs."""
+        if n < 0:
+            raise UsageError("--limit must be positive")
+        if self._order is not None:
+            return RunTable(self._table, self.keys, self._order.slice(0, n))
+        return self._derive(self._table.slice(0, n))
+
+    # ------------------------------------------------------- leaderboard help
+    def differing_params(self) -> list[str]:
+        """``params.*`` columns whose value is not the same (same type too) in every run."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        names = sorted(c for c in self.columns() if c.startswith("params."))
+        out = []
+        for name in names:
+            if name in self.table.column_names:
+                arr = self.table.column(name)
+                if arr.null_count:
+                    out.append(name)
+                elif pa.types.is_floating(arr.type) and pc.any(pc.is_nan(arr)).as_py():
+                    out.append(name)  # NaN != NaN, as in Python
+                elif pc.count_distinct(arr).as_py() > 1:
+                    out.append(name)
+                continue
+            vals = [None if v is _ABSENT else v for v in self.values(name)]  # missing is None
+            first = vals[0]
+            if any(v != first or type(v) is not type(first) for v in vals):
+                out.append(name)
+        return out
+
+    def view(self) -> list[_LazyRow]:
+        """One light row per run (``.get(column)``), reading only the columns used."""
+        out = []
+        for i in range(len(self)):
+            r = _LazyRow(self)
+            r.i = i
+            out.append(r)
+        return out
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The runs as flat dicts: base columns, ``ref``, ``sha``, ``params.*``, ``metrics.*``."""
+        t = self.table
+        base = {c: t.column(c).to_pylist() for c in BASE_COLUMNS}
+        refs = t.column("ref").to_pylist()
+        shas = t.column("sha").to_pylist()
+        decoded = self._decode()
+        out = []
+        order = [c for c in BASE_COLUMNS if c != "tags"]
+        for i in range(len(self)):
+            row: dict[str, Any] = {c: base[c][i] for c in order}
+            row["tags"] = list(base["tags"][i] or [])
+            row["ref"] = refs[i]
+            row["sha"] = shas[i]
+            row.update(decoded[i])
+            out.append(row)
+        return out
+
+
+def _has_tag(tags: Any, tag: str) -> Any:
+    """A boolean mask: the rows whose tag list holds ``tag``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if hasattr(tags, "combine_chunks"):
+        tags = tags.combine_chunks()
+    flat = pc.list_flatten(tags)
+    parents = pc.list_parent_indices(tags)
+    hit = pc.filter(parents, pc.equal(flat, tag))
+    mask = pc.is_in(pa.array(range(len(tags)), pa.int64()), value_set=hit.cast(pa.int64()))
+    return mask
+
+
+def _arrow_sortable(t: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(
+        (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_string(t))
+        and not pa.types.is_boolean(t)
+    )
+
+
+def _bool_array(values: list[bool]) -> Any:
+    import pyarrow as pa
+
+    return pa.array(values, pa.bool_())
+
+
+class _LazyRow(Mapping[str, Any]):
+    """Row ``i`` of a RunTable as a mapping, reading only the columns asked for."""
+
+    def __init__(self, table: RunTable) -> None:
+        self.t = table
+        self.i = 0
+
+    def get(self, key: str, default: Any = None) -> Any:
+        v = self.t.values(key)[self.i]
+        return default if v is _ABSENT else v
+
+    def __getitem__(self, key: str) -> Any:
+        v = self.get(key, _ABSENT)
+        if v is _ABSENT:
+            raise KeyError(key)
+        return v
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(k for k in self.t.columns() if self.get(k, _ABSENT) is not _ABSENT)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)

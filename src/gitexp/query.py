@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gitexp import format as fmt
 from gitexp.errors import UsageError
 from gitexp.store import ExpStore, RunRecord
+
+if TYPE_CHECKING:
+    from gitexp.catalog import RunTable
 
 BASE_COLUMNS = ["id", "experiment", "name", "status", "start", "duration"]
 
@@ -40,6 +42,27 @@ def select(
     return out
 
 
+def select_table(
+    store: ExpStore,
+    experiment: str | None = None,
+    status: Sequence[str] | None = None,
+    tags: Sequence[str] | None = None,
+    problems: list[str] | None = None,
+) -> RunTable:
+    """The runs matching the filters, newest first, as columns from the catalog.
+
+    Only runs whose refs changed since the last call are read from git.
+    """
+    from gitexp.catalog import Catalog
+
+    for s in status or []:
+        if s not in fmt.STATUSES:
+            raise UsageError(f"unknown status {s!r} (one of {', '.join(fmt.STATUSES)})")
+    if experiment:
+        fmt.validate_experiment(experiment)
+    return Catalog(store).update(problems).filter(experiment, status, tags)
+
+
 def select_rows(
     store: ExpStore,
     experiment: str | None = None,
@@ -47,18 +70,8 @@ def select_rows(
     tags: Sequence[str] | None = None,
     problems: list[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Leaderboard rows of the runs matching the filters, newest first, from the catalog.
-
-    Only runs whose refs changed since the last call are read from git.
-    """
-    from gitexp.catalog import Catalog, rows_from_catalog
-
-    for s in status or []:
-        if s not in fmt.STATUSES:
-            raise UsageError(f"unknown status {s!r} (one of {', '.join(fmt.STATUSES)})")
-    if experiment:
-        fmt.validate_experiment(experiment)
-    return rows_from_catalog(Catalog(store).update(problems), experiment, status, tags)
+    """Leaderboard rows (:func:`row_of` dicts) of the runs matching the filters, newest first."""
+    return select_table(store, experiment, status, tags, problems).rows()
 
 
 def row_of(rec: RunRecord) -> dict[str, Any]:
@@ -104,15 +117,6 @@ class Leaderboard:
     rows: list[dict[str, Any]]
 
 
-def _sort_key(value: Any) -> tuple[int, int, float, str]:
-    """Missing values last; numbers before text; numbers by value, text by text."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return (1, 0, 0.0, "")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return (0, 0, float(value), "")
-    return (0, 1, 0.0, json.dumps(value, sort_keys=True) if not isinstance(value, str) else value)
-
-
 def resolve_column(name: str, available: Iterable[str]) -> str:
     """Accept ``loss`` for ``metrics.loss`` (or ``params.loss``) when unambiguous."""
     available = list(available)
@@ -133,10 +137,17 @@ def leaderboard(
     sort: str | None = None,
     limit: int | None = None,
     columns: Sequence[str] | None = None,
+    available: Iterable[str] | None = None,
 ) -> Leaderboard:
-    """The table ``git exp log`` shows: base columns, differing params, final metrics."""
+    """The table ``git exp log`` shows: base columns, differing params, final metrics.
+
+    ``available`` names the columns that ``sort`` and ``columns`` may refer to
+    (default: those of ``rows``; give the whole listing's when ``rows`` is a part of it).
+    """
+    from gitexp.catalog import sort_key as _sort_key
+
     rows = list(rows)
-    available = sorted({k for r in rows for k in r})
+    available = sorted(available or {k for r in rows for k in r})
     if sort:
         desc = sort.startswith("-")
         col = resolve_column(sort.lstrip("-+"), available)
@@ -154,6 +165,24 @@ def leaderboard(
         metric_cols = sorted({k for r in rows for k in r if k.startswith("metrics.")})
         cols = BASE_COLUMNS + differing_params(rows) + metric_cols
     return Leaderboard(cols, rows)
+
+
+def leaderboard_of(
+    table: RunTable,
+    columns: Sequence[str] | None = None,
+    available: Iterable[str] | None = None,
+) -> Leaderboard:
+    """:func:`leaderboard` of a (sorted, limited) RunTable, computed on its columns:
+    light rows that read only the columns shown, so listing 100,000 runs builds
+    no dict per run."""
+    if columns:
+        avail = sorted(available if available is not None else table.columns())
+        cols = [resolve_column(c, avail) for c in columns]
+    else:
+        present = table.columns()
+        metric_cols = sorted(k for k in present if k.startswith("metrics."))
+        cols = BASE_COLUMNS + table.differing_params() + metric_cols
+    return Leaderboard(cols, table.view())  # type: ignore[arg-type]
 
 
 def to_arrow(rows: Sequence[dict[str, Any]]) -> Any:

@@ -192,7 +192,7 @@ class RunRecord:
         return [a for a in self.artifacts if a.role == "input"]
 
 
-def _parse_record(repo: GitRepo, ref: ExpRef, sha: str) -> RunRecord:
+def _parse_record(repo: GitRepo, ref: ExpRef, sha: str, listing: bool = False) -> RunRecord:
     info = repo.commit_info(sha)
     entries = repo.read_tree(info.tree)
     where = f"run {ref.short} ({sha[:12]})"
@@ -209,7 +209,7 @@ def _parse_record(repo: GitRepo, ref: ExpRef, sha: str) -> RunRecord:
         raise FormatError(f"{where}: run.json is not an object")
     fmt.check_version(run, where)
     params = load(PARAMS_JSON, {})
-    env = load(ENV_JSON, {})
+    env = {} if listing else load(ENV_JSON, {})
     code = load(CODE_JSON, {})
     for name, value in ((PARAMS_JSON, params), (ENV_JSON, env), (CODE_JSON, code)):
         if not isinstance(value, dict):
@@ -220,7 +220,7 @@ def _parse_record(repo: GitRepo, ref: ExpRef, sha: str) -> RunRecord:
     if not isinstance(run.get("status", "running"), str):
         raise FormatError(f"{where}: run.json 'status' is not text")
     segments: list[tuple[str, str]] = []
-    if METRICS_DIR in entries and entries[METRICS_DIR][0] == MODE_TREE:
+    if not listing and METRICS_DIR in entries and entries[METRICS_DIR][0] == MODE_TREE:
         segs = repo.read_tree(entries[METRICS_DIR][1])
         segments = sorted((n, s) for n, (_, s) in segs.items() if n.endswith(".parquet"))
     return RunRecord(
@@ -229,7 +229,7 @@ def _parse_record(repo: GitRepo, ref: ExpRef, sha: str) -> RunRecord:
         info=run,
         params=params,
         summary=Summary.from_json(load(SUMMARY_JSON, {})),
-        artifacts=fmt.manifest_from_json(load(ARTIFACTS_JSON, [])),
+        artifacts=[] if listing else fmt.manifest_from_json(load(ARTIFACTS_JSON, [])),
         env=env,
         code=code,
         segments=segments,
@@ -428,6 +428,11 @@ class ExpStore:
             if sha is None:
                 raise RunNotFound(f"no run at {ref}")
         return _parse_record(self.repo, ref, sha)
+
+    def read_listing(self, ref: ExpRef, sha: str) -> RunRecord:
+        """Read what a listing shows of a run (run.json, params, summary, code):
+        its ``env``, ``artifacts`` and ``segments`` are left empty. For the catalog."""
+        return _parse_record(self.repo, ref, sha, listing=True)
 
     def get(self, address: str) -> RunRecord:
         """Resolve an address, settle the run if its writers died, and read it."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -76,3 +77,15 @@ def test_rendering():
         '{\n  "x": "NaN",\n  "y": [\n    "-Infinity"\n  ]\n}')
     assert format_csv(["a", "b"], [{"a": 1.5, "b": [1, 2]}, {"a": None}]) == (
         'a,b\n1.5,"[1, 2]"\n,\n')
+
+
+@pytest.mark.parametrize(
+    "items",
+    [[], [{"a": 1}], [{"a": [1, 2], "b": {"c": float("nan")}}, {"x": "two\nlines"}], [1, "s"]],
+)
+def test_json_streamed_in_pieces_is_the_same_text(items):
+    """``git exp log --json`` streams its array; the text is what format_json gives."""
+    from gitexp.cli.render import iter_json_array
+
+    assert "".join(iter_json_array(items)) == format_json(items)
+    json.loads("".join(iter_json_array(items)))

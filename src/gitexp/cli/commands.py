@@ -172,25 +172,27 @@ def log_cmd(
       git exp log --baseline 20261122-143022-7f3a9c
     """
     from gitexp import leaderboard_ops as ops
-    from gitexp.cli.render import format_csv, format_json, format_table
-    from gitexp.query import leaderboard, row_of, select_rows
+    from gitexp.cli.render import format_csv, format_table, iter_json_array
+    from gitexp.query import leaderboard, leaderboard_of, resolve_column, row_of, select_table
     from gitexp.store import ExpStore
 
     cols = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
     by = [c.strip() for c in group_by.split(",") if c.strip()] if group_by is not None else None
     problems: list[str] = []
     with ExpStore(repo_of(ctx)) as store:
-        rows = select_rows(store, experiment, statuses, tags, problems)
+        table = select_table(store, experiment, statuses, tags, problems)
         if where is not None:
-            from gitexp.where import compile_where
-
-            keep = compile_where(where, {k for r in rows for k in r})
-            rows = [row for row in rows if keep(row)]
+            table = table.where(where)
         base = row_of(store.get(baseline)) if baseline else None
-        if by is None:
-            board = leaderboard(rows, sort, limit, cols)
-        else:
-            board = leaderboard(rows)
+    if by is None:
+        available = table.columns()
+        if sort:
+            table = table.sort(sort, resolve_column)
+        if limit is not None:
+            table = table.head(limit)
+        board = leaderboard_of(table, columns=cols, available=available)
+    else:
+        board = leaderboard(table.rows())
     for p in problems:
         echo(f"git exp: warning: skipped unreadable run {p}", err=True)
     if by is not None:
@@ -206,19 +208,21 @@ def log_cmd(
             gcols = [ops.resolve(c, gcols) for c in cols]
         board.columns, board.rows = gcols, grouped
     if base is not None:
+        if by is None:  # light rows (a view of the catalog) become dicts to be extended
+            keep = ("id", "ref", "sha")
+            board.rows = [{c: r.get(c) for c in (*board.columns, *keep)} for r in board.rows]
         metric_cols = [c for c in board.columns if c.startswith(("metrics.", "mean(metrics."))]
         board.rows = ops.with_baseline(board.rows, base, metric_cols)
         board.columns = ops.baseline_columns(board.columns, board.rows)
     if as_json:
         extra = ("ids",) if by is not None else ("ref", "sha")
-        echo(
-            format_json(
-                [
-                    {c: r.get(c) for c in board.columns} | {k: r.get(k) for k in extra}
-                    for r in board.rows
-                ]
-            )
+        items = (
+            {c: r.get(c) for c in board.columns} | {k: r.get(k) for k in extra}
+            for r in board.rows
         )
+        for chunk in iter_json_array(items):  # streamed: 100,000 runs need no big string
+            click.echo(chunk, nl=False)
+        click.echo("")
     elif as_csv:
         click.echo(format_csv(board.columns, board.rows), nl=False)
     elif not board.rows:
