@@ -12,6 +12,7 @@ import io
 import math
 import threading
 import time
+from array import array
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -20,6 +21,7 @@ from gitexp.format import MAX_KEY_LEN, MetricSummary, Summary
 
 _SCHEMA: Any = None
 MAX_STEP = 2**63
+DRAIN_POINTS = 1 << 20  # a drain takes at most about this many points: one segment's worth
 
 
 def schema() -> Any:
@@ -153,9 +155,11 @@ class MetricBuffer:
             raise InvalidValue(f"metric {key!r}: values are not numbers", key) from exc
         now = time.time()
         with self.lock:
-            if steps is None:
-                start = self.next_step.get(key, 0)
-                st = np.arange(start, start + len(arr), dtype=np.int64)
+            st: Any
+            if steps is None:  # consecutive steps: kept as the first one, made at drain time
+                st = self.next_step.get(key, 0)
+                if len(arr):
+                    self.next_step[key] = max(self.next_step.get(key, 0), st + len(arr))
             else:
                 st = np.array(steps, dtype=np.int64).ravel()
                 if len(st) != len(arr):
@@ -164,10 +168,10 @@ class MetricBuffer:
                     )
                 if len(st) and int(st.min()) < 0:
                     raise InvalidValue(f"metric {key!r}: negative step", key)
-            if len(st):
-                top = int(st.max()) + 1
-                if top > self.next_step.get(key, 0):
-                    self.next_step[key] = top
+                if len(st):
+                    top = int(st.max()) + 1
+                    if top > self.next_step.get(key, 0):
+                        self.next_step[key] = top
             if self.rows:  # points logged before this array stay before it
                 self.chunks.append(self.rows)
                 self.rows = Rows()
@@ -177,32 +181,73 @@ class MetricBuffer:
         """True when points are waiting to be drained."""
         return bool(self.rows or self.chunks)
 
-    def drain(self) -> tuple[Any, Summary] | None:
-        """Take everything buffered: (Arrow table in log order, its summary), or None."""
+    def drain(self, max_points: int | None = None) -> tuple[Any, Summary] | None:
+        """Take what is buffered, oldest first, up to about ``max_points`` points:
+        (Arrow table in log order, its summary), or None when nothing is buffered.
+
+        Bounded so that a burst of logging (10 million points in a second)
+        becomes several segments of bounded size, never one huge table in memory;
+        call again while :meth:`pending`.
+        """
+        taken: list[Any] = []
+        budget = max(1, DRAIN_POINTS if max_points is None else max_points)
         with self.lock:
-            rows, self.rows = self.rows, Rows()
-            chunks, self.chunks = self.chunks, []
-        if not rows and not chunks:
+            while self.chunks and budget > 0:
+                head, tail = _split(self.chunks[0], budget)
+                taken.append(head)
+                budget -= _len(head)
+                if tail is None:
+                    self.chunks.pop(0)
+                else:
+                    self.chunks[0] = tail
+            if budget > 0 and not self.chunks and self.rows:
+                head, tail = _split(self.rows, budget)
+                taken.append(head)
+                self.rows = tail if tail is not None else Rows()
+        if not taken:
             return None
-        table = build_table(rows, chunks)
-        arrays = [c for c in chunks if not isinstance(c, Rows)]
+        table = build_table(None, taken)
+        arrays = [c for c in taken if not isinstance(c, Rows)]
         if not arrays:  # only single points: one vectorised pass over the table
             return table, summarize(table)
-        blocks = [c for c in chunks if isinstance(c, Rows)] + [rows]
+        blocks = [c for c in taken if isinstance(c, Rows)]
         summary = summarize(build_table(None, blocks))  # the single points only
         return table, summary.merge(summarize_chunks(arrays))
 
 
+def _len(chunk: Any) -> int:
+    return len(chunk) if isinstance(chunk, Rows) else len(chunk[2])
+
+
+def _split(chunk: Any, n: int) -> tuple[Any, Any]:
+    """(the first ``n`` points of a buffered block, the rest or None)."""
+    if _len(chunk) <= n:
+        return chunk, None
+    if isinstance(chunk, Rows):
+        head, tail = Rows(), Rows()
+        head.keys, tail.keys = chunk.keys[:n], chunk.keys[n:]
+        head.steps, tail.steps = chunk.steps[:n], chunk.steps[n:]
+        head.values, tail.values = chunk.values[:n], chunk.values[n:]
+        head.times, tail.times = chunk.times[:n], chunk.times[n:]
+        return head, tail
+    key, st, arr, t = chunk
+    if isinstance(st, int):
+        return (key, st, arr[:n], t), (key, st + n, arr[n:], t)
+    return (key, st[:n], arr[:n], t), (key, st[n:], arr[n:], t)
+
+
 class Rows:
-    """Buffered single points, one list per column."""
+    """Buffered single points, one column each: the key (a reference to one
+    shared string), and step, value and time as machine numbers (8 bytes each,
+    no Python object kept per point)."""
 
     __slots__ = ("keys", "steps", "times", "values")
 
     def __init__(self) -> None:
         self.keys: list[str] = []
-        self.steps: list[int] = []
-        self.values: list[float] = []
-        self.times: list[float] = []
+        self.steps: array[int] = array("q")
+        self.values: array[float] = array("d")
+        self.times: array[float] = array("d")
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -223,12 +268,12 @@ def build_table(rows: Rows | None, chunks: Iterable[Any] = ()) -> Any:
     parts = []
 
     def rows_table(block: Rows) -> Any:
-        times = np.fromiter(block.times, np.float64, len(block))
+        times = np.frombuffer(block.times, np.float64)
         return pa.table(
             {
                 "key": pa.array(block.keys, pa.string()),
-                "step": pa.array(np.fromiter(block.steps, np.int64, len(block))),
-                "value": pa.array(np.fromiter(block.values, np.float64, len(block))),
+                "step": pa.array(np.frombuffer(block.steps, np.int64)),
+                "value": pa.array(np.frombuffer(block.values, np.float64)),
                 "time": pa.array((times * 1e6).astype(np.int64), ts),
             },
             schema=schema(),
@@ -241,6 +286,7 @@ def build_table(rows: Rows | None, chunks: Iterable[Any] = ()) -> Any:
             continue
         key, st, arr, t = chunk
         n = len(arr)
+        st = _steps_of(st, n)
         keycol = pa.DictionaryArray.from_arrays(
             pa.array(np.zeros(n, dtype=np.int32)), pa.array([key], pa.string())
         ).cast(pa.string())
@@ -264,6 +310,15 @@ def build_table(rows: Rows | None, chunks: Iterable[Any] = ()) -> Any:
     return pa.concat_tables(parts)
 
 
+def _steps_of(st: Any, n: int) -> Any:
+    """A chunk's steps: as given, or ``n`` consecutive ones from a first step."""
+    import numpy as np
+
+    if isinstance(st, int):
+        return np.arange(st, st + n, dtype=np.int64)
+    return st
+
+
 def summarize_chunks(chunks: Iterable[tuple[str, Any, Any, float]]) -> Summary:
     """The summary of array chunks: each has one key, so numpy summarises it directly."""
     import numpy as np
@@ -275,7 +330,7 @@ def summarize_chunks(chunks: Iterable[tuple[str, Any, Any, float]]) -> Summary:
         finite = arr[~np.isnan(arr)]
         part = MetricSummary(
             last=float(arr[-1]),
-            last_step=int(st[-1]),
+            last_step=st + len(arr) - 1 if isinstance(st, int) else int(st[-1]),
             last_time=t,
             min=float(finite.min()) if len(finite) else math.nan,
             max=float(finite.max()) if len(finite) else math.nan,

@@ -22,7 +22,7 @@ import random
 import shutil
 import socket
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,7 +49,7 @@ from gitexp.format import (
     ExpRef,
     Summary,
 )
-from gitexp.gitstore import MODE_TREE, GitRepo
+from gitexp.gitstore import MODE_FILE, MODE_TREE, GitRepo
 
 MAX_RETRIES = 50
 PASS_THROUGH_BYTES = 1 << 20  # a spool segment this large is committed without re-encoding
@@ -70,7 +70,8 @@ class RunDelta:
     tags_remove: list[str] = field(default_factory=list)
     notes: list[dict[str, str]] = field(default_factory=list)
     artifacts: list[ArtifactEntry] = field(default_factory=list)
-    segments: list[bytes] = field(default_factory=list)
+    # Parquet bytes, or (mode, blob sha) of a segment already written as a git blob
+    segments: list[bytes | tuple[int, str]] = field(default_factory=list)
     summary: Summary = field(default_factory=Summary)
     env: dict[str, Any] | None = None
     code: dict[str, Any] | None = None
@@ -685,7 +686,7 @@ class ExpStore:
         entries = [s for s in list_spool(writer_dir) if s > done]
         if not entries:
             return
-        delta = load_spool(writer_dir, entries)
+        delta = load_spool(writer_dir, entries, self.repo.write_blob)
         self.update(ref, delta, verb="recover")
 
 
@@ -741,18 +742,28 @@ def list_spool(writer_dir: str) -> list[int]:
     return sorted(int(n[:-5]) for n in names if n.endswith(".json") and n[:-5].isdigit())
 
 
-def load_spool(writer_dir: str, seqs: list[int]) -> RunDelta:
-    """Merge spool entries into one delta (segments concatenated into one)."""
+def load_spool(
+    writer_dir: str, seqs: list[int], write_blob: Callable[[bytes], str] | None = None
+) -> RunDelta:
+    """Merge spool entries into one delta (small segments concatenated).
+
+    With ``write_blob``, each segment is written as a git blob as soon as it is
+    read, and the delta holds ``(mode, sha)``: memory stays bounded by one
+    segment however much a run spooled since its last commit.
+    """
     from gitexp.metrics import concat, from_parquet, to_parquet
 
     wid = os.path.basename(writer_dir)
     delta = RunDelta()
     tables: list[Any] = []
-    segments: list[bytes] = []
+    segments: list[bytes | tuple[int, str]] = []
+
+    def keep(data: bytes) -> None:
+        segments.append((MODE_FILE, write_blob(data)) if write_blob is not None else data)
 
     def merge_small() -> None:
         if tables:
-            segments.append(to_parquet(concat(tables)))
+            keep(to_parquet(concat(tables)))
             tables.clear()
 
     def add_small(table: Any) -> None:
@@ -773,7 +784,7 @@ def load_spool(writer_dir: str, seqs: list[int]) -> RunDelta:
                 data = f.read()
             if len(data) >= PASS_THROUGH_BYTES:  # big enough to be a segment as it is
                 merge_small()
-                segments.append(data)
+                keep(data)
             else:
                 add_small(from_parquet(data, f"spool entry {base}.parquet"))
     merge_small()
@@ -823,7 +834,7 @@ class SpoolWriter:
     def commit(self, extra: RunDelta | None, verb: str) -> str | None:
         """Move spooled entries (and ``extra``) onto the ref; drop them from the spool."""
         seqs = self.uncommitted()
-        delta = load_spool(self.dir, seqs) if seqs else RunDelta()
+        delta = load_spool(self.dir, seqs, self.store.repo.write_blob) if seqs else RunDelta()
         if extra is not None:
             delta.absorb(extra)
         if seqs:

@@ -347,13 +347,17 @@ class Run:
         return delta, segment
 
     def _spool(self) -> None:
-        """Write what is buffered to the spool (durable, not yet on the ref)."""
+        """Write what is buffered to the spool (durable, not yet on the ref): one
+        entry per bounded drain, so a burst of points never sits in memory twice."""
         with self._io:
-            delta, segment = self._take()
-            if segment is None and delta.is_empty():
-                return
-            self._writer.write(delta, segment)
-            self._last_spool = time.monotonic()
+            while True:
+                delta, segment = self._take()
+                if segment is None and delta.is_empty():
+                    return
+                self._writer.write(delta, segment)
+                self._last_spool = time.monotonic()
+                if not self._buffer.pending():
+                    return
 
     def flush(self) -> None:
         """Make everything logged so far durable now."""
@@ -413,6 +417,8 @@ class Run:
         with self._io:
             if self._finished:
                 return
+            while self._buffer.pending():  # big bursts go through the spool, a drain at a time
+                self._spool()
             delta, segment = self._take()
             if segment is not None:
                 delta.segments = [segment]
