@@ -218,7 +218,7 @@ def format_show(d: dict[str, Any]) -> str:
         width = max((len(a["path"]) for a in items), default=0)
         for a in items:
             label = a.get("source") if key == "inputs" and a.get("source") else a["path"]
-            extra = f" [{a['role']}]" if key == "artifacts" and a["role"] != "output" else ""
+            extra = f" [{a['role']}]" if key == "artifacts" else ""
             kind = f" dir of {a.get('files')} files" if a.get("kind") == "dir" else ""
             stored = "" if a.get("stored", True) else " (hash only)"
             lines.append(
