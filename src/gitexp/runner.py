@@ -89,13 +89,22 @@ def load_config(path: str) -> dict[str, Any]:
     except ConfigError:
         raise
     except Exception as exc:  # each parser has its own error type
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"config file {path} does not parse: {first}") from exc
+        raise ConfigError(f"config file {path} does not parse: {_parse_problem(exc)}") from exc
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of params at the top")
     return fmt.to_jsonable(data)  # type: ignore[no-any-return]
+
+
+def _parse_problem(exc: Exception) -> str:
+    """One line saying what is wrong and where (YAML spreads it over several)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None)
+    if mark is not None and problem:  # yaml.MarkedYAMLError
+        return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _find_program(argv: Sequence[str], cwd: str) -> None:
