@@ -270,6 +270,25 @@ def format_show(d: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _env_text(part: str, value: Any) -> str:
+    """One part of env.json as ``git exp show`` words it (``CPython 3.11.7 (/usr/bin/python3)``)."""
+    if not value:
+        return "-" if part != "gpus" else "none"
+    if part == "gpus" and isinstance(value, list):
+        return ", ".join(f"{g.get('name')} (driver {g.get('driver')})" for g in value)
+    if not isinstance(value, dict):
+        return format_number(value)
+    if part == "python":
+        text = f"{value.get('implementation', '')} {value.get('version', '')}".strip()
+        return f"{text} ({value['executable']})" if value.get("executable") else text
+    if part == "platform":
+        keys = ("system", "release", "machine", "libc")
+        return " ".join(str(value[k]) for k in keys if value.get(k))
+    if part == "cpu":
+        return f"{value.get('model', '')} x{value.get('count', '')}"
+    return format_number(value)
+
+
 def format_diff(d: dict[str, Any]) -> str:
     """``git exp diff``: what differs between two runs."""
     a, b = d["a"], d["b"]
@@ -329,11 +348,17 @@ def format_diff(d: dict[str, Any]) -> str:
         lines.append("environment: identical")
     else:
         lines.append("environment")
-        for part in ("python", "platform", "cpu", "gpus", "variables"):
+        for part in ("python", "platform", "cpu", "gpus"):
             if part in env:
                 lines.append(
-                    f"  {part}: {format_number(env[part]['a'])} -> {format_number(env[part]['b'])}"
+                    f"  {part}: {_env_text(part, env[part]['a'])} -> "
+                    f"{_env_text(part, env[part]['b'])}"
                 )
+        if "variables" in env:
+            va, vb = env["variables"]["a"] or {}, env["variables"]["b"] or {}
+            for k in sorted(set(va) | set(vb)):
+                if va.get(k) != vb.get(k):
+                    lines.append(f"  {k}: {va.get(k) or '-'} -> {vb.get(k) or '-'}")
         for p in env["packages"]:
             lines.append(f"  {p['name']}: {p['a'] or '-'} -> {p['b'] or '-'}")
     lines.append("")
