@@ -217,6 +217,32 @@ def test_a_child_that_crashes_keeps_what_it_logged(gx, repo):
     assert show_json(repo, ref, "summary.json")["metrics"]["loss"]["last"] == 0.7
 
 
+def test_a_background_process_left_running_does_not_hold_the_run_open(gx, repo):
+    """`cmd &` in a shell returns at once; under git exp run the orphan still holds the
+    output pipes, which must not keep git exp run (and the run) waiting for it."""
+    script = "sleep 60 & echo $! > orphan.pid; echo started; echo oops >&2"
+    t0 = time.monotonic()
+    try:
+        out = gx("run", "-e", "orphan", "--", "bash", "-c", script)
+        elapsed = time.monotonic() - t0
+    finally:
+        pid_file = repo / "orphan.pid"
+        if pid_file.exists():
+            try:
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    assert out.returncode == 0, out.stderr
+    assert elapsed < 30, elapsed
+    assert out.stdout == "started\n" and "oops" in out.stderr
+    ref = _only_run(repo)
+    assert show_json(repo, ref, "run.json")["status"] == "finished"
+    logs = {a["path"]: a for a in show_json(repo, ref, "artifacts.json") if a["role"] == "log"}
+    cas = LocalStore(repo / ".git" / "exp")
+    assert cas.get_bytes(logs["logs/stdout.log"]["blake3"]) == b"started\n"
+    assert cas.get_bytes(logs["logs/stderr.log"]["blake3"]) == b"oops\n"
+
+
 def test_ctrl_c_records_killed(repo):
     proc = subprocess.Popen(
         # git-exp itself: the `git` wrapper dies of the SIGINT the terminal sends it too
