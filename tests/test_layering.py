@@ -148,8 +148,8 @@ def test_importing_the_cli_and_help_stay_light():
 def test_help_lists_every_command():
     from gitexp.cli import COMMANDS
 
-    # `git exp --help` is turned by git into `git help exp` (a man page); the help text
-    # itself comes from git-exp, reached as `git exp -h` or `git-exp --help`
+    # `git exp --help` is turned by git into `git help exp`, the man page
+    # (tests/test_manpage.py); the short help comes from `git exp -h` or `git-exp --help`
     for argv in (["git", "exp", "-h"], ["git-exp", "--help"]):
         out = subprocess.run(argv, capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stderr

@@ -180,7 +180,9 @@ class WalkResult:
 
 def walk_files(root: str) -> WalkResult:
     """Regular files under ``root``, sorted; symlinks that leave ``root`` and
-    special files (fifos, sockets, devices) are skipped and reported."""
+    special files (fifos, sockets, devices) are skipped and reported. Git
+    metadata (an entry named ``.git``: a repository, or a worktree's pointer
+    file) is left out without a word, as git leaves it out of its own trees."""
     files: list[tuple[str, str]] = []
     skipped: list[str] = []
     real_root = os.path.realpath(root)
@@ -192,6 +194,8 @@ def walk_files(root: str) -> WalkResult:
             skipped.append(f"{dirpath}: {exc.strerror}")
             return
         for entry in entries:
+            if entry.name == ".git":
+                continue
             full = entry.path
             rel = os.path.relpath(full, root).replace(os.sep, "/")
             if entry.is_symlink():

@@ -235,6 +235,13 @@ def to_jsonable(value: Any, key: str = "") -> Any:
     # numpy without importing it: scalars have .item(), arrays have .tolist()
     module = type(value).__module__
     if module == "numpy":
+        dtype = getattr(value, "dtype", None)
+        if dtype is not None and dtype.kind == "f" and dtype.itemsize < 8:
+            # float16/float32: the shortest decimal that reads back as the same value,
+            # as numpy prints it (np.float32(0.1) -> 0.1, not 0.10000000149011612)
+            if value.ndim == 0:
+                return _encode_float(float(str(value)))
+            return [to_jsonable(v, f"{key}[{i}]") for i, v in enumerate(value)]
         if hasattr(value, "tolist"):
             return to_jsonable(value.tolist(), key)
     raise InvalidValue(

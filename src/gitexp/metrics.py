@@ -117,14 +117,32 @@ class MetricBuffer:
             rows.times.append(now)
 
     def append_many(self, values: Mapping[str, Any], step: Any = None) -> None:
-        """Buffer several keys at one step."""
+        """Buffer several keys at one step.
+
+        A value may be an array (numpy array or list): its points go at
+        consecutive steps from ``step``, as :meth:`append_array` does. Every
+        value is checked before anything is buffered.
+        """
         now = time.time()
         checked = []
+        arrays = []
         for key, value in values.items():
             if key not in self.known_keys:
                 check_key(key)
                 self.known_keys.add(key)
-            checked.append((key, value if type(value) is float else to_float(value, key)))
+            if type(value) is float:
+                checked.append((key, value))
+            elif hasattr(value, "__len__") and not isinstance(value, (str, bytes)):
+                arrays.append((key, _float_array(value, key)))
+            else:
+                checked.append((key, to_float(value, key)))
+        if arrays:
+            import numpy as np
+
+            first = None if step is None else check_step(step, arrays[0][0])
+            for key, arr in arrays:
+                steps = None if first is None else np.arange(first, first + len(arr))
+                self.append_array(key, arr, steps)
         with self.lock:
             for key, v in checked:
                 if step is None:
@@ -149,10 +167,7 @@ class MetricBuffer:
         if key not in self.known_keys:
             check_key(key)
             self.known_keys.add(key)
-        try:  # a copy: the caller may reuse its array after the call
-            arr = np.array(values, dtype=np.float64).ravel()
-        except (TypeError, ValueError) as exc:
-            raise InvalidValue(f"metric {key!r}: values are not numbers", key) from exc
+        arr = _float_array(values, key, copy=True)  # the caller may reuse its array
         now = time.time()
         with self.lock:
             st: Any
@@ -234,6 +249,17 @@ def _split(chunk: Any, n: int) -> tuple[Any, Any]:
     if isinstance(st, int):
         return (key, st, arr[:n], t), (key, st + n, arr[n:], t)
     return (key, st[:n], arr[:n], t), (key, st[n:], arr[n:], t)
+
+
+def _float_array(values: Any, key: str, copy: bool = False) -> Any:
+    """``values`` as a flat float64 numpy array; InvalidValue when they are not numbers."""
+    import numpy as np
+
+    try:
+        arr = np.array(values, dtype=np.float64) if copy else np.asarray(values, np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidValue(f"metric {key!r}: values are not numbers", key) from exc
+    return arr.ravel()
 
 
 class Rows:

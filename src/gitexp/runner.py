@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
@@ -37,6 +38,11 @@ class RunResult:
     status: str
     exit_code: int
     warnings: list[str]
+
+
+# after the command exits, how long its output may take to drain: past that, the pipes
+# are held by a process it left running in the background (`cmd &`), which is not waited for
+DRAIN_GRACE = 2.0
 
 
 def parse_value(text: str) -> Any:
@@ -89,13 +95,22 @@ def load_config(path: str) -> dict[str, Any]:
     except ConfigError:
         raise
     except Exception as exc:  # each parser has its own error type
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"config file {path} does not parse: {first}") from exc
+        raise ConfigError(f"config file {path} does not parse: {_parse_problem(exc)}") from exc
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of params at the top")
     return fmt.to_jsonable(data)  # type: ignore[no-any-return]
+
+
+def _parse_problem(exc: Exception) -> str:
+    """One line saying what is wrong and where (YAML spreads it over several)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None)
+    if mark is not None and problem:  # yaml.MarkedYAMLError
+        return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _find_program(argv: Sequence[str], cwd: str) -> None:
@@ -112,10 +127,10 @@ def _find_program(argv: Sequence[str], cwd: str) -> None:
         raise CommandNotFound(f"command not found: {prog}")
 
 
-def _pump(src: IO[bytes], sinks: list[IO[bytes]]) -> None:
+def _pump(src: IO[bytes], sinks: list[IO[bytes]], stop: threading.Event) -> None:
     while True:
         chunk = src.read1(65536) if hasattr(src, "read1") else src.read(65536)
-        if not chunk:
+        if not chunk or stop.is_set():  # stopped: the terminal is no longer ours to write
             break
         for sink in sinks:
             try:
@@ -250,24 +265,32 @@ def _supervise(
         if in_main:
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 previous[sig] = signal.signal(sig, on_signal)
+        pumps: list[tuple[threading.Thread, IO[bytes] | None]] = []
+        stop = threading.Event()
         try:
-            pumps = [
-                threading.Thread(target=_pump, args=(src, [f, *([sink] if sink else [])]))
-                for src, f, sink in ((proc.stdout, out_f, stdout), (proc.stderr, err_f, stderr))
-            ]
-            for t in pumps:
+            for src, f, sink in ((proc.stdout, out_f, stdout), (proc.stderr, err_f, stderr)):
+                # daemons: a pipe that a left-over background process holds open must
+                # not keep this process alive at exit either
+                t = threading.Thread(
+                    target=_pump, args=(src, [f, *([sink] if sink else [])], stop), daemon=True
+                )
                 t.start()
+                pumps.append((t, src))
             code = proc.wait()
-            for t in pumps:
-                t.join()
-            for pipe in (proc.stdout, proc.stderr):
-                if pipe is not None:
-                    pipe.close()
+            deadline = time.monotonic() + DRAIN_GRACE
+            for t, _ in pumps:
+                t.join(max(0.0, deadline - time.monotonic()))
+            if any(t.is_alive() for t, _ in pumps):
+                stop.set()
+                warnings.append(
+                    "the command left a process running that still holds its output; "
+                    "what it prints from now on is not shown or recorded"
+                )
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            for pipe in (proc.stdout, proc.stderr):  # drained by the pumps; release them
-                if pipe is not None:
+            for t, pipe in pumps:  # drained; a pipe a pump still reads is left to it
+                if pipe is not None and not t.is_alive():
                     pipe.close()
     if code < 0:
         status, exit_code = "killed", 128 - code

@@ -264,7 +264,7 @@ def commit_message(
         lines.append("command: " + " ".join(run["command"]))
     flat = fmt.flatten(params)
     if flat:
-        shown = ", ".join(f"{k}={_fmt_value(v)}" for k, v in list(flat.items())[:12])
+        shown = ", ".join(f"{k}={_fmt_value(v)}" for k, v in sorted(flat.items())[:12])
         more = f" (+{len(flat) - 12} more)" if len(flat) > 12 else ""
         lines.append(f"params: {shown}{more}")
     finals = summary.final_values()

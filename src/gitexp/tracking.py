@@ -34,7 +34,7 @@ from gitexp.capture import (
     input_source,
     record_path,
 )
-from gitexp.errors import GitExpError, RunStateError, UsageError
+from gitexp.errors import RunStateError, UsageError
 from gitexp.format import ArtifactEntry, ExpRef
 from gitexp.metrics import MetricBuffer, to_parquet
 from gitexp.store import ExpStore, RunDelta, SpoolWriter
@@ -91,10 +91,17 @@ def _ensure_flusher() -> None:
             _flusher.start()
 
 
+_inherited: list[Run] = []  # in a forked child: the parent's runs, now inert
+_attach_lock = threading.Lock()
+
+
 def _after_fork_in_child() -> None:
     global _flusher
     for run in list(_open_runs):
         run._forked = True
+    # module-level calls in a forked worker reach these (and do nothing), as calls on
+    # the Run objects do: a data-loader worker never writes its parent's run
+    _inherited.extend(_active)
     _open_runs.clear()
     _active.clear()
     _flusher = None
@@ -640,7 +647,24 @@ def active_run() -> Run | None:
 
 
 def _need_active() -> Run:
+    """The run a module-level call (``gitexp.log_metric``) goes to.
+
+    Under ``git exp run`` a script needs no :func:`start_run`: the first call
+    attaches to the run the command was started for, which the process then
+    writes until it exits (status and exit code are the command's).
+    """
     run = active_run()
+    if run is not None:
+        return run
+    if _inherited:
+        return _inherited[-1]
+    with _attach_lock:
+        run = active_run()
+        if run is None and os.environ.get(ENV_RUN_REF) not in (None, "", *_attached_refs):
+            run = start_run()
     if run is None:
-        raise GitExpError("no active run: call gitexp.start_run() first")
+        raise RunStateError(
+            "no active run: call gitexp.start_run() first, or start the script "
+            "with 'git exp run -- python ...'"
+        )
     return run

@@ -93,3 +93,37 @@ def test_diff_addresses_runs_in_every_form(gx, repo):
     assert d["params"] == [{"key": "p", "a": 1, "b": 2}]
     d = json.loads(gx.ok("diff", "--json", ra, rb))
     assert d["params"][0]["b"] == 2
+
+
+def _run_in_env(gx, repo, tmp_path, version: str | None, **env: str) -> str:
+    """A run whose interpreter sees package ``fakepkg`` at ``version`` (None: absent)."""
+    path = tmp_path / f"site-{version}"
+    if version:
+        info = path / f"fakepkg-{version}.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: fakepkg\nVersion: {version}\n"
+        )
+    script = "import gitexp; gitexp.log_metric('x', 1.0)"
+    proc = gx("run", "-q", "--", "python", "-c", script,
+              env={"PYTHONPATH": str(path), **env})
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(gx.ok("log", "--json", "--sort=-start", "--limit", "1"))[0]["id"]
+
+
+def test_diff_environment_packages_and_variables(gx, repo, tmp_path):
+    a = _run_in_env(gx, repo, tmp_path, None)
+    b = _run_in_env(gx, repo, tmp_path, "1.0", OMP_NUM_THREADS="2")
+    c = _run_in_env(gx, repo, tmp_path, "2.0", OMP_NUM_THREADS="2")
+    out = gx.ok("diff", a, b)
+    env = out.split("\nenvironment\n")[1].split("\n\n")[0].splitlines()
+    assert "  fakepkg: - -> 1.0" in env
+    assert "  OMP_NUM_THREADS: - -> 2" in env
+    assert not any("{" in ln for ln in env), env  # readable, not JSON dumps
+    out = gx.ok("diff", b, c)
+    env = out.split("\nenvironment\n")[1].split("\n\n")[0].splitlines()
+    assert env == ["  fakepkg: 1.0 -> 2.0"]
+    d = json.loads(gx.ok("diff", "--json", b, c))
+    assert d["env"]["packages"] == [{"name": "fakepkg", "a": "1.0", "b": "2.0"}]
+    assert "variables" not in d["env"]
+    assert "environment: identical" in gx.ok("diff", c, c)

@@ -142,3 +142,9 @@ def test_sort_by_a_param_of_mixed_types(gx, repo):
     assert set(order[2:]) == {ids["auto"], ids["[1, 2]"]}
     desc = [r["id"] for r in _json(gx, "--sort=-batch")]
     assert desc == order[::-1]
+
+
+def test_json_and_csv_together_is_a_usage_error(gx, board):
+    proc = gx("log", "--json", "--csv")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip() == "git exp: error: --json and --csv cannot be used together"

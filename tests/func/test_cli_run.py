@@ -156,6 +156,51 @@ def test_the_child_logs_into_the_same_run_through_the_environment(gx, repo):
     assert not list((repo / ".git" / "exp" / "live").rglob("*"))  # spools cleaned up
 
 
+def test_module_level_calls_reach_the_run_without_start_run(gx, repo):
+    """Under `git exp run` a script needs no start_run(): gitexp.log_* attach to the run
+    the command was started for (MLflow users write mlflow.log_metric on its own)."""
+    (repo / "bare.py").write_text(
+        "import sys, gitexp, numpy as np\n"
+        "gitexp.log_param('from_script', 1)\n"
+        "for i in range(3):\n"
+        "    gitexp.log_metric('loss', np.float32(1.0 / (i + 1)), step=i)\n"
+        "gitexp.log_metrics({'acc': 0.5})\n"
+        "gitexp.set_tags('bare')\n"
+        "gitexp.note('no start_run here')\n"
+        "open('model.bin', 'wb').write(b'weights')\n"
+        "gitexp.log_artifact('model.bin')\n"
+        "sys.exit(int(sys.argv[1]))\n"
+    )
+    out = gx("run", "-e", "bare", "-p", "cli=2", "--", sys.executable, "bare.py", "0")
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr
+    ref = _only_run(repo)
+    assert show_json(repo, ref, "params.json") == {"cli": 2, "from_script": 1}
+    summary = show_json(repo, ref, "summary.json")["metrics"]
+    assert summary["loss"]["count"] == 3 and summary["acc"]["last"] == 0.5
+    info = show_json(repo, ref, "run.json")
+    assert info["status"] == "finished" and "bare" in info["tags"]
+    assert [n["text"] for n in info["notes"]] == ["no start_run here"]
+    roles = {a["path"]: a["role"] for a in show_json(repo, ref, "artifacts.json")}
+    assert roles["model.bin"] == "output"
+    assert not list((repo / ".git" / "exp" / "live").rglob("*"))
+    # the script's own exit code still decides the status
+    out = gx("run", "-e", "bare", "--", sys.executable, "bare.py", "4")
+    assert out.returncode == 4 and "Traceback" not in out.stderr
+
+
+def test_module_level_calls_outside_git_exp_run_say_how_to_start_one(repo):
+    proc = subprocess.run(
+        [sys.executable, "-c", "import gitexp; gitexp.log_metric('x', 1.0)"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode != 0
+    assert "start_run" in proc.stderr and "git exp run" in proc.stderr
+    assert not run_refs(repo)
+
+
 def test_a_child_that_crashes_keeps_what_it_logged(gx, repo):
     (repo / "crash.py").write_text(
         "import os, signal, gitexp\n"
@@ -170,6 +215,32 @@ def test_a_child_that_crashes_keeps_what_it_logged(gx, repo):
     info = show_json(repo, ref, "run.json")
     assert info["status"] == "killed" and info["exit_code"] == 137
     assert show_json(repo, ref, "summary.json")["metrics"]["loss"]["last"] == 0.7
+
+
+def test_a_background_process_left_running_does_not_hold_the_run_open(gx, repo):
+    """`cmd &` in a shell returns at once; under git exp run the orphan still holds the
+    output pipes, which must not keep git exp run (and the run) waiting for it."""
+    script = "sleep 60 & echo $! > orphan.pid; echo started; echo oops >&2"
+    t0 = time.monotonic()
+    try:
+        out = gx("run", "-e", "orphan", "--", "bash", "-c", script)
+        elapsed = time.monotonic() - t0
+    finally:
+        pid_file = repo / "orphan.pid"
+        if pid_file.exists():
+            try:
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    assert out.returncode == 0, out.stderr
+    assert elapsed < 30, elapsed
+    assert out.stdout == "started\n" and "oops" in out.stderr
+    ref = _only_run(repo)
+    assert show_json(repo, ref, "run.json")["status"] == "finished"
+    logs = {a["path"]: a for a in show_json(repo, ref, "artifacts.json") if a["role"] == "log"}
+    cas = LocalStore(repo / ".git" / "exp")
+    assert cas.get_bytes(logs["logs/stdout.log"]["blake3"]) == b"started\n"
+    assert cas.get_bytes(logs["logs/stderr.log"]["blake3"]) == b"oops\n"
 
 
 def test_ctrl_c_records_killed(repo):

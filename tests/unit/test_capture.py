@@ -62,3 +62,19 @@ def test_walk_skips_special_files_and_outside_links_and_reports_them(tmp_path):
     assert [rel for rel, _ in walk.files] == ["b.txt", "inside-link", "sub/a.txt"]
     assert any(s.startswith("pipe") for s in walk.skipped)
     assert any(s.startswith("outside-link") for s in walk.skipped)
+
+
+def test_walk_leaves_out_git_metadata(tmp_path):
+    """Logging the project directory (or a dataset that is itself a git checkout)
+    must not copy .git, and with it the artifact store, into the run."""
+    (tmp_path / "a.txt").write_text("a")
+    (tmp_path / ".git" / "exp" / "objects").mkdir(parents=True)
+    (tmp_path / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (tmp_path / ".git" / "exp" / "objects" / "blob").write_bytes(b"x" * 100)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / ".git").write_text("gitdir: ../.git/worktrees/sub\n")  # a worktree
+    (tmp_path / "sub" / "b.txt").write_text("b")
+    (tmp_path / ".gitignore").write_text("*.tmp\n")  # not metadata: kept
+    walk = walk_files(str(tmp_path))
+    assert [rel for rel, _ in walk.files] == [".gitignore", "a.txt", "sub/b.txt"]
+    assert walk.skipped == []

@@ -216,6 +216,30 @@ def test_to_jsonable_converts_what_has_a_natural_json_form():
     assert json.loads(fmt.canonical_json(out)) == json.loads(json.dumps(out))
 
 
+def test_float32_params_keep_the_decimal_they_were_written_as():
+    """np.float32(0.1) is stored as 0.1 (what numpy prints, and what `-p lr=0.1` gives),
+    not 0.10000000149011612: otherwise the same config diffs and fingerprints apart."""
+    out = fmt.to_jsonable(
+        {
+            "lr": np.float32(0.1),
+            "half": np.float16(0.1),
+            "arr": np.array([[0.1, 0.2]], dtype=np.float32),
+            "zero_d": np.array(0.3, dtype=np.float32),
+            "nan": np.float32("nan"),
+            "big": np.float32(3e38),
+        }
+    )
+    assert out == {
+        "lr": 0.1,
+        "half": 0.1,
+        "arr": [[0.1, 0.2]],
+        "zero_d": 0.3,
+        "nan": "NaN",
+        "big": 3e38,
+    }
+    assert fmt.to_jsonable(np.float64(0.1)) == 0.1 and fmt.to_jsonable(np.float32(0.5)) == 0.5
+
+
 def test_to_jsonable_refuses_an_object_naming_its_key():
     with pytest.raises(InvalidValue) as info:
         fmt.to_jsonable({"model": {"layer": object()}})

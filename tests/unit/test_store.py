@@ -183,3 +183,16 @@ def test_a_running_run_without_a_local_spool_is_not_rewritten(store, repo):
     rec2 = store.get(ref2.run_id)
     assert rec2.status == "crashed"  # a stale heartbeat reads as crashed...
     assert store.repo.get_ref(str(ref2)) == sha2  # ...without a commit on a ref we do not own
+
+
+def test_commit_messages_list_params_in_one_order():
+    """Checkpoints (params in logging order) and the finish (params read back from
+    canonical params.json) must not list the same params in different orders."""
+    from gitexp.format import ExpRef, Summary
+    from gitexp.store import commit_message
+
+    ref = ExpRef("e", "20261122-143022-7f3a9c")
+    run = {"status": "running", "command": ["python", "t.py"]}
+    a = commit_message("checkpoint", ref, run, {"seed": 0, "lr": 0.5, "opt": {"b": 1}}, Summary())
+    b = commit_message("checkpoint", ref, run, {"lr": 0.5, "opt": {"b": 1}, "seed": 0}, Summary())
+    assert "params: lr=0.5, opt.b=1, seed=0" in a and a == b

@@ -128,6 +128,22 @@ def test_metrics_numpy_scalars_arrays_nan_and_bad_values(repo):
     assert rec.status == "finished"
 
 
+def test_log_metrics_takes_arrays_like_log_metric(repo):
+    with gitexp.start_run() as run:
+        run.log_metrics({"loss": np.float32(0.5), "curve": np.array([3.0, 2.0, 1.0])}, step=10)
+        run.log_metrics({"grad": [1.0, 2.0], "acc": 0.9})  # a list is an array too
+        with pytest.raises(InvalidValue):  # nothing of a bad call is logged
+            run.log_metrics({"ok": 1.0, "bad": np.array(["x", "y"])})
+        with pytest.raises(InvalidValue):
+            run.log_metrics({"ok": 1.0, "bad": None, "arr": np.arange(3)})
+    rec, table = _record(repo, run.ref)
+    assert _series(table, "loss") == ([10], [0.5])
+    assert _series(table, "curve") == ([10, 11, 12], [3.0, 2.0, 1.0])
+    assert _series(table, "grad") == ([0, 1], [1.0, 2.0])
+    assert _series(table, "acc") == ([0], [0.9])
+    assert {"ok", "bad", "arr"}.isdisjoint(rec.summary.metrics)
+
+
 def test_log_summary_overrides_the_last_value(repo):
     with gitexp.start_run() as run:
         run.log_metric("acc", 0.5)
@@ -304,7 +320,9 @@ def test_a_forked_child_never_writes_the_parents_run(repo):
                 run.flush()
                 run.checkpoint()
                 run.finish("failed")
-                gitexp.log_metric("y", 1.0) if gitexp.active_run() else None
+                # module-level calls reach the inert run too: no error, no write
+                gitexp.log_metric("y", 1.0)
+                gitexp.log_params({"child": True})
             except BaseException:
                 code = 1
             os._exit(code)

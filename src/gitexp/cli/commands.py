@@ -176,6 +176,10 @@ def log_cmd(
     from gitexp.query import leaderboard, leaderboard_of, resolve_column, row_of, select_table
     from gitexp.store import ExpStore
 
+    if as_json and as_csv:
+        from gitexp.errors import UsageError
+
+        raise UsageError("--json and --csv cannot be used together")
     cols = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
     by = [c.strip() for c in group_by.split(",") if c.strip()] if group_by is not None else None
     problems: list[str] = []

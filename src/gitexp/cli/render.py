@@ -237,7 +237,7 @@ def format_show(d: dict[str, Any]) -> str:
         width = max((len(a["path"]) for a in items), default=0)
         for a in items:
             label = a.get("source") if key == "inputs" and a.get("source") else a["path"]
-            extra = f" [{a['role']}]" if key == "artifacts" and a["role"] != "output" else ""
+            extra = f" [{a['role']}]" if key == "artifacts" else ""
             kind = f" dir of {a.get('files')} files" if a.get("kind") == "dir" else ""
             stored = "" if a.get("stored", True) else " (hash only)"
             lines.append(
@@ -287,6 +287,25 @@ def format_show(d: dict[str, Any]) -> str:
         lines += ["", "error"]
         lines += ["  " + ln for ln in str(info["error"]).rstrip().splitlines()[-8:]]
     return "\n".join(lines)
+
+
+def _env_text(part: str, value: Any) -> str:
+    """One part of env.json as ``git exp show`` words it (``CPython 3.11.7 (/usr/bin/python3)``)."""
+    if not value:
+        return "-" if part != "gpus" else "none"
+    if part == "gpus" and isinstance(value, list):
+        return ", ".join(f"{g.get('name')} (driver {g.get('driver')})" for g in value)
+    if not isinstance(value, dict):
+        return format_number(value)
+    if part == "python":
+        text = f"{value.get('implementation', '')} {value.get('version', '')}".strip()
+        return f"{text} ({value['executable']})" if value.get("executable") else text
+    if part == "platform":
+        keys = ("system", "release", "machine", "libc")
+        return " ".join(str(value[k]) for k in keys if value.get(k))
+    if part == "cpu":
+        return f"{value.get('model', '')} x{value.get('count', '')}"
+    return format_number(value)
 
 
 def format_diff(d: dict[str, Any]) -> str:
@@ -348,11 +367,17 @@ def format_diff(d: dict[str, Any]) -> str:
         lines.append("environment: identical")
     else:
         lines.append("environment")
-        for part in ("python", "platform", "cpu", "gpus", "variables"):
+        for part in ("python", "platform", "cpu", "gpus"):
             if part in env:
                 lines.append(
-                    f"  {part}: {format_number(env[part]['a'])} -> {format_number(env[part]['b'])}"
+                    f"  {part}: {_env_text(part, env[part]['a'])} -> "
+                    f"{_env_text(part, env[part]['b'])}"
                 )
+        if "variables" in env:
+            va, vb = env["variables"]["a"] or {}, env["variables"]["b"] or {}
+            for k in sorted(set(va) | set(vb)):
+                if va.get(k) != vb.get(k):
+                    lines.append(f"  {k}: {va.get(k) or '-'} -> {vb.get(k) or '-'}")
         for p in env["packages"]:
             lines.append(f"  {p['name']}: {p['a'] or '-'} -> {p['b'] or '-'}")
     lines.append("")
