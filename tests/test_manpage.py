@@ -14,12 +14,12 @@ from gitexp.cli import COMMANDS
 from gitexp.cli.manpage import EXIT_CODES, render
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGE = ROOT / "man" / "git-exp.1"
+PAGE = ROOT / "docs" / "git-exp.1"
 
 
 def test_the_shipped_page_is_the_rendered_one():
     assert PAGE.read_text() == render(), (
-        "man/git-exp.1 is stale: python -m gitexp.cli.manpage > man/git-exp.1"
+        "docs/git-exp.1 is stale: python -m gitexp.cli.manpage > docs/git-exp.1"
     )
 
 
@@ -30,7 +30,7 @@ def test_the_package_installs_the_page_where_man_looks():
         import tomli as tomllib
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     data_files = config["tool"]["setuptools"]["data-files"]
-    assert data_files["share/man/man1"] == ["man/git-exp.1"]
+    assert data_files["share/man/man1"] == ["docs/git-exp.1"]
 
 
 def test_every_command_option_and_exit_code_is_on_the_page():

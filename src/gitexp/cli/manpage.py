@@ -4,7 +4,7 @@
 ``git help <cmd>``, which runs ``man git-exp``. The package installs this page
 as ``share/man/man1/git-exp.1`` (``man`` finds it next to the ``bin/`` on
 ``PATH``, a virtualenv's included). The checked-in copy is regenerated with
-``python -m gitexp.cli.manpage > man/git-exp.1``; a test keeps the two equal.
+``python -m gitexp.cli.manpage > docs/git-exp.1``; a test keeps the two equal.
 """
 
 from __future__ import annotations
