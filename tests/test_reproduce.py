@@ -295,23 +295,52 @@ SLOW = (
     "with gitexp.start_run() as run:\n"
     "    for step in range(200):\n"
     "        run.log_metrics({'x': step}, step=step)\n"
-    "        print('tick', step, flush=True)\n"
+    "        print('tick', step, os.getpid(), flush=True)\n"
     "        time.sleep(float(os.environ.get('SLOW_SLEEP', '0')))\n"
 )
 
 
-@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def make_user_dirty(repo: Path) -> None:
+    """A stash, a staged change, an unstaged change and an untracked file."""
+    (repo / "notes.md").write_text("stashed\n")
+    git("add", "notes.md", cwd=repo)
+    git("stash", "push", "-q", cwd=repo)
+    (repo / "staged.txt").write_text("staged\n")
+    git("add", "staged.txt", cwd=repo)
+    train = repo / "train.py"
+    train.write_text(train.read_text() + "# unstaged edit\n")
+    (repo / "untracked.txt").write_text("mine\n")
+
+
+def gone(pid: int, timeout: float = 10.0) -> bool:
+    """True once no process ``pid`` exists (it was reaped by whoever adopted it)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "ctrl-c-through-git", "sigint", "sigterm"])
 def test_interrupting_a_replay_leaves_no_trace(gx, repo, private_tmp, how):
     (repo / "slow.py").write_text(SLOW)
     git("add", "slow.py", cwd=repo)
     git("commit", "-qm", "slow", cwd=repo)
     run = record(gx, "--", "python", "slow.py")
+    make_user_dirty(repo)
     before = settled_state(repo)
 
-    # Ctrl-C: the terminal sends SIGINT to the whole foreground process group;
-    # SIGTERM: to git-exp alone. (git-exp itself: 'git exp' re-raises the signal on git.)
+    # ctrl-c: the terminal sends SIGINT to the whole foreground process group
+    # (git-exp, and git too when started as 'git exp', which passes it on to git-exp
+    # again); sigint/sigterm: `kill` to the git-exp process alone
+    argv = ["git", "exp"] if how == "ctrl-c-through-git" else ["git-exp"]
     proc = subprocess.Popen(
-        ["git-exp", "reproduce", run], cwd=repo, stdout=subprocess.PIPE,
+        [*argv, "reproduce", run], cwd=repo, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, start_new_session=True,
         env={**os.environ, "SLOW_SLEEP": "0.05"},
     )
@@ -319,18 +348,24 @@ def test_interrupting_a_replay_leaves_no_trace(gx, repo, private_tmp, how):
         assert proc.stderr is not None
         for line in proc.stderr:  # the replay is running once it prints
             if line.startswith("tick 3"):
+                child = int(line.split()[2])
                 break
-        if how == "ctrl-c":
+        if how.startswith("ctrl-c"):
             os.killpg(proc.pid, signal.SIGINT)
         else:
-            proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
+            proc.send_signal(signal.SIGINT if how == "sigint" else signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130, err
+    # git itself dies of the signal it passed on, once git-exp has exited
+    assert proc.returncode == (-signal.SIGINT if argv[0] == "git" else 130), err
+    assert out == ""  # no verdict on an interrupted replay
     ours = [ln for ln in err.splitlines() if ln.startswith("git exp:")]
     assert len(ours) == 1 and "interrupted" in ours[0], err  # the script's traceback aside
+    assert gone(child), "the replayed command outlived the interrupted reproduce"
+    ticks = [ln for ln in err.splitlines() if ln.startswith("tick")]
+    assert len(ticks) < 100, "the replay ran on after the interrupt"
     assert not (repo / ".git" / "worktrees").exists()
     assert os.listdir(private_tmp) == []
     assert user_state(repo) == before
@@ -341,6 +376,37 @@ def test_interrupting_a_replay_leaves_no_trace(gx, repo, private_tmp, how):
     (replay,) = set(ids) - {run}
     killed = json.loads(gx.ok("show", replay, "--json"))
     assert killed["info"]["status"] == "killed"
+    assert killed["info"]["links"] == {"reproduces": json.loads(
+        gx.ok("show", run, "--json"))["sha"]}
+    fsck(repo)
+
+
+def test_a_failing_replay_leaves_the_user_state_alone(gx, repo, private_tmp):
+    (repo / "flaky.py").write_text(
+        "import os, sys, gitexp\n"
+        "with gitexp.start_run() as run:\n"
+        "    run.log_metrics({'a': 1.0})\n"
+        "open('side-effect.txt', 'w').write('written by the command')\n"
+        "sys.exit(int(os.environ.get('FLAKY_EXIT', '0')))\n"
+    )
+    (repo / ".gitignore").write_text("*.npz\nside-effect.txt\n")
+    git("add", ".", cwd=repo)
+    git("commit", "-qm", "flaky", cwd=repo)
+    run = record(gx, "--", "python", "flaky.py")
+    (repo / "side-effect.txt").unlink()
+    make_user_dirty(repo)
+    before = settled_state(repo)
+
+    proc = reproduce(gx, run, "--json", "-q", env={"FLAKY_EXIT": "3"})
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    verdict = json.loads(proc.stdout)
+    assert verdict["verdict"] == "differs"
+    assert verdict["status"] == {"original": "finished", "replay": "failed",
+                                 "original_exit_code": 0, "replay_exit_code": 3}
+    assert any("the replay failed (exit 3)" in e for e in verdict["explanations"])
+    assert user_state(repo) == before  # side-effect.txt went to the replay directory
+    assert os.listdir(private_tmp) == []
+    assert not (repo / ".git" / "worktrees").exists()
     fsck(repo)
 
 

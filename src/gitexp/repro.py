@@ -716,6 +716,7 @@ def replay(
                     cwd=cwd,
                     code=code,
                     work_tree=work,
+                    detach=True,
                     extra={
                         "command": plan.command,
                         "cwd": logical_cwd,
@@ -727,10 +728,10 @@ def replay(
             except CommandNotFound as exc:
                 raise CannotReproduce(f"cannot reproduce {plan.run}: {exc}") from exc
             new = store.get(result.ref)
-            if result.status == "killed":
+            if result.status == "killed" or result.interrupted:
                 raise ReplayInterrupted(
-                    f"replay of {plan.run} interrupted; recorded as killed run {new.ref.short} "
-                    "(your work tree was not touched)"
+                    f"replay of {plan.run} interrupted; recorded as {result.status} run "
+                    f"{new.ref.short} (your work tree was not touched)"
                 )
             if keep:
                 kept = work

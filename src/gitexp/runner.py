@@ -9,12 +9,15 @@ terminal) and stored as ``log`` artifacts.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import shutil
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
@@ -25,6 +28,9 @@ from gitexp.errors import CommandNotFound, ConfigError, UsageError
 from gitexp.format import ArtifactEntry
 from gitexp.store import ExpStore
 from gitexp.tracking import ENV_REPO, ENV_RUN_REF, ENV_WORK_TREE, create_run
+
+# a second SIGINT this soon after the first is the same Ctrl-C (see _supervise)
+SIGINT_DEBOUNCE = 0.5
 
 
 @dataclass
@@ -37,6 +43,7 @@ class RunResult:
     status: str
     exit_code: int
     warnings: list[str]
+    interrupted: bool = False  # a SIGINT, SIGTERM or SIGHUP reached the supervisor
 
 
 def parse_value(text: str) -> Any:
@@ -145,6 +152,7 @@ def run_command(
     artifacts: Sequence[ArtifactEntry] = (),
     code: CodeState | None = None,
     work_tree: str | None = None,
+    detach: bool = False,
 ) -> RunResult:
     """Run ``argv`` as a tracked run; return its status and exit code.
 
@@ -152,7 +160,11 @@ def run_command(
     ``base_params`` are params as data (under the config's and ``params``'),
     ``artifacts`` manifest entries already recorded, ``code`` the code version to
     record instead of the work tree's, and ``work_tree`` the directory that stands
-    for the work tree (inputs under it are named relative to it, here and in the child).
+    for the work tree (inputs under it are named relative to it, here and in the child),
+    and ``detach`` runs the command in a session of its own with stdin from
+    ``/dev/null``: every SIGINT, SIGTERM and SIGHUP this process gets is passed on to
+    the command's process group exactly once, whether it came from the terminal or
+    from ``kill`` to this process alone (a replay is not interactive).
     """
     env = dict(os.environ if environ is None else environ)
     cwd = os.path.abspath(cwd or os.getcwd())
@@ -208,7 +220,7 @@ def run_command(
                 **(extra or {}),
             },
         )
-        return _supervise(run, store, list(argv), env, cwd, stdout, stderr, warnings)
+        return _supervise(run, store, list(argv), env, cwd, stdout, stderr, warnings, detach)
     finally:
         store.close()
 
@@ -222,6 +234,7 @@ def _supervise(
     stdout: IO[bytes] | None,
     stderr: IO[bytes] | None,
     warnings: list[str],
+    detach: bool = False,
 ) -> RunResult:
     env[ENV_RUN_REF] = run.ref
     env[ENV_REPO] = store.repo.work_tree or store.repo.git_dir
@@ -231,16 +244,36 @@ def _supervise(
     out_path = os.path.join(log_dir, "stdout.log")
     err_path = os.path.join(log_dir, "stderr.log")
     interrupted = threading.Event()
+    last_sigint = [-math.inf]
 
     def on_signal(signum: int, frame: Any) -> None:
         interrupted.set()
-        if signum != signal.SIGINT and proc.poll() is None:
-            proc.send_signal(signum)  # SIGTERM/SIGHUP to us: pass it on
+        if proc.poll() is not None:
+            return
+        if not detach:
+            if signum != signal.SIGINT:
+                proc.send_signal(signum)  # SIGTERM/SIGHUP to us: pass it on
+            return  # SIGINT: the terminal sent it to the command too
+        if signum == signal.SIGINT:
+            # Ctrl-C under 'git exp' reaches us twice: from the terminal and from git,
+            # which passes it on; the command gets one
+            now = time.monotonic()
+            if now - last_sigint[0] < SIGINT_DEBOUNCE:
+                return
+            last_sigint[0] = now
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signum)
 
     with open(out_path, "wb") as out_f, open(err_path, "wb") as err_f:
         try:
             proc = subprocess.Popen(
-                argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+                argv,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL if detach else None,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=detach,
             )
         except OSError as exc:
             run._finish("failed", error=f"could not start {argv[0]}: {exc.strerror}")
@@ -286,4 +319,6 @@ def _supervise(
     run._pending.artifacts += logs
     run._pending.run.update({"exit_code": exit_code})
     run._finish(status)
-    return RunResult(run.ref, run.id, run.experiment, status, exit_code, warnings)
+    return RunResult(
+        run.ref, run.id, run.experiment, status, exit_code, warnings, interrupted.is_set()
+    )
