@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -217,6 +218,71 @@ def test_stored_inputs_are_restored_from_the_store(gx, repo):
     assert "missing from the artifact store" in proc.stderr
 
 
+def test_stored_inputs_outside_the_repository_are_restored_for_the_replay(gx, repo, tmp_path):
+    """A colleague's machine has no /shared/labels.txt, or it has changed since:
+    the bytes are in the store, and the command names the path, so the replay
+    reads a restored copy; the file outside the repository is never written."""
+    outside = tmp_path / "shared"
+    (outside / "vocab").mkdir(parents=True)
+    labels = outside / "labels.txt"
+    labels.write_text("cat\ndog\n")
+    (outside / "vocab" / "words.txt").write_text("a\nb\nc\n")
+    (repo / "count.py").write_text(
+        "import pathlib, sys, gitexp\n"
+        "labels, vocab = sys.argv[1], sys.argv[2].split('=', 1)[1]\n"
+        "with gitexp.start_run() as run:\n"
+        "    run.log_input(vocab, store=True)\n"  # logged by the script itself
+        "    run.log_params({'vocab': vocab})\n"
+        "    n = len(pathlib.Path(labels).read_text())\n"
+        "    m = len((pathlib.Path(vocab) / 'words.txt').read_text())\n"
+        "    run.log_metrics({'labels': n, 'words': m})\n"
+    )
+    git("add", "count.py", cwd=repo)
+    git("commit", "-qm", "count", cwd=repo)
+    run = record(gx, "--input", str(labels), "--store-inputs", "--",
+                 "python", "count.py", str(labels), f"--vocab={outside / 'vocab'}")
+    names = {i["path"] for i in json.loads(gx.ok("show", run, "--json"))["inputs"]}
+    assert names == {f"external{labels}", f"external{outside / 'vocab'}"}
+
+    labels.write_text("cat\ndog\nbird\nfish\n")  # drifted
+    (outside / "vocab" / "words.txt").unlink()  # half gone
+    plan = json.loads(reproduce(gx, run, "--dry-run", "--json").stdout)
+    assert {i["name"]: i["action"] for i in plan["inputs"]} == {
+        f"external{labels}": "restore", f"external{outside / 'vocab'}": "restore"}
+    assert plan["drift"] == [] and plan["problems"] == []
+    text = reproduce(gx, run, "--dry-run").stdout
+    assert "restored from the artifact store, outside the repository" in text
+
+    before = sorted((p, p.read_bytes()) for p in outside.rglob("*") if p.is_file())
+    proc = reproduce(gx, run, "--json", "-q")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    verdict = json.loads(proc.stdout)
+    assert verdict["verdict"] == "reproduced", verdict
+    assert verdict["fingerprint"]["same"] and verdict["fingerprint"]["params"] == []
+    replay = json.loads(gx.ok("show", verdict["replay"]["run"], "--json"))
+    assert {i["path"] for i in replay["inputs"]} == names
+    assert {i["source"] for i in replay["inputs"]} == {str(labels), str(outside / "vocab")}
+    assert replay["info"]["command"][-1] == f"--vocab={outside / 'vocab'}"
+    assert sorted((p, p.read_bytes()) for p in outside.rglob("*") if p.is_file()) == before
+
+    # a stored input outside the repository that the command does not name cannot
+    # be redirected: refused, saying how to put the recorded bytes back
+    (repo / "fixed.py").write_text(
+        f"import gitexp\nwith gitexp.start_run() as run:\n"
+        f"    run.log_metrics({{'n': len(open({str(labels)!r}).read())}})\n"
+    )
+    git("add", "fixed.py", cwd=repo)
+    git("commit", "-qm", "fixed", cwd=repo)
+    fixed = record(gx, "--input", str(labels), "--store-inputs", "--", "python", "fixed.py")
+    labels.write_text("changed again\n")
+    proc = reproduce(gx, run, "--dry-run")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = reproduce(gx, fixed, "--dry-run")
+    assert proc.returncode == 8
+    assert f"git exp get default/{fixed} external{labels} -o {labels} -f" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
 def test_unseeded_randomness_is_reported_as_differing(gx, repo):
     (repo / "noisy.py").write_text(
         "import random\nimport numpy as np\nimport gitexp\n"
@@ -387,7 +453,10 @@ def test_a_failing_replay_leaves_the_user_state_alone(gx, repo, private_tmp):
         "with gitexp.start_run() as run:\n"
         "    run.log_metrics({'a': 1.0})\n"
         "open('side-effect.txt', 'w').write('written by the command')\n"
-        "sys.exit(int(os.environ.get('FLAKY_EXIT', '0')))\n"
+        "code = int(os.environ.get('FLAKY_EXIT', '0'))\n"
+        "if code:\n"
+        "    print(f'giving up with exit {code}', file=sys.stderr)\n"
+        "    sys.exit(code)\n"
     )
     (repo / ".gitignore").write_text("*.npz\nside-effect.txt\n")
     git("add", ".", cwd=repo)
@@ -401,8 +470,10 @@ def test_a_failing_replay_leaves_the_user_state_alone(gx, repo, private_tmp):
     assert proc.returncode == 1, proc.stdout + proc.stderr
     verdict = json.loads(proc.stdout)
     assert verdict["verdict"] == "differs"
+    tail = verdict["status"].pop("replay_stderr_tail")
     assert verdict["status"] == {"original": "finished", "replay": "failed",
                                  "original_exit_code": 0, "replay_exit_code": 3}
+    assert tail == ["giving up with exit 3"]
     assert any("the replay failed (exit 3)" in e for e in verdict["explanations"])
     assert user_state(repo) == before  # side-effect.txt went to the replay directory
     assert os.listdir(private_tmp) == []
@@ -582,3 +653,42 @@ def test_a_plain_script_run_with_absolute_paths_replays_inside_the_copy(gx, repo
     replay = json.loads(gx.ok("show", verdict["replay"]["run"], "--json"))
     assert replay["info"]["command"][-1] == str(out)  # recorded as the original
     assert user_state(repo) == before  # the user's model.npz was not rewritten
+
+
+def test_absolute_paths_in_params_and_config_point_into_the_copy(gx, repo):
+    """-p out=/abs/path/in/the/work/tree, and a config file naming another: the
+    replay writes into its copy, not over the user's files, and the param compares
+    as the original's."""
+    (repo / "write.py").write_text(
+        "import json, os, gitexp\n"
+        "conf = json.load(open('conf.json'))\n"
+        "with gitexp.start_run() as run:\n"
+        "    open(run.params['out'], 'w').write('replayed output')\n"
+        "    os.makedirs(os.path.dirname(conf['log']), exist_ok=True)\n"
+        "    open(conf['log'], 'w').write('replayed log')\n"
+        "    run.log_metrics({'ok': 1})\n"
+    )
+    (repo / ".gitignore").write_text("*.npz\nconf.json\n")
+    git("add", ".", cwd=repo)
+    git("commit", "-qm", "write", cwd=repo)
+    target, log = repo / "result.txt", repo / "logs" / "train.log"
+    log.parent.mkdir()
+    (repo / "conf.json").write_text(json.dumps({"log": str(log), "other": str(repo) + "2/x"}))
+    run = record(gx, "--config", "conf.json", "-p", f"out={target}", "--",
+                 "python", "write.py")
+    target.write_text("the user's own file now\n")
+    log.write_text("the user's own log\n")
+    before = settled_state(repo)
+    proc = reproduce(gx, run, "--json", "-q", "--keep")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    verdict = json.loads(proc.stdout)
+    assert verdict["verdict"] == "reproduced" and verdict["fingerprint"]["same"], verdict
+    assert target.read_text() == "the user's own file now\n"
+    assert log.read_text() == "the user's own log\n"
+    assert user_state(repo) == before
+    kept = Path(verdict["kept_dir"])
+    assert (kept / "logs" / "train.log").read_text() == "replayed log"
+    assert json.loads((kept / "conf.json").read_text())["other"] == str(repo) + "2/x"
+    assert any("conf.json" in n and "pointed into the copy" in n for n in verdict["notes"])
+    assert (kept / "result.txt").read_text() == "replayed output"
+    shutil.rmtree(kept.parent)

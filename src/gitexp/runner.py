@@ -27,7 +27,7 @@ from gitexp.capture import CodeState, input_source, record_path
 from gitexp.errors import CommandNotFound, ConfigError, UsageError
 from gitexp.format import ArtifactEntry
 from gitexp.store import ExpStore
-from gitexp.tracking import ENV_REPO, ENV_RUN_REF, ENV_WORK_TREE, create_run
+from gitexp.tracking import ENV_PATH_MAP, ENV_REPO, ENV_RUN_REF, ENV_WORK_TREE, create_run
 
 # a second SIGINT this soon after the first is the same Ctrl-C (see _supervise)
 SIGINT_DEBOUNCE = 0.5
@@ -153,6 +153,7 @@ def run_command(
     code: CodeState | None = None,
     work_tree: str | None = None,
     detach: bool = False,
+    path_map: Mapping[str, str] | None = None,
 ) -> RunResult:
     """Run ``argv`` as a tracked run; return its status and exit code.
 
@@ -165,6 +166,8 @@ def run_command(
     ``/dev/null``: every SIGINT, SIGTERM and SIGHUP this process gets is passed on to
     the command's process group exactly once, whether it came from the terminal or
     from ``kill`` to this process alone (a replay is not interactive).
+    ``path_map`` maps restored copies of inputs from outside the repository to the
+    original paths they are recorded as (here and in the child).
     """
     env = dict(os.environ if environ is None else environ)
     cwd = os.path.abspath(cwd or os.getcwd())
@@ -198,12 +201,14 @@ def run_command(
             )
             entries.append(hashed.entry)
         for p in inputs:
-            label, source = input_source(p, work_tree or store.repo.work_tree)
+            label, source = input_source(p, work_tree or store.repo.work_tree, path_map)
             hashed = record_path(p, label, "input", store.cas, store_inputs, source=source)
             warnings += hashed.warnings
             entries.append(hashed.entry)
         if work_tree:
             env[ENV_WORK_TREE] = os.path.abspath(work_tree)
+        if path_map:
+            env[ENV_PATH_MAP] = json.dumps(dict(path_map), sort_keys=True)
         run = create_run(
             store,
             experiment=experiment,
