@@ -318,8 +318,9 @@ def test_unseeded_randomness_is_reported_as_differing(gx, repo):
 def test_seed_everything_seed_is_replayed(gx, repo):
     (repo / "seeded.py").write_text(
         "import random\nimport numpy as np\nimport gitexp\n"
+        # drawn, recorded, replayed; called before the run starts, as scripts do
+        "seed = gitexp.seed_everything()\n"
         "with gitexp.start_run() as run:\n"
-        "    seed = gitexp.seed_everything()\n"  # drawn, recorded, replayed
         "    run.log_metrics({'a': random.random(), 'b': float(np.random.rand())})\n"
     )
     git("add", "seeded.py", cwd=repo)
@@ -332,6 +333,10 @@ def test_seed_everything_seed_is_replayed(gx, repo):
 
     verdict = gitexp.reproduce(run, repo=str(repo))
     assert verdict["verdict"] == "reproduced", verdict
+    assert {m["key"]: m["status"] for m in verdict["metrics"]} == {
+        "a": "identical", "b": "identical"}
+    replay = json.loads(gx.ok("show", verdict["replay"]["run"], "--json"))
+    assert replay["params"]["seed"] == seed
     assert any(f"seed {seed} logged by the script itself; the replay sets GITEXP_SEED" in n
                for n in verdict["notes"])
 
@@ -570,6 +575,73 @@ def test_bad_input_is_one_line_and_a_distinct_exit_code(gx, repo):
     run = record(gx, "--", *TRAIN)
     proc = reproduce(gx, run, "--rtol", "-1")
     assert proc.returncode == 2 and "--rtol" in proc.stderr
+
+
+def test_seed_everything_before_start_run_is_recorded_in_the_next_run(repo, monkeypatch):
+    import gitexp
+
+    monkeypatch.delenv("GITEXP_SEED", raising=False)
+    assert gitexp.seed_everything(123) == 123
+    with gitexp.start_run(repo=str(repo)) as run:
+        assert run.params["seed"] == 123
+    with gitexp.start_run(repo=str(repo)) as later:  # only the next run
+        assert "seed" not in later.params
+    assert gitexp.get_run(run.id, repo=str(repo))["params"]["seed"] == 123
+
+
+FAKE_TORCH = """
+calls = []
+def manual_seed(seed): calls.append(("manual_seed", seed))
+def use_deterministic_algorithms(flag, warn_only=False):
+    calls.append(("use_deterministic_algorithms", flag, warn_only))
+class cuda:
+    @staticmethod
+    def is_available(): return True
+    @staticmethod
+    def manual_seed_all(seed): calls.append(("cuda.manual_seed_all", seed))
+class backends:
+    class cudnn:
+        deterministic = False
+        benchmark = True
+"""
+
+
+def test_seed_everything_drives_torch_and_jax_when_importable(tmp_path):
+    """torch and jax are not dependencies (and not installed here): stand-ins with
+    their API's shape check what seed_everything calls when they are importable."""
+    (tmp_path / "torch").mkdir()
+    (tmp_path / "torch" / "__init__.py").write_text(FAKE_TORCH)
+    (tmp_path / "jax").mkdir()
+    (tmp_path / "jax" / "__init__.py").write_text("")
+    probe = (
+        "import json, os, sys, gitexp\n"
+        "gitexp.seed_everything(42)\n"
+        "import torch\n"
+        "print(json.dumps({'calls': torch.calls,"
+        " 'cudnn': [torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark],"
+        " 'env': {k: os.environ.get(k) for k in"
+        " ('PYTHONHASHSEED', 'CUBLAS_WORKSPACE_CONFIG', 'XLA_FLAGS')}}))\n"
+    )
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("CUBLAS_WORKSPACE_CONFIG", "XLA_FLAGS", "PYTHONHASHSEED")}
+    out = subprocess.run(["python", "-c", probe], env={**env, "PYTHONPATH": str(tmp_path)},
+                         capture_output=True, text=True, check=True, cwd=tmp_path)
+    got = json.loads(out.stdout)
+    assert got["calls"] == [["manual_seed", 42], ["cuda.manual_seed_all", 42],
+                            ["use_deterministic_algorithms", True, True]]
+    assert got["cudnn"] == [True, False]
+    assert got["env"] == {"PYTHONHASHSEED": "42", "CUBLAS_WORKSPACE_CONFIG": ":4096:8",
+                          "XLA_FLAGS": "--xla_gpu_deterministic_ops=true"}
+
+    # without them, and with deterministic=False, nothing is imported or set
+    probe = (
+        "import os, sys, gitexp\n"
+        "gitexp.seed_everything(7, deterministic=False)\n"
+        "assert 'torch' not in sys.modules and 'jax' not in sys.modules\n"
+        "assert 'CUBLAS_WORKSPACE_CONFIG' not in os.environ\n"
+        "assert 'XLA_FLAGS' not in os.environ\n"
+    )
+    subprocess.run(["python", "-c", probe], env=env, check=True, cwd=tmp_path / "torch")
 
 
 def test_seed_everything_seeds_and_records(repo, monkeypatch):

@@ -72,6 +72,9 @@ _active: list[Run] = []
 _state_lock = threading.Lock()
 _flusher: threading.Thread | None = None
 _attached_refs: set[str] = set()
+# params for the next run this process starts (seed_everything before start_run),
+# with the pid that set them: a forked child does not inherit them
+_deferred: tuple[int, dict[str, Any]] | None = None
 _uncaught: list[str] = []
 
 
@@ -466,11 +469,29 @@ def _steps(step: Any, values: Any) -> Any:
 
 
 def _register(run: Run) -> Run:
+    global _deferred
     _open_runs.add(run)
     with _state_lock:
         _active.append(run)
+        deferred, _deferred = _deferred, None
     _ensure_flusher()
+    if deferred is not None and deferred[0] == os.getpid():
+        run.log_params(deferred[1])
     return run
+
+
+def log_params_now_or_next(params: Mapping[str, Any]) -> None:
+    """Record ``params`` in the active run, or, when none is active yet, in the
+    next run this process starts (``seed_everything()`` called before
+    ``start_run()``)."""
+    global _deferred
+    run = active_run()
+    if run is not None:
+        run.log_params(params)
+        return
+    with _state_lock:
+        before = _deferred[1] if _deferred and _deferred[0] == os.getpid() else {}
+        _deferred = (os.getpid(), {**before, **params})
 
 
 def start_run(
