@@ -89,6 +89,11 @@ def test_a_run_reproduces_exactly(gx, repo, private_tmp):
     assert "fingerprint: identical" in proc.stdout
     assert "epoch   1" in proc.stderr  # the replay's own output went to stderr
 
+    # every address form names the same run
+    for address in (run, f"example/{run}", f"refs/experiments/example/{run}", sha[:7]):
+        plan = json.loads(reproduce(gx, address, "--dry-run", "--json").stdout)
+        assert plan["sha"] == sha, address
+
     verdict = json.loads(reproduce(gx, run, "--json", "-q").stdout)
     assert verdict["verdict"] == "reproduced" and verdict["fingerprint"]["same"]
     assert {m["key"]: m["status"] for m in verdict["metrics"]} == {
@@ -764,3 +769,49 @@ def test_absolute_paths_in_params_and_config_point_into_the_copy(gx, repo):
     assert any("conf.json" in n and "pointed into the copy" in n for n in verdict["notes"])
     assert (kept / "result.txt").read_text() == "replayed output"
     shutil.rmtree(kept.parent)
+
+
+def test_keep_and_environment_differences(gx, repo, private_tmp):
+    run = record(gx, "-e", "example", "--", *TRAIN, "--seed", "4")
+    # a variable the run records but the replay does not set (it only changes
+    # where the work runs): reported, and not a reason to differ
+    proc = reproduce(gx, run, "--keep", "-q", env={"CUDA_VISIBLE_DEVICES": "1"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "environment: differs" in proc.stdout
+    (line,) = [ln for ln in proc.stdout.splitlines() if ln.strip().startswith("variables:")]
+    before, after = line.split(" -> ")
+    assert "CUDA_VISIBLE_DEVICES" not in before and '"CUDA_VISIBLE_DEVICES": "1"' in after
+    (kept,) = [ln.split(" ", 1)[1] for ln in proc.stdout.splitlines()
+               if ln.startswith("kept: ")]
+    kept_dir = Path(kept)
+    assert kept_dir.parent.parent == private_tmp
+    assert (kept_dir / "train.py").read_text() == (repo / "train.py").read_text()
+    assert (kept_dir / "model.npz").is_file()  # the replay's output, left for a look
+    assert not (kept_dir / ".git").exists()
+    shutil.rmtree(kept_dir.parent)
+
+
+def test_get_restores_verified_and_refuses_a_damaged_object(gx, repo, tmp_path):
+    run = record(gx, "-e", "example", "--", *TRAIN)
+    entry = next(a for a in json.loads(gx.ok("show", run, "--json"))["artifacts"]
+                 if a["path"] == "model.npz")
+    dest = tmp_path / "out" / "model.npz"
+    dest.parent.mkdir()
+    out = gx.ok("get", run, "model.npz", "-o", str(dest))
+    assert "verified" in out
+    assert dest.read_bytes() == (repo / "model.npz").read_bytes()
+    import blake3
+
+    assert blake3.blake3(dest.read_bytes()).hexdigest() == entry["blake3"]
+
+    obj = repo / ".git" / "exp" / "objects" / entry["blake3"][:2] / entry["blake3"][2:]
+    obj.chmod(0o644)
+    good = obj.read_bytes()
+    obj.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))  # one bit flipped
+    proc = gx("get", run, "model.npz", "-o", str(tmp_path / "again.npz"))
+    assert proc.returncode == 6, proc.stdout + proc.stderr
+    assert "damaged" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "again.npz").exists()
+    assert os.listdir(tmp_path / "out") == ["model.npz"]  # no partial file left
+    proc = gx("get", run, "model.npz", "-o", str(dest), "--force")
+    assert proc.returncode == 6 and dest.read_bytes() == (repo / "model.npz").read_bytes()
