@@ -815,3 +815,11 @@ def test_get_restores_verified_and_refuses_a_damaged_object(gx, repo, tmp_path):
     assert os.listdir(tmp_path / "out") == ["model.npz"]  # no partial file left
     proc = gx("get", run, "model.npz", "-o", str(dest), "--force")
     assert proc.returncode == 6 and dest.read_bytes() == (repo / "model.npz").read_bytes()
+
+
+def test_a_run_with_nothing_to_compare_says_so(gx, repo):
+    run = record(gx, "--", "python", "-c", "print('hello')")
+    proc = reproduce(gx, run, "-q")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "note: neither run logged metrics or output files" in proc.stdout
+    assert "verdict: REPRODUCED" in proc.stdout

@@ -1155,6 +1155,12 @@ def reproduce_run(
     ]
     if plan.seed is not None:
         verdict["notes"].insert(0, f"seed {plan.seed} {SEED_VIA[str(plan.seed_via)]}")
+    if not verdict["metrics"] and not verdict["outputs"]:
+        verdict["notes"].insert(
+            0,
+            "neither run logged metrics or output files: only their status and exit "
+            "code were compared",
+        )
     verdict["inputs"] = [
         {"path": i.name, "action": i.action, "blake3": i.blake3} for i in plan.inputs
     ]
