@@ -90,7 +90,11 @@ def test_a_run_reproduces_exactly(gx, repo, private_tmp):
     assert "epoch   1" in proc.stderr  # the replay's own output went to stderr
 
     # every address form names the same run
-    for address in (run, f"example/{run}", f"refs/experiments/example/{run}", sha[:7]):
+    short_ref = git("for-each-ref", "--format=%(refname:short)",
+                    f"refs/experiments/example/{run}", cwd=repo).strip()
+    assert short_ref == f"experiments/example/{run}"  # what git shows users
+    for address in (run, f"example/{run}", f"refs/experiments/example/{run}", short_ref,
+                    sha[:7]):
         plan = json.loads(reproduce(gx, address, "--dry-run", "--json").stdout)
         assert plan["sha"] == sha, address
 
