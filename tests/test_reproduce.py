@@ -827,3 +827,22 @@ def test_a_run_with_nothing_to_compare_says_so(gx, repo):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "note: neither run logged metrics or output files" in proc.stdout
     assert "verdict: REPRODUCED" in proc.stdout
+
+
+def test_a_missing_code_commit_is_a_distinct_exit_code(gx, repo):
+    (repo / "train.py").write_text((repo / "train.py").read_text() + "# uncommitted\n")
+    run = record(gx, "--", *TRAIN)
+    snapshot = json.loads(gx.ok("show", run, "--json"))["code"]["snapshot"]
+    # the snapshot commit is lost (a damaged or partial copy of the repository)
+    (repo / ".git" / "objects" / snapshot[:2] / snapshot[2:]).unlink()
+    before = run_ids(repo)
+    proc = reproduce(gx, run)
+    assert proc.returncode == 8, proc.stdout + proc.stderr
+    assert f"code commit {snapshot[:12]} is missing" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    out = json.loads(reproduce(gx, run, "--json").stdout)
+    assert out["verdict"] == "cannot_reproduce" and out["problems"]
+    assert reproduce(gx, run, "--dry-run").returncode == 8
+    proc = gx("checkout-code", run)
+    assert proc.returncode == 8 and "not in this repository" in proc.stderr
+    assert run_ids(repo) == before
