@@ -94,9 +94,9 @@ class InputPlan:
     given: bool  # passed to ``git exp run --input`` (passed again); else logged by the script
     action: str  # restore | code | copy | link | in-place | drifted | missing | unsupported
     dest: str | None = None  # repo-relative place in the replay dir; None: used in place
-    # outside the repository and stored: where it is restored under the replay's
-    # directory for outside inputs (its absolute path, made relative), when the
-    # command or the params name it and the original is not as recorded
+    # stored and outside the repository: its absolute path made relative, the place
+    # of its copy under the replay's directory for such inputs (used when the
+    # original is not as recorded and the command or the params name it)
     restore_as: str | None = None
     unnamed: bool = False  # stored and outside, but nothing the replay is given names it
     origin: str | None = None  # the user's file that is copied or linked
