@@ -19,6 +19,15 @@ TRAIN = ["python", "train.py", "--epochs", "2", "--n", "400"]
 
 
 @pytest.fixture(autouse=True)
+def no_deferred_seed(monkeypatch):
+    """A seed_everything() called outside a run waits for this process's next run:
+    it must not leak from one in-process test into another's run."""
+    import gitexp.tracking
+
+    monkeypatch.setattr(gitexp.tracking, "_deferred", None)
+
+
+@pytest.fixture(autouse=True)
 def private_tmp(tmp_path, monkeypatch):
     """A TMPDIR of the test's own, to check the replay leaves nothing behind."""
     tmp = tmp_path / "tmpdir"
