@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -15,6 +16,15 @@ import pytest
 from conftest import fsck, git
 
 TRAIN = ["python", "train.py", "--epochs", "2", "--n", "400"]
+
+
+@pytest.fixture(autouse=True)
+def no_deferred_seed(monkeypatch):
+    """A seed_everything() called outside a run waits for this process's next run:
+    it must not leak from one in-process test into another's run."""
+    import gitexp.tracking
+
+    monkeypatch.setattr(gitexp.tracking, "_deferred", None)
 
 
 @pytest.fixture(autouse=True)
@@ -87,6 +97,15 @@ def test_a_run_reproduces_exactly(gx, repo, private_tmp):
     assert "verdict: REPRODUCED" in proc.stdout
     assert "fingerprint: identical" in proc.stdout
     assert "epoch   1" in proc.stderr  # the replay's own output went to stderr
+
+    # every address form names the same run
+    short_ref = git("for-each-ref", "--format=%(refname:short)",
+                    f"refs/experiments/example/{run}", cwd=repo).strip()
+    assert short_ref == f"experiments/example/{run}"  # what git shows users
+    for address in (run, f"example/{run}", f"refs/experiments/example/{run}", short_ref,
+                    sha[:7]):
+        plan = json.loads(reproduce(gx, address, "--dry-run", "--json").stdout)
+        assert plan["sha"] == sha, address
 
     verdict = json.loads(reproduce(gx, run, "--json", "-q").stdout)
     assert verdict["verdict"] == "reproduced" and verdict["fingerprint"]["same"]
@@ -217,6 +236,71 @@ def test_stored_inputs_are_restored_from_the_store(gx, repo):
     assert "missing from the artifact store" in proc.stderr
 
 
+def test_stored_inputs_outside_the_repository_are_restored_for_the_replay(gx, repo, tmp_path):
+    """A colleague's machine has no /shared/labels.txt, or it has changed since:
+    the bytes are in the store, and the command names the path, so the replay
+    reads a restored copy; the file outside the repository is never written."""
+    outside = tmp_path / "shared"
+    (outside / "vocab").mkdir(parents=True)
+    labels = outside / "labels.txt"
+    labels.write_text("cat\ndog\n")
+    (outside / "vocab" / "words.txt").write_text("a\nb\nc\n")
+    (repo / "count.py").write_text(
+        "import pathlib, sys, gitexp\n"
+        "labels, vocab = sys.argv[1], sys.argv[2].split('=', 1)[1]\n"
+        "with gitexp.start_run() as run:\n"
+        "    run.log_input(vocab, store=True)\n"  # logged by the script itself
+        "    run.log_params({'vocab': vocab})\n"
+        "    n = len(pathlib.Path(labels).read_text())\n"
+        "    m = len((pathlib.Path(vocab) / 'words.txt').read_text())\n"
+        "    run.log_metrics({'labels': n, 'words': m})\n"
+    )
+    git("add", "count.py", cwd=repo)
+    git("commit", "-qm", "count", cwd=repo)
+    run = record(gx, "--input", str(labels), "--store-inputs", "--",
+                 "python", "count.py", str(labels), f"--vocab={outside / 'vocab'}")
+    names = {i["path"] for i in json.loads(gx.ok("show", run, "--json"))["inputs"]}
+    assert names == {f"external{labels}", f"external{outside / 'vocab'}"}
+
+    labels.write_text("cat\ndog\nbird\nfish\n")  # drifted
+    (outside / "vocab" / "words.txt").unlink()  # half gone
+    plan = json.loads(reproduce(gx, run, "--dry-run", "--json").stdout)
+    assert {i["name"]: i["action"] for i in plan["inputs"]} == {
+        f"external{labels}": "restore", f"external{outside / 'vocab'}": "restore"}
+    assert plan["drift"] == [] and plan["problems"] == []
+    text = reproduce(gx, run, "--dry-run").stdout
+    assert "restored from the artifact store, outside the repository" in text
+
+    before = sorted((p, p.read_bytes()) for p in outside.rglob("*") if p.is_file())
+    proc = reproduce(gx, run, "--json", "-q")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    verdict = json.loads(proc.stdout)
+    assert verdict["verdict"] == "reproduced", verdict
+    assert verdict["fingerprint"]["same"] and verdict["fingerprint"]["params"] == []
+    replay = json.loads(gx.ok("show", verdict["replay"]["run"], "--json"))
+    assert {i["path"] for i in replay["inputs"]} == names
+    assert {i["source"] for i in replay["inputs"]} == {str(labels), str(outside / "vocab")}
+    assert replay["info"]["command"][-1] == f"--vocab={outside / 'vocab'}"
+    assert sorted((p, p.read_bytes()) for p in outside.rglob("*") if p.is_file()) == before
+
+    # a stored input outside the repository that the command does not name cannot
+    # be redirected: refused, saying how to put the recorded bytes back
+    (repo / "fixed.py").write_text(
+        f"import gitexp\nwith gitexp.start_run() as run:\n"
+        f"    run.log_metrics({{'n': len(open({str(labels)!r}).read())}})\n"
+    )
+    git("add", "fixed.py", cwd=repo)
+    git("commit", "-qm", "fixed", cwd=repo)
+    fixed = record(gx, "--input", str(labels), "--store-inputs", "--", "python", "fixed.py")
+    labels.write_text("changed again\n")
+    proc = reproduce(gx, run, "--dry-run")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = reproduce(gx, fixed, "--dry-run")
+    assert proc.returncode == 8
+    assert f"git exp get default/{fixed} external{labels} -o {labels} -f" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
 def test_unseeded_randomness_is_reported_as_differing(gx, repo):
     (repo / "noisy.py").write_text(
         "import random\nimport numpy as np\nimport gitexp\n"
@@ -252,8 +336,9 @@ def test_unseeded_randomness_is_reported_as_differing(gx, repo):
 def test_seed_everything_seed_is_replayed(gx, repo):
     (repo / "seeded.py").write_text(
         "import random\nimport numpy as np\nimport gitexp\n"
+        # drawn, recorded, replayed; called before the run starts, as scripts do
+        "seed = gitexp.seed_everything()\n"
         "with gitexp.start_run() as run:\n"
-        "    seed = gitexp.seed_everything()\n"  # drawn, recorded, replayed
         "    run.log_metrics({'a': random.random(), 'b': float(np.random.rand())})\n"
     )
     git("add", "seeded.py", cwd=repo)
@@ -266,6 +351,10 @@ def test_seed_everything_seed_is_replayed(gx, repo):
 
     verdict = gitexp.reproduce(run, repo=str(repo))
     assert verdict["verdict"] == "reproduced", verdict
+    assert {m["key"]: m["status"] for m in verdict["metrics"]} == {
+        "a": "identical", "b": "identical"}
+    replay = json.loads(gx.ok("show", verdict["replay"]["run"], "--json"))
+    assert replay["params"]["seed"] == seed
     assert any(f"seed {seed} logged by the script itself; the replay sets GITEXP_SEED" in n
                for n in verdict["notes"])
 
@@ -295,23 +384,52 @@ SLOW = (
     "with gitexp.start_run() as run:\n"
     "    for step in range(200):\n"
     "        run.log_metrics({'x': step}, step=step)\n"
-    "        print('tick', step, flush=True)\n"
+    "        print('tick', step, os.getpid(), flush=True)\n"
     "        time.sleep(float(os.environ.get('SLOW_SLEEP', '0')))\n"
 )
 
 
-@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def make_user_dirty(repo: Path) -> None:
+    """A stash, a staged change, an unstaged change and an untracked file."""
+    (repo / "notes.md").write_text("stashed\n")
+    git("add", "notes.md", cwd=repo)
+    git("stash", "push", "-q", cwd=repo)
+    (repo / "staged.txt").write_text("staged\n")
+    git("add", "staged.txt", cwd=repo)
+    train = repo / "train.py"
+    train.write_text(train.read_text() + "# unstaged edit\n")
+    (repo / "untracked.txt").write_text("mine\n")
+
+
+def gone(pid: int, timeout: float = 10.0) -> bool:
+    """True once no process ``pid`` exists (it was reaped by whoever adopted it)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "ctrl-c-through-git", "sigint", "sigterm"])
 def test_interrupting_a_replay_leaves_no_trace(gx, repo, private_tmp, how):
     (repo / "slow.py").write_text(SLOW)
     git("add", "slow.py", cwd=repo)
     git("commit", "-qm", "slow", cwd=repo)
     run = record(gx, "--", "python", "slow.py")
+    make_user_dirty(repo)
     before = settled_state(repo)
 
-    # Ctrl-C: the terminal sends SIGINT to the whole foreground process group;
-    # SIGTERM: to git-exp alone. (git-exp itself: 'git exp' re-raises the signal on git.)
+    # ctrl-c: the terminal sends SIGINT to the whole foreground process group
+    # (git-exp, and git too when started as 'git exp', which passes it on to git-exp
+    # again); sigint/sigterm: `kill` to the git-exp process alone
+    argv = ["git", "exp"] if how == "ctrl-c-through-git" else ["git-exp"]
     proc = subprocess.Popen(
-        ["git-exp", "reproduce", run], cwd=repo, stdout=subprocess.PIPE,
+        [*argv, "reproduce", run], cwd=repo, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, start_new_session=True,
         env={**os.environ, "SLOW_SLEEP": "0.05"},
     )
@@ -319,18 +437,24 @@ def test_interrupting_a_replay_leaves_no_trace(gx, repo, private_tmp, how):
         assert proc.stderr is not None
         for line in proc.stderr:  # the replay is running once it prints
             if line.startswith("tick 3"):
+                child = int(line.split()[2])
                 break
-        if how == "ctrl-c":
+        if how.startswith("ctrl-c"):
             os.killpg(proc.pid, signal.SIGINT)
         else:
-            proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
+            proc.send_signal(signal.SIGINT if how == "sigint" else signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130, err
+    # git itself dies of the signal it passed on, once git-exp has exited
+    assert proc.returncode == (-signal.SIGINT if argv[0] == "git" else 130), err
+    assert out == ""  # no verdict on an interrupted replay
     ours = [ln for ln in err.splitlines() if ln.startswith("git exp:")]
     assert len(ours) == 1 and "interrupted" in ours[0], err  # the script's traceback aside
+    assert gone(child), "the replayed command outlived the interrupted reproduce"
+    ticks = [ln for ln in err.splitlines() if ln.startswith("tick")]
+    assert len(ticks) < 100, "the replay ran on after the interrupt"
     assert not (repo / ".git" / "worktrees").exists()
     assert os.listdir(private_tmp) == []
     assert user_state(repo) == before
@@ -341,6 +465,42 @@ def test_interrupting_a_replay_leaves_no_trace(gx, repo, private_tmp, how):
     (replay,) = set(ids) - {run}
     killed = json.loads(gx.ok("show", replay, "--json"))
     assert killed["info"]["status"] == "killed"
+    assert killed["info"]["links"] == {"reproduces": json.loads(
+        gx.ok("show", run, "--json"))["sha"]}
+    fsck(repo)
+
+
+def test_a_failing_replay_leaves_the_user_state_alone(gx, repo, private_tmp):
+    (repo / "flaky.py").write_text(
+        "import os, sys, gitexp\n"
+        "with gitexp.start_run() as run:\n"
+        "    run.log_metrics({'a': 1.0})\n"
+        "open('side-effect.txt', 'w').write('written by the command')\n"
+        "code = int(os.environ.get('FLAKY_EXIT', '0'))\n"
+        "if code:\n"
+        "    print(f'giving up with exit {code}', file=sys.stderr)\n"
+        "    sys.exit(code)\n"
+    )
+    (repo / ".gitignore").write_text("*.npz\nside-effect.txt\n")
+    git("add", ".", cwd=repo)
+    git("commit", "-qm", "flaky", cwd=repo)
+    run = record(gx, "--", "python", "flaky.py")
+    (repo / "side-effect.txt").unlink()
+    make_user_dirty(repo)
+    before = settled_state(repo)
+
+    proc = reproduce(gx, run, "--json", "-q", env={"FLAKY_EXIT": "3"})
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    verdict = json.loads(proc.stdout)
+    assert verdict["verdict"] == "differs"
+    tail = verdict["status"].pop("replay_stderr_tail")
+    assert verdict["status"] == {"original": "finished", "replay": "failed",
+                                 "original_exit_code": 0, "replay_exit_code": 3}
+    assert tail == ["giving up with exit 3"]
+    assert any("the replay failed (exit 3)" in e for e in verdict["explanations"])
+    assert user_state(repo) == before  # side-effect.txt went to the replay directory
+    assert os.listdir(private_tmp) == []
+    assert not (repo / ".git" / "worktrees").exists()
     fsck(repo)
 
 
@@ -435,6 +595,73 @@ def test_bad_input_is_one_line_and_a_distinct_exit_code(gx, repo):
     assert proc.returncode == 2 and "--rtol" in proc.stderr
 
 
+def test_seed_everything_before_start_run_is_recorded_in_the_next_run(repo, monkeypatch):
+    import gitexp
+
+    monkeypatch.delenv("GITEXP_SEED", raising=False)
+    assert gitexp.seed_everything(123) == 123
+    with gitexp.start_run(repo=str(repo)) as run:
+        assert run.params["seed"] == 123
+    with gitexp.start_run(repo=str(repo)) as later:  # only the next run
+        assert "seed" not in later.params
+    assert gitexp.get_run(run.id, repo=str(repo))["params"]["seed"] == 123
+
+
+FAKE_TORCH = """
+calls = []
+def manual_seed(seed): calls.append(("manual_seed", seed))
+def use_deterministic_algorithms(flag, warn_only=False):
+    calls.append(("use_deterministic_algorithms", flag, warn_only))
+class cuda:
+    @staticmethod
+    def is_available(): return True
+    @staticmethod
+    def manual_seed_all(seed): calls.append(("cuda.manual_seed_all", seed))
+class backends:
+    class cudnn:
+        deterministic = False
+        benchmark = True
+"""
+
+
+def test_seed_everything_drives_torch_and_jax_when_importable(tmp_path):
+    """torch and jax are not dependencies (and not installed here): stand-ins with
+    their API's shape check what seed_everything calls when they are importable."""
+    (tmp_path / "torch").mkdir()
+    (tmp_path / "torch" / "__init__.py").write_text(FAKE_TORCH)
+    (tmp_path / "jax").mkdir()
+    (tmp_path / "jax" / "__init__.py").write_text("")
+    probe = (
+        "import json, os, sys, gitexp\n"
+        "gitexp.seed_everything(42)\n"
+        "import torch\n"
+        "print(json.dumps({'calls': torch.calls,"
+        " 'cudnn': [torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark],"
+        " 'env': {k: os.environ.get(k) for k in"
+        " ('PYTHONHASHSEED', 'CUBLAS_WORKSPACE_CONFIG', 'XLA_FLAGS')}}))\n"
+    )
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("CUBLAS_WORKSPACE_CONFIG", "XLA_FLAGS", "PYTHONHASHSEED")}
+    out = subprocess.run(["python", "-c", probe], env={**env, "PYTHONPATH": str(tmp_path)},
+                         capture_output=True, text=True, check=True, cwd=tmp_path)
+    got = json.loads(out.stdout)
+    assert got["calls"] == [["manual_seed", 42], ["cuda.manual_seed_all", 42],
+                            ["use_deterministic_algorithms", True, True]]
+    assert got["cudnn"] == [True, False]
+    assert got["env"] == {"PYTHONHASHSEED": "42", "CUBLAS_WORKSPACE_CONFIG": ":4096:8",
+                          "XLA_FLAGS": "--xla_gpu_deterministic_ops=true"}
+
+    # without them, and with deterministic=False, nothing is imported or set
+    probe = (
+        "import os, sys, gitexp\n"
+        "gitexp.seed_everything(7, deterministic=False)\n"
+        "assert 'torch' not in sys.modules and 'jax' not in sys.modules\n"
+        "assert 'CUBLAS_WORKSPACE_CONFIG' not in os.environ\n"
+        "assert 'XLA_FLAGS' not in os.environ\n"
+    )
+    subprocess.run(["python", "-c", probe], env=env, check=True, cwd=tmp_path / "torch")
+
+
 def test_seed_everything_seeds_and_records(repo, monkeypatch):
     import random
 
@@ -516,3 +743,115 @@ def test_a_plain_script_run_with_absolute_paths_replays_inside_the_copy(gx, repo
     replay = json.loads(gx.ok("show", verdict["replay"]["run"], "--json"))
     assert replay["info"]["command"][-1] == str(out)  # recorded as the original
     assert user_state(repo) == before  # the user's model.npz was not rewritten
+
+
+def test_absolute_paths_in_params_and_config_point_into_the_copy(gx, repo):
+    """-p out=/abs/path/in/the/work/tree, and a config file naming another: the
+    replay writes into its copy, not over the user's files, and the param compares
+    as the original's."""
+    (repo / "write.py").write_text(
+        "import json, os, gitexp\n"
+        "conf = json.load(open('conf.json'))\n"
+        "with gitexp.start_run() as run:\n"
+        "    open(run.params['out'], 'w').write('replayed output')\n"
+        "    os.makedirs(os.path.dirname(conf['log']), exist_ok=True)\n"
+        "    open(conf['log'], 'w').write('replayed log')\n"
+        "    run.log_metrics({'ok': 1})\n"
+    )
+    (repo / ".gitignore").write_text("*.npz\nconf.json\n")
+    git("add", ".", cwd=repo)
+    git("commit", "-qm", "write", cwd=repo)
+    target, log = repo / "result.txt", repo / "logs" / "train.log"
+    log.parent.mkdir()
+    (repo / "conf.json").write_text(json.dumps({"log": str(log), "other": str(repo) + "2/x"}))
+    run = record(gx, "--config", "conf.json", "-p", f"out={target}", "--",
+                 "python", "write.py")
+    target.write_text("the user's own file now\n")
+    log.write_text("the user's own log\n")
+    before = settled_state(repo)
+    proc = reproduce(gx, run, "--json", "-q", "--keep")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    verdict = json.loads(proc.stdout)
+    assert verdict["verdict"] == "reproduced" and verdict["fingerprint"]["same"], verdict
+    assert target.read_text() == "the user's own file now\n"
+    assert log.read_text() == "the user's own log\n"
+    assert user_state(repo) == before
+    kept = Path(verdict["kept_dir"])
+    assert (kept / "logs" / "train.log").read_text() == "replayed log"
+    assert json.loads((kept / "conf.json").read_text())["other"] == str(repo) + "2/x"
+    assert any("conf.json" in n and "pointed into the copy" in n for n in verdict["notes"])
+    assert (kept / "result.txt").read_text() == "replayed output"
+    shutil.rmtree(kept.parent)
+
+
+def test_keep_and_environment_differences(gx, repo, private_tmp):
+    run = record(gx, "-e", "example", "--", *TRAIN, "--seed", "4")
+    # a variable the run records but the replay does not set (it only changes
+    # where the work runs): reported, and not a reason to differ
+    proc = reproduce(gx, run, "--keep", "-q", env={"CUDA_VISIBLE_DEVICES": "1"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "environment: differs" in proc.stdout
+    (line,) = [ln for ln in proc.stdout.splitlines() if ln.strip().startswith("variables:")]
+    before, after = line.split(" -> ")
+    assert "CUDA_VISIBLE_DEVICES" not in before and '"CUDA_VISIBLE_DEVICES": "1"' in after
+    (kept,) = [ln.split(" ", 1)[1] for ln in proc.stdout.splitlines()
+               if ln.startswith("kept: ")]
+    kept_dir = Path(kept)
+    assert kept_dir.parent.parent == private_tmp
+    assert (kept_dir / "train.py").read_text() == (repo / "train.py").read_text()
+    assert (kept_dir / "model.npz").is_file()  # the replay's output, left for a look
+    assert not (kept_dir / ".git").exists()
+    shutil.rmtree(kept_dir.parent)
+
+
+def test_get_restores_verified_and_refuses_a_damaged_object(gx, repo, tmp_path):
+    run = record(gx, "-e", "example", "--", *TRAIN)
+    entry = next(a for a in json.loads(gx.ok("show", run, "--json"))["artifacts"]
+                 if a["path"] == "model.npz")
+    dest = tmp_path / "out" / "model.npz"
+    dest.parent.mkdir()
+    out = gx.ok("get", run, "model.npz", "-o", str(dest))
+    assert "verified" in out
+    assert dest.read_bytes() == (repo / "model.npz").read_bytes()
+    import blake3
+
+    assert blake3.blake3(dest.read_bytes()).hexdigest() == entry["blake3"]
+
+    obj = repo / ".git" / "exp" / "objects" / entry["blake3"][:2] / entry["blake3"][2:]
+    obj.chmod(0o644)
+    good = obj.read_bytes()
+    obj.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))  # one bit flipped
+    proc = gx("get", run, "model.npz", "-o", str(tmp_path / "again.npz"))
+    assert proc.returncode == 6, proc.stdout + proc.stderr
+    assert "damaged" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "again.npz").exists()
+    assert os.listdir(tmp_path / "out") == ["model.npz"]  # no partial file left
+    proc = gx("get", run, "model.npz", "-o", str(dest), "--force")
+    assert proc.returncode == 6 and dest.read_bytes() == (repo / "model.npz").read_bytes()
+
+
+def test_a_run_with_nothing_to_compare_says_so(gx, repo):
+    run = record(gx, "--", "python", "-c", "print('hello')")
+    proc = reproduce(gx, run, "-q")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "note: neither run logged metrics or output files" in proc.stdout
+    assert "verdict: REPRODUCED" in proc.stdout
+
+
+def test_a_missing_code_commit_is_a_distinct_exit_code(gx, repo):
+    (repo / "train.py").write_text((repo / "train.py").read_text() + "# uncommitted\n")
+    run = record(gx, "--", *TRAIN)
+    snapshot = json.loads(gx.ok("show", run, "--json"))["code"]["snapshot"]
+    # the snapshot commit is lost (a damaged or partial copy of the repository)
+    (repo / ".git" / "objects" / snapshot[:2] / snapshot[2:]).unlink()
+    before = run_ids(repo)
+    proc = reproduce(gx, run)
+    assert proc.returncode == 8, proc.stdout + proc.stderr
+    assert f"code commit {snapshot[:12]} is missing" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    out = json.loads(reproduce(gx, run, "--json").stdout)
+    assert out["verdict"] == "cannot_reproduce" and out["problems"]
+    assert reproduce(gx, run, "--dry-run").returncode == 8
+    proc = gx("checkout-code", run)
+    assert proc.returncode == 8 and "not in this repository" in proc.stderr
+    assert run_ids(repo) == before

@@ -289,10 +289,21 @@ def record_path(
     return HashedPath(entry, [])
 
 
-def input_source(path: str, work_tree: str | None) -> tuple[str, str]:
+def input_source(
+    path: str, work_tree: str | None, path_map: Mapping[str, str] | None = None
+) -> tuple[str, str]:
     """(manifest name, recorded source) of an input: repo-relative when inside the
-    work tree, else the absolute path."""
+    work tree, else the absolute path.
+
+    ``path_map``: restored copy -> original absolute path (a replay reads inputs
+    from outside the repository from copies restored in its own directory; they
+    are named and recorded as the originals).
+    """
     full = os.path.abspath(path)
+    for copy, original in (path_map or {}).items():
+        if full == copy or full.startswith(copy.rstrip(os.sep) + os.sep):
+            full = original + full[len(copy) :]
+            break
     if work_tree:
         # the path as given first (an input linked into a replay's directory is named
         # by where it sits there), then with symlinks resolved

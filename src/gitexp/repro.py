@@ -34,7 +34,7 @@ import stat
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
@@ -94,6 +94,11 @@ class InputPlan:
     given: bool  # passed to ``git exp run --input`` (passed again); else logged by the script
     action: str  # restore | code | copy | link | in-place | drifted | missing | unsupported
     dest: str | None = None  # repo-relative place in the replay dir; None: used in place
+    # stored and outside the repository: its absolute path made relative, the place
+    # of its copy under the replay's directory for such inputs (used when the
+    # original is not as recorded and the command or the params name it)
+    restore_as: str | None = None
+    unnamed: bool = False  # stored and outside, but nothing the replay is given names it
     origin: str | None = None  # the user's file that is copied or linked
     current: str | None = None  # its BLAKE3 now, when it was hashed
     current_size: int | None = None
@@ -125,6 +130,7 @@ class ReplayPlan:
     params: dict[str, Any]  # the params the run was started with (config + -p)
     config: ArtifactEntry | None
     config_dest: str | None  # repo-relative; None: checked in place at config.source
+    config_remap: bool  # the restored config names paths in the original work tree
     code_files: list[ArtifactEntry]
     inputs: list[InputPlan]
     env_set: dict[str, str]
@@ -141,10 +147,25 @@ class ReplayPlan:
         """The inputs that are not as recorded."""
         return [_drift_json(i) for i in self.inputs if i.drifted]
 
+    def paths(self, work: str) -> list[tuple[str, str]]:
+        """(original, replay) pairs of absolute paths the replay in ``work`` points
+        elsewhere: the original work tree to ``work``, and each input from outside
+        the repository that is restored to its copy. Longest first."""
+        pairs = [
+            (i.source, _external_path(work, i.restore_as))
+            for i in self.inputs
+            if i.action == "restore" and i.restore_as
+        ]
+        if self.original_root and self.original_root != os.sep:
+            pairs.append((self.original_root, work))
+        return sorted(pairs, key=lambda p: -len(p[0]))
+
     def argv(self, work: str) -> list[str]:
         """The command to execute in the replay directory ``work``: absolute paths
-        into the original work tree point into ``work`` instead."""
-        return [_remap(a, self.original_root, work) for a in self.command]
+        into the original work tree point into ``work`` instead, and paths of
+        restored inputs from outside the repository to their copies."""
+        pairs = self.paths(work)
+        return [_remap_all(a, pairs) for a in self.command]
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form (``--dry-run --json``)."""
@@ -167,6 +188,57 @@ def _drift_json(i: InputPlan) -> dict[str, Any]:
         "current_size": i.current_size,
         "changed_files": i.changed_files,
     }
+
+
+def _external_root(work: str) -> str:
+    """Where inputs from outside the repository are restored for the replay in
+    ``work``: beside the code, in the replay's temporary directory."""
+    root, base = os.path.split(work)
+    return os.path.join(root, "external" if base != "external" else "external-inputs")
+
+
+def _external_path(work: str, rel: str) -> str:
+    return os.path.join(_external_root(work), *rel.split("/"))
+
+
+def _remap_all(arg: str, pairs: list[tuple[str, str]]) -> str:
+    for old, new in pairs:
+        mapped = _remap(arg, old, new)
+        if mapped != arg:
+            return mapped
+    return arg
+
+
+def _remap_value(value: Any, pairs: list[tuple[str, str]]) -> Any:
+    """``value`` (params: nested dicts and lists) with every string remapped."""
+    if not pairs:
+        return value
+    if isinstance(value, str):
+        return _remap_all(value, pairs)
+    if isinstance(value, dict):
+        return {k: _remap_value(v, pairs) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_remap_value(v, pairs) for v in value]
+    return value
+
+
+def _remap_text(text: str, root: str, work: str) -> str:
+    """``text`` (a config file) with every absolute path ``root`` or under it
+    pointed at ``work`` instead (``/a/proj/x`` but not ``/a/proj2/x``)."""
+    import re
+
+    if not root or root == os.sep:
+        return text
+    pattern = r"(?<![\w.~/-])" + re.escape(root) + r"(?=$|[/\\\s\"',:;\]}\)])"
+    return re.sub(pattern, lambda m: work, text)
+
+
+def _names(command: list[str], params: Any, path: str) -> bool:
+    """True when an argument or a param string is ``path``, or a path under it."""
+    probe = [(path, "\0")]
+    if any(_remap(a, path, "\0") != a for a in command):
+        return True
+    return _remap_value(params, probe) != params
 
 
 def _remap(arg: str, root: str | None, work: str) -> str:
@@ -281,6 +353,9 @@ def _plan_input(
         action="",
     )
     if os.path.isabs(source):
+        if entry.stored:
+            with contextlib.suppress(InvalidName):
+                plan.restore_as = fmt.normalize_artifact_path(source.lstrip("/"))
         if not os.path.exists(source):
             plan.action = "missing"
             return plan
@@ -321,13 +396,13 @@ def _plan_input(
     return plan
 
 
-def _drift_line(i: InputPlan) -> str:
+def _drift_line(i: InputPlan, run: str | None = None) -> str:
     if i.action == "missing":
         where = i.source if os.path.isabs(i.source) else f"{i.source} in your work tree"
         return (
             f"input {i.name}: recorded {_short(i.blake3)} ({i.size} bytes), "
             f"now missing ({where} does not exist)"
-        )
+        ) + _unnamed_hint(i, run)
     line = (
         f"input {i.name} drifted: recorded {_short(i.blake3)} ({i.size} bytes), "
         f"now {_short(i.current)} ({i.current_size} bytes)"
@@ -336,10 +411,19 @@ def _drift_line(i: InputPlan) -> str:
         shown = ", ".join(i.changed_files[:5])
         more = f" and {len(i.changed_files) - 5} more" if len(i.changed_files) > 5 else ""
         line += f": {shown}{more}"
-    if i.stored and i.dest is None:
-        line += " (the recorded bytes are in the artifact store; reproduce never writes outside "
-        line += "its temporary directory)"
-    return line
+    return line + _unnamed_hint(i, run)
+
+
+def _unnamed_hint(i: InputPlan, run: str | None = None) -> str:
+    if not i.unnamed:
+        return ""
+    return (
+        " (its recorded bytes are in the artifact store, but neither the command nor the "
+        "params name this path, so the replay cannot be pointed at a restored copy; "
+        f"git exp get {run or 'RUN'} {i.name} -o {i.source}"
+        + (" -f" if i.action == "drifted" else "")
+        + " puts them back)"
+    )
 
 
 def _first_commit(store: ExpStore, rec: RunRecord) -> RunRecord:
@@ -445,11 +529,28 @@ def plan_replay(store: ExpStore, address: str, allow_input_drift: bool = False) 
                     f"(recorded {_short(config.blake3)}, now {_short(now)})"
                 )
 
+    config_remap = False
+    if config is not None and config_dest and original_root and store.cas.has(config.blake3):
+        with contextlib.suppress(GitExpError, UnicodeDecodeError):
+            text = store.cas.get_bytes(config.blake3).decode("utf-8")
+            config_remap = _remap_text(text, original_root, "\0") != text
+        if config_remap:
+            notes.append(
+                f"the config file {config.path} names paths in the original work tree "
+                f"({original_root}); in the replay's copy they are pointed into the copy"
+            )
     code_map = {a.path: a.blake3 for a in code_files}
     inputs: list[InputPlan] = []
     for entry in rec.inputs():
         ip = _plan_input(store, entry, ("input", entry.path) in given, code_tree, code_map)
         inputs.append(ip)
+        if ip.restore_as and ip.drifted:
+            # outside the repository, stored, and not as recorded here: restore it
+            # beside the code when what the replay is given names it
+            if _names(command, params, ip.source):
+                ip.action = "restore"
+            else:
+                ip.unnamed = True
         if ip.action == "restore":
             missing = _missing_objects(store, entry)
             if missing:
@@ -462,7 +563,9 @@ def plan_replay(store: ExpStore, address: str, allow_input_drift: bool = False) 
             notes.append(f"input {ip.name} ({ip.source}) is not checked or restored")
     for i in inputs:
         if i.drifted and allow_input_drift:
-            notes.append(_drift_line(i) + " (allowed: replaying with the current data)")
+            notes.append(
+                _drift_line(i, rec.ref.short) + " (allowed: replaying with the current data)"
+            )
     variables = rec.env.get("variables") or {}
     env_set = {k: str(variables[k]) for k in REPLAYED_VARS if k in variables}
     env_unset = [k for k in REPLAYED_VARS if k not in variables]
@@ -505,6 +608,7 @@ def plan_replay(store: ExpStore, address: str, allow_input_drift: bool = False) 
         params=params,
         config=config,
         config_dest=config_dest,
+        config_remap=config_remap,
         code_files=code_files,
         inputs=inputs,
         env_set=env_set,
@@ -547,10 +651,10 @@ def check(plan: ReplayPlan) -> None:
     :class:`InputDrift` when inputs drifted and drift was not allowed."""
     drift = [] if plan.allow_input_drift else [i for i in plan.inputs if i.drifted]
     if plan.problems:
-        lines = plan.problems + [_drift_line(i) for i in drift]
+        lines = plan.problems + [_drift_line(i, plan.run) for i in drift]
         raise CannotReproduce(f"cannot reproduce {plan.run}: " + "; ".join(lines), lines)
     if drift:
-        lines = [_drift_line(i) for i in drift]
+        lines = [_drift_line(i, plan.run) for i in drift]
         raise InputDrift(
             f"cannot reproduce {plan.run}: inputs changed since the run: "
             + "; ".join(lines)
@@ -628,10 +732,22 @@ def _materialise(store: ExpStore, plan: ReplayPlan, work: str) -> list[str]:
         _restore_entry(store, entry, work, entry.path)
     if plan.config is not None and plan.config_dest:
         _restore_entry(store, plan.config, work, plan.config_dest)
+        if plan.config_remap and plan.original_root:
+            dest = _safe_dest(work, plan.config_dest)
+            with open(dest, encoding="utf-8") as f:
+                text = _remap_text(f.read(), plan.original_root, work)
+            os.chmod(dest, stat.S_IMODE(os.stat(dest).st_mode) | stat.S_IWUSR)
+            with open(dest, "w", encoding="utf-8") as f:
+                f.write(text)
     given: list[str] = []
     for i in plan.inputs:
         entry = ArtifactEntry(path=i.name, blake3=i.blake3, size=i.size, kind=i.kind, role="input")
-        if i.dest is not None:
+        if i.action == "restore" and i.restore_as:  # from outside the repository
+            os.makedirs(_external_root(work), exist_ok=True)
+            _restore_entry(store, entry, _external_root(work), i.restore_as)
+            if i.given:
+                given.append(_external_path(work, i.restore_as))
+        elif i.dest is not None:
             dest = _safe_dest(work, i.dest)
             if i.action == "restore":
                 _restore_entry(store, entry, work, i.dest)
@@ -705,7 +821,7 @@ def replay(
                     repo=user_root,
                     experiment=plan.experiment,
                     name=plan.name,
-                    base_params=plan.params,
+                    base_params=_remap_value(plan.params, plan.paths(work)),
                     inputs=given,
                     store_inputs=any(i.stored for i in plan.inputs if i.given),
                     artifacts=[plan.config] if plan.config is not None else [],
@@ -716,6 +832,12 @@ def replay(
                     cwd=cwd,
                     code=code,
                     work_tree=work,
+                    detach=True,
+                    path_map={
+                        copy: original
+                        for original, copy in plan.paths(work)
+                        if original != plan.original_root
+                    },
                     extra={
                         "command": plan.command,
                         "cwd": logical_cwd,
@@ -727,10 +849,10 @@ def replay(
             except CommandNotFound as exc:
                 raise CannotReproduce(f"cannot reproduce {plan.run}: {exc}") from exc
             new = store.get(result.ref)
-            if result.status == "killed":
+            if result.status == "killed" or result.interrupted:
                 raise ReplayInterrupted(
-                    f"replay of {plan.run} interrupted; recorded as killed run {new.ref.short} "
-                    "(your work tree was not touched)"
+                    f"replay of {plan.run} interrupted; recorded as {result.status} run "
+                    f"{new.ref.short} (your work tree was not touched)"
                 )
             if keep:
                 kept = work
@@ -769,19 +891,6 @@ def _remove_tree(root: str) -> None:
 # ------------------------------------------------------------------ the verdict
 
 
-def _unmap(value: Any, replay_dir: str | None, original_root: str | None) -> Any:
-    """``value`` with paths into ``replay_dir`` turned back into ``original_root``'s."""
-    if not replay_dir or not original_root:
-        return value
-    if isinstance(value, str):
-        return _remap(value, replay_dir, original_root)
-    if isinstance(value, dict):
-        return {k: _unmap(v, replay_dir, original_root) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_unmap(v, replay_dir, original_root) for v in value]
-    return value
-
-
 def _same_value(a: Any, b: Any) -> bool:
     return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
@@ -817,21 +926,33 @@ def _first_divergence(
     return out
 
 
+def _log_tail(store: ExpStore, rec: RunRecord, path: str, lines: int = 10) -> list[str]:
+    """The last ``lines`` lines of a run's stored log (why a replay failed)."""
+    entry = next((a for a in rec.artifacts if a.path == path), None)
+    if entry is None or entry.size == 0:
+        return []
+    try:
+        data = store.cas.get_bytes(entry.blake3)
+    except GitExpError:
+        return []
+    return data[-16384:].decode("utf-8", "replace").splitlines()[-lines:]
+
+
 def compare(
     store: ExpStore,
     original: RunRecord,
     new: RunRecord,
     rtol: float | None = None,
     atol: float | None = None,
-    replay_dir: str | None = None,
-    original_root: str | None = None,
+    paths: Sequence[tuple[str, str]] = (),
 ) -> dict[str, Any]:
     """The verdict on a replay ``new`` of ``original``, as JSON-ready data.
 
-    ``replay_dir`` and ``original_root``: where the replay ran and the work tree the
-    original ran in. The replay ran with absolute paths into the original work tree
-    pointed into its own directory; params the script logged from them (an output
-    path, say) are compared as the original's paths.
+    ``paths``: (original, replay) absolute paths the replay was pointed at instead
+    (:meth:`ReplayPlan.paths`): the work tree the original ran in and its own
+    directory, inputs from outside the repository and their restored copies.
+    Params the script logged from them (an output path, say) are compared as the
+    original's paths.
     """
     from gitexp.compare import diff_records
 
@@ -841,7 +962,10 @@ def compare(
     # fingerprint, component by component
     components = {
         "code_tree": (original.code.get("tree"), new.code.get("tree")),
-        "params": (original.params, _unmap(new.params, replay_dir, original_root)),
+        "params": (
+            original.params,
+            _remap_value(new.params, sorted(((b, a) for a, b in paths), key=lambda p: -len(p[0]))),
+        ),
         "inputs": (
             {e.path: e.blake3 for e in original.inputs()},
             {e.path: e.blake3 for e in new.inputs()},
@@ -932,6 +1056,8 @@ def compare(
     codes = (original.info.get("exit_code"), new.info.get("exit_code"))
     # a run made by start_run() in a plain script records no exit code
     status_same = original.status == new.status and (None in codes or codes[0] == codes[1])
+    if not status_same and new.status != "finished":
+        run_status["replay_stderr_tail"] = _log_tail(store, new, "logs/stderr.log")
     metrics_identical = all(m["status"] == "identical" for m in metrics)
     metrics_ok = all(m["status"] in ("identical", "within_tolerance") for m in metrics)
     outputs_identical = all(o["status"] == "identical" for o in outputs)
@@ -1020,7 +1146,7 @@ def reproduce_run(
     check(plan)
     original = store.read(fmt.ExpRef.from_ref(plan.ref), plan.sha)
     new, kept, work = replay(store, plan, keep=keep, stdout=stdout, stderr=stderr, environ=environ)
-    verdict = compare(store, original, new, rtol, atol, work, plan.original_root)
+    verdict = compare(store, original, new, rtol, atol, plan.paths(work))
     verdict["notes"] = [
         n
         for n in plan.notes
@@ -1029,6 +1155,12 @@ def reproduce_run(
     ]
     if plan.seed is not None:
         verdict["notes"].insert(0, f"seed {plan.seed} {SEED_VIA[str(plan.seed_via)]}")
+    if not verdict["metrics"] and not verdict["outputs"]:
+        verdict["notes"].insert(
+            0,
+            "neither run logged metrics or output files: only their status and exit "
+            "code were compared",
+        )
     verdict["inputs"] = [
         {"path": i.name, "action": i.action, "blake3": i.blake3} for i in plan.inputs
     ]

@@ -9,7 +9,9 @@ terminal) and stored as ``log`` artifacts.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import shutil
 import signal
@@ -25,7 +27,10 @@ from gitexp.capture import CodeState, input_source, record_path
 from gitexp.errors import CommandNotFound, ConfigError, UsageError
 from gitexp.format import ArtifactEntry
 from gitexp.store import ExpStore
-from gitexp.tracking import ENV_REPO, ENV_RUN_REF, ENV_WORK_TREE, create_run
+from gitexp.tracking import ENV_PATH_MAP, ENV_REPO, ENV_RUN_REF, ENV_WORK_TREE, create_run
+
+# a second SIGINT this soon after the first is the same Ctrl-C (see _supervise)
+SIGINT_DEBOUNCE = 0.5
 
 
 @dataclass
@@ -38,6 +43,7 @@ class RunResult:
     status: str
     exit_code: int
     warnings: list[str]
+    interrupted: bool = False  # a SIGINT, SIGTERM or SIGHUP reached the supervisor
 
 
 # after the command exits, how long its output may take to drain: past that, the pipes
@@ -160,6 +166,8 @@ def run_command(
     artifacts: Sequence[ArtifactEntry] = (),
     code: CodeState | None = None,
     work_tree: str | None = None,
+    detach: bool = False,
+    path_map: Mapping[str, str] | None = None,
 ) -> RunResult:
     """Run ``argv`` as a tracked run; return its status and exit code.
 
@@ -167,7 +175,13 @@ def run_command(
     ``base_params`` are params as data (under the config's and ``params``'),
     ``artifacts`` manifest entries already recorded, ``code`` the code version to
     record instead of the work tree's, and ``work_tree`` the directory that stands
-    for the work tree (inputs under it are named relative to it, here and in the child).
+    for the work tree (inputs under it are named relative to it, here and in the child),
+    and ``detach`` runs the command in a session of its own with stdin from
+    ``/dev/null``: every SIGINT, SIGTERM and SIGHUP this process gets is passed on to
+    the command's process group exactly once, whether it came from the terminal or
+    from ``kill`` to this process alone (a replay is not interactive).
+    ``path_map`` maps restored copies of inputs from outside the repository to the
+    original paths they are recorded as (here and in the child).
     """
     env = dict(os.environ if environ is None else environ)
     cwd = os.path.abspath(cwd or os.getcwd())
@@ -201,12 +215,14 @@ def run_command(
             )
             entries.append(hashed.entry)
         for p in inputs:
-            label, source = input_source(p, work_tree or store.repo.work_tree)
+            label, source = input_source(p, work_tree or store.repo.work_tree, path_map)
             hashed = record_path(p, label, "input", store.cas, store_inputs, source=source)
             warnings += hashed.warnings
             entries.append(hashed.entry)
         if work_tree:
             env[ENV_WORK_TREE] = os.path.abspath(work_tree)
+        if path_map:
+            env[ENV_PATH_MAP] = json.dumps(dict(path_map), sort_keys=True)
         run = create_run(
             store,
             experiment=experiment,
@@ -223,7 +239,7 @@ def run_command(
                 **(extra or {}),
             },
         )
-        return _supervise(run, store, list(argv), env, cwd, stdout, stderr, warnings)
+        return _supervise(run, store, list(argv), env, cwd, stdout, stderr, warnings, detach)
     finally:
         store.close()
 
@@ -237,6 +253,7 @@ def _supervise(
     stdout: IO[bytes] | None,
     stderr: IO[bytes] | None,
     warnings: list[str],
+    detach: bool = False,
 ) -> RunResult:
     env[ENV_RUN_REF] = run.ref
     env[ENV_REPO] = store.repo.work_tree or store.repo.git_dir
@@ -246,16 +263,36 @@ def _supervise(
     out_path = os.path.join(log_dir, "stdout.log")
     err_path = os.path.join(log_dir, "stderr.log")
     interrupted = threading.Event()
+    last_sigint = [-math.inf]
 
     def on_signal(signum: int, frame: Any) -> None:
         interrupted.set()
-        if signum != signal.SIGINT and proc.poll() is None:
-            proc.send_signal(signum)  # SIGTERM/SIGHUP to us: pass it on
+        if proc.poll() is not None:
+            return
+        if not detach:
+            if signum != signal.SIGINT:
+                proc.send_signal(signum)  # SIGTERM/SIGHUP to us: pass it on
+            return  # SIGINT: the terminal sent it to the command too
+        if signum == signal.SIGINT:
+            # Ctrl-C under 'git exp' reaches us twice: from the terminal and from git,
+            # which passes it on; the command gets one
+            now = time.monotonic()
+            if now - last_sigint[0] < SIGINT_DEBOUNCE:
+                return
+            last_sigint[0] = now
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signum)
 
     with open(out_path, "wb") as out_f, open(err_path, "wb") as err_f:
         try:
             proc = subprocess.Popen(
-                argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+                argv,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL if detach else None,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=detach,
             )
         except OSError as exc:
             run._finish("failed", error=f"could not start {argv[0]}: {exc.strerror}")
@@ -309,4 +346,6 @@ def _supervise(
     run._pending.artifacts += logs
     run._pending.run.update({"exit_code": exit_code})
     run._finish(status)
-    return RunResult(run.ref, run.id, run.experiment, status, exit_code, warnings)
+    return RunResult(
+        run.ref, run.id, run.experiment, status, exit_code, warnings, interrupted.is_set()
+    )

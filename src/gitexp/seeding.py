@@ -24,7 +24,8 @@ def _importable(name: str) -> bool:
 
 def seed_everything(seed: int | None = None, deterministic: bool = True) -> int:
     """Seed Python's ``random``, numpy, and torch, TensorFlow and jax when they are
-    importable; record ``seed`` in the active run's params; return the seed.
+    importable; record ``seed`` in the active run's params (or, called before any
+    run is started, in the next run this process starts); return the seed.
 
     ``seed=None`` takes ``GITEXP_SEED`` when it is set (``git exp reproduce``
     sets it to the seed recorded by the run it replays), and otherwise draws a
@@ -74,11 +75,9 @@ def seed_everything(seed: int | None = None, deterministic: bool = True) -> int:
         if "--xla_gpu_deterministic_ops" not in flags:
             os.environ["XLA_FLAGS"] = (flags + " --xla_gpu_deterministic_ops=true").strip()
 
-    from gitexp.tracking import active_run
+    from gitexp.tracking import log_params_now_or_next
 
-    run = active_run()
-    if run is not None:
-        run.log_params({"seed": seed})
+    log_params_now_or_next({"seed": seed})
     return seed
 
 

@@ -375,6 +375,9 @@ class ExpStore:
                 return ref
             raise RunNotFound(f"no run at {address}")
         matches = [r for r in refs if r.short == address or r.run_id == address]
+        if not matches and ("refs/" + address).startswith(NAMESPACE):
+            # git's short form of the ref, as git log --decorate and for-each-ref show it
+            matches = [r for r in refs if str(r) == "refs/" + address]
         if len(matches) == 1:
             return matches[0]
         if len(matches) > 1:

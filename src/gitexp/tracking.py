@@ -14,6 +14,7 @@ run left open is finished when the interpreter exits; and a process started by
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import sys
 import threading
@@ -44,6 +45,8 @@ ENV_REPO = "GITEXP_REPO"
 # the directory that stands for the repository's work tree in a child of ``git exp run``
 # (``reproduce`` runs the recorded command in an exported copy of the code)
 ENV_WORK_TREE = "GITEXP_WORK_TREE"
+# JSON {restored copy: original path} of inputs outside the repository (reproduce)
+ENV_PATH_MAP = "GITEXP_PATH_MAP"
 
 FLUSH_INTERVAL = 0.25  # seconds between spool writes while points are buffered
 MIN_CHECKPOINT = 5.0  # seconds between commits to the ref, early in a run
@@ -69,6 +72,9 @@ _active: list[Run] = []
 _state_lock = threading.Lock()
 _flusher: threading.Thread | None = None
 _attached_refs: set[str] = set()
+# params for the next run this process starts (seed_everything before start_run),
+# with the pid that set them: a forked child does not inherit them
+_deferred: tuple[int, dict[str, Any]] | None = None
 _uncaught: list[str] = []
 
 
@@ -170,6 +176,7 @@ class Run:
         self._reported = False
         self._pid = os.getpid()
         self._work_tree: str | None = None  # set when the code runs outside the work tree
+        self._path_map: dict[str, str] = {}  # restored input copies -> original paths
         self.warnings: list[str] = []
 
     # ---------------------------------------------------------------- facts
@@ -295,7 +302,9 @@ class Run:
         if not self._usable():
             return None
         path = os.fspath(path)
-        name, source = input_source(path, self._work_tree or self._store.repo.work_tree)
+        name, source = input_source(
+            path, self._work_tree or self._store.repo.work_tree, self._path_map
+        )
         hashed = record_path(path, name, "input", self._store.cas, store=store, source=source)
         self._warn(hashed.warnings)
         with self._io:
@@ -473,11 +482,29 @@ def _steps(step: Any, values: Any) -> Any:
 
 
 def _register(run: Run) -> Run:
+    global _deferred
     _open_runs.add(run)
     with _state_lock:
         _active.append(run)
+        deferred, _deferred = _deferred, None
     _ensure_flusher()
+    if deferred is not None and deferred[0] == os.getpid():
+        run.log_params(deferred[1])
     return run
+
+
+def log_params_now_or_next(params: Mapping[str, Any]) -> None:
+    """Record ``params`` in the active run, or, when none is active yet, in the
+    next run this process starts (``seed_everything()`` called before
+    ``start_run()``)."""
+    global _deferred
+    run = active_run()
+    if run is not None:
+        run.log_params(params)
+        return
+    with _state_lock:
+        before = _deferred[1] if _deferred and _deferred[0] == os.getpid() else {}
+        _deferred = (os.getpid(), {**before, **params})
 
 
 def start_run(
@@ -618,6 +645,7 @@ def _attach(
     _attached_refs.add(ref_name)
     run = Run(store, ref, writer, dict(record.params), time.time(), attached=True)
     run._work_tree = environ.get(ENV_WORK_TREE) or None
+    run._path_map = _path_map(environ.get(ENV_PATH_MAP))
     delta = RunDelta(env=environment(environ))
     if name and not record.name:
         delta.run["name"] = fmt.validate_run_name(name)
@@ -631,6 +659,23 @@ def _attach(
     run._pending = delta
     run._spool()
     return _register(run)
+
+
+def _path_map(text: str | None) -> dict[str, str]:
+    """``GITEXP_PATH_MAP`` as set by ``reproduce``; anything malformed is ignored."""
+    if not text:
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {
+        k: v
+        for k, v in data.items()
+        if isinstance(k, str) and isinstance(v, str) and os.path.isabs(k) and os.path.isabs(v)
+    }
 
 
 def _argv() -> list[str]:

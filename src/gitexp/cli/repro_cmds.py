@@ -60,10 +60,10 @@ def format_plan(plan: dict[str, Any]) -> str:
         width = max(len(i["name"]) for i in plan["inputs"])
         for n, i in enumerate(plan["inputs"]):
             head = "  inputs:   " if n == 0 else "            "
-            lines.append(
-                f"{head}{i['name']:<{width}}  {_ACTIONS.get(i['action'], i['action'])}"
-                f" ({_short(i['blake3'])})"
-            )
+            how = _ACTIONS.get(i["action"], i["action"])
+            if i["action"] == "restore" and i.get("restore_as"):
+                how += ", outside the repository (the command is pointed at the copy)"
+            lines.append(f"{head}{i['name']:<{width}}  {how} ({_short(i['blake3'])})")
     else:
         lines.append("  inputs:   none recorded")
     env = [f"{k}={v}" for k, v in sorted(plan["env_set"].items())]
@@ -118,6 +118,9 @@ def format_verdict(v: dict[str, Any]) -> str:
         f"  status:      {status(st['original'], st['original_exit_code'])} -> "
         f"{status(st['replay'], st['replay_exit_code'])}"
     )
+    if st.get("replay_stderr_tail"):
+        lines.append("  replay stderr, last lines:")
+        lines += [f"    | {ln}" for ln in st["replay_stderr_tail"]]
     if v["metrics"]:
         lines.append("  metrics:")
         width = max(len(m["key"]) for m in v["metrics"])
