@@ -171,17 +171,27 @@ def leaderboard_of(
     table: RunTable,
     columns: Sequence[str] | None = None,
     available: Iterable[str] | None = None,
+    every_param: bool = False,
 ) -> Leaderboard:
     """:func:`leaderboard` of a (sorted, limited) RunTable, computed on its columns:
     light rows that read only the columns shown, so listing 100,000 runs builds
-    no dict per run."""
+    no dict per run.
+
+    The default columns are the base ones, the params that differ between the
+    runs (``every_param``: all params, and ``tags``: the shape scripts want,
+    whatever the filter), then every final metric.
+    """
     if columns:
         avail = sorted(available if available is not None else table.columns())
         cols = [resolve_column(c, avail) for c in columns]
     else:
         present = table.columns()
         metric_cols = sorted(k for k in present if k.startswith("metrics."))
-        cols = BASE_COLUMNS + table.differing_params() + metric_cols
+        if every_param:
+            params = sorted(k for k in present if k.startswith("params."))
+            cols = [*BASE_COLUMNS, "tags", *params, *metric_cols]
+        else:
+            cols = BASE_COLUMNS + table.differing_params() + metric_cols
     return Leaderboard(cols, table.view())  # type: ignore[arg-type]
 
 
@@ -189,7 +199,11 @@ def to_arrow(rows: Sequence[dict[str, Any]]) -> Any:
     """Rows (from :func:`select_rows` or :func:`row_of`) as a pyarrow Table."""
     import pyarrow as pa
 
-    keys = list(dict.fromkeys(k for r in rows for k in r))
+    seen = dict.fromkeys(k for r in rows for k in r)
+    dynamic = [k for k in seen if k.startswith(("params.", "metrics."))]
+    keys = [k for k in seen if k not in dynamic]  # base columns first, in row order
+    keys += sorted(k for k in dynamic if k.startswith("params."))
+    keys += sorted(k for k in dynamic if k.startswith("metrics."))
     data: dict[str, Any] = {}
     for k in keys:
         values = [r.get(k) for r in rows]

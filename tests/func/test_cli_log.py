@@ -54,9 +54,20 @@ def test_json_rows(gx, board):
     rows = _json(gx)
     assert [r["id"] for r in rows] == [board["d"], board["c"], board["b"], board["a"]]
     b = next(r for r in rows if r["id"] == board["b"])
-    assert b["params.lr"] == 0.01 and b["metrics.acc"] == 0.9 and "params.seed" not in b
+    assert b["params.lr"] == 0.01 and b["metrics.acc"] == 0.9
     assert b["ref"] == f"refs/experiments/mnist/{board['b']}" and len(b["sha"]) == 40
     assert b["status"] == "finished" and b["experiment"] == "mnist" and b["name"] == "beta"
+
+
+def test_json_and_csv_carry_every_param_whatever_the_filter(gx, board):
+    """For scripts the shape does not depend on which runs are listed: params
+    equal in every run (seed) and a single run's params are there too."""
+    [one] = _json(gx, "--limit", "1", "-e", "mnist/sub")
+    assert one["params.lr"] == 0.5 and one["params.seed"] == 1 and one["tags"] == ["baseline"]
+    assert all(r["params.seed"] == 1 for r in _json(gx))
+    header = next(csv.reader(io.StringIO(gx.ok("log", "--csv", "--limit", "1"))))
+    assert "params.lr" in header and "params.seed" in header and "metrics.loss" in header
+    assert header.index("params.seed") < header.index("metrics.loss")
 
 
 def test_filters(gx, board):
@@ -148,3 +159,12 @@ def test_json_and_csv_together_is_a_usage_error(gx, board):
     proc = gx("log", "--json", "--csv")
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip() == "git exp: error: --json and --csv cannot be used together"
+
+
+def test_runs_table_has_params_then_metrics_each_sorted(repo, board):
+    names = gitexp.runs(repo=repo).column_names
+    dynamic = [n for n in names if n.startswith(("params.", "metrics."))]
+    params = [n for n in dynamic if n.startswith("params.")]
+    metrics = [n for n in dynamic if n.startswith("metrics.")]
+    assert dynamic == sorted(params) + sorted(metrics)
+    assert names[: names.index(dynamic[0])] == [n for n in names if n not in dynamic]

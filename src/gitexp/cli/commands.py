@@ -194,7 +194,9 @@ def log_cmd(
             table = table.sort(sort, resolve_column)
         if limit is not None:
             table = table.head(limit)
-        board = leaderboard_of(table, columns=cols, available=available)
+        board = leaderboard_of(
+            table, columns=cols, available=available, every_param=as_json or as_csv
+        )
     else:
         board = leaderboard(table.rows())
     for p in problems:
