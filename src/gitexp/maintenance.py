@@ -186,7 +186,9 @@ def gc(
     Loose git objects are packed by ``git gc`` unless ``pack`` is False.
     """
     report = GcReport(dry_run=dry_run)
-    keep: set[str] = set()
+    # live spools first, refs second: an artifact a checkpoint moves from a spool
+    # onto its ref while we look is seen in one place or the other
+    keep: set[str] = live_keys(store)
     for name, tip in _run_refs(store).items():
         try:  # refs/remotes/<remote>/experiments/<exp>/<id> reads like our own refs
             ref = ExpRef.from_ref(fmt.NAMESPACE + name.split("experiments/", 1)[1])
@@ -198,7 +200,6 @@ def gc(
             except GitExpError:
                 continue
             keep |= referenced_keys(store, rec.artifacts)
-    keep |= live_keys(store)
     now = time.time()
     for key in list(store.cas.iter_keys()):
         if key in keep:

@@ -722,9 +722,14 @@ def _atomic_write(path: str, data: bytes) -> None:
     to git (refs are fsync'd) at checkpoints.
     """
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
 def list_spool(writer_dir: str) -> list[int]:
@@ -785,7 +790,6 @@ class SpoolWriter:
         self.ref = ref
         self.writer_id = f"{os.getpid()}-{os.urandom(4).hex()}"
         self.dir = os.path.join(store.live_root(ref.run_id), self.writer_id)
-        os.makedirs(self.dir, exist_ok=True)
         owner = {
             "pid": os.getpid(),
             "start": process_start(os.getpid()),
@@ -793,18 +797,32 @@ class SpoolWriter:
             "ref": str(ref),
             "created": time.time(),
         }
-        _atomic_write(os.path.join(self.dir, "owner.json"), json.dumps(owner).encode())
+        try:
+            os.makedirs(self.dir, exist_ok=True)
+            _atomic_write(os.path.join(self.dir, "owner.json"), json.dumps(owner).encode())
+        except (OSError, StoreError) as exc:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            _rmdir_quiet(os.path.dirname(self.dir))
+            if isinstance(exc, StoreError):
+                raise
+            raise StoreError(f"cannot write {self.dir}: {exc.strerror or exc}") from exc
         self.seq = 0
         self.committed = 0
 
     def write(self, delta: RunDelta, segment: bytes | None) -> int:
         """Write one entry durably; return its sequence number."""
-        self.seq += 1
-        base = os.path.join(self.dir, f"{self.seq:08d}")
-        if segment is not None:
-            _atomic_write(base + ".parquet", segment)
-        _atomic_write(base + ".json", json.dumps(delta.to_json()).encode())
-        return self.seq
+        seq = self.seq + 1
+        base = os.path.join(self.dir, f"{seq:08d}")
+        try:
+            if segment is not None:
+                _atomic_write(base + ".parquet", segment)
+            _atomic_write(base + ".json", json.dumps(delta.to_json()).encode())
+        except StoreError:
+            with contextlib.suppress(OSError):  # an entry without its JSON is not one
+                os.unlink(base + ".parquet")
+            raise
+        self.seq = seq
+        return seq
 
     def touch(self) -> None:
         """Heartbeat: the owner file's mtime says the writer is alive."""

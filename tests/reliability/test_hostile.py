@@ -480,3 +480,67 @@ def test_full_disk_leaves_no_partial_object_and_loses_nothing(tmp_path, gx):
         fsck(repo)
     finally:
         subprocess.run(["umount", "-l", str(mnt)])
+
+
+def _fill(path: Path) -> None:
+    """Write zeros to ``path`` until the filesystem holding it is full."""
+    with open(path, "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError as exc:
+            assert exc.errno == 28, exc
+
+
+def _leftovers(repo: Path) -> list[str]:
+    """Partial objects, lock and temporary files a failed write must not leave."""
+    out = []
+    for top in (repo / ".git" / "objects", repo / ".git" / "refs", repo / ".git" / "exp"):
+        for p in top.rglob("*"):
+            if p.name.endswith(".lock") or p.name.startswith("tmp_obj_") or ".tmp" in p.name:
+                out.append(str(p.relative_to(repo)))
+    return out
+
+
+def test_full_disk_while_writing_git_objects_and_refs(tmp_path, gx):
+    """Checkpoint, finish, a new run and a tag edit on a full disk: each fails with one
+    line ("No space left on device"), leaves no partial object, lock or temporary file,
+    and once there is room again the open run finishes with everything logged."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    _mount_or_skip(["-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)])
+    try:
+        repo = make_repo(mnt / "project")
+        run = gitexp.start_run(experiment="full", repo=repo, params={"lr": 0.1})
+        run.log_metric("loss", 1.0, step=0)
+        run.checkpoint()
+        tip = run.sha
+        filler = mnt / "filler"
+        _fill(filler)
+        for step in range(1, 400):  # in memory: logging never fails
+            run.log_metrics({f"m{k}": float(step) for k in range(20)}, step=step)
+        with pytest.raises(StoreError) as info:
+            run.log_param("late", 1)  # durable when it returns, so it cannot return
+        assert "No space left" in str(info.value)
+        for action in (run.checkpoint, run.finish):
+            with pytest.raises(StoreError) as info:
+                action()
+            assert "No space left" in str(info.value)
+        with pytest.raises(StoreError):
+            gitexp.start_run(experiment="full", repo=repo)
+        assert "No space left" in one_line_error(gx("tag", run.id, "x", cwd=repo))
+        assert _leftovers(repo) == []
+        assert run.sha == tip  # the ref did not move, and still reads
+        fsck(repo)
+        filler.unlink()
+        run.finish()
+        with ExpStore(repo) as store:
+            rec = store.get(run.id)
+            table = store.read_metrics(rec)
+        assert rec.status == "finished" and rec.params == {"lr": 0.1, "late": 1}
+        assert table.num_rows == 1 + 399 * 20
+        assert rec.summary.metrics["m19"].last == 399.0
+        assert _leftovers(repo) == []
+        fsck(repo)
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)])
