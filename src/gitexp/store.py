@@ -630,7 +630,7 @@ class ExpStore:
                 int(owner.get("pid", -1)), owner.get("start")
             )
             if owner.get("host") != self.host:
-                alive = time.time() - _mtime(d) < REMOTE_STALE_SECONDS
+                alive = time.time() - spool_mtime(d) < REMOTE_STALE_SECONDS
             out.append((d, owner, alive))
         return out
 
@@ -645,10 +645,15 @@ class ExpStore:
         """
         if record.status != "running":
             return record
-        writers = (
-            self.writers_of(record.run_id) if record.info.get("host") in (None, self.host) else []
-        )
+        local = record.info.get("host") in (None, self.host)
+        writers = self.writers_of(record.run_id) if local else []
         if not writers:
+            if local:
+                # another command may have settled it a moment ago: it removes the
+                # spool last, so the ref already says so
+                record = self._reread(record)
+                if record.status != "running":
+                    return record
             beat = fmt.parse_iso(record.info.get("heartbeat") or record.info.get("start_time"))
             if beat and time.time() - beat.timestamp() > REMOTE_STALE_SECONDS:
                 record.info = {**record.info, "status": "crashed"}
@@ -656,21 +661,48 @@ class ExpStore:
         if any(alive for _, _, alive in writers):
             return record
         last_beat = 0.0
+        logs: list[ArtifactEntry] = []
         for d, _, _ in writers:
-            last_beat = max(last_beat, _mtime(d))
-            self.replay(record.ref, d)
-        end = fmt.iso(_from_ts(last_beat) if last_beat else fmt.utc_now())
-        delta = RunDelta(run={"status": "crashed", "end_time": end})
-        try:
-            current = self.read(record.ref)
-            if current.status == "running":
+            last_beat = max(last_beat, spool_mtime(d))
+            try:
+                self.replay(record.ref, d)
+                logs += self._output_logs(d)
+            except (FormatError, StoreError):
+                if os.path.isdir(d):
+                    raise
+                # a concurrent command settled the run and removed this spool
+        current = self._reread(record)
+        if current.status == "running":
+            end = fmt.iso(_from_ts(last_beat) if last_beat else fmt.utc_now())
+            have = {(a.role, a.path) for a in current.artifacts}
+            delta = RunDelta(
+                run={"status": "crashed", "end_time": end},
+                artifacts=[a for a in logs if (a.role, a.path) not in have],
+            )
+            with contextlib.suppress(RunConflict):
                 self.update(record.ref, delta, verb="crash")
-        except RunConflict:
-            pass
         for d, _, _ in writers:
             shutil.rmtree(d, ignore_errors=True)
         _rmdir_quiet(self.live_root(record.run_id))
-        return self.read(record.ref)
+        return self._reread(record)
+
+    def _reread(self, record: RunRecord) -> RunRecord:
+        """The run at its ref's tip now (``record`` itself when the ref has not moved)."""
+        tip = self.repo.get_ref(str(record.ref))
+        if tip is None or tip == record.sha:
+            return record
+        return self.read(record.ref, tip)
+
+    def _output_logs(self, writer_dir: str) -> list[ArtifactEntry]:
+        """The output a killed ``git exp run`` had captured, as ``log`` artifacts."""
+        from gitexp.capture import record_path
+
+        out = []
+        for label in ("stdout.log", "stderr.log"):
+            path = os.path.join(writer_dir, "output", label)
+            if os.path.isfile(path):
+                out.append(record_path(path, f"logs/{label}", "log", self.cas, True).entry)
+        return out
 
     def replay(self, ref: ExpRef, writer_dir: str) -> None:
         """Commit every spool entry of a writer that its run does not hold yet."""
@@ -690,7 +722,8 @@ def _from_ts(ts: float) -> Any:
     return dt.datetime.fromtimestamp(ts, dt.timezone.utc)
 
 
-def _mtime(path: str) -> float:
+def spool_mtime(path: str) -> float:
+    """The newest mtime of a spool directory and its entries (its last sign of life)."""
     try:
         return max(
             [os.stat(path).st_mtime]

@@ -116,6 +116,98 @@ def test_rm_with_retention_filters(repo, gx):
     assert proc.returncode == 2 and "30d" in proc.stderr
 
 
+LOGGER = r"""
+import sys, time, gitexp
+run = gitexp.start_run(experiment="spool")
+with open(sys.argv[1], "wb") as f:
+    f.write(sys.argv[1].encode() * 100)
+run.log_artifact(sys.argv[1])
+print("logged", flush=True)
+time.sleep(600)
+"""
+
+
+def _killed_logger(repo, name):
+    """A process that logged an artifact (spooled, not yet on its ref), then died.
+    Returns its run id."""
+    live = repo / ".git" / "exp" / "live"
+    before = set(os.listdir(live)) if live.exists() else set()
+    (repo / "logger.py").write_text(LOGGER)
+    proc = subprocess.Popen(
+        [sys.executable, "logger.py", name], cwd=repo, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline() == "logged\n"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    (run_id,) = set(os.listdir(live)) - before
+    return run_id
+
+
+def test_gc_finalises_crashed_runs_and_removes_abandoned_spools(repo, gx):
+    crashed = _killed_logger(repo, "kept.bin")
+    removed = _killed_logger(repo, "freed.bin")
+    gx.ok("rm", removed)  # by name: its dead writer's spool stays behind
+    live = repo / ".git" / "exp" / "live"
+    assert (live / removed).exists() and (live / crashed).exists()
+    out = gx.ok("gc", "--grace", "0s")
+    assert "1 abandoned spool" in out and "finalised 1 crashed run" in out, out
+    assert "freed 1 object" in out and "packed git objects" in out, out
+    assert not any(live.iterdir())
+    with ExpStore(repo) as store:
+        rec = store.read(store.resolve(crashed))  # no settle needed: gc did it
+        assert rec.status == "crashed"
+        (entry,) = rec.artifacts
+        assert store.cas.get_bytes(entry.blake3) == b"kept.bin" * 100
+    assert [p.read_bytes() for p in _cas_files(repo)] == [b"kept.bin" * 100]
+    loose = dict(ln.split(": ") for ln in git("count-objects", "-v", cwd=repo).splitlines())
+    assert int(loose["count"]) == 0  # git objects packed
+    fsck(repo)
+
+
+def test_gc_keeps_objects_of_runs_on_remote_tracking_refs(repo, gx):
+    tracked = _run(repo, payload=b"only on a remote-tracking ref")
+    _run(repo, payload=b"on no ref at all")  # its ref is removed below, with rm
+    gone = _run(repo, payload=b"gone")
+    sha = git("rev-parse", tracked.ref, cwd=repo).strip()
+    git("update-ref", f"refs/remotes/origin/experiments/m/{tracked.id}", sha, cwd=repo)
+    git("update-ref", "-d", tracked.ref, cwd=repo)
+    gx.ok("rm", gone.id)
+    out = gx.ok("gc", "--grace", "0s")
+    assert "freed 1 object" in out, out
+    left = sorted(p.read_bytes() for p in _cas_files(repo))
+    assert left == [b"on no ref at all", b"only on a remote-tracking ref"]
+
+
+def test_gc_frees_nothing_while_a_run_cannot_be_read(repo, gx):
+    bad = _run(repo, payload=b"written by a newer git-exp")
+    gone = _run(repo, payload=b"removed")
+    data = json.loads(git("show", f"{bad.ref}:run.json", cwd=repo))
+    data["format"] = 99  # a run written by a newer version: its objects are unknown
+    _replace_in_run(repo, bad.ref, "run.json", json.dumps(data))
+    gx.ok("rm", gone.id)
+    proc = gx("gc", "--grace", "0s")
+    assert proc.returncode == 1
+    assert f"m/{bad.id}" in proc.stderr and "99" in proc.stderr
+    assert "no object was freed" in proc.stderr
+    assert len(_cas_files(repo)) == 2
+    gx.ok("rm", bad.id)
+    assert "freed 2 object(s)" in gx.ok("gc", "--grace", "0s")
+    assert _cas_files(repo) == []
+
+
+def _replace_in_run(repo, ref, name, text):
+    """A new commit on a run's ref with one top-level file replaced (plain git)."""
+    blob = git("hash-object", "-w", "--stdin", cwd=repo, input=text).strip()
+    lines = [
+        f"100644 blob {blob}\t{name}" if ln.endswith(f"\t{name}") else ln
+        for ln in git("ls-tree", ref, cwd=repo).splitlines()
+    ]
+    tree = git("mktree", cwd=repo, input="\n".join(lines) + "\n").strip()
+    commit = git("commit-tree", tree, "-p", ref, "-m", "hostile edit", cwd=repo).strip()
+    git("update-ref", ref, commit, cwd=repo)
+
+
 WRITER = r"""
 import os, gitexp
 i = 0
@@ -236,3 +328,24 @@ def _fuzz_base(store):
             run.log_metric("x", 1.0)
         refs = store.list_refs("fuzz")
     return refs
+
+
+def test_gc_removes_stale_temporary_git_object_files_and_locks(repo, gx):
+    """What a writer killed inside a loose-object or ref write leaves (and git's own
+    tmp_obj_ files): removed once older than an hour, kept while young."""
+    run = _run(repo)
+    objects = repo / ".git" / "objects" / "ab"
+    objects.mkdir(exist_ok=True)
+    stale = [objects / "tmp_obj_Xy12ab", objects / ("cd" * 19 + ".lock")]
+    ref_lock = repo / ".git" / "refs" / "experiments" / "m" / f"{run.id}.lock"
+    stale.append(ref_lock)
+    young = objects / "tmp_obj_young1"
+    for p in [*stale, young]:
+        p.write_bytes(b"partial")
+    for p in stale:
+        os.utime(p, (time.time() - 7200, time.time() - 7200))
+    out = gx.ok("gc", "--no-pack")
+    assert "removed 3 temporary file(s)" in out, out
+    assert not any(p.exists() for p in stale) and young.exists()
+    young.unlink()
+    fsck(repo)
