@@ -317,7 +317,8 @@ class GitRepo:
         commit.author_time = commit.commit_time = now
         commit.author_timezone = commit.commit_timezone = tz
         commit.encoding = b"UTF-8"
-        commit.message = message.encode("utf-8")
+        # a command line may hold bytes that are not UTF-8: the message is a summary
+        commit.message = message.encode("utf-8", "replace")
         self._add(commit)
         return commit.id.decode("ascii")
 

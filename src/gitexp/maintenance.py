@@ -377,7 +377,9 @@ def edit(
     delta = RunDelta(
         tags_add=[fmt.validate_tag(t) for t in add_tags],
         tags_remove=list(remove_tags),
-        notes=[{"time": fmt.iso(fmt.utc_now()) or "", "text": note}] if note else [],
+        notes=[{"time": fmt.iso(fmt.utc_now()) or "", "text": fmt.validate_note(note)}]
+        if note
+        else [],
     )
     if delta.is_empty():
         raise UsageError("nothing to change: give tags to add or remove, or a note")

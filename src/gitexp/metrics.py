@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from gitexp.errors import FormatError, InvalidValue
-from gitexp.format import MAX_KEY_LEN, MetricSummary, Summary
+from gitexp.format import MAX_KEY_LEN, MetricSummary, Summary, has_surrogates
 
 _SCHEMA: Any = None
 MAX_STEP = 2**63
@@ -49,6 +49,8 @@ def check_key(key: Any) -> str:
         )
     if any(ord(c) < 32 or ord(c) == 127 for c in key):
         raise InvalidValue(f"metric key {key!r} contains control characters", key)
+    if has_surrogates(key):
+        raise InvalidValue(f"metric key {key!r} is not valid Unicode text (undecodable bytes)", key)
     return key
 
 

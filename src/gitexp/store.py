@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import shutil
 import socket
 import time
@@ -192,6 +193,12 @@ class RunRecord:
         return [a for a in self.artifacts if a.role == "input"]
 
 
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+# run.json fields that come from the system, not the user: a command line, cwd or
+# error text may hold bytes that are not UTF-8, kept exactly by JSON escapes
+_SYSTEM_TEXT = ("command", "cwd", "cwd_rel", "error", "config")
+
+
 def _parse_record(repo: GitRepo, ref: ExpRef, sha: str) -> RunRecord:
     info = repo.commit_info(sha)
     entries = repo.read_tree(info.tree)
@@ -200,7 +207,20 @@ def _parse_record(repo: GitRepo, ref: ExpRef, sha: str) -> RunRecord:
     def load(name: str, default: Any) -> Any:
         if name not in entries:
             return default
-        return fmt.parse_json(repo.read_blob(entries[name][1]), f"{where}: {name}")
+        data = repo.read_blob(entries[name][1])
+        value = fmt.parse_json(data, f"{where}: {name}")
+        if name in (RUN_JSON, PARAMS_JSON, SUMMARY_JSON) and _SURROGATE_ESCAPE.search(data):
+            # git-exp writes names, tags, params and metric keys as valid Unicode
+            # only; a tree from elsewhere that escapes lone surrogates cannot be
+            # listed or compared (Parquet, terminals): refuse it like any bad tree
+            shown = (
+                {k: v for k, v in value.items() if k not in _SYSTEM_TEXT}
+                if isinstance(value, dict) and name == RUN_JSON
+                else value
+            )
+            if fmt.has_surrogates(json.dumps(shown, ensure_ascii=False)):
+                raise FormatError(f"{where}: {name} holds text that is not valid Unicode")
+        return value
 
     if RUN_JSON not in entries:
         raise FormatError(f"{where} has no run.json: it is not a git-exp run")

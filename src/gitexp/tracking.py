@@ -327,8 +327,7 @@ class Run:
         """Attach a free-text note to the run."""
         if not self._usable():
             return
-        if not isinstance(text, str):
-            raise UsageError("a note is text")
+        text = fmt.validate_note(text)
         with self._io:
             self._pending.notes.append({"time": fmt.iso(fmt.utc_now()) or "", "text": text})
             self._spool()

@@ -309,3 +309,51 @@ def test_runs_from_other_hosts_read_crashed_after_the_heartbeat_threshold(tmp_pa
     assert status == {"fresh": "running", "old": "crashed"}
     assert git("for-each-ref", "refs/experiments/", cwd=here) == tips  # not rewritten
     fsck(here)
+
+
+def test_a_simulated_ten_hour_run_stays_within_the_object_budget(repo, monkeypatch):
+    """10 hours of 20 metrics, driven through the real flush/checkpoint logic on a
+    simulated clock: a few hundred commits, at most a few thousand git objects, and
+    under 3 MB of packed history besides the metric segments themselves."""
+    from gitexp import tracking
+
+    now = [1000.0]
+    monkeypatch.setattr(tracking, "_clock", lambda: now[0])
+    run = gitexp.start_run(experiment="long", repo=repo)
+    tracking._open_runs.discard(run)  # this test ticks, not the flusher thread
+    code_commit = git("rev-parse", f"{run.ref}^", cwd=repo).strip()
+    step = 0
+    while now[0] - 1000.0 < 10 * 3600:
+        now[0] += 10.0  # one tick per 10 s (the flusher ticks every 0.05 s)
+        # a sample of the 20 x 1000 points logged in 10 s: the commits, trees and
+        # JSON files a checkpoint writes do not grow with the points in it
+        run.log_metrics({f"m{k}": step * 0.001 + k for k in range(20)}, step=step)
+        step += 1
+        run._tick(now[0])
+    run.finish()
+    commits = int(git("rev-list", "--count", run.ref, f"^{code_commit}", cwd=repo))
+    # the schedule makes ~200 (every 5 s early, then age/20, at most 300 s apart);
+    # ticking every 10 s, the first 200 s make 20 instead of 40
+    assert 120 < commits < 260, commits
+    objects = git("rev-list", "--objects", run.ref, f"^{code_commit}", cwd=repo).split("\n")
+    assert len(objects) < 7 * commits + 50 < 2000
+    git("gc", "-q", cwd=repo)
+    sizes = git(
+        "cat-file", "--batch-check=%(objectname) %(objecttype) %(objectsize:disk)", cwd=repo,
+        input="\n".join(ln.split()[0] for ln in objects if ln) + "\n",
+    )
+    segments = {
+        ln.split()[2]
+        for sha in git("rev-list", run.ref, f"^{code_commit}", cwd=repo).split()
+        for ln in git("ls-tree", "-r", sha, "--", "metrics", cwd=repo).splitlines()
+    }
+    overhead = sum(
+        int(size) for sha, kind, size in (ln.split() for ln in sizes.splitlines())
+        if sha not in segments
+    )
+    print(f"10 h: {commits} commits, {len(objects)} objects, {overhead} B besides metrics")
+    assert overhead < 3 << 20, overhead
+    with ExpStore(repo) as store:
+        rec = store.get(run.id)
+        assert store.read_metrics(rec).num_rows == step * 20
+    fsck(repo)

@@ -544,3 +544,61 @@ def test_full_disk_while_writing_git_objects_and_refs(tmp_path, gx):
         fsck(repo)
     finally:
         subprocess.run(["umount", "-l", str(mnt)])
+
+
+BAD = os.fsdecode(b"\xff")  # bytes that are not UTF-8, as Python hands them to a script
+
+
+def test_text_that_is_not_unicode_is_refused_naming_it_and_the_run_goes_on(repo, gx):
+    """Undecodable bytes (a file name, an argument) in a param, key, tag, note or name:
+    refused at the call with one line; a file with such a name in an artifact directory
+    is skipped with a warning; a command line with them is recorded exactly."""
+    for bad in ({"p": BAD}, {f"k{BAD}": 1}, {"a": {BAD: 1}}):
+        with pytest.raises(InvalidValue) as info:
+            gitexp.start_run(experiment="u", repo=repo, params=bad)
+        assert "not valid Unicode" in str(info.value)
+    with pytest.raises(InvalidName):
+        gitexp.start_run(experiment="u", repo=repo, name=f"n{BAD}")
+    assert git("for-each-ref", "refs/experiments/", cwd=repo) == ""
+    run = gitexp.start_run(experiment="u", repo=repo)
+    run.log_metric("ok", 1.0)
+    for call in (
+        lambda: run.log_metric(f"loss{BAD}", 1.0),
+        lambda: run.log_param("x", BAD),
+        lambda: run.set_tags(f"t{BAD}"),
+        lambda: run.note(f"n{BAD}"),
+    ):
+        with pytest.raises((InvalidValue, InvalidName)):
+            call()
+    d = repo / "out"
+    d.mkdir()
+    (d / "w.bin").write_bytes(b"w")
+    (d / os.fsdecode(b"bad\xff.bin")).write_bytes(b"x")
+    with pytest.warns(gitexp.GitExpWarning, match="not valid UTF-8"):
+        entry = run.log_artifact(d)
+    assert entry.files == 1
+    run.finish()
+    assert one_line_error(gx("tag", run.id, f"t{BAD}"), 2)
+    assert one_line_error(gx("note", run.id, f"n{BAD}"), 2)
+    assert "not valid Unicode" in one_line_error(gx("run", "-p", f"a={BAD}", "--", "true"), 2)
+    gx.ok("run", "-e", "u", "--", "true", BAD)
+    with ExpStore(repo) as store:
+        recs = {r.run_id: r for r in store.iter_records("u")}
+    assert recs[run.id].status == "finished" and recs[run.id].summary.metrics["ok"].count == 1
+    (replay,) = set(recs) - {run.id}
+    assert recs[replay].info["command"] == ["true", BAD]
+    shown = subprocess.run(["git", "exp", "show", replay], cwd=repo, capture_output=True)
+    assert shown.returncode == 0 and b"true \xff" in shown.stdout  # the bytes, as ls does
+    assert len(json.loads(gx.ok("log", "--json", "-e", "u"))) == 2
+    fsck(repo)
+
+
+def test_a_tree_from_elsewhere_with_undecodable_text_is_skipped_not_fatal(repo, gx):
+    good = _run_with_artifact(repo)
+    bad = _run_with_artifact(repo)
+    _rewrite_file_in_run(repo, bad.ref, "params.json", b'{"lr": "\\udcff"}\n')
+    proc = gx("log", "--json")
+    assert proc.returncode == 0 and bad.id in proc.stderr
+    assert [r["id"] for r in json.loads(proc.stdout)] == [good.id]
+    assert "not valid Unicode" in one_line_error(gx("show", bad.id), 6)
+    assert gx("fsck").returncode == 1
