@@ -384,12 +384,14 @@ class ExpStore:
         if not isinstance(address, str) or not address.strip():
             raise RunNotFound("no run given")
         address = address.strip()
+        if len(address) > 1000:  # longer than any ref git-exp makes
+            raise RunNotFound(f"no run matches {_shown(address)} (it is {len(address)} characters)")
         refs = self.list_refs()
         if address.startswith(NAMESPACE):
             try:
                 ref = ExpRef.from_ref(address)
             except InvalidName as exc:
-                raise RunNotFound(f"{address!r} is not a run ref") from exc
+                raise RunNotFound(f"{_shown(address)} is not a run ref") from exc
             if ref in refs:
                 return ref
             raise RunNotFound(f"no run at {address}")
@@ -419,7 +421,7 @@ class ExpStore:
                     names,
                 )
         raise RunNotFound(
-            f"no run matches {address!r} (give a run id, experiment/run-id, a ref, "
+            f"no run matches {_shown(address)} (give a run id, experiment/run-id, a ref, "
             "or a commit sha prefix; 'git exp log' lists runs)"
         )
 
@@ -734,6 +736,11 @@ class ExpStore:
             return
         delta = load_spool(writer_dir, entries)
         self.update(ref, delta, verb="recover")
+
+
+def _shown(text: str, limit: int = 80) -> str:
+    """``text`` quoted for a one-line message, cut to ``limit`` characters."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + "..."
 
 
 def _from_ts(ts: float) -> Any:

@@ -7,6 +7,8 @@ import json
 import math
 import os
 import shutil
+import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -26,6 +28,7 @@ from gitexp.errors import (
     InvalidValue,
     StoreError,
     UnsupportedFormat,
+    UsageError,
 )
 from gitexp.store import ExpStore
 
@@ -219,8 +222,22 @@ def test_symlinks_out_of_a_directory_are_not_followed_and_fifos_are_skipped(repo
     (d / "inside-link").symlink_to("weights.bin")
     (d / "escape").symlink_to(outside)
     os.mkfifo(d / "pipe")
-    with gitexp.start_run(experiment="art", repo=repo) as run, pytest.warns(gitexp.GitExpWarning):
-        entry = run.log_artifact(d)
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(d / "sock"))
+    if os.geteuid() == 0:  # a character device, as /dev/null is
+        os.mknod(d / "null", 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+    try:
+        with gitexp.start_run(experiment="art", repo=repo) as run, pytest.warns(
+            gitexp.GitExpWarning
+        ):
+            entry = run.log_artifact(d)
+            for special in ("pipe", "sock", "null", "escape"):
+                if (d / special).exists() or special == "escape":
+                    assert any(w.startswith(special) for w in run.warnings), run.warnings
+            with pytest.raises(UsageError):  # one named directly is refused, not read
+                run.log_artifact(d / "pipe")
+    finally:
+        sock.close()
     assert entry.kind == "dir" and entry.files == 2
     from gitexp.cas import parse_dir_listing
 
@@ -367,6 +384,27 @@ def test_a_damaged_cas_object_is_refused_on_restore_and_reported_by_fsck(repo, g
 
 
 # ------------------------------------------------------------ repositories
+
+
+def test_git_exp_run_in_a_bare_repository(tmp_path, gx):
+    src = make_repo(tmp_path / "src")
+    bare = tmp_path / "bare.git"
+    git("clone", "-q", "--bare", str(src), str(bare))
+    gx.ok("run", "-e", "bare", "--", sys.executable, "-c", "print('in bare')", cwd=bare)
+    (row,) = json.loads(gx.ok("log", "--json", cwd=bare))
+    assert row["status"] == "finished"
+    assert git("for-each-ref", "refs/heads/", cwd=bare) == git(
+        "for-each-ref", "refs/heads/", cwd=src
+    )
+    fsck(bare)
+
+
+def test_hostile_run_addresses_are_one_line_errors(repo, gx):
+    _run_with_artifact(repo)
+    for address in ("..", "../../HEAD", "refs/experiments/../../HEAD", "-x", "~^:?*[",
+                    "a\x01b", "@{-1}", "HEAD", "x" * 5000, "refs/heads/main"):
+        line = one_line_error(gx("show", "--", address), 4)
+        assert len(line) < 400, line
 
 
 def test_bare_repository(tmp_path, gx):
