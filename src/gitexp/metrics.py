@@ -340,12 +340,22 @@ def from_parquet(data: bytes, where: str = "metric segment") -> Any:
 
     try:
         table = pq.ParquetFile(pa.BufferReader(data)).read(use_threads=False)
-    except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
-        raise FormatError(f"{where} is damaged or truncated: {exc}") from exc
+    except (pa.ArrowException, OSError) as exc:
+        raise FormatError(f"{where} is damaged or truncated: {_one_line(exc)}") from exc
     missing = {"key", "step", "value", "time"} - set(table.column_names)
     if missing:
         raise FormatError(f"{where} lacks columns {sorted(missing)}")
-    return table.select(["key", "step", "value", "time"]).cast(schema())
+    try:
+        return table.select(["key", "step", "value", "time"]).cast(schema())
+    except (pa.ArrowException, ValueError) as exc:
+        raise FormatError(f"{where} has columns of the wrong type: {_one_line(exc)}") from exc
+
+
+def _one_line(exc: BaseException) -> str:
+    """A library's error message as one printable line (Arrow's may hold several, and
+    bytes from the damaged file)."""
+    text = " ".join(str(exc).split())
+    return "".join(c if c.isprintable() else "?" for c in text)[:200]
 
 
 def concat(tables: list[Any]) -> Any:
