@@ -50,13 +50,15 @@ def git(
     cwd: str | os.PathLike[str] = ".",
     check: bool = True,
     env: dict[str, str] | None = None,
+    input: str | None = None,
 ) -> str:
-    """Run the real git binary; return stdout."""
+    """Run the real git binary (``input`` on its stdin); return stdout."""
     proc = subprocess.run(
         ["git", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
+        input=input,
         env={**os.environ, **(env or {})},
     )
     if check and proc.returncode != 0:

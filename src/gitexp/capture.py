@@ -20,7 +20,7 @@ from typing import Any
 
 from gitexp.cas import LocalStore, dir_listing, hash_bytes
 from gitexp.errors import UsageError
-from gitexp.format import ArtifactEntry, normalize_artifact_path
+from gitexp.format import ArtifactEntry, has_surrogates, normalize_artifact_path
 from gitexp.gitstore import GitRepo
 
 # Environment variables worth recording: they change results or their speed.
@@ -198,6 +198,10 @@ def walk_files(root: str) -> WalkResult:
                 continue
             full = entry.path
             rel = os.path.relpath(full, root).replace(os.sep, "/")
+            if has_surrogates(rel):
+                shown = rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                skipped.append(f"{shown}: name is not valid UTF-8 (skipped)")
+                continue
             if entry.is_symlink():
                 target = os.path.realpath(full)
                 if not (target == real_root or target.startswith(real_root + os.sep)):

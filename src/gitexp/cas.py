@@ -203,6 +203,18 @@ class LocalStore:
         """True when the store holds ``key``."""
         return os.path.exists(self.path_for(key))
 
+    def _freshen(self, path: str) -> bool:
+        """True when the object at ``path`` exists; its mtime is renewed, so that a
+        ``gc`` running now counts it as young (the run logging it again has not
+        listed it anywhere yet)."""
+        try:
+            os.utime(path)
+            return True
+        except FileNotFoundError:
+            return False
+        except OSError:  # a read-only or shared store: it exists, we cannot touch it
+            return os.path.exists(path)
+
     def _tempfile(self) -> tuple[IO[bytes], str]:
         os.makedirs(self.tmp, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix="obj-", dir=self.tmp)
@@ -210,7 +222,7 @@ class LocalStore:
 
     def _commit_temp(self, name: str, key: str) -> None:
         final = self.path_for(key)
-        if os.path.exists(final):
+        if self._freshen(final):
             os.unlink(name)
             return
         os.makedirs(os.path.dirname(final), exist_ok=True)
@@ -220,15 +232,21 @@ class LocalStore:
     def put_bytes(self, data: bytes) -> str:
         """Store ``data``; return its key. Idempotent."""
         key = hash_bytes(data)
-        if self.has(key):
+        if self._freshen(self.path_for(key)):
             return key
-        f, name = self._tempfile()
+        try:
+            f, name = self._tempfile()
+        except OSError as exc:
+            raise StoreError(f"cannot store object {key[:12]}: {exc.strerror or exc}") from exc
         try:
             with f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
             self._commit_temp(name, key)
+        except OSError as exc:
+            _unlink_quiet(name)
+            raise StoreError(f"cannot store object {key[:12]}: {exc.strerror or exc}") from exc
         except BaseException:
             _unlink_quiet(name)
             raise
@@ -244,9 +262,12 @@ class LocalStore:
         if not stat.S_ISREG(before.st_mode):
             raise UsageError(f"{path} is not a regular file")
         cached = self.stat_cache.get(path, before)
-        if cached is not None and self.has(cached):
+        if cached is not None and self._freshen(self.path_for(cached)):
             return cached, before.st_size  # unchanged and already stored: nothing to read
-        f, name = self._tempfile()
+        try:
+            f, name = self._tempfile()
+        except OSError as exc:
+            raise StoreError(f"cannot store {path}: {exc.strerror or exc}") from exc
         try:
             with f, open(path, "rb") as src:
                 key, size = _copy_hashing(src, f, before.st_size)

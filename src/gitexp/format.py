@@ -53,6 +53,21 @@ def _has_control(text: str) -> bool:
     return any(unicodedata.category(c) == "Cc" for c in text)
 
 
+def has_surrogates(text: str) -> bool:
+    """True when ``text`` holds lone surrogates: bytes that were not UTF-8 (a file
+    name or argument Python decoded with ``surrogateescape``). No UTF-8 file, git
+    tree or Parquet column can hold them."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _not_utf8(what: str, text: str) -> str:
+    return f"{what} {text!r} is not valid Unicode text (undecodable bytes)"
+
+
 def validate_experiment(name: str) -> str:
     """Return ``name`` if it is a valid experiment name, else raise InvalidName.
 
@@ -67,6 +82,8 @@ def validate_experiment(name: str) -> str:
         raise InvalidName(f"experiment name is longer than {MAX_NAME_LEN} characters", name)
     if _has_control(name):
         raise InvalidName(f"experiment name {shown} contains control characters", name)
+    if has_surrogates(name):
+        raise InvalidName(_not_utf8("experiment name", name), name)
     bad = sorted({c for c in name if c in _BAD_REF_CHARS})
     if bad:
         raise InvalidName(
@@ -115,6 +132,8 @@ def validate_run_name(name: str | None) -> str | None:
         raise InvalidName(f"run name is longer than {MAX_NAME_LEN} characters", name)
     if _has_control(name):
         raise InvalidName(f"run name {name!r} contains control characters", name)
+    if has_surrogates(name):
+        raise InvalidName(_not_utf8("run name", name), name)
     return name
 
 
@@ -124,7 +143,18 @@ def validate_tag(tag: str) -> str:
         raise InvalidName("tag must be non-empty text", str(tag))
     if len(tag) > MAX_NAME_LEN or _has_control(tag) or "," in tag:
         raise InvalidName(f"tag {tag!r} is too long or contains control characters or ','", tag)
+    if has_surrogates(tag):
+        raise InvalidName(_not_utf8("tag", tag), tag)
     return tag
+
+
+def validate_note(text: Any) -> str:
+    """A note: any text that a UTF-8 file can hold."""
+    if not isinstance(text, str):
+        raise InvalidValue(f"a note is text, not {type(text).__name__}")
+    if has_surrogates(text):
+        raise InvalidValue(_not_utf8("note", text[:40]))
+    return text
 
 
 def is_run_id(text: str) -> bool:
@@ -202,7 +232,11 @@ def to_jsonable(value: Any, key: str = "") -> Any:
     ``"Infinity"`` and ``"-Infinity"``. Anything else is refused rather than
     stored as an unreadable repr.
     """
-    if value is None or isinstance(value, (bool, str)):
+    if isinstance(value, str):
+        if has_surrogates(value):
+            raise InvalidValue(f"param {key!r}: " + _not_utf8("text", value[:40]), key)
+        return value
+    if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int):
         return value
@@ -216,6 +250,8 @@ def to_jsonable(value: Any, key: str = "") -> Any:
                     k = str(k)
                 else:
                     raise InvalidValue(f"param {key!r}: mapping key {k!r} is not text", key)
+            if has_surrogates(k):
+                raise InvalidValue(f"param {key!r}: " + _not_utf8("key", k), key)
             sub = f"{key}.{k}" if key else k
             out[k] = to_jsonable(v, sub)
         return out
@@ -257,14 +293,26 @@ def canonical_json(data: Any) -> bytes:
     Readable in ``git show`` and stable, so equal data gives equal git blobs.
     """
     text = json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False)
-    return (text + "\n").encode("utf-8")
+    try:
+        return (text + "\n").encode("utf-8")
+    except UnicodeEncodeError:
+        # text from the system that is not UTF-8 (an argument or path in the command,
+        # cwd or environment): JSON's \u escapes keep it exactly, in ASCII
+        text = json.dumps(data, sort_keys=True, indent=2, ensure_ascii=True, allow_nan=False)
+        return (text + "\n").encode("ascii")
 
 
 def compact_json(data: Any) -> bytes:
     """Canonical JSON on one line, for hashing."""
-    return json.dumps(
+    text = json.dumps(
         data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    )
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # as in canonical_json
+        return json.dumps(
+            data, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+        ).encode("ascii")
 
 
 def parse_json(data: bytes, what: str) -> Any:
@@ -289,6 +337,8 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def set_dotted(target: dict[str, Any], key: str, value: Any) -> None:
     """Set ``a.b.c`` in a nested dict, creating the intermediate dicts."""
+    if has_surrogates(key):
+        raise InvalidValue(_not_utf8("param name", key), key)
     parts = key.split(".")
     node = target
     for part in parts[:-1]:
@@ -339,6 +389,8 @@ def normalize_artifact_path(path: str) -> str:
         raise InvalidName("artifact path must not be empty", str(path))
     if _has_control(path):
         raise InvalidName(f"artifact path {path!r} contains control characters", path)
+    if has_surrogates(path):
+        raise InvalidName(_not_utf8("artifact path", path), path)
     text = path.replace("\\", "/")
     if text.startswith("/") or re.match(r"^[A-Za-z]:/", text):
         raise InvalidName(f"artifact path {path!r} is absolute; give a relative name", path)

@@ -129,51 +129,62 @@ class GitRepo:
         if len(data) >= BIG_BLOB:
             # metric segments are zstd-compressed already: zlib at level 1 is
             # several times faster than the default and loses almost nothing
-            self._add_bypassing_lock(blob, compression_level=1)
+            self._add(blob, compression_level=1)
         else:
             self._add(blob)
         return blob.id.decode("ascii")
 
-    def _add(self, obj: Any) -> None:
-        """Write a loose object atomically (dulwich: lock file, then rename).
+    def _add(self, obj: Any, compression_level: int = -1) -> None:
+        """Write a loose object atomically: a private temporary name, then rename.
 
-        Two races with other processes are handled as git handles them: a
-        concurrent ``git gc`` may remove the empty ``objects/xx`` directory
-        between dulwich's mkdir and its open (we try again), and a lock file
-        left by a writer killed mid-write would block the object forever (loose
-        objects are content-addressed, so every writer produces the same bytes:
-        we write through a private temporary name instead).
+        Never through a shared lock file: a writer killed mid-write (or one that
+        hits a full disk) would leave ``<sha>.lock`` behind, which blocks the object
+        for every later writer and which ``git fsck`` reports as a bad object.
+        Loose objects are content-addressed, so concurrent writers produce the
+        same bytes and the last rename wins harmlessly. An object that exists is
+        freshened instead (its mtime renewed, as git does) so that a concurrent
+        ``git gc`` does not prune it before a ref points at it. A concurrent
+        ``git gc`` may also remove the empty ``objects/xx`` directory between our
+        mkdir and our create: we try again. Failures raise StoreError and leave
+        no partial file.
         """
-        from dulwich.file import FileLocked
-
-        for attempt in range(5):
-            try:
-                self._store.add_object(obj)
-                return
-            except FileNotFoundError:
-                if attempt == 4:
-                    raise
-            except FileLocked:
-                self._add_bypassing_lock(obj)
-                return
-
-    def _add_bypassing_lock(self, obj: Any, compression_level: int = -1) -> None:
-        """Write a loose object through a private temporary name (atomic rename)."""
         sha = obj.id.decode("ascii")
         final = os.path.join(self.common_dir, "objects", sha[:2], sha[2:])
-        if os.path.exists(final):
-            return
-        os.makedirs(os.path.dirname(final), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix="tmp_obj_", dir=os.path.dirname(final))
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(obj.as_legacy_object(compression_level=compression_level))
-            os.chmod(tmp, 0o444)
-            os.replace(tmp, final)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+            os.utime(final)
+            return
+        except FileNotFoundError:
+            pass
+        except PermissionError:
+            if os.path.exists(final):  # another user's object in a shared repository
+                return
+        except OSError as exc:
+            raise StoreError(f"cannot write git object {sha[:12]}: {exc.strerror or exc}") from exc
+        data = obj.as_legacy_object(compression_level=compression_level)
+        for attempt in range(5):
+            tmp = None
+            try:
+                os.makedirs(os.path.dirname(final), exist_ok=True)
+                fd, tmp = tempfile.mkstemp(prefix="tmp_obj_", dir=os.path.dirname(final))
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                os.chmod(tmp, 0o444)
+                os.replace(tmp, final)
+                return
+            except FileNotFoundError:
+                _unlink_quiet(tmp)
+                if attempt == 4:
+                    raise StoreError(
+                        f"cannot write git object {sha[:12]}: its directory keeps vanishing"
+                    ) from None
+            except OSError as exc:
+                _unlink_quiet(tmp)
+                raise StoreError(
+                    f"cannot write git object {sha[:12]}: {exc.strerror or exc}"
+                ) from exc
+            except BaseException:
+                _unlink_quiet(tmp)
+                raise
 
     def has_object(self, sha: str) -> bool:
         """True when the object store holds ``sha``."""
@@ -306,7 +317,8 @@ class GitRepo:
         commit.author_time = commit.commit_time = now
         commit.author_timezone = commit.commit_timezone = tz
         commit.encoding = b"UTF-8"
-        commit.message = message.encode("utf-8")
+        # a command line may hold bytes that are not UTF-8: the message is a summary
+        commit.message = message.encode("utf-8", "replace")
         self._add(commit)
         return commit.id.decode("ascii")
 
@@ -353,6 +365,8 @@ class GitRepo:
 
         ref = name.encode("utf-8")
         ident = self.identity()
+        lock = os.path.join(self.common_dir, *name.split("/")) + ".lock"
+        lock_was_there = os.path.exists(lock)
         try:
             if old is None:
                 return bool(
@@ -373,6 +387,11 @@ class GitRepo:
             self._break_stale_lock(name)
             return False  # another writer holds the ref's lock: a lost race, retry
         except OSError as exc:
+            # dulwich leaves its lock file behind when closing it fails (a full
+            # disk): a lock that was not there before is ours, and must not block
+            # the ref for 30 s (nor git itself, for ever)
+            if not lock_was_there:
+                _unlink_quiet(lock)
             raise StoreError(f"cannot update {name}: {exc.strerror or exc}") from exc
 
     def _break_stale_lock(self, name: str) -> None:
@@ -389,14 +408,16 @@ class GitRepo:
             pass
 
     def stale_locks(self, min_age: float) -> list[str]:
-        """Lock files older than ``min_age`` seconds under objects/ and refs/experiments/,
-        left by writers killed mid-write."""
+        """Lock and temporary files older than ``min_age`` seconds under objects/ and
+        refs/experiments/, left by writers killed mid-write (``*.lock``, and the
+        ``tmp_obj_*`` and ``tmp_pack_*`` files objects are written through)."""
         now = time.time()
         out = []
         for top in ("objects", os.path.join("refs", "experiments")):
             for dirpath, _, files in os.walk(os.path.join(self.common_dir, top)):
                 for f in files:
-                    if f.endswith(".lock"):
+                    temp = top == "objects" and f.startswith(("tmp_obj_", "tmp_pack_"))
+                    if f.endswith(".lock") or temp:
                         path = os.path.join(dirpath, f)
                         try:
                             if now - os.stat(path).st_mtime >= min_age:
@@ -993,3 +1014,11 @@ def _text_refs(refs: Mapping[bytes, bytes | None], prefix: str) -> dict[str, str
 def open_repo(path: str | os.PathLike[str] = ".") -> GitRepo:
     """Open the git repository containing ``path``."""
     return GitRepo(path)
+
+
+def _unlink_quiet(path: str | None) -> None:
+    if path is not None:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass

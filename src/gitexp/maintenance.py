@@ -20,7 +20,7 @@ from gitexp import format as fmt
 from gitexp.cas import parse_dir_listing
 from gitexp.errors import GitExpError, StoreError, UsageError
 from gitexp.format import ArtifactEntry, ExpRef
-from gitexp.store import ExpStore, RunDelta, list_spool, load_spool
+from gitexp.store import ExpStore, RunDelta, list_spool, load_spool, spool_mtime
 
 DEFAULT_GRACE = 24 * 3600  # seconds an unreferenced CAS object is kept before gc frees it
 TMP_GRACE = 3600  # seconds a leftover temporary file is kept
@@ -29,8 +29,14 @@ TMP_GRACE = 3600  # seconds a leftover temporary file is kept
 # --------------------------------------------------------------------- refs
 
 
-def referenced_keys(store: ExpStore, entries: Iterable[ArtifactEntry]) -> set[str]:
-    """CAS keys an artifact list needs: files, dir listings and the files they list."""
+def referenced_keys(
+    store: ExpStore, entries: Iterable[ArtifactEntry], problems: list[str] | None = None
+) -> set[str]:
+    """CAS keys an artifact list needs: files, dir listings and the files they list.
+
+    A directory whose listing cannot be read is noted in ``problems``: the files
+    it lists are unknown, so nothing may be freed.
+    """
     keys: set[str] = set()
     for e in entries:
         if e.kind == "dir":
@@ -39,9 +45,11 @@ def referenced_keys(store: ExpStore, entries: Iterable[ArtifactEntry]) -> set[st
                 continue
             try:
                 listing = store.cas.get_bytes(e.blake3)
-            except StoreError:
+                keys.update(key for _, key, _, _ in parse_dir_listing(listing))
+            except (StoreError, ValueError, UnicodeDecodeError) as exc:
+                if problems is not None:
+                    problems.append(f"{e.role} {e.path}: listing unreadable: {exc}")
                 continue
-            keys.update(key for _, key, _, _ in parse_dir_listing(listing))
         elif e.stored:
             keys.add(e.blake3)
     return keys
@@ -63,7 +71,11 @@ def live_keys(store: ExpStore) -> set[str]:
     if not os.path.isdir(root):
         return keys
     for run_id in os.listdir(root):
-        for writer in os.listdir(os.path.join(root, run_id)):
+        try:  # a run that finishes now removes its spool
+            writers = os.listdir(os.path.join(root, run_id))
+        except OSError:
+            continue
+        for writer in writers:
             d = os.path.join(root, run_id, writer)
             seqs = list_spool(d)
             if seqs:
@@ -170,8 +182,13 @@ class GcReport:
     objects_kept: int = 0
     young_kept: int = 0
     temp_removed: int = 0
+    runs_settled: int = 0  # crashed runs finalised on the way
+    spools_removed: int = 0  # live spools of dead writers whose run is gone
     git_packed: bool = False
     dry_run: bool = False
+    # runs (or revisions of them) that could not be read: nothing is freed then,
+    # since they may need any object
+    problems: list[str] = field(default_factory=list)
 
 
 def gc(
@@ -186,22 +203,45 @@ def gc(
     Loose git objects are packed by ``git gc`` unless ``pack`` is False.
     """
     report = GcReport(dry_run=dry_run)
-    keep: set[str] = set()
+    now = time.time()
+    if not dry_run:
+        # a run whose writers died is finalised first, so that what they spooled is
+        # on its ref; a dead writer's spool whose run is gone (removed, or never
+        # created: killed while starting) holds nothing anyone can read
+        for rec in store.iter_records(settle=False, problems=[]):  # reported below
+            if rec.status != "running":
+                continue
+            try:
+                if store.settle(rec).status != "running":
+                    report.runs_settled += 1
+            except GitExpError as exc:
+                report.problems.append(f"{rec.ref.short}: {exc}")
+    report.spools_removed = _remove_orphan_spools(store, min(grace, TMP_GRACE), dry_run, now)
+    # live spools first, refs second: an artifact a checkpoint moves from a spool
+    # onto its ref while we look is seen in one place or the other
+    keep: set[str] = live_keys(store)
     for name, tip in _run_refs(store).items():
         try:  # refs/remotes/<remote>/experiments/<exp>/<id> reads like our own refs
             ref = ExpRef.from_ref(fmt.NAMESPACE + name.split("experiments/", 1)[1])
         except (GitExpError, IndexError):
             continue
-        for sha in store.history(tip):
+        try:
+            history = store.history(tip)
+        except GitExpError as exc:
+            report.problems.append(f"{ref.short}: {exc}")
+            continue
+        for sha in history:
             try:
                 rec = store.read(ref, sha)
-            except GitExpError:
+            except GitExpError as exc:
+                report.problems.append(f"{ref.short} at {sha[:12]}: {exc}")
                 continue
-            keep |= referenced_keys(store, rec.artifacts)
-    keep |= live_keys(store)
-    now = time.time()
+            found: list[str] = []
+            keep |= referenced_keys(store, rec.artifacts, found)
+            report.problems += [f"{ref.short} at {sha[:12]}: {p}" for p in found]
     for key in list(store.cas.iter_keys()):
-        if key in keep:
+        if key in keep or report.problems:
+            # a run that cannot be read may need any object: free nothing then
             report.objects_kept += 1
             continue
         path = store.cas.path_for(key)
@@ -245,6 +285,28 @@ def gc(
         )
         report.git_packed = proc.returncode == 0
     return report
+
+
+def _remove_orphan_spools(store: ExpStore, min_age: float, dry_run: bool, now: float) -> int:
+    """Remove spools of dead writers whose run has no ref here; return how many."""
+    root = os.path.join(store.repo.exp_dir, "live")
+    if not os.path.isdir(root):
+        return 0
+    have = {ref.run_id for ref in store.list_refs()}
+    removed = 0
+    for run_id in sorted(os.listdir(root)):
+        if run_id in have:
+            continue
+        for d, _, alive in store.writers_of(run_id):
+            if alive or now - spool_mtime(d) < min_age:
+                continue
+            removed += 1
+            if not dry_run:
+                shutil.rmtree(d, ignore_errors=True)
+        if not dry_run:
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.join(root, run_id))
+    return removed
 
 
 # ----------------------------------------------------------------------- rm
@@ -315,7 +377,9 @@ def edit(
     delta = RunDelta(
         tags_add=[fmt.validate_tag(t) for t in add_tags],
         tags_remove=list(remove_tags),
-        notes=[{"time": fmt.iso(fmt.utc_now()) or "", "text": note}] if note else [],
+        notes=[{"time": fmt.iso(fmt.utc_now()) or "", "text": fmt.validate_note(note)}]
+        if note
+        else [],
     )
     if delta.is_empty():
         raise UsageError("nothing to change: give tags to add or remove, or a note")

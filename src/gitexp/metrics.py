@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from gitexp.errors import FormatError, InvalidValue
-from gitexp.format import MAX_KEY_LEN, MetricSummary, Summary
+from gitexp.format import MAX_KEY_LEN, MetricSummary, Summary, has_surrogates
 
 _SCHEMA: Any = None
 MAX_STEP = 2**63
@@ -51,6 +51,8 @@ def check_key(key: Any) -> str:
         )
     if any(ord(c) < 32 or ord(c) == 127 for c in key):
         raise InvalidValue(f"metric key {key!r} contains control characters", key)
+    if has_surrogates(key):
+        raise InvalidValue(f"metric key {key!r} is not valid Unicode text (undecodable bytes)", key)
     return key
 
 
@@ -419,12 +421,22 @@ def from_parquet(data: bytes, where: str = "metric segment") -> Any:
 
     try:
         table = pq.ParquetFile(pa.BufferReader(data)).read(use_threads=False)
-    except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
-        raise FormatError(f"{where} is damaged or truncated: {exc}") from exc
+    except (pa.ArrowException, OSError) as exc:
+        raise FormatError(f"{where} is damaged or truncated: {_one_line(exc)}") from exc
     missing = {"key", "step", "value", "time"} - set(table.column_names)
     if missing:
         raise FormatError(f"{where} lacks columns {sorted(missing)}")
-    return table.select(["key", "step", "value", "time"]).cast(schema())
+    try:
+        return table.select(["key", "step", "value", "time"]).cast(schema())
+    except (pa.ArrowException, ValueError) as exc:
+        raise FormatError(f"{where} has columns of the wrong type: {_one_line(exc)}") from exc
+
+
+def _one_line(exc: BaseException) -> str:
+    """A library's error message as one printable line (Arrow's may hold several, and
+    bytes from the damaged file)."""
+    text = " ".join(str(exc).split())
+    return "".join(c if c.isprintable() else "?" for c in text)[:200]
 
 
 def concat(tables: list[Any]) -> Any:

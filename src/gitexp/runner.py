@@ -195,6 +195,7 @@ def run_command(
         merged = load_config(config)
     merged = fmt.deep_merge(dict(base_params or {}), merged)
     merged = fmt.deep_merge(merged, parse_assignments(params))
+    merged = fmt.to_jsonable(merged)  # -p values from the shell are checked like any param
     for p in inputs:
         if not os.path.exists(p):
             raise UsageError(f"input {p}: no such file or directory")

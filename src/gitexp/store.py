@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import shutil
 import socket
 import time
@@ -193,6 +194,12 @@ class RunRecord:
         return [a for a in self.artifacts if a.role == "input"]
 
 
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+# run.json fields that come from the system, not the user: a command line, cwd or
+# error text may hold bytes that are not UTF-8, kept exactly by JSON escapes
+_SYSTEM_TEXT = ("command", "cwd", "cwd_rel", "error", "config")
+
+
 def _parse_record(repo: GitRepo, ref: ExpRef, sha: str, listing: bool = False) -> RunRecord:
     info = repo.commit_info(sha)
     entries = repo.read_tree(info.tree)
@@ -201,7 +208,20 @@ def _parse_record(repo: GitRepo, ref: ExpRef, sha: str, listing: bool = False) -
     def load(name: str, default: Any) -> Any:
         if name not in entries:
             return default
-        return fmt.parse_json(repo.read_blob(entries[name][1]), f"{where}: {name}")
+        data = repo.read_blob(entries[name][1])
+        value = fmt.parse_json(data, f"{where}: {name}")
+        if name in (RUN_JSON, PARAMS_JSON, SUMMARY_JSON) and _SURROGATE_ESCAPE.search(data):
+            # git-exp writes names, tags, params and metric keys as valid Unicode
+            # only; a tree from elsewhere that escapes lone surrogates cannot be
+            # listed or compared (Parquet, terminals): refuse it like any bad tree
+            shown = (
+                {k: v for k, v in value.items() if k not in _SYSTEM_TEXT}
+                if isinstance(value, dict) and name == RUN_JSON
+                else value
+            )
+            if fmt.has_surrogates(json.dumps(shown, ensure_ascii=False)):
+                raise FormatError(f"{where}: {name} holds text that is not valid Unicode")
+        return value
 
     if RUN_JSON not in entries:
         raise FormatError(f"{where} has no run.json: it is not a git-exp run")
@@ -365,12 +385,14 @@ class ExpStore:
         if not isinstance(address, str) or not address.strip():
             raise RunNotFound("no run given")
         address = address.strip()
+        if len(address) > 1000:  # longer than any ref git-exp makes
+            raise RunNotFound(f"no run matches {_shown(address)} (it is {len(address)} characters)")
         refs = self.list_refs()
         if address.startswith(NAMESPACE):
             try:
                 ref = ExpRef.from_ref(address)
             except InvalidName as exc:
-                raise RunNotFound(f"{address!r} is not a run ref") from exc
+                raise RunNotFound(f"{_shown(address)} is not a run ref") from exc
             if ref in refs:
                 return ref
             raise RunNotFound(f"no run at {address}")
@@ -403,7 +425,7 @@ class ExpStore:
                     names,
                 )
         raise RunNotFound(
-            f"no run matches {address!r} (give a run id, experiment/run-id, a ref, "
+            f"no run matches {_shown(address)} (give a run id, experiment/run-id, a ref, "
             "or a commit sha prefix; 'git exp log' lists runs)"
         )
 
@@ -639,7 +661,7 @@ class ExpStore:
                 int(owner.get("pid", -1)), owner.get("start")
             )
             if owner.get("host") != self.host:
-                alive = time.time() - _mtime(d) < REMOTE_STALE_SECONDS
+                alive = time.time() - spool_mtime(d) < REMOTE_STALE_SECONDS
             out.append((d, owner, alive))
         return out
 
@@ -654,10 +676,15 @@ class ExpStore:
         """
         if record.status != "running":
             return record
-        writers = (
-            self.writers_of(record.run_id) if record.info.get("host") in (None, self.host) else []
-        )
+        local = record.info.get("host") in (None, self.host)
+        writers = self.writers_of(record.run_id) if local else []
         if not writers:
+            if local:
+                # another command may have settled it a moment ago: it removes the
+                # spool last, so the ref already says so
+                record = self._reread(record)
+                if record.status != "running":
+                    return record
             beat = fmt.parse_iso(record.info.get("heartbeat") or record.info.get("start_time"))
             if beat and time.time() - beat.timestamp() > REMOTE_STALE_SECONDS:
                 record.info = {**record.info, "status": "crashed"}
@@ -665,21 +692,48 @@ class ExpStore:
         if any(alive for _, _, alive in writers):
             return record
         last_beat = 0.0
+        logs: list[ArtifactEntry] = []
         for d, _, _ in writers:
-            last_beat = max(last_beat, _mtime(d))
-            self.replay(record.ref, d)
-        end = fmt.iso(_from_ts(last_beat) if last_beat else fmt.utc_now())
-        delta = RunDelta(run={"status": "crashed", "end_time": end})
-        try:
-            current = self.read(record.ref)
-            if current.status == "running":
+            last_beat = max(last_beat, spool_mtime(d))
+            try:
+                self.replay(record.ref, d)
+                logs += self._output_logs(d)
+            except (FormatError, StoreError):
+                if os.path.isdir(d):
+                    raise
+                # a concurrent command settled the run and removed this spool
+        current = self._reread(record)
+        if current.status == "running":
+            end = fmt.iso(_from_ts(last_beat) if last_beat else fmt.utc_now())
+            have = {(a.role, a.path) for a in current.artifacts}
+            delta = RunDelta(
+                run={"status": "crashed", "end_time": end},
+                artifacts=[a for a in logs if (a.role, a.path) not in have],
+            )
+            with contextlib.suppress(RunConflict):
                 self.update(record.ref, delta, verb="crash")
-        except RunConflict:
-            pass
         for d, _, _ in writers:
             shutil.rmtree(d, ignore_errors=True)
         _rmdir_quiet(self.live_root(record.run_id))
-        return self.read(record.ref)
+        return self._reread(record)
+
+    def _reread(self, record: RunRecord) -> RunRecord:
+        """The run at its ref's tip now (``record`` itself when the ref has not moved)."""
+        tip = self.repo.get_ref(str(record.ref))
+        if tip is None or tip == record.sha:
+            return record
+        return self.read(record.ref, tip)
+
+    def _output_logs(self, writer_dir: str) -> list[ArtifactEntry]:
+        """The output a killed ``git exp run`` had captured, as ``log`` artifacts."""
+        from gitexp.capture import record_path
+
+        out = []
+        for label in ("stdout.log", "stderr.log"):
+            path = os.path.join(writer_dir, "output", label)
+            if os.path.isfile(path):
+                out.append(record_path(path, f"logs/{label}", "log", self.cas, True).entry)
+        return out
 
     def replay(self, ref: ExpRef, writer_dir: str) -> None:
         """Commit every spool entry of a writer that its run does not hold yet."""
@@ -693,13 +747,19 @@ class ExpStore:
         self.update(ref, delta, verb="recover")
 
 
+def _shown(text: str, limit: int = 80) -> str:
+    """``text`` quoted for a one-line message, cut to ``limit`` characters."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + "..."
+
+
 def _from_ts(ts: float) -> Any:
     import datetime as dt
 
     return dt.datetime.fromtimestamp(ts, dt.timezone.utc)
 
 
-def _mtime(path: str) -> float:
+def spool_mtime(path: str) -> float:
+    """The newest mtime of a spool directory and its entries (its last sign of life)."""
     try:
         return max(
             [os.stat(path).st_mtime]
@@ -731,9 +791,14 @@ def _atomic_write(path: str, data: bytes) -> None:
     to git (refs are fsync'd) at checkpoints.
     """
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
 def list_spool(writer_dir: str) -> list[int]:
@@ -804,7 +869,6 @@ class SpoolWriter:
         self.ref = ref
         self.writer_id = f"{os.getpid()}-{os.urandom(4).hex()}"
         self.dir = os.path.join(store.live_root(ref.run_id), self.writer_id)
-        os.makedirs(self.dir, exist_ok=True)
         owner = {
             "pid": os.getpid(),
             "start": process_start(os.getpid()),
@@ -812,18 +876,32 @@ class SpoolWriter:
             "ref": str(ref),
             "created": time.time(),
         }
-        _atomic_write(os.path.join(self.dir, "owner.json"), json.dumps(owner).encode())
+        try:
+            os.makedirs(self.dir, exist_ok=True)
+            _atomic_write(os.path.join(self.dir, "owner.json"), json.dumps(owner).encode())
+        except (OSError, StoreError) as exc:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            _rmdir_quiet(os.path.dirname(self.dir))
+            if isinstance(exc, StoreError):
+                raise
+            raise StoreError(f"cannot write {self.dir}: {exc.strerror or exc}") from exc
         self.seq = 0
         self.committed = 0
 
     def write(self, delta: RunDelta, segment: bytes | None) -> int:
         """Write one entry durably; return its sequence number."""
-        self.seq += 1
-        base = os.path.join(self.dir, f"{self.seq:08d}")
-        if segment is not None:
-            _atomic_write(base + ".parquet", segment)
-        _atomic_write(base + ".json", json.dumps(delta.to_json()).encode())
-        return self.seq
+        seq = self.seq + 1
+        base = os.path.join(self.dir, f"{seq:08d}")
+        try:
+            if segment is not None:
+                _atomic_write(base + ".parquet", segment)
+            _atomic_write(base + ".json", json.dumps(delta.to_json()).encode())
+        except StoreError:
+            with contextlib.suppress(OSError):  # an entry without its JSON is not one
+                os.unlink(base + ".parquet")
+            raise
+        self.seq = seq
+        return seq
 
     def touch(self) -> None:
         """Heartbeat: the owner file's mtime says the writer is alive."""

@@ -53,6 +53,8 @@ MIN_CHECKPOINT = 5.0  # seconds between commits to the ref, early in a run
 MAX_CHECKPOINT = 300.0  # ... and late in a long run
 HEARTBEAT_INTERVAL = 600.0  # an idle run still commits a heartbeat this often
 TICK = 0.05
+# the clock of flushes and checkpoints (a test drives a simulated one through a long run)
+_clock = time.monotonic
 
 
 class GitExpWarning(UserWarning):
@@ -81,7 +83,7 @@ _uncaught: list[str] = []
 def _flush_loop() -> None:
     while True:
         time.sleep(TICK)
-        now = time.monotonic()
+        now = _clock()
         for run in list(_open_runs):
             try:
                 run._tick(now)
@@ -163,10 +165,11 @@ class Run:
         self._writer = writer
         self._params = params
         self._start_wall = start
-        self._start = time.monotonic()
+        self._start = _clock()
         self._attached = attached
         self._buffer = MetricBuffer()
         self._pending = RunDelta()
+        self._held: list[Any] = []  # point tables a failed write gave back, oldest first
         self._io = threading.RLock()
         self._last_spool = self._start
         self._last_commit = self._start
@@ -340,8 +343,7 @@ class Run:
         """Attach a free-text note to the run."""
         if not self._usable():
             return
-        if not isinstance(text, str):
-            raise UsageError("a note is text")
+        text = fmt.validate_note(text)
         with self._io:
             self._pending.notes.append({"time": fmt.iso(fmt.utc_now()) or "", "text": text})
             self._spool()
@@ -352,26 +354,48 @@ class Run:
             warnings.warn(f"git-exp: {m}", GitExpWarning, stacklevel=3)
 
     # ------------------------------------------------------------ flushing
-    def _take(self) -> tuple[RunDelta, bytes | None]:
+    def _take(self) -> tuple[RunDelta, Any]:
+        """Everything logged and not yet written: (delta, Arrow table of points or None).
+
+        Points a failed write gave back come first, in the order they were logged.
+        """
         drained = self._buffer.drain()
         delta, self._pending = self._pending, RunDelta()
-        segment = None
+        tables, self._held = self._held, []
         if drained is not None:
             table, summary = drained
             delta.summary = delta.summary.merge(summary)
-            segment = to_parquet(table)
-        return delta, segment
+            tables.append(table)
+        if not tables:
+            return delta, None
+        if len(tables) == 1:
+            return delta, tables[0]
+        from gitexp.metrics import concat
+
+        return delta, concat(tables)
+
+    def _give_back(self, delta: RunDelta, table: Any) -> None:
+        """Undo a :meth:`_take` whose write failed (a full disk): nothing logged is
+        lost from memory, and the next flush, checkpoint or finish writes it."""
+        delta.absorb(self._pending)
+        self._pending = delta
+        if table is not None:
+            self._held.insert(0, table)
 
     def _spool(self) -> None:
         """Write what is buffered to the spool (durable, not yet on the ref): one
         entry per bounded drain, so a burst of points never sits in memory twice."""
         with self._io:
             while True:
-                delta, segment = self._take()
-                if segment is None and delta.is_empty():
+                delta, table = self._take()
+                if table is None and delta.is_empty():
                     return
-                self._writer.write(delta, segment)
-                self._last_spool = time.monotonic()
+                try:
+                    self._writer.write(delta, None if table is None else to_parquet(table))
+                except BaseException:
+                    self._give_back(delta, table)
+                    raise
+                self._last_spool = _clock()
                 if not self._buffer.pending():
                     return
 
@@ -388,7 +412,7 @@ class Run:
         with self._io:
             self._spool()
             self._writer.commit(self._heartbeat(), "checkpoint")
-            self._last_commit = time.monotonic()
+            self._last_commit = _clock()
 
     def _heartbeat(self) -> RunDelta:
         return RunDelta(run={"heartbeat": fmt.iso(fmt.utc_now())})
@@ -435,17 +459,20 @@ class Run:
                 return
             while self._buffer.pending():  # big bursts go through the spool, a drain at a time
                 self._spool()
-            delta, segment = self._take()
-            if segment is not None:
-                delta.segments = [segment]
-            if self._attached:
+            taken, table = self._take()
+            delta = RunDelta()
+            delta.absorb(taken)
+            try:
+                if table is not None:
+                    delta.segments = [to_parquet(table)]
+                if not self._attached:
+                    delta.run.update({"status": status, "end_time": fmt.iso(fmt.utc_now())})
                 if error:
                     delta.run["error"] = error
-            else:
-                delta.run.update({"status": status, "end_time": fmt.iso(fmt.utc_now())})
-                if error:
-                    delta.run["error"] = error
-            self._writer.commit(delta, "finish" if not self._attached else "checkpoint")
+                self._writer.commit(delta, "finish" if not self._attached else "checkpoint")
+            except BaseException:
+                self._give_back(taken, table)  # the run stays open: finish may be retried
+                raise
             self._writer.close()
             self._finished = True
         _open_runs.discard(self)

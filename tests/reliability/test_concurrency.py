@@ -134,6 +134,14 @@ def test_readers_never_see_half_written_runs(repo, gx):
             for row in rows:
                 assert row["status"] in ("running", "finished")
             seen = max(seen, len(rows))
+            if len(rows) >= 2:  # the newest run may be mid-write: show and diff it
+                shown = gx("show", "--json", rows[0]["id"])
+                assert shown.returncode == 0 and "warning" not in shown.stderr, shown.stderr
+                rec = json.loads(shown.stdout)
+                assert rec["info"]["status"] in ("running", "finished")
+                assert rec["params"]["proc"] == "w"  # a started run is whole, never half
+                diff = gx("diff", "--json", rows[0]["id"], rows[1]["id"])
+                assert diff.returncode == 0, diff.stderr
     finally:
         writer.communicate(timeout=120)
     assert writer.returncode == 0

@@ -163,3 +163,197 @@ def test_child_writer_spool_is_taken_in_when_the_child_dies(repo, gx):
     out = json.loads(gx.ok("log", "--json", "-e", "die"))
     assert out[0]["status"] == "killed"
     assert out[0]["metrics.x"] == 49.0
+
+
+PRINTER = r"""
+import sys, time, gitexp
+run = gitexp.start_run(params={"lr": 0.1})
+i = 0
+while True:
+    run.log_metric("loss", 1.0 / (i + 1), step=i)
+    if i % 100 == 0:
+        print(f"step {i}", flush=True)
+    i += 1
+    time.sleep(0.001)
+"""
+
+
+def _git_exp_run(repo, *args):
+    """`git exp run` as its own process (what the `git` wrapper execs), so it can be
+    killed without its child."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "gitexp", "run", *args],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def test_git_exp_run_killed_alone_keeps_the_child_data_and_its_output(repo, gx):
+    """SIGKILL to `git exp run` only: its child loses its output pipe and dies; the run
+    ends crashed with the child's points and params and the output captured so far."""
+    (repo / "printer.py").write_text(PRINTER)
+    proc = _git_exp_run(repo, "-e", "alone", "--", sys.executable, "printer.py")
+    seen = b""
+    while b"step 500\n" not in seen:
+        seen += proc.stdout.read1(4096)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        out = json.loads(gx.ok("log", "--json", "-e", "alone"))
+        if out[0]["status"] != "running":
+            break
+        time.sleep(0.2)  # the orphaned child dies at its next print
+    assert out[0]["status"] == "crashed"
+    with ExpStore(repo) as store:
+        rec = store.get(out[0]["id"])
+        steps = store.read_metrics(rec).column("step").to_pylist()
+        log = next(a for a in rec.artifacts if a.path == "logs/stdout.log")
+        text = store.cas.get_bytes(log.blake3).decode()
+    assert rec.params == {"lr": 0.1}
+    assert sorted(steps)[:501] == list(range(501))
+    assert "step 0\n" in text and "step 500\n" in text
+    assert not (repo / ".git" / "exp" / "live" / rec.run_id).exists()
+    fsck(repo)
+
+
+def test_sigterm_to_git_exp_run_ends_the_run_killed(repo, gx):
+    (repo / "printer.py").write_text(PRINTER)
+    proc = _git_exp_run(repo, "-e", "term", "--", sys.executable, "printer.py")
+    seen = b""
+    while b"step 300\n" not in seen:
+        seen += proc.stdout.read1(4096)
+    time.sleep(1.0)  # the 301 points logged by now are more than 1 s old at the signal
+    os.kill(proc.pid, signal.SIGTERM)  # passed on to the child
+    proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM
+    rec = json.loads(gx.ok("show", "--json", json.loads(gx.ok("log", "--json"))[0]["id"]))
+    assert rec["info"]["status"] == "killed" and rec["info"]["exit_code"] == 143
+    assert rec["metrics"]["loss"]["count"] >= 301
+    fsck(repo)
+
+
+def test_concurrent_commands_settle_crashed_runs_once_and_all_see_them(repo, gx, tmp_path):
+    """Right after three kills, six readers at once: each sees every run crashed, with
+    no warning; each run gets exactly one `crash` commit."""
+    ids = []
+    for k in range(3):
+        marks = tmp_path / f"marks{k}"
+        proc = _start_trainer(repo, marks)
+        _wait_for(marks, lambda t: len(_marks(t)) > 10)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    readers = [
+        subprocess.Popen(
+            ["git", "exp", "log", "--json", "-e", "crash"],
+            cwd=repo,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(6)
+    ]
+    for r in readers:
+        out, err = r.communicate(timeout=120)
+        assert r.returncode == 0 and err == "", err
+        rows = json.loads(out)
+        assert len(rows) == 3 and {row["status"] for row in rows} == {"crashed"}, rows
+        ids = sorted(row["id"] for row in rows)
+    for run_id in ids:
+        ref = f"refs/experiments/crash/{run_id}"
+        subjects = git("log", "--format=%s", ref, cwd=repo).splitlines()
+        assert sum(s.startswith("crash ") for s in subjects) == 1, subjects
+    assert not list((repo / ".git" / "exp" / "live").glob("*"))
+    fsck(repo)
+
+
+OTHER_HOST = r"""
+import socket, sys, time
+socket.gethostname = lambda: "gpu-node-7"  # a run started on another machine
+import gitexp, gitexp.format as fmt
+if sys.argv[1] == "old":  # ...whose clock says it was an hour ago
+    import datetime as dt
+    real = fmt.utc_now
+    fmt.utc_now = lambda: real() - dt.timedelta(hours=1)
+run = gitexp.start_run(experiment="remote", params={"clock": sys.argv[1]})
+run.log_metric("x", 1.0)
+run.checkpoint()
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+
+def test_runs_from_other_hosts_read_crashed_after_the_heartbeat_threshold(tmp_path, gx):
+    """A run fetched from another machine is never rewritten here: it reads as running
+    while its heartbeat is fresh and as crashed once it is older than 30 minutes."""
+    from conftest import make_repo
+
+    there = make_repo(tmp_path / "there")
+    (there / "remote.py").write_text(OTHER_HOST)
+    for clock in ("fresh", "old"):
+        proc = subprocess.Popen(
+            [sys.executable, "remote.py", clock], cwd=there, stdout=subprocess.PIPE, text=True
+        )
+        assert proc.stdout.readline() == "ready\n"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+    here = tmp_path / "here"
+    git("clone", "-q", str(there), str(here))
+    git("fetch", "-q", "origin", "refs/experiments/*:refs/experiments/*", cwd=here)
+    tips = git("for-each-ref", "refs/experiments/", cwd=here)
+    rows = json.loads(gx.ok("log", "--json", "-e", "remote", cwd=here))
+    status = {row["params.clock"]: row["status"] for row in rows}
+    assert status == {"fresh": "running", "old": "crashed"}
+    assert git("for-each-ref", "refs/experiments/", cwd=here) == tips  # not rewritten
+    fsck(here)
+
+
+def test_a_simulated_ten_hour_run_stays_within_the_object_budget(repo, monkeypatch):
+    """10 hours of 20 metrics, driven through the real flush/checkpoint logic on a
+    simulated clock: a few hundred commits, at most a few thousand git objects, and
+    under 3 MB of packed history besides the metric segments themselves."""
+    from gitexp import tracking
+
+    now = [1000.0]
+    monkeypatch.setattr(tracking, "_clock", lambda: now[0])
+    run = gitexp.start_run(experiment="long", repo=repo)
+    tracking._open_runs.discard(run)  # this test ticks, not the flusher thread
+    code_commit = git("rev-parse", f"{run.ref}^", cwd=repo).strip()
+    step = 0
+    while now[0] - 1000.0 < 10 * 3600:
+        now[0] += 10.0  # one tick per 10 s (the flusher ticks every 0.05 s)
+        # a sample of the 20 x 1000 points logged in 10 s: the commits, trees and
+        # JSON files a checkpoint writes do not grow with the points in it
+        run.log_metrics({f"m{k}": step * 0.001 + k for k in range(20)}, step=step)
+        step += 1
+        run._tick(now[0])
+    run.finish()
+    commits = int(git("rev-list", "--count", run.ref, f"^{code_commit}", cwd=repo))
+    # the schedule makes ~200 (every 5 s early, then age/20, at most 300 s apart);
+    # ticking every 10 s, the first 200 s make 20 instead of 40
+    assert 120 < commits < 260, commits
+    objects = git("rev-list", "--objects", run.ref, f"^{code_commit}", cwd=repo).split("\n")
+    assert len(objects) < 7 * commits + 50 < 2000
+    git("gc", "-q", cwd=repo)
+    sizes = git(
+        "cat-file", "--batch-check=%(objectname) %(objecttype) %(objectsize:disk)", cwd=repo,
+        input="\n".join(ln.split()[0] for ln in objects if ln) + "\n",
+    )
+    segments = {
+        ln.split()[2]
+        for sha in git("rev-list", run.ref, f"^{code_commit}", cwd=repo).split()
+        for ln in git("ls-tree", "-r", sha, "--", "metrics", cwd=repo).splitlines()
+    }
+    overhead = sum(
+        int(size) for sha, kind, size in (ln.split() for ln in sizes.splitlines())
+        if sha not in segments
+    )
+    print(f"10 h: {commits} commits, {len(objects)} objects, {overhead} B besides metrics")
+    assert overhead < 3 << 20, overhead
+    with ExpStore(repo) as store:
+        rec = store.get(run.id)
+        assert store.read_metrics(rec).num_rows == step * 20
+    fsck(repo)

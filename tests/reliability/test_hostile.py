@@ -7,6 +7,8 @@ import json
 import math
 import os
 import shutil
+import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -26,6 +28,7 @@ from gitexp.errors import (
     InvalidValue,
     StoreError,
     UnsupportedFormat,
+    UsageError,
 )
 from gitexp.store import ExpStore
 
@@ -219,8 +222,22 @@ def test_symlinks_out_of_a_directory_are_not_followed_and_fifos_are_skipped(repo
     (d / "inside-link").symlink_to("weights.bin")
     (d / "escape").symlink_to(outside)
     os.mkfifo(d / "pipe")
-    with gitexp.start_run(experiment="art", repo=repo) as run, pytest.warns(gitexp.GitExpWarning):
-        entry = run.log_artifact(d)
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(d / "sock"))
+    if os.geteuid() == 0:  # a character device, as /dev/null is
+        os.mknod(d / "null", 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+    try:
+        with gitexp.start_run(experiment="art", repo=repo) as run, pytest.warns(
+            gitexp.GitExpWarning
+        ):
+            entry = run.log_artifact(d)
+            for special in ("pipe", "sock", "null", "escape"):
+                if (d / special).exists() or special == "escape":
+                    assert any(w.startswith(special) for w in run.warnings), run.warnings
+            with pytest.raises(UsageError):  # one named directly is refused, not read
+                run.log_artifact(d / "pipe")
+    finally:
+        sock.close()
     assert entry.kind == "dir" and entry.files == 2
     from gitexp.cas import parse_dir_listing
 
@@ -369,6 +386,27 @@ def test_a_damaged_cas_object_is_refused_on_restore_and_reported_by_fsck(repo, g
 # ------------------------------------------------------------ repositories
 
 
+def test_git_exp_run_in_a_bare_repository(tmp_path, gx):
+    src = make_repo(tmp_path / "src")
+    bare = tmp_path / "bare.git"
+    git("clone", "-q", "--bare", str(src), str(bare))
+    gx.ok("run", "-e", "bare", "--", sys.executable, "-c", "print('in bare')", cwd=bare)
+    (row,) = json.loads(gx.ok("log", "--json", cwd=bare))
+    assert row["status"] == "finished"
+    assert git("for-each-ref", "refs/heads/", cwd=bare) == git(
+        "for-each-ref", "refs/heads/", cwd=src
+    )
+    fsck(bare)
+
+
+def test_hostile_run_addresses_are_one_line_errors(repo, gx):
+    _run_with_artifact(repo)
+    for address in ("..", "../../HEAD", "refs/experiments/../../HEAD", "-x", "~^:?*[",
+                    "a\x01b", "@{-1}", "HEAD", "x" * 5000, "refs/heads/main"):
+        line = one_line_error(gx("show", "--", address), 4)
+        assert len(line) < 400, line
+
+
 def test_bare_repository(tmp_path, gx):
     src = make_repo(tmp_path / "src")
     bare = tmp_path / "bare.git"
@@ -480,3 +518,125 @@ def test_full_disk_leaves_no_partial_object_and_loses_nothing(tmp_path, gx):
         fsck(repo)
     finally:
         subprocess.run(["umount", "-l", str(mnt)])
+
+
+def _fill(path: Path) -> None:
+    """Write zeros to ``path`` until the filesystem holding it is full."""
+    with open(path, "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError as exc:
+            assert exc.errno == 28, exc
+
+
+def _leftovers(repo: Path) -> list[str]:
+    """Partial objects, lock and temporary files a failed write must not leave."""
+    out = []
+    for top in (repo / ".git" / "objects", repo / ".git" / "refs", repo / ".git" / "exp"):
+        for p in top.rglob("*"):
+            if p.name.endswith(".lock") or p.name.startswith("tmp_obj_") or ".tmp" in p.name:
+                out.append(str(p.relative_to(repo)))
+    return out
+
+
+def test_full_disk_while_writing_git_objects_and_refs(tmp_path, gx):
+    """Checkpoint, finish, a new run and a tag edit on a full disk: each fails with one
+    line ("No space left on device"), leaves no partial object, lock or temporary file,
+    and once there is room again the open run finishes with everything logged."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    _mount_or_skip(["-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)])
+    try:
+        repo = make_repo(mnt / "project")
+        run = gitexp.start_run(experiment="full", repo=repo, params={"lr": 0.1})
+        run.log_metric("loss", 1.0, step=0)
+        run.checkpoint()
+        tip = run.sha
+        filler = mnt / "filler"
+        _fill(filler)
+        for step in range(1, 400):  # in memory: logging never fails
+            run.log_metrics({f"m{k}": float(step) for k in range(20)}, step=step)
+        with pytest.raises(StoreError) as info:
+            run.log_param("late", 1)  # durable when it returns, so it cannot return
+        assert "No space left" in str(info.value)
+        for action in (run.checkpoint, run.finish):
+            with pytest.raises(StoreError) as info:
+                action()
+            assert "No space left" in str(info.value)
+        with pytest.raises(StoreError):
+            gitexp.start_run(experiment="full", repo=repo)
+        assert "No space left" in one_line_error(gx("tag", run.id, "x", cwd=repo))
+        assert _leftovers(repo) == []
+        assert run.sha == tip  # the ref did not move, and still reads
+        fsck(repo)
+        filler.unlink()
+        run.finish()
+        with ExpStore(repo) as store:
+            rec = store.get(run.id)
+            table = store.read_metrics(rec)
+        assert rec.status == "finished" and rec.params == {"lr": 0.1, "late": 1}
+        assert table.num_rows == 1 + 399 * 20
+        assert rec.summary.metrics["m19"].last == 399.0
+        assert _leftovers(repo) == []
+        fsck(repo)
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)])
+
+
+BAD = os.fsdecode(b"\xff")  # bytes that are not UTF-8, as Python hands them to a script
+
+
+def test_text_that_is_not_unicode_is_refused_naming_it_and_the_run_goes_on(repo, gx):
+    """Undecodable bytes (a file name, an argument) in a param, key, tag, note or name:
+    refused at the call with one line; a file with such a name in an artifact directory
+    is skipped with a warning; a command line with them is recorded exactly."""
+    for bad in ({"p": BAD}, {f"k{BAD}": 1}, {"a": {BAD: 1}}):
+        with pytest.raises(InvalidValue) as info:
+            gitexp.start_run(experiment="u", repo=repo, params=bad)
+        assert "not valid Unicode" in str(info.value)
+    with pytest.raises(InvalidName):
+        gitexp.start_run(experiment="u", repo=repo, name=f"n{BAD}")
+    assert git("for-each-ref", "refs/experiments/", cwd=repo) == ""
+    run = gitexp.start_run(experiment="u", repo=repo)
+    run.log_metric("ok", 1.0)
+    for call in (
+        lambda: run.log_metric(f"loss{BAD}", 1.0),
+        lambda: run.log_param("x", BAD),
+        lambda: run.set_tags(f"t{BAD}"),
+        lambda: run.note(f"n{BAD}"),
+    ):
+        with pytest.raises((InvalidValue, InvalidName)):
+            call()
+    d = repo / "out"
+    d.mkdir()
+    (d / "w.bin").write_bytes(b"w")
+    (d / os.fsdecode(b"bad\xff.bin")).write_bytes(b"x")
+    with pytest.warns(gitexp.GitExpWarning, match="not valid UTF-8"):
+        entry = run.log_artifact(d)
+    assert entry.files == 1
+    run.finish()
+    assert one_line_error(gx("tag", run.id, f"t{BAD}"), 2)
+    assert one_line_error(gx("note", run.id, f"n{BAD}"), 2)
+    assert "not valid Unicode" in one_line_error(gx("run", "-p", f"a={BAD}", "--", "true"), 2)
+    gx.ok("run", "-e", "u", "--", "true", BAD)
+    with ExpStore(repo) as store:
+        recs = {r.run_id: r for r in store.iter_records("u")}
+    assert recs[run.id].status == "finished" and recs[run.id].summary.metrics["ok"].count == 1
+    (replay,) = set(recs) - {run.id}
+    assert recs[replay].info["command"] == ["true", BAD]
+    shown = subprocess.run(["git", "exp", "show", replay], cwd=repo, capture_output=True)
+    assert shown.returncode == 0 and b"true \xff" in shown.stdout  # the bytes, as ls does
+    assert len(json.loads(gx.ok("log", "--json", "-e", "u"))) == 2
+    fsck(repo)
+
+
+def test_a_tree_from_elsewhere_with_undecodable_text_is_skipped_not_fatal(repo, gx):
+    good = _run_with_artifact(repo)
+    bad = _run_with_artifact(repo)
+    _rewrite_file_in_run(repo, bad.ref, "params.json", b'{"lr": "\\udcff"}\n')
+    proc = gx("log", "--json")
+    assert proc.returncode == 0 and bad.id in proc.stderr
+    assert [r["id"] for r in json.loads(proc.stdout)] == [good.id]
+    assert "not valid Unicode" in one_line_error(gx("show", bad.id), 6)
+    assert gx("fsck").returncode == 1

@@ -41,6 +41,78 @@ def test_fsck_reports_each_run_and_exits_zero_when_all_is_well(repo, gx):
     assert [r["ok"] for r in data] == [True, True]
 
 
+def test_fsck_reports_per_run_what_is_wrong_in_text_and_json(repo, gx):
+    """A missing code commit, a missing git object of the run tree, a damaged CAS
+    object: each named under its own run, the healthy run still ok, exit 1."""
+    ok = _run(repo, payload=b"healthy")
+    no_code = _run(repo, payload=b"no code")
+    no_blob = _run(repo, payload=b"no blob")
+    damaged = _run(repo, payload=b"damaged")
+    code = json.loads(git("show", f"{no_code.ref}:code.json", cwd=repo))
+    code["commit"] = "0" * 40
+    _replace_in_run(repo, no_code.ref, "code.json", json.dumps(code))
+    seg = git("rev-parse", f"{no_blob.ref}:metrics/000000.parquet", cwd=repo).strip()
+    _drop_object(repo, seg)
+    with ExpStore(repo) as store:
+        entry = store.get(damaged.id).artifacts[0]
+        path = store.cas.path_for(entry.blake3)
+    os.chmod(path, 0o644)
+    with open(path, "ab") as f:
+        f.write(b"!")
+    proc = gx("fsck")
+    assert proc.returncode == 1
+    assert f"ok      m/{ok.id}" in proc.stdout
+    report = {r["run"]: r for r in json.loads(gx("fsck", "--json").stdout)}
+    assert report[f"m/{ok.id}"]["ok"] is True
+    assert "code commit 000000000000 is missing" in report[f"m/{no_code.id}"]["problems"][0]
+    assert seg in report[f"m/{no_blob.id}"]["problems"][0]
+    assert "damaged" in report[f"m/{damaged.id}"]["problems"][0]
+    assert gx("fsck", ok.id).returncode == 0
+    assert gx("fsck", damaged.id).returncode == 1
+
+
+def _drop_object(repo, sha):
+    """Remove one object from the repository, packed or loose (a damaged clone)."""
+    git("repack", "-q", "-a", "-d", "--no-write-bitmap-index", cwd=repo)
+    keep = set(git("cat-file", "--batch-all-objects", "--batch-check=%(objectname)",
+                   cwd=repo).split()) - {sha}
+    pack_dir = repo / ".git" / "objects" / "pack"
+    new = repo.parent / "newpack"
+    new.mkdir()
+    git("pack-objects", "-q", str(new / "pack"), cwd=repo, input="\n".join(keep) + "\n")
+    for p in pack_dir.iterdir():
+        p.unlink()
+    for p in new.iterdir():
+        p.rename(pack_dir / p.name)
+    assert subprocess.run(["git", "cat-file", "-e", sha], cwd=repo).returncode != 0
+
+
+def test_rm_older_than_removes_old_runs_and_running_ones_only_when_asked(repo, gx, monkeypatch):
+    import datetime as dt
+
+    from gitexp import format as fmt
+
+    real = fmt.utc_now
+    monkeypatch.setattr(fmt, "utc_now", lambda: real() - dt.timedelta(days=40))
+    old_failed = _run(repo, experiment="sweep", status="failed")
+    old_ok = _run(repo, experiment="sweep")
+    monkeypatch.setattr(fmt, "utc_now", real)
+    young_failed = _run(repo, experiment="sweep", status="failed")
+    live = gitexp.start_run(experiment="sweep", repo=repo)
+    try:
+        out = gx.ok("rm", "-e", "sweep", "--older-than", "30d", "--status", "failed")
+        assert out.strip() == f"removed sweep/{old_failed.id}"
+        assert gx.ok("rm", "-e", "sweep", "--older-than", "30d").strip() == (
+            f"removed sweep/{old_ok.id}"
+        )
+        assert live.id not in gx.ok("rm", "-e", "sweep", "--dry-run")
+        assert live.id in gx.ok("rm", "-e", "sweep", "--status", "running", "--dry-run")
+        ids = {r["id"] for r in json.loads(gx.ok("log", "--json", "-e", "sweep"))}
+        assert ids == {young_failed.id, live.id}
+    finally:
+        live.finish()
+
+
 def test_fsck_finds_a_missing_object(repo, gx):
     _run(repo)
     for p in _cas_files(repo):
@@ -116,6 +188,98 @@ def test_rm_with_retention_filters(repo, gx):
     assert proc.returncode == 2 and "30d" in proc.stderr
 
 
+LOGGER = r"""
+import sys, time, gitexp
+run = gitexp.start_run(experiment="spool")
+with open(sys.argv[1], "wb") as f:
+    f.write(sys.argv[1].encode() * 100)
+run.log_artifact(sys.argv[1])
+print("logged", flush=True)
+time.sleep(600)
+"""
+
+
+def _killed_logger(repo, name):
+    """A process that logged an artifact (spooled, not yet on its ref), then died.
+    Returns its run id."""
+    live = repo / ".git" / "exp" / "live"
+    before = set(os.listdir(live)) if live.exists() else set()
+    (repo / "logger.py").write_text(LOGGER)
+    proc = subprocess.Popen(
+        [sys.executable, "logger.py", name], cwd=repo, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline() == "logged\n"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    (run_id,) = set(os.listdir(live)) - before
+    return run_id
+
+
+def test_gc_finalises_crashed_runs_and_removes_abandoned_spools(repo, gx):
+    crashed = _killed_logger(repo, "kept.bin")
+    removed = _killed_logger(repo, "freed.bin")
+    gx.ok("rm", removed)  # by name: its dead writer's spool stays behind
+    live = repo / ".git" / "exp" / "live"
+    assert (live / removed).exists() and (live / crashed).exists()
+    out = gx.ok("gc", "--grace", "0s")
+    assert "1 abandoned spool" in out and "finalised 1 crashed run" in out, out
+    assert "freed 1 object" in out and "packed git objects" in out, out
+    assert not any(live.iterdir())
+    with ExpStore(repo) as store:
+        rec = store.read(store.resolve(crashed))  # no settle needed: gc did it
+        assert rec.status == "crashed"
+        (entry,) = rec.artifacts
+        assert store.cas.get_bytes(entry.blake3) == b"kept.bin" * 100
+    assert [p.read_bytes() for p in _cas_files(repo)] == [b"kept.bin" * 100]
+    loose = dict(ln.split(": ") for ln in git("count-objects", "-v", cwd=repo).splitlines())
+    assert int(loose["count"]) == 0  # git objects packed
+    fsck(repo)
+
+
+def test_gc_keeps_objects_of_runs_on_remote_tracking_refs(repo, gx):
+    tracked = _run(repo, payload=b"only on a remote-tracking ref")
+    _run(repo, payload=b"on no ref at all")  # its ref is removed below, with rm
+    gone = _run(repo, payload=b"gone")
+    sha = git("rev-parse", tracked.ref, cwd=repo).strip()
+    git("update-ref", f"refs/remotes/origin/experiments/m/{tracked.id}", sha, cwd=repo)
+    git("update-ref", "-d", tracked.ref, cwd=repo)
+    gx.ok("rm", gone.id)
+    out = gx.ok("gc", "--grace", "0s")
+    assert "freed 1 object" in out, out
+    left = sorted(p.read_bytes() for p in _cas_files(repo))
+    assert left == [b"on no ref at all", b"only on a remote-tracking ref"]
+
+
+def test_gc_frees_nothing_while_a_run_cannot_be_read(repo, gx):
+    bad = _run(repo, payload=b"written by a newer git-exp")
+    gone = _run(repo, payload=b"removed")
+    data = json.loads(git("show", f"{bad.ref}:run.json", cwd=repo))
+    data["format"] = 99  # a run written by a newer version: its objects are unknown
+    _replace_in_run(repo, bad.ref, "run.json", json.dumps(data))
+    gx.ok("rm", gone.id)
+    proc = gx("gc", "--grace", "0s")
+    assert proc.returncode == 1
+    assert f"m/{bad.id}" in proc.stderr and "99" in proc.stderr
+    assert "no object was freed" in proc.stderr
+    assert len(_cas_files(repo)) == 2
+    gx.ok("rm", bad.id)
+    assert "freed 2 object(s)" in gx.ok("gc", "--grace", "0s")
+    assert _cas_files(repo) == []
+
+
+def _replace_in_run(repo, ref, name, text):
+    """A new commit on a run's ref with one top-level file replaced (plain git)."""
+    blob = git("hash-object", "-w", "--stdin", cwd=repo, input=text).strip()
+    lines = [
+        f"100644 blob {blob}\t{name}" if ln.endswith(f"\t{name}") else ln
+        for ln in git("ls-tree", ref, cwd=repo).splitlines()
+    ]
+    tree = git("mktree", cwd=repo, input="\n".join(lines) + "\n").strip()
+    commit = git("commit-tree", tree, "-p", ref, "-m", "hostile edit", cwd=repo).strip()
+    git("update-ref", ref, commit, cwd=repo)
+
+
 WRITER = r"""
 import os, gitexp
 i = 0
@@ -134,9 +298,9 @@ while True:
 def test_sigkill_at_random_moments_never_leaves_a_ref_to_a_missing_object(repo, gx):
     (repo / "writer.py").write_text(WRITER)
     rng = random.Random(1234)
-    for _ in range(8):
+    for _ in range(15):
         proc = subprocess.Popen([sys.executable, "writer.py"], cwd=repo)
-        time.sleep(rng.uniform(0.3, 1.2))
+        time.sleep(rng.uniform(0.25, 1.0))
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         git("fsck", "--connectivity-only", cwd=repo)
@@ -222,6 +386,35 @@ def test_fuzz_run_tree_reader_fails_only_with_gitexp_errors(repo, name, content)
             pass
 
 
+@settings(
+    max_examples=120,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    cut=st.integers(0, 4000),
+    flips=st.lists(st.tuples(st.integers(0, 4000), st.integers(1, 255)), max_size=4),
+    junk=st.binary(max_size=32),
+)
+def test_fuzz_metric_segment_reader_fails_only_with_gitexp_errors(repo, cut, flips, junk):
+    """A real metric segment truncated, with bytes flipped or junk appended: reading the
+    run's metrics (and fsck) raises a GitExpError naming the segment, or succeeds."""
+    with ExpStore(repo) as store:
+        base = _parse_record(store.repo, *next(iter(_fuzz_base(store).items())))
+        raw = bytearray(store.repo.read_blob(base.segments[0][1]))
+        for at, mask in flips:
+            raw[at % len(raw)] ^= mask
+        data = bytes(raw[: max(1, len(raw) - cut % len(raw))]) + junk
+        tree = store.repo.update_tree(base.tree, {f"metrics/{base.segments[0][0]}": data})
+        commit = store.repo.write_commit(tree, [base.sha], "fuzz")
+        rec = _parse_record(store.repo, base.ref, commit)
+        try:
+            table = store.read_metrics(rec)
+            assert table.schema.names == ["key", "step", "value", "time"]
+        except GitExpError as exc:
+            assert "metrics/" in str(exc) and "\n" not in str(exc)
+
+
 def _maybe_json(data: bytes):
     try:
         return json.loads(data)
@@ -233,6 +426,28 @@ def _fuzz_base(store):
     refs = store.list_refs("fuzz")
     if not refs:
         with gitexp.start_run(experiment="fuzz", repo=store.repo.work_tree) as run:
-            run.log_metric("x", 1.0)
+            for i in range(100):
+                run.log_metrics({"x": float(i), "loss": 1.0 / (i + 1)}, step=i)
         refs = store.list_refs("fuzz")
     return refs
+
+
+def test_gc_removes_stale_temporary_git_object_files_and_locks(repo, gx):
+    """What a writer killed inside a loose-object or ref write leaves (and git's own
+    tmp_obj_ files): removed once older than an hour, kept while young."""
+    run = _run(repo)
+    objects = repo / ".git" / "objects" / "ab"
+    objects.mkdir(exist_ok=True)
+    stale = [objects / "tmp_obj_Xy12ab", objects / ("cd" * 19 + ".lock")]
+    ref_lock = repo / ".git" / "refs" / "experiments" / "m" / f"{run.id}.lock"
+    stale.append(ref_lock)
+    young = objects / "tmp_obj_young1"
+    for p in [*stale, young]:
+        p.write_bytes(b"partial")
+    for p in stale:
+        os.utime(p, (time.time() - 7200, time.time() - 7200))
+    out = gx.ok("gc", "--no-pack")
+    assert "removed 3 temporary file(s)" in out, out
+    assert not any(p.exists() for p in stale) and young.exists()
+    young.unlink()
+    fsck(repo)

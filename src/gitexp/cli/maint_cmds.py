@@ -76,8 +76,19 @@ def gc_cmd(ctx: click.Context, dry_run: bool, grace: str, no_pack: bool) -> None
         f"{verb} {r.objects_removed} object(s), {human_size(r.bytes_removed)}; "
         f"kept {r.objects_kept} referenced and {r.young_kept} younger than {grace}; "
         f"{'would remove' if dry_run else 'removed'} {r.temp_removed} temporary file(s)"
+        + (f" and {r.spools_removed} abandoned spool(s)" if r.spools_removed else "")
+        + (f"; finalised {r.runs_settled} crashed run(s)" if r.runs_settled else "")
         + ("; packed git objects" if r.git_packed else "")
     )
+    for problem in r.problems:
+        echo(f"git exp: warning: cannot read run {problem}", err=True)
+    if r.problems:
+        echo(
+            "git exp: error: no object was freed while a run cannot be read "
+            "(see 'git exp fsck'; repair or 'git exp rm' it)",
+            err=True,
+        )
+        ctx.exit(1)
 
 
 @click.command("rm")
