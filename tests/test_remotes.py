@@ -537,3 +537,85 @@ def test_rm_remote_deletes_runs_there_too(gx, proj, tmp_path, transport, request
     assert set(run_refs(remote)) == {keep}
     assert set(run_refs(proj)) == {keep}
     fsck(remote)
+
+
+def test_push_dry_run_writes_nothing(gx, proj, tmp_path):
+    remote = bare(tmp_path, "shared.git")
+    git("remote", "add", "origin", str(remote), cwd=proj)
+    (run,) = new_runs(proj, 13)
+    out = gx.ok("push", "--dry-run")
+    assert "would push to" in out and f"new         {run[len('refs/experiments/'):]}" in out, out
+    assert "would upload 5 object(s)" in out, out
+    assert run_refs(remote) == {} and not (remote / "exp").exists()
+    gx.ok("push")
+    out = gx.ok("push", "-n")
+    assert "1 up to date" in out and "nothing to upload" in out, out
+    # a run that moved on the remote: the dry run reports the rejection, exit 10
+    bob = clone(str(remote), tmp_path / "bob")
+    GitExp(bob).ok("fetch")
+    for who in (proj, bob):
+        tip = run_refs(who)[run]
+        tree = git("rev-parse", f"{tip}^{{tree}}", cwd=who).strip()
+        new = git("commit-tree", tree, "-p", tip, "-m", f"note from {who.name}", cwd=who).strip()
+        git("update-ref", run, new, tip, cwd=who)
+    GitExp(bob).ok("push")
+    before = run_refs(remote)
+    proc = gx("push", "--dry-run")
+    assert proc.returncode == 10 and "rejected" in proc.stderr, proc.stderr
+    assert run_refs(remote) == before
+    fsck(remote)
+
+
+def test_progress_of_a_large_push_on_a_terminal(gx, proj, tmp_path):
+    """A big artifact and a big code commit: a live progress line on a terminal,
+    with bytes moving inside the one large object and the git objects counted."""
+    import pty
+
+    remote = bare(tmp_path, "shared.git")
+    git("remote", "add", "origin", str(remote), cwd=proj)
+    (proj / "weights.init").write_bytes(os.urandom(3 << 20))
+    git("add", "weights.init", cwd=proj)
+    git("commit", "-q", "-m", "initial weights", cwd=proj)
+    (proj / "big.py").write_text(
+        "import os, gitexp\n"
+        "open('big.bin', 'wb').write(os.urandom(6 << 20))\n"
+        "with gitexp.start_run(experiment='big') as run:\n"
+        "    run.log_artifact('big.bin')\n"
+    )
+    subprocess.run(["python", "big.py"], cwd=proj, check=True)
+    from gitexp.remotes import Progress, push
+    from gitexp.store import ExpStore
+
+    events: list[Progress] = []
+    with ExpStore(proj) as store:
+        result = push(store, progress=events.append)
+    ups = [e for e in events if e.phase == "uploading artifacts"]
+    assert any(e.done == 0 and 0 < e.nbytes < e.total_bytes for e in ups), ups[:3]
+    assert ups[-1].done == 1 and ups[-1].nbytes == ups[-1].total_bytes == 6 << 20
+    sent = [e for e in events if e.phase == "sending git objects"]
+    assert sent and sent[-1].done == sent[-1].total == result.git_objects > 3
+    assert result.git_bytes > 3 << 20
+    # the command on a terminal renders it; the summary counts the git objects too
+    git("update-ref", "-d", result.refs[0].ref, cwd=remote)
+    subprocess.run(["rm", "-rf", str(remote / "exp")], check=True)
+    main, child = pty.openpty()
+    proc = subprocess.Popen(["git", "exp", "push"], cwd=proj, stdout=subprocess.PIPE,
+                            stderr=child)
+    os.close(child)
+    chunks = []
+    while True:
+        try:
+            data = os.read(main, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    out, _ = proc.communicate(timeout=60)
+    os.close(main)
+    tty = b"".join(chunks).decode()
+    assert proc.returncode == 0, tty
+    assert "uploading artifacts: 1/1, 6.0 MiB of 6.0 MiB" in tty, tty
+    assert "sending git objects:" in tty, tty
+    assert "git object(s)" in out.decode() and "uploaded 1 object(s), 6.0 MiB" in out.decode()
+    fsck(remote)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -59,13 +60,65 @@ class Progress:
     total: int = 0
     nbytes: int = 0
     text: str = ""  # free text from the git server (``Counting objects ...``)
+    total_bytes: int = 0  # 0 when not known
 
 
 ProgressFn = Callable[[Progress], None]
+BytesFn = Callable[[int], None]
 
 
 def _noop(_: Progress) -> None:
     return None
+
+
+class _Meter:
+    """Counts objects and bytes of one phase, from any thread, and reports each
+    change (the renderer throttles). Reports are serialized by a lock."""
+
+    def __init__(self, progress: ProgressFn, phase: str, total: int, total_bytes: int = 0):
+        self.progress = progress
+        self.phase = phase
+        self.total = total
+        self.total_bytes = total_bytes
+        self.done = 0
+        self.nbytes = 0
+        self._lock = threading.Lock()
+
+    def _report(self) -> None:
+        self.progress(Progress(self.phase, self.done, self.total, self.nbytes,
+                               total_bytes=self.total_bytes))
+
+    def add_bytes(self, n: int) -> None:
+        """Bytes moved inside an object being transferred."""
+        with self._lock:
+            self.nbytes += n
+            self._report()
+
+    def finish_one(self) -> None:
+        """One object done."""
+        with self._lock:
+            self.done += 1
+            self._report()
+
+
+class _Counting:
+    """A binary reader that tells ``on_bytes`` how much was read through it."""
+
+    def __init__(self, raw: Any, on_bytes: BytesFn) -> None:
+        self.raw = raw
+        self.on_bytes = on_bytes
+
+    def readinto(self, buf: Any) -> int:
+        n = int(self.raw.readinto(buf) or 0)
+        if n:
+            self.on_bytes(n)
+        return n
+
+    def read(self, size: int = -1) -> bytes:
+        data = bytes(self.raw.read(size))
+        if data:
+            self.on_bytes(len(data))
+        return data
 
 
 # ------------------------------------------------------------------ remotes
@@ -249,8 +302,13 @@ class RemoteStore:
         return [k for k in wanted if not self.has(k)]
 
     # ------------------------------------------------------------- writes
-    def _write(self, key: str, src: IO[bytes], size_hint: int) -> int:
-        """Copy ``src`` to the object for ``key``, refusing bytes that do not match."""
+    def _write(
+        self, key: str, src: IO[bytes], size_hint: int, on_bytes: BytesFn | None = None
+    ) -> int:
+        """Copy ``src`` to the object for ``key``, refusing bytes that do not match.
+
+        ``on_bytes`` is told of the bytes as they go out.
+        """
         final = self.path_for(key)
         if self.atomic_put:
             # Object stores: verify first, then stream one put to the final key.
@@ -265,9 +323,13 @@ class RemoteStore:
                 with self.fs.open_output_stream(final) as out:
                     while chunk := src.read(CHUNK):
                         out.write(chunk)
+                        if on_bytes is not None:
+                            on_bytes(len(chunk))
             except OSError as exc:
                 raise self._wrap(exc, f"cannot upload {key[:12]}") from exc
             return size
+        if on_bytes is not None:
+            src = _Counting(src, on_bytes)  # type: ignore[assignment]
         tmp = f"{self.root}/tmp/{key[:16]}-{os.urandom(6).hex()}"
         try:
             self.fs.create_dir(f"{self.root}/tmp", recursive=True)
@@ -298,14 +360,14 @@ class RemoteStore:
             self._write(key, io.BytesIO(data), len(data))
         return key
 
-    def upload(self, local: LocalStore, key: str) -> int:
+    def upload(self, local: LocalStore, key: str, on_bytes: BytesFn | None = None) -> int:
         """Copy one object from a local store; return the bytes sent."""
         try:
             src = open(local.path_for(key), "rb")
         except FileNotFoundError as exc:
             raise ObjectMissing(f"object {key[:12]} is not in the local store", key) from exc
         with src:
-            return self._write(key, src, os.fstat(src.fileno()).st_size)
+            return self._write(key, src, os.fstat(src.fileno()).st_size, on_bytes)
 
     # -------------------------------------------------------------- reads
     def _open(self, key: str) -> Any:
@@ -331,13 +393,13 @@ class RemoteStore:
             )
         return bytes(data)
 
-    def download(self, local: LocalStore, key: str) -> int:
+    def download(self, local: LocalStore, key: str, on_bytes: BytesFn | None = None) -> int:
         """Copy one object into a local store, verified; return the bytes read."""
         if local.has(key):
             return 0
         with self._open(key) as f:
             try:
-                return local.put_verified(f, key)
+                return local.put_verified(f if on_bytes is None else _Counting(f, on_bytes), key)
             except OSError as exc:
                 raise self._wrap(exc, f"cannot download {key[:12]}") from exc
 
@@ -475,11 +537,14 @@ class PushResult:
 
     remote: Remote
     refs: list[RefPush] = field(default_factory=list)
-    objects: int = 0  # uploaded
+    objects: int = 0  # uploaded (with dry_run: that would be uploaded)
     nbytes: int = 0
     checked: int = 0  # objects the pushed runs reference
     local_only: int = 0  # objects not uploaded because the remote has no store
     missing_local: list[str] = field(default_factory=list)  # referenced, but not here
+    git_objects: int = 0  # git objects sent in the pack (commits, trees, blobs)
+    git_bytes: int = 0  # their uncompressed size
+    dry_run: bool = False  # nothing was written anywhere
 
     def error(self) -> GitExpError | None:
         """The error to exit with, if any ref was rejected."""
@@ -517,10 +582,13 @@ def push(
     experiment: str | None = None,
     progress: ProgressFn = _noop,
     force: bool = False,
+    dry_run: bool = False,
 ) -> PushResult:
     """Upload the artifacts of runs to the remote's store, then push their refs.
 
     Returns a status per ref; ``force`` overwrites remote runs that diverged.
+    ``dry_run``: compare with the remote and its store and say what a push
+    would do, writing nothing.
     """
     repo = store.repo
     runs = list(runs)
@@ -538,7 +606,7 @@ def push(
         else:
             runs, remote = [remote, *runs], None
     rem = resolve_remote(repo, remote)
-    result = PushResult(rem)
+    result = PushResult(rem, dry_run=dry_run)
     refs = _select_refs(store, runs, experiment)
     if not refs:
         return result
@@ -564,11 +632,32 @@ def push(
         result.local_only = len(present)
     else:
         todo = remote_store.missing(present)
-        total = len(todo)
-        for size in _each(remote_store.workers, lambda k: remote_store.upload(store.cas, k), todo):
-            result.nbytes += size
-            result.objects += 1
-            progress(Progress("uploading artifacts", result.objects, total, result.nbytes))
+        sizes = {k: _local_size(store, k) for k in todo}
+        if dry_run:
+            result.objects, result.nbytes = len(todo), sum(sizes.values())
+        else:
+            meter = _Meter(progress, "uploading artifacts", len(todo), sum(sizes.values()))
+
+            def send(key: str) -> int:
+                size = remote_store.upload(store.cas, key, meter.add_bytes)
+                meter.finish_one()
+                return size
+
+            for size in _each(remote_store.workers, send, todo):
+                result.nbytes += size
+                result.objects += 1
+    if dry_run:
+        from gitexp.gitstore import remote_refs
+
+        current = remote_refs(rem.url, NAMESPACE, rem.ssh_command)
+        plan = repo.plan_push(current, refs, force)
+        result.refs = [plan[name] for name in refs]
+        return result
+
+    def on_objects(done: int, total: int, nbytes: int) -> None:
+        result.git_objects, result.git_bytes = done, nbytes
+        progress(Progress("sending git objects", done, total, nbytes))
+
     progress(Progress("pushing runs", 0, len(refs)))
     result.refs = repo.push(
         rem.url,
@@ -576,8 +665,16 @@ def push(
         ssh_command=rem.ssh_command,
         progress=lambda text: progress(Progress("pushing runs", text=text)),
         force=force,
+        on_objects=on_objects,
     )
     return result
+
+
+def _local_size(store: ExpStore, key: str) -> int:
+    try:
+        return os.path.getsize(store.cas.path_for(key))
+    except OSError:
+        return 0
 
 
 # ------------------------------------------------------------------- fetch
@@ -814,17 +911,19 @@ def download_objects(
     todo = [(k, label) for k, label in first.items() if not cas.has(k)]
     total = len(todo)
 
+    meter = _Meter(progress, "downloading artifacts", total)
+
     # the transfers may run in threads; the bookkeeping in get() happens here, in order
     def fetch_one(item: tuple[str, str]) -> tuple[str, str, BaseException | int]:
         key, label = item
         try:
-            return key, label, remote_store.download(cas, key)
+            return key, label, remote_store.download(cas, key, meter.add_bytes)
         except (IntegrityError, ObjectMissing) as exc:
             return key, label, exc
+        finally:
+            meter.finish_one()
 
-    done = 0
     for key, label, outcome in _each(remote_store.workers, fetch_one, todo):
-        done += 1
         if isinstance(outcome, IntegrityError):
             run, _, path = label.partition(": ")
             result.refused.append(Refusal(run, path, str(outcome)))
@@ -834,7 +933,6 @@ def download_objects(
         else:
             result.objects += 1
             result.nbytes += int(outcome)
-        progress(Progress("downloading artifacts", done, total, result.nbytes))
 
 
 def pull(

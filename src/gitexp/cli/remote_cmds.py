@@ -53,6 +53,8 @@ class ProgressLine:
         self.last = now
         counts = f" {p.done}/{p.total}" if p.total else ""
         size = f", {_size(p.nbytes)}" if p.nbytes else ""
+        if p.total_bytes and p.nbytes:
+            size += f" of {_size(p.total_bytes)}"
         line = f"{p.phase}:{counts}{size}"
         if self.tty:
             click.echo("\r\033[K" + line, nl=False, err=True)
@@ -81,6 +83,9 @@ def _short(ref: str) -> str:
     is_flag=True,
     help="Overwrite remote runs that diverged (their remote-only commits are lost there).",
 )
+@click.option(
+    "-n", "--dry-run", is_flag=True, help="Say what would be pushed and uploaded; change nothing."
+)
 @click.option("-q", "--quiet", is_flag=True, help="Print only problems.")
 @click.pass_context
 def push_cmd(
@@ -89,6 +94,7 @@ def push_cmd(
     runs: tuple[str, ...],
     experiment: str | None,
     force: bool,
+    dry_run: bool,
     quiet: bool,
 ) -> None:
     """Push runs (all, -e EXPERIMENT, or the RUNs named) and their artifacts to REMOTE.
@@ -109,15 +115,18 @@ def push_cmd(
 
     bar = ProgressLine(quiet)
     with ExpStore(repo_of(ctx)) as store:
-        result = push(store, remote, runs, experiment, progress=bar, force=force)
+        result = push(
+            store, remote, runs, experiment, progress=bar, force=force, dry_run=dry_run
+        )
     bar.done()
     rem = result.remote
     if not result.refs:
         if not quiet:
             echo("no runs to push")
         return
+    would = "would " if dry_run else ""
     if not quiet:
-        echo(f"To {rem.url}")
+        echo(f"would push to {rem.url} (dry run: nothing changed)" if dry_run else f"To {rem.url}")
     counts: dict[str, int] = {}
     for r in result.refs:
         counts[r.status] = counts.get(r.status, 0) + 1
@@ -129,12 +138,16 @@ def push_cmd(
         line = f"  {r.status:<11} {_short(r.ref)}{reason}"
         echo(line, err=r.status == "rejected")
     if not quiet:
-        echo("runs: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+        line = "runs: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        if result.git_objects:
+            line += f" ({result.git_objects} git object(s), {_size(result.git_bytes)})"
+        echo(line)
     if result.local_only:
         name = rem.name or "<remote>"
         echo(
             f"git exp: artifacts stay local: {rem.label} has no artifact store, so "
-            f"{result.local_only} object(s) were not uploaded; set one with "
+            f"{result.local_only} object(s) {'would not be' if dry_run else 'were not'} "
+            "uploaded; set one with "
             f"'git config remote.{name}.expstore <url>' (s3://bucket/path, a shared "
             "directory, ...) and push again",
             err=True,
@@ -142,15 +155,16 @@ def push_cmd(
     elif not quiet:
         if result.objects:
             echo(
-                f"artifacts: uploaded {result.objects} object(s), {_size(result.nbytes)} "
-                f"to {rem.store_url}"
+                f"artifacts: {would}upload{'' if dry_run else 'ed'} {result.objects} object(s), "
+                f"{_size(result.nbytes)} to {rem.store_url}"
             )
         else:
             echo(f"artifacts: nothing to upload ({result.checked} already in {rem.store_url})")
     if result.missing_local:
         echo(
             f"git exp: warning: {len(result.missing_local)} referenced object(s) are not in "
-            "the local store and were not uploaded (git exp pull fetches them)",
+            f"the local store and {'would not be' if dry_run else 'were not'} uploaded "
+            "(git exp pull fetches them)",
             err=True,
         )
     err = result.error()
