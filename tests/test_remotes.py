@@ -106,6 +106,10 @@ def share_light(gx: GitExp, proj: Path, url: str, remote_dir: Path, tmp: Path,
     out = gx.ok("push", env=env)
     assert "1 new" in out and "uploaded 5 object(s)" in out, out
     assert "nothing to upload" in gx.ok("push", env=env)
+    # no branch was pushed: the code commit the run points at travelled with it
+    code = git("rev-parse", "HEAD", cwd=proj).strip()
+    assert git("branch", "--list", cwd=remote_dir) == ""
+    assert git("cat-file", "-t", code, cwd=remote_dir).strip() == "commit"
     assert run.rsplit("/", 1)[1] in gx.ok("ls-remote", env=env)
     bob = clone(str(remote_dir), tmp / "bob")
     git("remote", "set-url", "origin", url, cwd=bob)
@@ -215,6 +219,57 @@ def test_s3_artifact_store(gx, proj, tmp_path, s3):
     assert (tmp_path / "m.bin").read_bytes() == b"model 3" * 100
     fsck(bob)
     fsck(remote)
+    # the endpoint from the usual AWS setting instead of the URL
+    carol = clone(str(remote), tmp_path / "carol")
+    git("config", "remote.origin.expstore", "s3://gitexp-artifacts/team", cwd=carol)
+    out = GitExp(carol).ok("pull", env={"AWS_ENDPOINT_URL": f"http://{s3.endpoint}"})
+    assert "downloaded 5 object(s)" in out, out
+
+
+@pytest.mark.parametrize("form", ["path", "file-url", "relative"])
+def test_store_url_forms(gx, proj, tmp_path, git_http, form):
+    """remote.<name>.expstore as a path, a file:// URL, or a path relative to the work tree."""
+    remote = bare(git_http.base, f"store-{form}.git")
+    shared = tmp_path / "team-store"
+    url = {"path": str(shared), "file-url": f"file://{shared}", "relative": "../team-store"}
+    git("remote", "add", "origin", git_http.url(remote.name), cwd=proj)
+    git("config", "remote.origin.expstore", url[form], cwd=proj)
+    (run,) = new_runs(proj, 15)
+    assert "uploaded 5 object(s)" in gx.ok("push")
+    assert len([p for p in (shared / "objects").rglob("*") if p.is_file()]) == OBJECTS_PER_RUN
+    bob = clone(git_http.url(remote.name), tmp_path / "bob")
+    git("config", "remote.origin.expstore", url[form], cwd=bob)
+    bx = GitExp(bob)
+    assert "downloaded 5 object(s)" in bx.ok("pull")
+    bx.ok("get", run, "model.bin", "-o", str(tmp_path / "m.bin"))
+    assert (tmp_path / "m.bin").read_bytes() == b"model 15" * 100
+    fsck(bob)
+
+
+def test_ls_remote_downloads_nothing(tmp_path, git_http):
+    remote = bare(git_http.base, "ls.git")
+    url = git_http.url("ls.git")
+    alice = project(tmp_path / "alice")
+    git("remote", "add", "origin", url, cwd=alice)
+    git("config", "remote.origin.expstore", str(tmp_path / "store"), cwd=alice)
+    git("push", "-q", "origin", "HEAD:refs/heads/main", cwd=alice)
+    bob = clone(url, tmp_path / "bob")
+    (run,) = new_runs(alice, 16)
+    GitExp(alice).ok("push")
+
+    def objects() -> list[str]:
+        return sorted(str(p) for p in (bob / ".git" / "objects").rglob("*"))
+
+    before = objects()
+    bx = GitExp(bob)
+    listed = json.loads(bx.ok("ls-remote", "--json"))
+    assert [(r["ref"], r["local"]) for r in listed] == [(run, "absent")]
+    assert listed[0]["sha"] == run_refs(remote)[run]
+    assert objects() == before and run_refs(bob) == {}
+    assert not (bob / ".git" / "exp").exists()
+    bx.ok("fetch")
+    assert json.loads(bx.ok("ls-remote", "--json"))[0]["local"] == "same"
+    fsck(bob)
 
 
 def test_remote_without_store_says_artifacts_stay_local(gx, proj, tmp_path, git_daemon):
@@ -618,4 +673,41 @@ def test_progress_of_a_large_push_on_a_terminal(gx, proj, tmp_path):
     assert "uploading artifacts: 1/1, 6.0 MiB of 6.0 MiB" in tty, tty
     assert "sending git objects:" in tty, tty
     assert "git object(s)" in out.decode() and "uploaded 1 object(s), 6.0 MiB" in out.decode()
+    fsck(remote)
+
+
+def test_push_killed_while_receive_pack_reads_the_pack(gx, proj, tmp_path, git_daemon):
+    """Kill the client while the real receive-pack behind git daemon is reading
+    the pack (its quarantine directory exists): no ref moves, fsck is clean, and
+    the next push completes."""
+    remote = bare(git_daemon.base, "killed-daemon.git")
+    git("remote", "add", "origin", git_daemon.url("killed-daemon.git"), cwd=proj)
+    git("config", "remote.origin.expstore", str(tmp_path / "store"), cwd=proj)
+    (proj / "weights.init").write_bytes(os.urandom(24 << 20))
+    git("add", "weights.init", cwd=proj)
+    git("commit", "-q", "-m", "initial weights", cwd=proj)
+    new_runs(proj, 14)
+    proc = subprocess.Popen(["git-exp", "push"], cwd=proj, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    objects = remote / "objects"
+    end = time.monotonic() + 60
+    try:
+        while not any(p.name.startswith("tmp_objdir-incoming") for p in objects.iterdir()):
+            assert proc.poll() is None, "the push ended before receive-pack got the pack"
+            assert time.monotonic() < end, "receive-pack never started"
+            time.sleep(0.005)
+        # artifacts went first; no ref points anywhere yet
+        assert any((tmp_path / "store" / "objects").iterdir())
+        assert run_refs(remote) == {}
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=10)
+    # (git's receive-pack may leave its quarantine directory behind: garbage, no ref)
+    assert run_refs(remote) == {}
+    fsck(remote)
+    out = gx.ok("push")
+    assert "1 new" in out and "nothing to upload" in out, out
+    assert run_refs(remote) == run_refs(proj)
+    code = git("rev-parse", "HEAD", cwd=proj).strip()
+    assert git("cat-file", "-t", code, cwd=remote).strip() == "commit"  # the code went too
     fsck(remote)
