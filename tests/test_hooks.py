@@ -34,6 +34,31 @@ def test_shipped_hook_is_the_one_installed():
     assert entries[0]["stages"] == ["pre-push"] and "git-exp push" in entries[0]["entry"]
 
 
+def test_pre_commit_manifest_is_valid_and_its_entry_pushes(tmp_path):
+    """pre-commit's own loader accepts the manifest; its entry, run the way
+    pre-commit runs it for a pre-push (shlex-split, PRE_COMMIT_REMOTE_NAME set,
+    no file names), pushes the runs, and does nothing inside a hook-made push."""
+    import shlex
+
+    from pre_commit.clientlib import load_manifest
+
+    (hook,) = load_manifest(str(ROOT / ".pre-commit-hooks.yaml"))
+    assert hook["id"] == "git-exp-push" and hook["stages"] == ["pre-push"]
+    assert hook["pass_filenames"] is False and hook["always_run"] is True
+    proj, remote, _ = setup(tmp_path)
+    git("remote", "rename", "origin", "team", cwd=proj)
+    (run,) = new_runs(proj, 5)
+    argv = shlex.split(hook["entry"]) + hook["args"]
+    env = {**os.environ, "PRE_COMMIT_REMOTE_NAME": "team", "GITEXP_IN_HOOK": "1"}
+    subprocess.run(argv, cwd=proj, check=True, env=env)
+    assert run_refs(remote) == {}
+    del env["GITEXP_IN_HOOK"]
+    proc = subprocess.run(argv, cwd=proj, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert run in run_refs(remote) and any((remote / "exp" / "objects").iterdir())
+    fsck(remote)
+
+
 def test_git_push_also_pushes_runs(tmp_path):
     proj, remote, gx = setup(tmp_path)
     (run,) = new_runs(proj, 1)
