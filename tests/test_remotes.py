@@ -498,6 +498,10 @@ def test_hostile_remote_run_is_refused_on_pull(gx, proj, tmp_path):
     assert out.returncode == 6 and "hostile path" in out.stderr
     assert not (tmp_path / "liar").exists() and not (tmp_path / "ck").exists()
     assert not (tmp_path / "escape").exists()
+    out = vx("get", lies_ref)  # the whole run: the same refusals, nothing written
+    assert out.returncode == 6 and "liar.bin" in out.stderr and "hostile path" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert not (cas / liar_key[:2] / liar_key[2:]).exists()
     vx.ok("get", lies_ref, "good.txt", "-o", str(tmp_path / "good.txt"))
     assert (tmp_path / "good.txt").read_bytes() == good
     fsck(victim)
@@ -711,3 +715,35 @@ def test_push_killed_while_receive_pack_reads_the_pack(gx, proj, tmp_path, git_d
     code = git("rev-parse", "HEAD", cwd=proj).strip()
     assert git("cat-file", "-t", code, cwd=remote).strip() == "commit"  # the code went too
     fsck(remote)
+
+
+def test_get_a_whole_run_after_pull_no_artifacts(tmp_path, git_http):
+    """`git exp get RUN`: every stored object of one run into the local CAS,
+    verified; the other runs' artifacts stay on the remote."""
+    remote = bare(git_http.base, "get-run.git")
+    url = git_http.url("get-run.git")
+    alice = project(tmp_path / "alice")
+    git("remote", "add", "origin", url, cwd=alice)
+    git("config", "remote.origin.expstore", str(tmp_path / "store"), cwd=alice)
+    git("push", "-q", "origin", "HEAD:refs/heads/main", cwd=alice)
+    want, other = new_runs(alice, 17, 18)
+    GitExp(alice).ok("push")
+    bob = clone(url, tmp_path / "bob")
+    git("config", "remote.origin.expstore", str(tmp_path / "store"), cwd=bob)
+    bx = GitExp(bob)
+    bx.ok("pull", "--no-artifacts")
+    out = bx.ok("get", want.rsplit("/", 1)[1])
+    assert "fetched 5 object(s)" in out and "verified" in out, out
+    cas = bob / ".git" / "exp" / "objects"
+    assert len([p for p in cas.rglob("*") if p.is_file()]) == OBJECTS_PER_RUN
+    assert "all 5 object(s) are here already" in bx.ok("get", want)
+    fsck(remote)
+    # everything is local now: restoring needs no remote at all
+    git("remote", "remove", "origin", cwd=bob)
+    bx.ok("get", want, "ckpt/part2.bin", "-o", str(tmp_path / "p2"))
+    assert (tmp_path / "p2").read_bytes() == b"17-2" * 50
+    proc = bx("get", other)
+    assert proc.returncode == 10 and "no remote" in proc.stderr, proc.stderr
+    proc = bx("get", want, "-o", str(tmp_path / "x"))
+    assert proc.returncode == 2 and "need a PATH" in proc.stderr, proc.stderr
+    fsck(bob)

@@ -610,19 +610,7 @@ def push(
     refs = _select_refs(store, runs, experiment)
     if not refs:
         return result
-    keys: list[str] = []
-    for name, sha in refs.items():
-        objs = run_objects(repo, sha, name[len(NAMESPACE) :])
-        keys += [k for k, _ in objs.files]
-        for listing, _label in objs.dirs:
-            keys.append(listing)
-            try:
-                rows = parse_dir_listing(store.cas.get_bytes(listing))
-            except (StoreError, ValueError, InvalidName):
-                continue  # not here (counted below) or damaged (the upload refuses it)
-            keys += [k for _, k, _, _ in rows]
-        keys += [k for k in objs.optional if store.cas.has(k)]
-    keys = list(dict.fromkeys(keys))
+    keys = _referenced_keys(store, refs)
     present = [k for k in keys if store.cas.has(k)]
     here = set(present)
     result.missing_local = [k for k in keys if k not in here]
@@ -668,6 +656,25 @@ def push(
         on_objects=on_objects,
     )
     return result
+
+
+def _referenced_keys(store: ExpStore, refs: dict[str, str]) -> list[str]:
+    """The CAS objects the runs ``refs`` (name -> sha) reference, as far as
+    this repository can tell: a directory's files are known only when its
+    listing is here."""
+    keys: list[str] = []
+    for name, sha in refs.items():
+        objs = run_objects(store.repo, sha, name[len(NAMESPACE) :])
+        keys += [k for k, _ in objs.files]
+        for listing, _label in objs.dirs:
+            keys.append(listing)
+            try:
+                rows = parse_dir_listing(store.cas.get_bytes(listing))
+            except (StoreError, ValueError, InvalidName):
+                continue  # not here (counted by the caller) or damaged (refused later)
+            keys += [k for _, k, _, _ in rows]
+        keys += [k for k in objs.optional if store.cas.has(k)]
+    return list(dict.fromkeys(keys))
 
 
 def _local_size(store: ExpStore, key: str) -> int:
@@ -854,12 +861,74 @@ class PullResult:
         return self.fetch.error()
 
 
+@dataclass
+class RunArtifacts:
+    """What ``fetch_run_artifacts`` did: one run's objects into the local CAS."""
+
+    run: str
+    remote: Remote | None = None  # None when everything was here already
+    objects: int = 0  # downloaded
+    nbytes: int = 0
+    present: int = 0  # referenced objects that were here already
+    refused: list[Refusal] = field(default_factory=list)
+    unavailable: list[str] = field(default_factory=list)
+
+    def error(self) -> GitExpError | None:
+        """Refused artifacts first, then objects the remote store lacks."""
+        if self.refused:
+            return IntegrityError(
+                f"{len(self.refused)} artifact(s) of {self.run} refused (see above); nothing "
+                "of them was written outside the local store"
+            )
+        if self.unavailable:
+            return ObjectMissing(
+                f"{len(self.unavailable)} artifact object(s) of {self.run} are in neither "
+                "the local store nor the remote's"
+            )
+        return None
+
+
+def fetch_run_artifacts(
+    store: ExpStore, run: str, remote: str | None = None, progress: ProgressFn = _noop
+) -> RunArtifacts:
+    """Download every stored artifact and input of one run into the local CAS,
+    verified by BLAKE3 (``git exp get RUN``). No remote is needed when all
+    of them are here already."""
+    ref = store.resolve(run)
+    sha = store.repo.get_ref(str(ref))
+    if sha is None:
+        raise RunNotFound(f"no run at {ref}")
+    result = RunArtifacts(ref.short)
+    refs = {str(ref): sha}
+    objs = run_objects(store.repo, sha, ref.short)
+    result.refused += objs.refused
+    keys = _referenced_keys(store, refs)
+    here = [k for k in keys if store.cas.has(k)]
+    listings_here = all(store.cas.has(k) for k, _ in objs.dirs)
+    if len(here) == len(keys) and listings_here:
+        result.present = len(here)
+        return result
+    rem = resolve_remote(store.repo, remote)
+    result.remote = rem
+    remote_store = open_store(rem, store.repo.work_tree or store.repo.git_dir)
+    if remote_store is None:
+        raise ObjectMissing(
+            f"{ref.short}: {len(keys) - len(here)} object(s) are not in the local store, and "
+            f"remote {rem.label} has no artifact store (git config remote.{rem.label}."
+            f"{STORE_KEY} <url>)"
+        )
+    result.refused = []  # download_objects reports the manifest's refusals again
+    download_objects(store, remote_store, [(str(ref), sha)], progress, result)
+    result.present = len(here)
+    return result
+
+
 def download_objects(
     store: ExpStore,
     remote_store: RemoteStore,
     targets: list[tuple[str, str]],  # (ref, sha)
     progress: ProgressFn,
-    result: PullResult,
+    result: PullResult | RunArtifacts,
 ) -> None:
     """Download the objects of runs' manifests, verified, into the local CAS."""
     cas = store.cas

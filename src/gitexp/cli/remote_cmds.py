@@ -278,7 +278,7 @@ def ls_remote_cmd(ctx: click.Context, remote: str | None, as_json: bool) -> None
 
 @click.command("get")
 @click.argument("run")
-@click.argument("path")
+@click.argument("path", required=False)
 @click.option(
     "-o",
     "--out",
@@ -293,27 +293,60 @@ def ls_remote_cmd(ctx: click.Context, remote: str | None, as_json: bool) -> None
 @click.option("-f", "--force", is_flag=True, help="Overwrite DEST if it exists.")
 @click.pass_context
 def get_cmd(
-    ctx: click.Context, run: str, path: str, dest: str | None, remote: str | None, force: bool
+    ctx: click.Context,
+    run: str,
+    path: str | None,
+    dest: str | None,
+    remote: str | None,
+    force: bool,
 ) -> None:
     """Restore artifact or input PATH of RUN (a file, or a whole directory entry).
 
     Objects missing here are fetched from the remote's artifact store. Every
-    byte is verified by BLAKE3 before it is written.
+    byte is verified by BLAKE3 before it is written. Without PATH: fetch every
+    stored artifact and input of RUN into the local store (after a
+    `git exp pull --no-artifacts`), writing no file.
 
     \b
     Example:
       git exp get 20261122-143022-7f3a9c model.npz -o /tmp/model.npz
+      git exp get 20261122-143022-7f3a9c
     """
-    from gitexp.remotes import get
+    from gitexp.errors import UsageError
+    from gitexp.remotes import fetch_run_artifacts, get
     from gitexp.store import ExpStore
 
     bar = ProgressLine()
+    if path is None:
+        if dest is not None or force:
+            raise UsageError(
+                "-o/--force need a PATH to restore; without PATH, get fetches the run's "
+                "artifacts into the local store"
+            )
+        with ExpStore(repo_of(ctx)) as store:
+            fetched = fetch_run_artifacts(store, run, remote=remote, progress=bar)
+        bar.done()
+        for r in fetched.refused:
+            echo(f"git exp: refused artifact {r}", err=True)
+        for label in fetched.unavailable:
+            echo(f"git exp: missing artifact {label}", err=True)
+        if fetched.remote is None:
+            echo(f"{fetched.run}: all {fetched.present} object(s) are here already")
+        else:
+            echo(
+                f"{fetched.run}: fetched {fetched.objects} object(s), {_size(fetched.nbytes)} "
+                f"from {fetched.remote.store_url}, verified ({fetched.present} here already)"
+            )
+        err = fetched.error()
+        if err is not None:
+            raise err
+        return
     with ExpStore(repo_of(ctx)) as store:
         result = get(store, run, path, dest, remote=remote, force=force, progress=bar)
     bar.done()
     what = f"{result.files} file(s)" if result.entry.kind == "dir" else "1 file"
-    fetched = f", {result.downloaded} object(s) fetched" if result.downloaded else ""
-    echo(f"{result.dest}: {what}, {_size(result.nbytes)} from {result.run}{fetched}, verified")
+    fetched_n = f", {result.downloaded} object(s) fetched" if result.downloaded else ""
+    echo(f"{result.dest}: {what}, {_size(result.nbytes)} from {result.run}{fetched_n}, verified")
 
 
 @click.command("install-hooks")
