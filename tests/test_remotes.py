@@ -197,6 +197,13 @@ def test_ssh(gx, proj, tmp_path, sshd):
     remote = bare(sshd.base, "ssh-share.git")
     env = {"GIT_SSH_COMMAND": sshd.command}
     share_light(gx, proj, sshd.url("ssh-share.git"), remote, tmp_path, env=env, store=True)
+    # the scp-like form (the port then comes from the ssh command, as for git)
+    scp = f"root@127.0.0.1:{remote}"
+    env = {"GIT_SSH_COMMAND": f"{sshd.command} -p {sshd.port}"}
+    assert "same" in gx.ok("ls-remote", scp, env=env)
+    (run,) = new_runs(proj, 2)
+    assert "1 new" in gx.ok("push", scp, env=env)
+    assert run in run_refs(remote)
 
 
 def test_s3_artifact_store(gx, proj, tmp_path, s3):
