@@ -754,3 +754,38 @@ def test_get_a_whole_run_after_pull_no_artifacts(tmp_path, git_http):
     proc = bx("get", want, "-o", str(tmp_path / "x"))
     assert proc.returncode == 2 and "need a PATH" in proc.stderr, proc.stderr
     fsck(bob)
+
+
+def test_runs_that_move_on_push_updated_fetch_updated_and_local_ahead(tmp_path, git_daemon):
+    remote = bare(git_daemon.base, "moves.git")
+    url = git_daemon.url("moves.git")
+    alice = project(tmp_path / "alice")
+    git("remote", "add", "origin", url, cwd=alice)
+    git("config", "remote.origin.expstore", str(tmp_path / "store"), cwd=alice)
+    ax = GitExp(alice)
+    (run,) = new_runs(alice, 19)
+    ax.ok("push")
+    bob = clone(url, tmp_path / "bob")
+    git("config", "remote.origin.expstore", str(tmp_path / "store"), cwd=bob)
+    bx = GitExp(bob)
+    assert "1 new" in bx.ok("pull")
+    ax.ok("tag", run, "best")
+    assert json.loads(ax.ok("ls-remote", "--json"))[0]["local"] == "ahead"
+    out = ax.ok("push")
+    assert f"updated     {run[len('refs/experiments/'):]}" in out and "1 updated" in out, out
+    assert "nothing to upload" in out
+    assert json.loads(bx.ok("ls-remote", "--json"))[0]["local"] == "unfetched"
+    out = bx.ok("fetch")
+    assert "updated" in out and "1 updated" in out, out
+    assert "best" in json.loads(bx.ok("show", run, "--json"))["info"]["tags"]
+    bx.ok("note", run, "looked at it")
+    assert json.loads(bx.ok("ls-remote", "--json"))[0]["local"] == "ahead"
+    assert json.loads(ax.ok("ls-remote", "--json"))[0]["local"] == "same"
+    out = bx.ok("fetch")  # bob is ahead: kept, nothing to say but the summary
+    assert "1 local ahead" in out and run_refs(bob)[run] != run_refs(remote)[run], out
+    assert "1 updated" in bx.ok("push")
+    ax.ok("fetch")
+    assert run_refs(alice) == run_refs(bob) == run_refs(remote)
+    fsck(remote)
+    fsck(alice)
+    fsck(bob)
