@@ -789,3 +789,20 @@ def test_runs_that_move_on_push_updated_fetch_updated_and_local_ahead(tmp_path, 
     fsck(remote)
     fsck(alice)
     fsck(bob)
+
+
+def test_progress_line_shows_whole_server_lines(capsys):
+    """The server's progress text arrives in arbitrary chunks: only whole
+    updates are shown, each on a cleared line."""
+    from gitexp.cli.remote_cmds import ProgressLine
+    from gitexp.remotes import Progress
+
+    bar = ProgressLine()
+    bar.tty = True
+    for chunk in ("Counting objects:  50% (1/", "2)\rCounting objects: 100% (2/2)\r",
+                  "Compressing", " objects: 100% (2/2), done.\n"):
+        bar(Progress("fetching runs", text=chunk))
+    bar.done()
+    # (click drops the line-clearing escape when stderr is not a real terminal)
+    shown = [s for s in capsys.readouterr().err.replace("\x1b[K", "").split("\r") if s]
+    assert shown == ["Counting objects: 100% (2/2)", "Compressing objects: 100% (2/2), done."]

@@ -34,6 +34,7 @@ class ProgressLine:
         self.start = time.monotonic()
         self.last = 0.0
         self.open = False
+        self.pending = ""  # an unfinished line of the server's progress text
 
     def __call__(self, p: Any) -> None:
         if self.quiet:
@@ -41,8 +42,13 @@ class ProgressLine:
         now = time.monotonic()
         final = p.total and p.done >= p.total
         if p.text:
-            if self.tty:
-                click.echo("\r" + p.text.rstrip("\r\n")[:120], nl=False, err=True)
+            # the server's progress comes in chunks that may hold several
+            # \r-separated updates, or part of one: show the last whole one
+            parts = (self.pending + p.text).replace("\n", "\r").split("\r")
+            self.pending = parts.pop()[-500:]
+            parts = [t for t in parts if t.strip()]
+            if self.tty and parts:
+                click.echo("\r\033[K" + parts[-1][:120], nl=False, err=True)
                 self.open = True
             return
         every = 0.1 if self.tty else 2.0
