@@ -806,3 +806,28 @@ def test_progress_line_shows_whole_server_lines(capsys):
     # (click drops the line-clearing escape when stderr is not a real terminal)
     shown = [s for s in capsys.readouterr().err.replace("\x1b[K", "").split("\r") if s]
     assert shown == ["Counting objects: 100% (2/2)", "Compressing objects: 100% (2/2), done."]
+
+
+def test_unreachable_store_says_what_was_done(gx, proj, tmp_path, s3):
+    """A store that cannot be reached: push moves no run (artifacts go first) and
+    says so; pull still reports the runs it fetched, then the store error."""
+    remote = bare(tmp_path, "shared.git")
+    git("remote", "add", "origin", str(remote), cwd=proj)
+    # a bucket that is not there (a typo): S3 answers at once; a dead endpoint is the
+    # same path after the SDK's retries
+    git("config", "remote.origin.expstore", s3.url("no-such-bucket-here"), cwd=proj)
+    (run,) = new_runs(proj, 22)
+    proc = gx("push")
+    assert proc.returncode == 10 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "no run was pushed" in proc.stderr and "Traceback" not in proc.stderr
+    assert run_refs(remote) == {}
+    git("config", "--unset", "remote.origin.expstore", cwd=proj)
+    gx.ok("push")
+    bob = clone(str(remote), tmp_path / "bob")
+    (tmp_path / "not-a-dir").write_text("")  # a mount that went away, quicker than S3's retries
+    git("config", "remote.origin.expstore", str(tmp_path / "not-a-dir" / "store"), cwd=bob)
+    proc = GitExp(bob)("pull")
+    assert proc.returncode == 10, proc.stderr
+    assert "1 new" in proc.stdout and run in run_refs(bob), proc.stdout
+    assert "runs fetched, artifacts not downloaded" in proc.stderr, proc.stderr
+    assert "downloaded 0" not in proc.stdout

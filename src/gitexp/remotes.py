@@ -615,25 +615,11 @@ def push(
     here = set(present)
     result.missing_local = [k for k in keys if k not in here]
     result.checked = len(keys)
-    remote_store = open_store(rem, repo.work_tree or repo.git_dir)
-    if remote_store is None:
-        result.local_only = len(present)
-    else:
-        todo = remote_store.missing(present)
-        sizes = {k: _local_size(store, k) for k in todo}
-        if dry_run:
-            result.objects, result.nbytes = len(todo), sum(sizes.values())
-        else:
-            meter = _Meter(progress, "uploading artifacts", len(todo), sum(sizes.values()))
-
-            def send(key: str) -> int:
-                size = remote_store.upload(store.cas, key, meter.add_bytes)
-                meter.finish_one()
-                return size
-
-            for size in _each(remote_store.workers, send, todo):
-                result.nbytes += size
-                result.objects += 1
+    try:
+        _upload(store, rem, present, result, progress, dry_run)
+    except RemoteError as exc:
+        # artifacts go before refs: a store that fails stops the push here
+        raise RemoteError(f"no run was pushed, the artifact store failed: {exc}", rem.url) from exc
     if dry_run:
         from gitexp.gitstore import remote_refs
 
@@ -656,6 +642,36 @@ def push(
         on_objects=on_objects,
     )
     return result
+
+
+def _upload(
+    store: ExpStore,
+    rem: Remote,
+    present: list[str],
+    result: PushResult,
+    progress: ProgressFn,
+    dry_run: bool,
+) -> None:
+    """Upload to the remote's store the objects of ``present`` it lacks."""
+    remote_store = open_store(rem, store.repo.work_tree or store.repo.git_dir)
+    if remote_store is None:
+        result.local_only = len(present)
+        return
+    todo = remote_store.missing(present)
+    sizes = {k: _local_size(store, k) for k in todo}
+    if dry_run:
+        result.objects, result.nbytes = len(todo), sum(sizes.values())
+        return
+    meter = _Meter(progress, "uploading artifacts", len(todo), sum(sizes.values()))
+
+    def send(key: str) -> int:
+        size = remote_store.upload(store.cas, key, meter.add_bytes)
+        meter.finish_one()
+        return size
+
+    for size in _each(remote_store.workers, send, todo):
+        result.nbytes += size
+        result.objects += 1
 
 
 def _referenced_keys(store: ExpStore, refs: dict[str, str]) -> list[str]:
@@ -845,9 +861,11 @@ class PullResult:
     unavailable: list[str] = field(default_factory=list)  # not in the remote store
     no_store: bool = False
     skipped: bool = False  # --no-artifacts
+    store_error: GitExpError | None = None  # the store failed after the runs were fetched
 
     def error(self) -> GitExpError | None:
-        """Refused artifacts first (they are an attack or damage), then divergence."""
+        """Refused artifacts first (they are an attack or damage), then a store
+        that failed, then divergence."""
         if self.refused or self.fetch.refused():
             parts = []
             if self.fetch.refused():
@@ -858,6 +876,8 @@ class PullResult:
                 f"{' and '.join(parts)} refused (see above); nothing of them was written "
                 "outside the local store"
             )
+        if self.store_error is not None:
+            return self.store_error
         return self.fetch.error()
 
 
@@ -1017,12 +1037,19 @@ def pull(
         result.skipped = True
         return result
     repo = store.repo
-    remote_store = open_store(fetched.remote, repo.work_tree or repo.git_dir)
-    if remote_store is None:
-        result.no_store = True
-        return result
-    targets = [(r.ref, r.new) for r in fetched.in_sync()]
-    download_objects(store, remote_store, targets, progress, result)
+    try:
+        remote_store = open_store(fetched.remote, repo.work_tree or repo.git_dir)
+        if remote_store is None:
+            result.no_store = True
+            return result
+        targets = [(r.ref, r.new) for r in fetched.in_sync()]
+        download_objects(store, remote_store, targets, progress, result)
+    except RemoteError as exc:
+        result.store_error = RemoteError(
+            f"runs fetched, artifacts not downloaded: {exc} (pull again, or git exp get RUN, "
+            "once the store answers)",
+            fetched.remote.url,
+        )
     return result
 
 

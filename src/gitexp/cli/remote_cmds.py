@@ -251,7 +251,7 @@ def pull_cmd(ctx: click.Context, remote: str | None, no_artifacts: bool, quiet: 
             f"'git config remote.{rem.name or '<remote>'}.expstore <url>'",
             err=True,
         )
-    elif not result.skipped and not quiet:
+    elif not result.skipped and not quiet and result.store_error is None:
         echo(f"artifacts: downloaded {result.objects} object(s), {_size(result.nbytes)}, verified")
     err = result.error()
     if err is not None:
