@@ -147,6 +147,16 @@ def test_symlinked_hook_stays_a_symlink(tmp_path):
     assert os.readlink(hooks / "pre-push") == "/nonexistent/hook"
 
 
+def test_a_hand_made_link_to_the_shipped_hook_counts_as_installed(tmp_path):
+    proj, _, gx = setup(tmp_path)
+    hooks = proj / ".git" / "hooks"
+    os.symlink(ROOT / "hooks" / "pre-push", hooks / "pre-push")
+    assert "already installed" in gx.ok("install-hooks")
+    assert not os.path.lexists(hooks / "pre-push.local")
+    assert "not installed" in gx.ok("install-hooks", "--uninstall")  # not ours to remove
+    assert os.readlink(hooks / "pre-push") == str(ROOT / "hooks" / "pre-push")
+
+
 def test_uninstall_removes_the_hooks_directory_it_created(tmp_path):
     proj, _, gx = setup(tmp_path)
     git("config", "core.hooksPath", "ci/hooks", cwd=proj)

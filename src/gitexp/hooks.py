@@ -151,6 +151,9 @@ def install(repo: GitRepo, uninstall: bool = False) -> HookResult:
         return HookResult(path, "uninstalled", chained)
     if ours:
         return HookResult(path, "already installed", CHAIN.encode() in (current or b""))
+    if os.path.islink(path) and os.path.isfile(path) and MARK.encode() in _read(path):
+        # a link to the shipped hooks/pre-push, made by hand: chaining it would push twice
+        return HookResult(path, "already installed")
     created = _makedirs(hooks)
     chained = os.path.lexists(path)
     if chained:
