@@ -244,6 +244,10 @@ class RemoteStore:
         except (ValueError, OSError, TypeError) as exc:
             raise RemoteError(f"cannot open artifact store {url}: {_msg(exc)}", url) from exc
         self.root = self.root.rstrip("/")
+        # a directory (a path, file://, a mount): written exactly like the local
+        # CAS (temporary file, fsync, read-only, rename), which it may well be
+        # (the default store of a non-bare remote is that repository's CAS)
+        self.local = LocalStore(self.root) if self.fs.type_name == "local" else None
         self.atomic_put = self.fs.type_name in _OBJECT_STORES
         # object stores are latency-bound: move several objects at once
         self.workers = 8 if self.fs.type_name != "local" else 1
@@ -330,6 +334,11 @@ class RemoteStore:
             return size
         if on_bytes is not None:
             src = _Counting(src, on_bytes)  # type: ignore[assignment]
+        if self.local is not None:
+            try:
+                return self.local.put_verified(src, key, size_hint)
+            except OSError as exc:
+                raise self._wrap(exc, f"cannot upload {key[:12]}") from exc
         tmp = f"{self.root}/tmp/{key[:16]}-{os.urandom(6).hex()}"
         try:
             self.fs.create_dir(f"{self.root}/tmp", recursive=True)
