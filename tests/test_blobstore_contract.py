@@ -20,6 +20,8 @@ def _corrupt_local(store: LocalStore, key: str, data: bytes) -> None:
 
 
 def _corrupt_remote(store: RemoteStore, key: str, data: bytes) -> None:
+    if store.local is not None:  # objects on a file system are read-only, as locally
+        os.chmod(store.path_for(key), 0o644)
     with store.fs.open_output_stream(store.path_for(key)) as f:
         f.write(data)
 
@@ -44,6 +46,19 @@ class TestRemoteStoreLocalFS(RemoteStoreContract):
     @pytest.fixture
     def corrupt(self):
         return _corrupt_remote
+
+
+def test_a_file_system_store_writes_like_the_local_cas(tmp_path):
+    """Objects uploaded to a directory are read-only and leave no temporary file,
+    exactly as in the local CAS (the default store of a non-bare remote *is* its CAS)."""
+    local = LocalStore(tmp_path / "local")
+    key = local.put_bytes(b"weights" * 100)
+    remote = RemoteStore(str(tmp_path / "remote" / ".git" / "exp"))
+    remote.upload(local, key)
+    theirs = LocalStore(tmp_path / "remote" / ".git" / "exp")
+    assert theirs.get_bytes(key) == b"weights" * 100
+    assert os.stat(theirs.path_for(key)).st_mode & 0o777 == 0o444
+    assert not list((tmp_path / "remote" / ".git" / "exp" / "tmp").iterdir())
 
 
 class TestRemoteStoreS3(RemoteStoreContract):

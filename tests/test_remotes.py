@@ -106,6 +106,10 @@ def share_light(gx: GitExp, proj: Path, url: str, remote_dir: Path, tmp: Path,
     out = gx.ok("push", env=env)
     assert "1 new" in out and "uploaded 5 object(s)" in out, out
     assert "nothing to upload" in gx.ok("push", env=env)
+    # no branch was pushed: the code commit the run points at travelled with it
+    code = git("rev-parse", "HEAD", cwd=proj).strip()
+    assert git("branch", "--list", cwd=remote_dir) == ""
+    assert git("cat-file", "-t", code, cwd=remote_dir).strip() == "commit"
     assert run.rsplit("/", 1)[1] in gx.ok("ls-remote", env=env)
     bob = clone(str(remote_dir), tmp / "bob")
     git("remote", "set-url", "origin", url, cwd=bob)
@@ -193,6 +197,13 @@ def test_ssh(gx, proj, tmp_path, sshd):
     remote = bare(sshd.base, "ssh-share.git")
     env = {"GIT_SSH_COMMAND": sshd.command}
     share_light(gx, proj, sshd.url("ssh-share.git"), remote, tmp_path, env=env, store=True)
+    # the scp-like form (the port then comes from the ssh command, as for git)
+    scp = f"root@127.0.0.1:{remote}"
+    env = {"GIT_SSH_COMMAND": f"{sshd.command} -p {sshd.port}"}
+    assert "same" in gx.ok("ls-remote", scp, env=env)
+    (run,) = new_runs(proj, 2)
+    assert "1 new" in gx.ok("push", scp, env=env)
+    assert run in run_refs(remote)
 
 
 def test_s3_artifact_store(gx, proj, tmp_path, s3):
@@ -215,6 +226,57 @@ def test_s3_artifact_store(gx, proj, tmp_path, s3):
     assert (tmp_path / "m.bin").read_bytes() == b"model 3" * 100
     fsck(bob)
     fsck(remote)
+    # the endpoint from the usual AWS setting instead of the URL
+    carol = clone(str(remote), tmp_path / "carol")
+    git("config", "remote.origin.expstore", "s3://gitexp-artifacts/team", cwd=carol)
+    out = GitExp(carol).ok("pull", env={"AWS_ENDPOINT_URL": f"http://{s3.endpoint}"})
+    assert "downloaded 5 object(s)" in out, out
+
+
+@pytest.mark.parametrize("form", ["path", "file-url", "relative"])
+def test_store_url_forms(gx, proj, tmp_path, git_http, form):
+    """remote.<name>.expstore as a path, a file:// URL, or a path relative to the work tree."""
+    remote = bare(git_http.base, f"store-{form}.git")
+    shared = tmp_path / "team-store"
+    url = {"path": str(shared), "file-url": f"file://{shared}", "relative": "../team-store"}
+    git("remote", "add", "origin", git_http.url(remote.name), cwd=proj)
+    git("config", "remote.origin.expstore", url[form], cwd=proj)
+    (run,) = new_runs(proj, 15)
+    assert "uploaded 5 object(s)" in gx.ok("push")
+    assert len([p for p in (shared / "objects").rglob("*") if p.is_file()]) == OBJECTS_PER_RUN
+    bob = clone(git_http.url(remote.name), tmp_path / "bob")
+    git("config", "remote.origin.expstore", url[form], cwd=bob)
+    bx = GitExp(bob)
+    assert "downloaded 5 object(s)" in bx.ok("pull")
+    bx.ok("get", run, "model.bin", "-o", str(tmp_path / "m.bin"))
+    assert (tmp_path / "m.bin").read_bytes() == b"model 15" * 100
+    fsck(bob)
+
+
+def test_ls_remote_downloads_nothing(tmp_path, git_http):
+    remote = bare(git_http.base, "ls.git")
+    url = git_http.url("ls.git")
+    alice = project(tmp_path / "alice")
+    git("remote", "add", "origin", url, cwd=alice)
+    git("config", "remote.origin.expstore", str(tmp_path / "store"), cwd=alice)
+    git("push", "-q", "origin", "HEAD:refs/heads/main", cwd=alice)
+    bob = clone(url, tmp_path / "bob")
+    (run,) = new_runs(alice, 16)
+    GitExp(alice).ok("push")
+
+    def objects() -> list[str]:
+        return sorted(str(p) for p in (bob / ".git" / "objects").rglob("*"))
+
+    before = objects()
+    bx = GitExp(bob)
+    listed = json.loads(bx.ok("ls-remote", "--json"))
+    assert [(r["ref"], r["local"]) for r in listed] == [(run, "absent")]
+    assert listed[0]["sha"] == run_refs(remote)[run]
+    assert objects() == before and run_refs(bob) == {}
+    assert not (bob / ".git" / "exp").exists()
+    bx.ok("fetch")
+    assert json.loads(bx.ok("ls-remote", "--json"))[0]["local"] == "same"
+    fsck(bob)
 
 
 def test_remote_without_store_says_artifacts_stay_local(gx, proj, tmp_path, git_daemon):
@@ -443,6 +505,10 @@ def test_hostile_remote_run_is_refused_on_pull(gx, proj, tmp_path):
     assert out.returncode == 6 and "hostile path" in out.stderr
     assert not (tmp_path / "liar").exists() and not (tmp_path / "ck").exists()
     assert not (tmp_path / "escape").exists()
+    out = vx("get", lies_ref)  # the whole run: the same refusals, nothing written
+    assert out.returncode == 6 and "liar.bin" in out.stderr and "hostile path" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert not (cas / liar_key[:2] / liar_key[2:]).exists()
     vx.ok("get", lies_ref, "good.txt", "-o", str(tmp_path / "good.txt"))
     assert (tmp_path / "good.txt").read_bytes() == good
     fsck(victim)
@@ -537,3 +603,231 @@ def test_rm_remote_deletes_runs_there_too(gx, proj, tmp_path, transport, request
     assert set(run_refs(remote)) == {keep}
     assert set(run_refs(proj)) == {keep}
     fsck(remote)
+
+
+def test_push_dry_run_writes_nothing(gx, proj, tmp_path):
+    remote = bare(tmp_path, "shared.git")
+    git("remote", "add", "origin", str(remote), cwd=proj)
+    (run,) = new_runs(proj, 13)
+    out = gx.ok("push", "--dry-run")
+    assert "would push to" in out and f"new         {run[len('refs/experiments/'):]}" in out, out
+    assert "would upload 5 object(s)" in out, out
+    assert run_refs(remote) == {} and not (remote / "exp").exists()
+    gx.ok("push")
+    out = gx.ok("push", "-n")
+    assert "1 up to date" in out and "nothing to upload" in out, out
+    # a run that moved on the remote: the dry run reports the rejection, exit 10
+    bob = clone(str(remote), tmp_path / "bob")
+    GitExp(bob).ok("fetch")
+    for who in (proj, bob):
+        tip = run_refs(who)[run]
+        tree = git("rev-parse", f"{tip}^{{tree}}", cwd=who).strip()
+        new = git("commit-tree", tree, "-p", tip, "-m", f"note from {who.name}", cwd=who).strip()
+        git("update-ref", run, new, tip, cwd=who)
+    GitExp(bob).ok("push")
+    before = run_refs(remote)
+    proc = gx("push", "--dry-run")
+    assert proc.returncode == 10 and "rejected" in proc.stderr, proc.stderr
+    assert run_refs(remote) == before
+    fsck(remote)
+
+
+def test_progress_of_a_large_push_on_a_terminal(gx, proj, tmp_path):
+    """A big artifact and a big code commit: a live progress line on a terminal,
+    with bytes moving inside the one large object and the git objects counted."""
+    import pty
+
+    remote = bare(tmp_path, "shared.git")
+    git("remote", "add", "origin", str(remote), cwd=proj)
+    (proj / "weights.init").write_bytes(os.urandom(3 << 20))
+    git("add", "weights.init", cwd=proj)
+    git("commit", "-q", "-m", "initial weights", cwd=proj)
+    (proj / "big.py").write_text(
+        "import os, gitexp\n"
+        "open('big.bin', 'wb').write(os.urandom(6 << 20))\n"
+        "with gitexp.start_run(experiment='big') as run:\n"
+        "    run.log_artifact('big.bin')\n"
+    )
+    subprocess.run(["python", "big.py"], cwd=proj, check=True)
+    from gitexp.remotes import Progress, push
+    from gitexp.store import ExpStore
+
+    events: list[Progress] = []
+    with ExpStore(proj) as store:
+        result = push(store, progress=events.append)
+    ups = [e for e in events if e.phase == "uploading artifacts"]
+    assert any(e.done == 0 and 0 < e.nbytes < e.total_bytes for e in ups), ups[:3]
+    assert ups[-1].done == 1 and ups[-1].nbytes == ups[-1].total_bytes == 6 << 20
+    sent = [e for e in events if e.phase == "sending git objects"]
+    assert sent and sent[-1].done == sent[-1].total == result.git_objects > 3
+    assert result.git_bytes > 3 << 20
+    # the command on a terminal renders it; the summary counts the git objects too
+    git("update-ref", "-d", result.refs[0].ref, cwd=remote)
+    subprocess.run(["rm", "-rf", str(remote / "exp")], check=True)
+    main, child = pty.openpty()
+    proc = subprocess.Popen(["git", "exp", "push"], cwd=proj, stdout=subprocess.PIPE,
+                            stderr=child)
+    os.close(child)
+    chunks = []
+    while True:
+        try:
+            data = os.read(main, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    out, _ = proc.communicate(timeout=60)
+    os.close(main)
+    tty = b"".join(chunks).decode()
+    assert proc.returncode == 0, tty
+    assert "uploading artifacts: 1/1, 6.0 MiB of 6.0 MiB" in tty, tty
+    assert "sending git objects:" in tty, tty
+    assert "git object(s)" in out.decode() and "uploaded 1 object(s), 6.0 MiB" in out.decode()
+    fsck(remote)
+
+
+def test_push_killed_while_receive_pack_reads_the_pack(gx, proj, tmp_path, git_daemon):
+    """Kill the client while the real receive-pack behind git daemon is reading
+    the pack (its quarantine directory exists): no ref moves, fsck is clean, and
+    the next push completes."""
+    remote = bare(git_daemon.base, "killed-daemon.git")
+    git("remote", "add", "origin", git_daemon.url("killed-daemon.git"), cwd=proj)
+    git("config", "remote.origin.expstore", str(tmp_path / "store"), cwd=proj)
+    (proj / "weights.init").write_bytes(os.urandom(24 << 20))
+    git("add", "weights.init", cwd=proj)
+    git("commit", "-q", "-m", "initial weights", cwd=proj)
+    new_runs(proj, 14)
+    proc = subprocess.Popen(["git-exp", "push"], cwd=proj, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    objects = remote / "objects"
+    end = time.monotonic() + 60
+    try:
+        while not any(p.name.startswith("tmp_objdir-incoming") for p in objects.iterdir()):
+            assert proc.poll() is None, "the push ended before receive-pack got the pack"
+            assert time.monotonic() < end, "receive-pack never started"
+            time.sleep(0.005)
+        # artifacts went first; no ref points anywhere yet
+        assert any((tmp_path / "store" / "objects").iterdir())
+        assert run_refs(remote) == {}
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=10)
+    # (git's receive-pack may leave its quarantine directory behind: garbage, no ref)
+    assert run_refs(remote) == {}
+    fsck(remote)
+    out = gx.ok("push")
+    assert "1 new" in out and "nothing to upload" in out, out
+    assert run_refs(remote) == run_refs(proj)
+    code = git("rev-parse", "HEAD", cwd=proj).strip()
+    assert git("cat-file", "-t", code, cwd=remote).strip() == "commit"  # the code went too
+    fsck(remote)
+
+
+def test_get_a_whole_run_after_pull_no_artifacts(tmp_path, git_http):
+    """`git exp get RUN`: every stored object of one run into the local CAS,
+    verified; the other runs' artifacts stay on the remote."""
+    remote = bare(git_http.base, "get-run.git")
+    url = git_http.url("get-run.git")
+    alice = project(tmp_path / "alice")
+    git("remote", "add", "origin", url, cwd=alice)
+    git("config", "remote.origin.expstore", str(tmp_path / "store"), cwd=alice)
+    git("push", "-q", "origin", "HEAD:refs/heads/main", cwd=alice)
+    want, other = new_runs(alice, 17, 18)
+    GitExp(alice).ok("push")
+    bob = clone(url, tmp_path / "bob")
+    git("config", "remote.origin.expstore", str(tmp_path / "store"), cwd=bob)
+    bx = GitExp(bob)
+    bx.ok("pull", "--no-artifacts")
+    out = bx.ok("get", want.rsplit("/", 1)[1])
+    assert "fetched 5 object(s)" in out and "verified" in out, out
+    cas = bob / ".git" / "exp" / "objects"
+    assert len([p for p in cas.rglob("*") if p.is_file()]) == OBJECTS_PER_RUN
+    assert "all 5 object(s) are here already" in bx.ok("get", want)
+    fsck(remote)
+    # everything is local now: restoring needs no remote at all
+    git("remote", "remove", "origin", cwd=bob)
+    bx.ok("get", want, "ckpt/part2.bin", "-o", str(tmp_path / "p2"))
+    assert (tmp_path / "p2").read_bytes() == b"17-2" * 50
+    proc = bx("get", other)
+    assert proc.returncode == 10 and "no remote" in proc.stderr, proc.stderr
+    proc = bx("get", want, "-o", str(tmp_path / "x"))
+    assert proc.returncode == 2 and "need a PATH" in proc.stderr, proc.stderr
+    fsck(bob)
+
+
+def test_runs_that_move_on_push_updated_fetch_updated_and_local_ahead(tmp_path, git_daemon):
+    remote = bare(git_daemon.base, "moves.git")
+    url = git_daemon.url("moves.git")
+    alice = project(tmp_path / "alice")
+    git("remote", "add", "origin", url, cwd=alice)
+    git("config", "remote.origin.expstore", str(tmp_path / "store"), cwd=alice)
+    ax = GitExp(alice)
+    (run,) = new_runs(alice, 19)
+    ax.ok("push")
+    bob = clone(url, tmp_path / "bob")
+    git("config", "remote.origin.expstore", str(tmp_path / "store"), cwd=bob)
+    bx = GitExp(bob)
+    assert "1 new" in bx.ok("pull")
+    ax.ok("tag", run, "best")
+    assert json.loads(ax.ok("ls-remote", "--json"))[0]["local"] == "ahead"
+    out = ax.ok("push")
+    assert f"updated     {run[len('refs/experiments/'):]}" in out and "1 updated" in out, out
+    assert "nothing to upload" in out
+    assert json.loads(bx.ok("ls-remote", "--json"))[0]["local"] == "unfetched"
+    out = bx.ok("fetch")
+    assert "updated" in out and "1 updated" in out, out
+    assert "best" in json.loads(bx.ok("show", run, "--json"))["info"]["tags"]
+    bx.ok("note", run, "looked at it")
+    assert json.loads(bx.ok("ls-remote", "--json"))[0]["local"] == "ahead"
+    assert json.loads(ax.ok("ls-remote", "--json"))[0]["local"] == "same"
+    out = bx.ok("fetch")  # bob is ahead: kept, nothing to say but the summary
+    assert "1 local ahead" in out and run_refs(bob)[run] != run_refs(remote)[run], out
+    assert "1 updated" in bx.ok("push")
+    ax.ok("fetch")
+    assert run_refs(alice) == run_refs(bob) == run_refs(remote)
+    fsck(remote)
+    fsck(alice)
+    fsck(bob)
+
+
+def test_progress_line_shows_whole_server_lines(capsys):
+    """The server's progress text arrives in arbitrary chunks: only whole
+    updates are shown, each on a cleared line."""
+    from gitexp.cli.remote_cmds import ProgressLine
+    from gitexp.remotes import Progress
+
+    bar = ProgressLine()
+    bar.tty = True
+    for chunk in ("Counting objects:  50% (1/", "2)\rCounting objects: 100% (2/2)\r",
+                  "Compressing", " objects: 100% (2/2), done.\n"):
+        bar(Progress("fetching runs", text=chunk))
+    bar.done()
+    # (click drops the line-clearing escape when stderr is not a real terminal)
+    shown = [s for s in capsys.readouterr().err.replace("\x1b[K", "").split("\r") if s]
+    assert shown == ["Counting objects: 100% (2/2)", "Compressing objects: 100% (2/2), done."]
+
+
+def test_unreachable_store_says_what_was_done(gx, proj, tmp_path, s3):
+    """A store that cannot be reached: push moves no run (artifacts go first) and
+    says so; pull still reports the runs it fetched, then the store error."""
+    remote = bare(tmp_path, "shared.git")
+    git("remote", "add", "origin", str(remote), cwd=proj)
+    # a bucket that is not there (a typo): S3 answers at once; a dead endpoint is the
+    # same path after the SDK's retries
+    git("config", "remote.origin.expstore", s3.url("no-such-bucket-here"), cwd=proj)
+    (run,) = new_runs(proj, 22)
+    proc = gx("push")
+    assert proc.returncode == 10 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "no run was pushed" in proc.stderr and "Traceback" not in proc.stderr
+    assert run_refs(remote) == {}
+    git("config", "--unset", "remote.origin.expstore", cwd=proj)
+    gx.ok("push")
+    bob = clone(str(remote), tmp_path / "bob")
+    (tmp_path / "not-a-dir").write_text("")  # a mount that went away, quicker than S3's retries
+    git("config", "remote.origin.expstore", str(tmp_path / "not-a-dir" / "store"), cwd=bob)
+    proc = GitExp(bob)("pull")
+    assert proc.returncode == 10, proc.stderr
+    assert "1 new" in proc.stdout and run in run_refs(bob), proc.stdout
+    assert "runs fetched, artifacts not downloaded" in proc.stderr, proc.stderr
+    assert "downloaded 0" not in proc.stdout

@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -492,6 +492,7 @@ class GitRepo:
         ssh_command: str | None = None,
         progress: Any = None,
         force: bool = False,
+        on_objects: Callable[[int, int, int], None] | None = None,
     ) -> list[RefPush]:
         """Push ``refs`` (full name -> local sha) to the same names on ``url``.
 
@@ -499,6 +500,8 @@ class GitRepo:
         an ancestor of ours is left alone and reported as ``rejected``. Objects
         travel in one pack before the remote moves any ref; each ref moves by
         compare-and-swap against the value the remote advertised.
+        ``progress`` gets the server's text; ``on_objects(done, total, bytes)``
+        is called as the pack's objects are written.
         """
         from dulwich.objects import ZERO_SHA
 
@@ -507,36 +510,32 @@ class GitRepo:
 
         def update_refs(remote: dict[bytes, bytes]) -> dict[bytes, bytes]:
             new = dict(remote)
-            for name, sha in refs.items():
-                key = name.encode("utf-8")
-                old_raw = remote.get(key)
-                old = None if old_raw in (None, ZERO_SHA) else old_raw.decode("ascii")
-                if old == sha:
-                    plan[name] = RefPush(name, old, sha, SyncStatus.UP_TO_DATE)
-                elif old is None:
-                    plan[name] = RefPush(name, None, sha, SyncStatus.NEW)
-                    new[key] = sha.encode("ascii")
-                elif self.is_ancestor(old, sha):
-                    plan[name] = RefPush(name, old, sha, SyncStatus.UPDATED)
-                    new[key] = sha.encode("ascii")
-                elif force:
-                    plan[name] = RefPush(name, old, sha, SyncStatus.FORCED)
-                    new[key] = sha.encode("ascii")
-                else:
-                    plan[name] = RefPush(
-                        name,
-                        old,
-                        sha,
-                        SyncStatus.REJECTED,
-                        "the remote run has commits this repository lacks "
-                        "(git exp fetch, then look at both)",
-                    )
+            current = {
+                k.decode("utf-8", "replace"): v.decode("ascii")
+                for k, v in remote.items()
+                if v not in (None, ZERO_SHA)
+            }
+            plan.update(self.plan_push(current, refs, force))
+            for name, step in plan.items():
+                if step.status in (SyncStatus.NEW, SyncStatus.UPDATED, SyncStatus.FORCED):
+                    new[name.encode("utf-8")] = step.new.encode("ascii")
             return new
 
         def generate(have: Any, want: Any, *, ofs_delta: bool = False, progress: Any = None) -> Any:
-            return self._repo.generate_pack_data(
+            count, records = self._repo.generate_pack_data(
                 set(have), set(want), ofs_delta=ofs_delta, progress=progress
             )
+            if on_objects is None:
+                return count, records
+
+            def counted() -> Any:
+                nbytes = 0
+                for i, record in enumerate(records, 1):
+                    yield record
+                    nbytes += getattr(record, "decomp_len", None) or 0
+                    on_objects(i, count, nbytes)
+
+            return count, counted()
 
         def on_progress(data: bytes) -> None:
             if progress is not None:
@@ -558,6 +557,34 @@ class GitRepo:
                     plan[text].status = SyncStatus.REJECTED
                     plan[text].reason = f"the remote refused: {err}"
         return [plan[name] for name in refs if name in plan]
+
+    def plan_push(
+        self, remote: Mapping[str, str], refs: Mapping[str, str], force: bool = False
+    ) -> dict[str, RefPush]:
+        """What pushing ``refs`` (name -> local sha) does against the remote
+        refs ``remote`` (name -> sha): the same decision for a real push and a
+        dry run."""
+        plan: dict[str, RefPush] = {}
+        for name, sha in refs.items():
+            old = remote.get(name)
+            if old == sha:
+                plan[name] = RefPush(name, old, sha, SyncStatus.UP_TO_DATE)
+            elif old is None:
+                plan[name] = RefPush(name, None, sha, SyncStatus.NEW)
+            elif self.is_ancestor(old, sha):
+                plan[name] = RefPush(name, old, sha, SyncStatus.UPDATED)
+            elif force:
+                plan[name] = RefPush(name, old, sha, SyncStatus.FORCED)
+            else:
+                plan[name] = RefPush(
+                    name,
+                    old,
+                    sha,
+                    SyncStatus.REJECTED,
+                    "the remote run has commits this repository lacks "
+                    "(git exp fetch, then look at both)",
+                )
+        return plan
 
     def delete_remote_refs(
         self, url: str, names: list[str], ssh_command: str | None = None

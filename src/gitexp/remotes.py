@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -59,13 +60,65 @@ class Progress:
     total: int = 0
     nbytes: int = 0
     text: str = ""  # free text from the git server (``Counting objects ...``)
+    total_bytes: int = 0  # 0 when not known
 
 
 ProgressFn = Callable[[Progress], None]
+BytesFn = Callable[[int], None]
 
 
 def _noop(_: Progress) -> None:
     return None
+
+
+class _Meter:
+    """Counts objects and bytes of one phase, from any thread, and reports each
+    change (the renderer throttles). Reports are serialized by a lock."""
+
+    def __init__(self, progress: ProgressFn, phase: str, total: int, total_bytes: int = 0):
+        self.progress = progress
+        self.phase = phase
+        self.total = total
+        self.total_bytes = total_bytes
+        self.done = 0
+        self.nbytes = 0
+        self._lock = threading.Lock()
+
+    def _report(self) -> None:
+        self.progress(Progress(self.phase, self.done, self.total, self.nbytes,
+                               total_bytes=self.total_bytes))
+
+    def add_bytes(self, n: int) -> None:
+        """Bytes moved inside an object being transferred."""
+        with self._lock:
+            self.nbytes += n
+            self._report()
+
+    def finish_one(self) -> None:
+        """One object done."""
+        with self._lock:
+            self.done += 1
+            self._report()
+
+
+class _Counting:
+    """A binary reader that tells ``on_bytes`` how much was read through it."""
+
+    def __init__(self, raw: Any, on_bytes: BytesFn) -> None:
+        self.raw = raw
+        self.on_bytes = on_bytes
+
+    def readinto(self, buf: Any) -> int:
+        n = int(self.raw.readinto(buf) or 0)
+        if n:
+            self.on_bytes(n)
+        return n
+
+    def read(self, size: int = -1) -> bytes:
+        data = bytes(self.raw.read(size))
+        if data:
+            self.on_bytes(len(data))
+        return data
 
 
 # ------------------------------------------------------------------ remotes
@@ -191,6 +244,10 @@ class RemoteStore:
         except (ValueError, OSError, TypeError) as exc:
             raise RemoteError(f"cannot open artifact store {url}: {_msg(exc)}", url) from exc
         self.root = self.root.rstrip("/")
+        # a directory (a path, file://, a mount): written exactly like the local
+        # CAS (temporary file, fsync, read-only, rename), which it may well be
+        # (the default store of a non-bare remote is that repository's CAS)
+        self.local = LocalStore(self.root) if self.fs.type_name == "local" else None
         self.atomic_put = self.fs.type_name in _OBJECT_STORES
         # object stores are latency-bound: move several objects at once
         self.workers = 8 if self.fs.type_name != "local" else 1
@@ -249,8 +306,13 @@ class RemoteStore:
         return [k for k in wanted if not self.has(k)]
 
     # ------------------------------------------------------------- writes
-    def _write(self, key: str, src: IO[bytes], size_hint: int) -> int:
-        """Copy ``src`` to the object for ``key``, refusing bytes that do not match."""
+    def _write(
+        self, key: str, src: IO[bytes], size_hint: int, on_bytes: BytesFn | None = None
+    ) -> int:
+        """Copy ``src`` to the object for ``key``, refusing bytes that do not match.
+
+        ``on_bytes`` is told of the bytes as they go out.
+        """
         final = self.path_for(key)
         if self.atomic_put:
             # Object stores: verify first, then stream one put to the final key.
@@ -265,9 +327,18 @@ class RemoteStore:
                 with self.fs.open_output_stream(final) as out:
                     while chunk := src.read(CHUNK):
                         out.write(chunk)
+                        if on_bytes is not None:
+                            on_bytes(len(chunk))
             except OSError as exc:
                 raise self._wrap(exc, f"cannot upload {key[:12]}") from exc
             return size
+        if on_bytes is not None:
+            src = _Counting(src, on_bytes)  # type: ignore[assignment]
+        if self.local is not None:
+            try:
+                return self.local.put_verified(src, key, size_hint)
+            except OSError as exc:
+                raise self._wrap(exc, f"cannot upload {key[:12]}") from exc
         tmp = f"{self.root}/tmp/{key[:16]}-{os.urandom(6).hex()}"
         try:
             self.fs.create_dir(f"{self.root}/tmp", recursive=True)
@@ -298,14 +369,14 @@ class RemoteStore:
             self._write(key, io.BytesIO(data), len(data))
         return key
 
-    def upload(self, local: LocalStore, key: str) -> int:
+    def upload(self, local: LocalStore, key: str, on_bytes: BytesFn | None = None) -> int:
         """Copy one object from a local store; return the bytes sent."""
         try:
             src = open(local.path_for(key), "rb")
         except FileNotFoundError as exc:
             raise ObjectMissing(f"object {key[:12]} is not in the local store", key) from exc
         with src:
-            return self._write(key, src, os.fstat(src.fileno()).st_size)
+            return self._write(key, src, os.fstat(src.fileno()).st_size, on_bytes)
 
     # -------------------------------------------------------------- reads
     def _open(self, key: str) -> Any:
@@ -331,13 +402,13 @@ class RemoteStore:
             )
         return bytes(data)
 
-    def download(self, local: LocalStore, key: str) -> int:
+    def download(self, local: LocalStore, key: str, on_bytes: BytesFn | None = None) -> int:
         """Copy one object into a local store, verified; return the bytes read."""
         if local.has(key):
             return 0
         with self._open(key) as f:
             try:
-                return local.put_verified(f, key)
+                return local.put_verified(f if on_bytes is None else _Counting(f, on_bytes), key)
             except OSError as exc:
                 raise self._wrap(exc, f"cannot download {key[:12]}") from exc
 
@@ -475,11 +546,14 @@ class PushResult:
 
     remote: Remote
     refs: list[RefPush] = field(default_factory=list)
-    objects: int = 0  # uploaded
+    objects: int = 0  # uploaded (with dry_run: that would be uploaded)
     nbytes: int = 0
     checked: int = 0  # objects the pushed runs reference
     local_only: int = 0  # objects not uploaded because the remote has no store
     missing_local: list[str] = field(default_factory=list)  # referenced, but not here
+    git_objects: int = 0  # git objects sent in the pack (commits, trees, blobs)
+    git_bytes: int = 0  # their uncompressed size
+    dry_run: bool = False  # nothing was written anywhere
 
     def error(self) -> GitExpError | None:
         """The error to exit with, if any ref was rejected."""
@@ -517,10 +591,13 @@ def push(
     experiment: str | None = None,
     progress: ProgressFn = _noop,
     force: bool = False,
+    dry_run: bool = False,
 ) -> PushResult:
     """Upload the artifacts of runs to the remote's store, then push their refs.
 
     Returns a status per ref; ``force`` overwrites remote runs that diverged.
+    ``dry_run``: compare with the remote and its store and say what a push
+    would do, writing nothing.
     """
     repo = store.repo
     runs = list(runs)
@@ -538,37 +615,32 @@ def push(
         else:
             runs, remote = [remote, *runs], None
     rem = resolve_remote(repo, remote)
-    result = PushResult(rem)
+    result = PushResult(rem, dry_run=dry_run)
     refs = _select_refs(store, runs, experiment)
     if not refs:
         return result
-    keys: list[str] = []
-    for name, sha in refs.items():
-        objs = run_objects(repo, sha, name[len(NAMESPACE) :])
-        keys += [k for k, _ in objs.files]
-        for listing, _label in objs.dirs:
-            keys.append(listing)
-            try:
-                rows = parse_dir_listing(store.cas.get_bytes(listing))
-            except (StoreError, ValueError, InvalidName):
-                continue  # not here (counted below) or damaged (the upload refuses it)
-            keys += [k for _, k, _, _ in rows]
-        keys += [k for k in objs.optional if store.cas.has(k)]
-    keys = list(dict.fromkeys(keys))
+    keys = _referenced_keys(store, refs)
     present = [k for k in keys if store.cas.has(k)]
     here = set(present)
     result.missing_local = [k for k in keys if k not in here]
     result.checked = len(keys)
-    remote_store = open_store(rem, repo.work_tree or repo.git_dir)
-    if remote_store is None:
-        result.local_only = len(present)
-    else:
-        todo = remote_store.missing(present)
-        total = len(todo)
-        for size in _each(remote_store.workers, lambda k: remote_store.upload(store.cas, k), todo):
-            result.nbytes += size
-            result.objects += 1
-            progress(Progress("uploading artifacts", result.objects, total, result.nbytes))
+    try:
+        _upload(store, rem, present, result, progress, dry_run)
+    except RemoteError as exc:
+        # artifacts go before refs: a store that fails stops the push here
+        raise RemoteError(f"no run was pushed, the artifact store failed: {exc}", rem.url) from exc
+    if dry_run:
+        from gitexp.gitstore import remote_refs
+
+        current = remote_refs(rem.url, NAMESPACE, rem.ssh_command)
+        plan = repo.plan_push(current, refs, force)
+        result.refs = [plan[name] for name in refs]
+        return result
+
+    def on_objects(done: int, total: int, nbytes: int) -> None:
+        result.git_objects, result.git_bytes = done, nbytes
+        progress(Progress("sending git objects", done, total, nbytes))
+
     progress(Progress("pushing runs", 0, len(refs)))
     result.refs = repo.push(
         rem.url,
@@ -576,8 +648,65 @@ def push(
         ssh_command=rem.ssh_command,
         progress=lambda text: progress(Progress("pushing runs", text=text)),
         force=force,
+        on_objects=on_objects,
     )
     return result
+
+
+def _upload(
+    store: ExpStore,
+    rem: Remote,
+    present: list[str],
+    result: PushResult,
+    progress: ProgressFn,
+    dry_run: bool,
+) -> None:
+    """Upload to the remote's store the objects of ``present`` it lacks."""
+    remote_store = open_store(rem, store.repo.work_tree or store.repo.git_dir)
+    if remote_store is None:
+        result.local_only = len(present)
+        return
+    todo = remote_store.missing(present)
+    sizes = {k: _local_size(store, k) for k in todo}
+    if dry_run:
+        result.objects, result.nbytes = len(todo), sum(sizes.values())
+        return
+    meter = _Meter(progress, "uploading artifacts", len(todo), sum(sizes.values()))
+
+    def send(key: str) -> int:
+        size = remote_store.upload(store.cas, key, meter.add_bytes)
+        meter.finish_one()
+        return size
+
+    for size in _each(remote_store.workers, send, todo):
+        result.nbytes += size
+        result.objects += 1
+
+
+def _referenced_keys(store: ExpStore, refs: dict[str, str]) -> list[str]:
+    """The CAS objects the runs ``refs`` (name -> sha) reference, as far as
+    this repository can tell: a directory's files are known only when its
+    listing is here."""
+    keys: list[str] = []
+    for name, sha in refs.items():
+        objs = run_objects(store.repo, sha, name[len(NAMESPACE) :])
+        keys += [k for k, _ in objs.files]
+        for listing, _label in objs.dirs:
+            keys.append(listing)
+            try:
+                rows = parse_dir_listing(store.cas.get_bytes(listing))
+            except (StoreError, ValueError, InvalidName):
+                continue  # not here (counted by the caller) or damaged (refused later)
+            keys += [k for _, k, _, _ in rows]
+        keys += [k for k in objs.optional if store.cas.has(k)]
+    return list(dict.fromkeys(keys))
+
+
+def _local_size(store: ExpStore, key: str) -> int:
+    try:
+        return os.path.getsize(store.cas.path_for(key))
+    except OSError:
+        return 0
 
 
 # ------------------------------------------------------------------- fetch
@@ -741,9 +870,11 @@ class PullResult:
     unavailable: list[str] = field(default_factory=list)  # not in the remote store
     no_store: bool = False
     skipped: bool = False  # --no-artifacts
+    store_error: GitExpError | None = None  # the store failed after the runs were fetched
 
     def error(self) -> GitExpError | None:
-        """Refused artifacts first (they are an attack or damage), then divergence."""
+        """Refused artifacts first (they are an attack or damage), then a store
+        that failed, then divergence."""
         if self.refused or self.fetch.refused():
             parts = []
             if self.fetch.refused():
@@ -754,7 +885,71 @@ class PullResult:
                 f"{' and '.join(parts)} refused (see above); nothing of them was written "
                 "outside the local store"
             )
+        if self.store_error is not None:
+            return self.store_error
         return self.fetch.error()
+
+
+@dataclass
+class RunArtifacts:
+    """What ``fetch_run_artifacts`` did: one run's objects into the local CAS."""
+
+    run: str
+    remote: Remote | None = None  # None when everything was here already
+    objects: int = 0  # downloaded
+    nbytes: int = 0
+    present: int = 0  # referenced objects that were here already
+    refused: list[Refusal] = field(default_factory=list)
+    unavailable: list[str] = field(default_factory=list)
+
+    def error(self) -> GitExpError | None:
+        """Refused artifacts first, then objects the remote store lacks."""
+        if self.refused:
+            return IntegrityError(
+                f"{len(self.refused)} artifact(s) of {self.run} refused (see above); nothing "
+                "of them was written outside the local store"
+            )
+        if self.unavailable:
+            return ObjectMissing(
+                f"{len(self.unavailable)} artifact object(s) of {self.run} are in neither "
+                "the local store nor the remote's"
+            )
+        return None
+
+
+def fetch_run_artifacts(
+    store: ExpStore, run: str, remote: str | None = None, progress: ProgressFn = _noop
+) -> RunArtifacts:
+    """Download every stored artifact and input of one run into the local CAS,
+    verified by BLAKE3 (``git exp get RUN``). No remote is needed when all
+    of them are here already."""
+    ref = store.resolve(run)
+    sha = store.repo.get_ref(str(ref))
+    if sha is None:
+        raise RunNotFound(f"no run at {ref}")
+    result = RunArtifacts(ref.short)
+    refs = {str(ref): sha}
+    objs = run_objects(store.repo, sha, ref.short)
+    result.refused += objs.refused
+    keys = _referenced_keys(store, refs)
+    here = [k for k in keys if store.cas.has(k)]
+    listings_here = all(store.cas.has(k) for k, _ in objs.dirs)
+    if len(here) == len(keys) and listings_here:
+        result.present = len(here)
+        return result
+    rem = resolve_remote(store.repo, remote)
+    result.remote = rem
+    remote_store = open_store(rem, store.repo.work_tree or store.repo.git_dir)
+    if remote_store is None:
+        raise ObjectMissing(
+            f"{ref.short}: {len(keys) - len(here)} object(s) are not in the local store, and "
+            f"remote {rem.label} has no artifact store (git config remote.{rem.label}."
+            f"{STORE_KEY} <url>)"
+        )
+    result.refused = []  # download_objects reports the manifest's refusals again
+    download_objects(store, remote_store, [(str(ref), sha)], progress, result)
+    result.present = len(here)
+    return result
 
 
 def download_objects(
@@ -762,7 +957,7 @@ def download_objects(
     remote_store: RemoteStore,
     targets: list[tuple[str, str]],  # (ref, sha)
     progress: ProgressFn,
-    result: PullResult,
+    result: PullResult | RunArtifacts,
 ) -> None:
     """Download the objects of runs' manifests, verified, into the local CAS."""
     cas = store.cas
@@ -814,17 +1009,19 @@ def download_objects(
     todo = [(k, label) for k, label in first.items() if not cas.has(k)]
     total = len(todo)
 
+    meter = _Meter(progress, "downloading artifacts", total)
+
     # the transfers may run in threads; the bookkeeping in get() happens here, in order
     def fetch_one(item: tuple[str, str]) -> tuple[str, str, BaseException | int]:
         key, label = item
         try:
-            return key, label, remote_store.download(cas, key)
+            return key, label, remote_store.download(cas, key, meter.add_bytes)
         except (IntegrityError, ObjectMissing) as exc:
             return key, label, exc
+        finally:
+            meter.finish_one()
 
-    done = 0
     for key, label, outcome in _each(remote_store.workers, fetch_one, todo):
-        done += 1
         if isinstance(outcome, IntegrityError):
             run, _, path = label.partition(": ")
             result.refused.append(Refusal(run, path, str(outcome)))
@@ -834,7 +1031,6 @@ def download_objects(
         else:
             result.objects += 1
             result.nbytes += int(outcome)
-        progress(Progress("downloading artifacts", done, total, result.nbytes))
 
 
 def pull(
@@ -850,12 +1046,19 @@ def pull(
         result.skipped = True
         return result
     repo = store.repo
-    remote_store = open_store(fetched.remote, repo.work_tree or repo.git_dir)
-    if remote_store is None:
-        result.no_store = True
-        return result
-    targets = [(r.ref, r.new) for r in fetched.in_sync()]
-    download_objects(store, remote_store, targets, progress, result)
+    try:
+        remote_store = open_store(fetched.remote, repo.work_tree or repo.git_dir)
+        if remote_store is None:
+            result.no_store = True
+            return result
+        targets = [(r.ref, r.new) for r in fetched.in_sync()]
+        download_objects(store, remote_store, targets, progress, result)
+    except RemoteError as exc:
+        result.store_error = RemoteError(
+            f"runs fetched, artifacts not downloaded: {exc} (pull again, or git exp get RUN, "
+            "once the store answers)",
+            fetched.remote.url,
+        )
     return result
 
 

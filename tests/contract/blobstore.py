@@ -7,6 +7,8 @@ the bytes stored under a key, to play a damaged disk or a lying server).
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from gitexp.cas import LocalStore, hash_bytes
@@ -71,3 +73,13 @@ class RemoteStoreContract(BlobStoreContract):
             store.download(other, bad)
         assert not other.has(bad)
         assert not list((tmp_path / "other" / "tmp").iterdir())  # no partial leftovers
+
+    def test_a_damaged_local_object_is_not_uploaded(self, store, tmp_path):
+        local = LocalStore(tmp_path / "local")
+        key = local.put_bytes(b"checkpoint")
+        os.chmod(local.path_for(key), 0o644)
+        with open(local.path_for(key), "wb") as f:
+            f.write(b"bit rot")
+        with pytest.raises(IntegrityError):
+            store.upload(local, key)
+        assert not store.has(key)

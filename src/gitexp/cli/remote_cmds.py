@@ -34,6 +34,7 @@ class ProgressLine:
         self.start = time.monotonic()
         self.last = 0.0
         self.open = False
+        self.pending = ""  # an unfinished line of the server's progress text
 
     def __call__(self, p: Any) -> None:
         if self.quiet:
@@ -41,8 +42,13 @@ class ProgressLine:
         now = time.monotonic()
         final = p.total and p.done >= p.total
         if p.text:
-            if self.tty:
-                click.echo("\r" + p.text.rstrip("\r\n")[:120], nl=False, err=True)
+            # the server's progress comes in chunks that may hold several
+            # \r-separated updates, or part of one: show the last whole one
+            parts = (self.pending + p.text).replace("\n", "\r").split("\r")
+            self.pending = parts.pop()[-500:]
+            parts = [t for t in parts if t.strip()]
+            if self.tty and parts:
+                click.echo("\r\033[K" + parts[-1][:120], nl=False, err=True)
                 self.open = True
             return
         every = 0.1 if self.tty else 2.0
@@ -53,6 +59,8 @@ class ProgressLine:
         self.last = now
         counts = f" {p.done}/{p.total}" if p.total else ""
         size = f", {_size(p.nbytes)}" if p.nbytes else ""
+        if p.total_bytes and p.nbytes:
+            size += f" of {_size(p.total_bytes)}"
         line = f"{p.phase}:{counts}{size}"
         if self.tty:
             click.echo("\r\033[K" + line, nl=False, err=True)
@@ -81,6 +89,9 @@ def _short(ref: str) -> str:
     is_flag=True,
     help="Overwrite remote runs that diverged (their remote-only commits are lost there).",
 )
+@click.option(
+    "-n", "--dry-run", is_flag=True, help="Say what would be pushed and uploaded; change nothing."
+)
 @click.option("-q", "--quiet", is_flag=True, help="Print only problems.")
 @click.pass_context
 def push_cmd(
@@ -89,6 +100,7 @@ def push_cmd(
     runs: tuple[str, ...],
     experiment: str | None,
     force: bool,
+    dry_run: bool,
     quiet: bool,
 ) -> None:
     """Push runs (all, -e EXPERIMENT, or the RUNs named) and their artifacts to REMOTE.
@@ -109,15 +121,18 @@ def push_cmd(
 
     bar = ProgressLine(quiet)
     with ExpStore(repo_of(ctx)) as store:
-        result = push(store, remote, runs, experiment, progress=bar, force=force)
+        result = push(
+            store, remote, runs, experiment, progress=bar, force=force, dry_run=dry_run
+        )
     bar.done()
     rem = result.remote
     if not result.refs:
         if not quiet:
             echo("no runs to push")
         return
+    would = "would " if dry_run else ""
     if not quiet:
-        echo(f"To {rem.url}")
+        echo(f"would push to {rem.url} (dry run: nothing changed)" if dry_run else f"To {rem.url}")
     counts: dict[str, int] = {}
     for r in result.refs:
         counts[r.status] = counts.get(r.status, 0) + 1
@@ -129,12 +144,16 @@ def push_cmd(
         line = f"  {r.status:<11} {_short(r.ref)}{reason}"
         echo(line, err=r.status == "rejected")
     if not quiet:
-        echo("runs: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+        line = "runs: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        if result.git_objects:
+            line += f" ({result.git_objects} git object(s), {_size(result.git_bytes)})"
+        echo(line)
     if result.local_only:
         name = rem.name or "<remote>"
         echo(
             f"git exp: artifacts stay local: {rem.label} has no artifact store, so "
-            f"{result.local_only} object(s) were not uploaded; set one with "
+            f"{result.local_only} object(s) {'would not be' if dry_run else 'were not'} "
+            "uploaded; set one with "
             f"'git config remote.{name}.expstore <url>' (s3://bucket/path, a shared "
             "directory, ...) and push again",
             err=True,
@@ -142,15 +161,16 @@ def push_cmd(
     elif not quiet:
         if result.objects:
             echo(
-                f"artifacts: uploaded {result.objects} object(s), {_size(result.nbytes)} "
-                f"to {rem.store_url}"
+                f"artifacts: {would}upload{'' if dry_run else 'ed'} {result.objects} object(s), "
+                f"{_size(result.nbytes)} to {rem.store_url}"
             )
         else:
             echo(f"artifacts: nothing to upload ({result.checked} already in {rem.store_url})")
     if result.missing_local:
         echo(
             f"git exp: warning: {len(result.missing_local)} referenced object(s) are not in "
-            "the local store and were not uploaded (git exp pull fetches them)",
+            f"the local store and {'would not be' if dry_run else 'were not'} uploaded "
+            "(git exp pull fetches them)",
             err=True,
         )
     err = result.error()
@@ -231,7 +251,7 @@ def pull_cmd(ctx: click.Context, remote: str | None, no_artifacts: bool, quiet: 
             f"'git config remote.{rem.name or '<remote>'}.expstore <url>'",
             err=True,
         )
-    elif not result.skipped and not quiet:
+    elif not result.skipped and not quiet and result.store_error is None:
         echo(f"artifacts: downloaded {result.objects} object(s), {_size(result.nbytes)}, verified")
     err = result.error()
     if err is not None:
@@ -264,7 +284,7 @@ def ls_remote_cmd(ctx: click.Context, remote: str | None, as_json: bool) -> None
 
 @click.command("get")
 @click.argument("run")
-@click.argument("path")
+@click.argument("path", required=False)
 @click.option(
     "-o",
     "--out",
@@ -279,27 +299,60 @@ def ls_remote_cmd(ctx: click.Context, remote: str | None, as_json: bool) -> None
 @click.option("-f", "--force", is_flag=True, help="Overwrite DEST if it exists.")
 @click.pass_context
 def get_cmd(
-    ctx: click.Context, run: str, path: str, dest: str | None, remote: str | None, force: bool
+    ctx: click.Context,
+    run: str,
+    path: str | None,
+    dest: str | None,
+    remote: str | None,
+    force: bool,
 ) -> None:
     """Restore artifact or input PATH of RUN (a file, or a whole directory entry).
 
     Objects missing here are fetched from the remote's artifact store. Every
-    byte is verified by BLAKE3 before it is written.
+    byte is verified by BLAKE3 before it is written. Without PATH: fetch every
+    stored artifact and input of RUN into the local store (after a
+    `git exp pull --no-artifacts`), writing no file.
 
     \b
     Example:
       git exp get 20261122-143022-7f3a9c model.npz -o /tmp/model.npz
+      git exp get 20261122-143022-7f3a9c
     """
-    from gitexp.remotes import get
+    from gitexp.errors import UsageError
+    from gitexp.remotes import fetch_run_artifacts, get
     from gitexp.store import ExpStore
 
     bar = ProgressLine()
+    if path is None:
+        if dest is not None or force:
+            raise UsageError(
+                "-o/--force need a PATH to restore; without PATH, get fetches the run's "
+                "artifacts into the local store"
+            )
+        with ExpStore(repo_of(ctx)) as store:
+            fetched = fetch_run_artifacts(store, run, remote=remote, progress=bar)
+        bar.done()
+        for r in fetched.refused:
+            echo(f"git exp: refused artifact {r}", err=True)
+        for label in fetched.unavailable:
+            echo(f"git exp: missing artifact {label}", err=True)
+        if fetched.remote is None:
+            echo(f"{fetched.run}: all {fetched.present} object(s) are here already")
+        else:
+            echo(
+                f"{fetched.run}: fetched {fetched.objects} object(s), {_size(fetched.nbytes)} "
+                f"from {fetched.remote.store_url}, verified ({fetched.present} here already)"
+            )
+        err = fetched.error()
+        if err is not None:
+            raise err
+        return
     with ExpStore(repo_of(ctx)) as store:
         result = get(store, run, path, dest, remote=remote, force=force, progress=bar)
     bar.done()
     what = f"{result.files} file(s)" if result.entry.kind == "dir" else "1 file"
-    fetched = f", {result.downloaded} object(s) fetched" if result.downloaded else ""
-    echo(f"{result.dest}: {what}, {_size(result.nbytes)} from {result.run}{fetched}, verified")
+    fetched_n = f", {result.downloaded} object(s) fetched" if result.downloaded else ""
+    echo(f"{result.dest}: {what}, {_size(result.nbytes)} from {result.run}{fetched_n}, verified")
 
 
 @click.command("install-hooks")
