@@ -137,3 +137,66 @@ def test_a_param_whose_type_changes_sorts_and_filters_as_values(repo, gx):
     assert [r["params.lr"] for r in rows] == [0.01, 0.1, "auto"]
     rows = json.loads(gx.ok("log", "--where", "params.lr < 0.05 or params.lr == 'auto'", "--json"))
     assert sorted(r["id"] for r in rows) == sorted([ids[1], ids[2]])
+
+
+def test_sha_prefixes_resolve_through_the_catalog(repo, gx):
+    """With a catalog, `show <sha prefix>` finds the run without reading every
+    ref; runs the catalog could not read and ambiguity are seen all the same."""
+    from conftest import sha_prefix_collision
+
+    ids = _runs(repo, 3)
+    with ExpStore(repo) as store:
+        prefix, amb = sha_prefix_collision(store)  # ~300 minimal runs, two sharing a prefix
+    gx.ok("log")  # builds the catalog (the minimal runs parse as runs)
+    assert (repo / ".git" / "exp" / "catalog" / "runs.parquet").exists()
+    for rid in ids:
+        sha = git("rev-parse", f"refs/experiments/cat/{rid}", cwd=repo).strip()
+        assert json.loads(gx.ok("show", "--json", sha[:8]))["run"] == f"cat/{rid}"
+    proc = gx("show", prefix)
+    assert proc.returncode == 4 and all(r in proc.stderr for r in amb)
+    # a run that does not parse (run.json of an unknown format) is still addressable
+    with ExpStore(repo) as store:
+        tree = store.repo.update_tree(None, {"run.json": b"{not json"})
+        bad = store.repo.write_commit(tree, [store.repo.head()], "damaged")
+        assert store.repo.set_ref("refs/experiments/cat/20260101-000000-000bad", None, bad, "t")
+    assert "skipped unreadable run" in gx("log").stderr
+    gx.ok("rm", bad[:10])
+    assert git("for-each-ref", "refs/experiments/cat/20260101-000000-000bad", cwd=repo) == ""
+
+
+def test_a_short_hex_address_says_it_is_too_short(repo, gx):
+    _runs(repo, 1)
+    proc = gx("show", "abc")
+    assert proc.returncode == 4 and "at least 4 hex digits" in proc.stderr
+
+
+def test_a_sha_prefix_found_in_the_catalog_reads_no_ref(repo, monkeypatch):
+    import pytest
+
+    from gitexp.catalog import indexed
+
+    ids = _runs(repo, 2)
+    _update(repo)
+    sha = git("rev-parse", f"refs/experiments/cat/{ids[1]}", cwd=repo).strip()
+    with indexed(ExpStore(repo)) as store:
+        monkeypatch.setattr(store, "list_refs", lambda *a, **k: pytest.fail("read every ref"))
+        assert store.resolve(sha[:6]).run_id == ids[1]
+        assert store.resolve(ids[0]).run_id == ids[0]  # a run id: ref names only
+
+
+def test_tips_are_trusted_only_while_the_refs_are_unchanged(repo):
+    """``tips.txt`` answers sha prefixes without pyarrow; a ref directory that
+    changed since it was written makes it untrusted, and the catalog answers."""
+    ids = _runs(repo, 2)
+    _age_catalog(repo)
+    ref = f"refs/experiments/cat/{ids[0]}"
+    sha = git("rev-parse", ref, cwd=repo).strip()
+    with ExpStore(repo) as store:
+        assert Catalog(store)._fresh_tips(sha[:6]) == [(ref, sha)]
+    [new] = _runs(repo, 1)
+    new_ref = f"refs/experiments/cat/{new}"
+    new_sha = git("rev-parse", new_ref, cwd=repo).strip()
+    with ExpStore(repo) as store:
+        cat = Catalog(store)
+        assert cat._fresh_tips(new_sha[:8]) is None
+        assert cat.tips(new_sha[:8]) == [(new_ref, new_sha)]

@@ -84,17 +84,19 @@ def runs(
 
 def get_run(address: str, repo: str | os.PathLike[str] = ".") -> dict[str, Any]:
     """Everything recorded about one run, as plain data (what ``git exp show --json`` prints)."""
+    from gitexp.catalog import indexed
     from gitexp.show import describe
     from gitexp.store import ExpStore
 
-    with ExpStore(repo) as store:
+    with indexed(ExpStore(repo)) as store:
         return describe(store, store.get(address))
 
 
 def diff(a: str, b: str, repo: str | os.PathLike[str] = ".") -> dict[str, Any]:
     """What differs between two runs, as plain data (``git exp diff --json``)."""
+    from gitexp.catalog import indexed
     from gitexp.compare import diff_records
     from gitexp.store import ExpStore
 
-    with ExpStore(repo) as store:
+    with indexed(ExpStore(repo)) as store:
         return diff_records(store, store.get(a), store.get(b))

@@ -243,7 +243,10 @@ class Catalog:
         self.common = store.repo.common_dir
         self.dir = os.path.join(store.repo.exp_dir, "catalog")
         self.path = os.path.join(self.dir, "runs.parquet")
+        self.tips_path = os.path.join(self.dir, "tips.txt")
         self.reads = 0  # runs read from git objects by the last update (for tests/benchmarks)
+        # ref -> (sha, error) of the runs the last update could not read
+        self.skipped: dict[str, tuple[str, str]] = {}
 
     # ------------------------------------------------------------ persistence
     def _load(self) -> tuple[Any, dict[str, Any]]:
@@ -290,29 +293,89 @@ class Catalog:
         started = time.time_ns()
         table, meta = self._load()
         racy_ns = int(meta.get("built_ns", 0)) - int(RACY_SECONDS * 1e9)
-        try:
-            pst = os.stat(os.path.join(self.common, "packed-refs"))
-            packed_sig: list[int] | None = [pst.st_mtime_ns, pst.st_size]
-        except FileNotFoundError:
-            packed_sig = None
-        packed_changed = packed_sig != meta.get("packed_sig") or (
-            packed_sig is not None and packed_sig[0] >= racy_ns
-        )
+        packed_sig, packed_changed = self._packed_state(meta, racy_ns)
         scan = _RefScan(self.common, meta.get("dirs", {}) if table is not None else {}, racy_ns)
         self.reads = 0
+        old_skipped = meta.get("skipped", {}) if isinstance(meta.get("skipped"), dict) else {}
         changed = table is None or packed_changed or not scan.unchanged
         keys: dict[str, int] = dict(meta.get("keys", {}))
+        self.skipped = {}
         if changed:
-            table, keys = self._reconcile(table, keys, scan, packed_changed, problems)
+            table, keys = self._reconcile(table, keys, scan, packed_changed, old_skipped)
+        else:
+            self.skipped = dict(old_skipped)
+        if problems is not None:
+            problems.extend(
+                f"{ref[len(fmt.NAMESPACE) :]}: {m}" for ref, (_, m) in self.skipped.items()
+            )
         table, keys, settled = self._settle_running(table, keys)
         if changed or settled:
             table = _default_order(table)  # stored in that order: a warm read needs no sort
         nothing = not meta and table.num_rows == 0  # no runs, no catalog: write no .git/exp
         if (changed or settled or scan.dirs != meta.get("dirs")) and not nothing:
-            new_meta = {"built_ns": started, "packed_sig": packed_sig, "dirs": scan.dirs}
+            state = {"built_ns": started, "packed_sig": packed_sig, "dirs": scan.dirs}
             with contextlib.suppress(OSError):  # a read-only repository still lists runs
-                self._save(table, {**new_meta, "keys": keys})
+                self._save(table, {**state, "keys": keys, "skipped": self.skipped})
+                self._save_tips(table, state)
+        elif not nothing and not os.path.exists(self.tips_path):
+            state = {k: meta.get(k) for k in ("built_ns", "packed_sig", "dirs")}
+            with contextlib.suppress(OSError):
+                self._save_tips(table, state)
         return RunTable(table, keys)
+
+    def _packed_state(self, meta: Mapping[str, Any], racy_ns: int) -> tuple[Any, bool]:
+        """(packed-refs' [mtime_ns, size] or None, whether it may differ from ``meta``'s)."""
+        try:
+            pst = os.stat(os.path.join(self.common, "packed-refs"))
+            sig: list[int] | None = [pst.st_mtime_ns, pst.st_size]
+        except FileNotFoundError:
+            sig = None
+        return sig, sig != meta.get("packed_sig") or (sig is not None and sig[0] >= racy_ns)
+
+    def _save_tips(self, table: Any, state: Mapping[str, Any]) -> None:
+        """``tips.txt``: the state of the refs the catalog was built from (one JSON
+        line), then ``<sha> <ref>`` of every run, unreadable ones included, by sha."""
+        pairs = sorted(
+            [
+                *zip(table.column("sha").to_pylist(), table.column("ref").to_pylist()),
+                *((sha, ref) for ref, (sha, _) in self.skipped.items()),
+            ]
+        )
+        body = json.dumps(state) + "\n" + "".join(f"{sha} {ref}\n" for sha, ref in pairs)
+        fd, tmp = tempfile.mkstemp(prefix="tips-", suffix=".txt", dir=self.dir)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(body)
+            os.replace(tmp, self.tips_path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    def _fresh_tips(self, prefix: str) -> list[tuple[str, str]] | None:
+        """The runs whose tip starts with ``prefix`` from ``tips.txt``, when the
+        refs are provably unchanged since it was written (no pyarrow, no ref
+        read: a few stat calls); None when it cannot be trusted."""
+        import bisect
+
+        try:
+            with open(self.tips_path, encoding="utf-8") as f:
+                state = json.loads(f.readline())
+                lines = f.read().splitlines()
+            racy_ns = int(state["built_ns"]) - int(RACY_SECONDS * 1e9)
+            dirs = state["dirs"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        _, packed_changed = self._packed_state(state, racy_ns)
+        if packed_changed or not _RefScan(self.common, dirs, racy_ns).unchanged:
+            return None
+        out = []
+        for line in lines[bisect.bisect_left(lines, prefix) :]:
+            if not line.startswith(prefix):
+                break
+            sha, _, ref = line.partition(" ")
+            out.append((ref, sha))
+        return out
 
     def _reconcile(
         self,
@@ -320,7 +383,7 @@ class Catalog:
         keys: dict[str, int],
         scan: _RefScan,
         packed_changed: bool,
-        problems: list[str] | None,
+        old_skipped: Mapping[str, Any],
     ) -> tuple[Any, dict[str, int]]:
         """The catalog table after reading what changed in the refs."""
         if table is None:
@@ -366,11 +429,15 @@ class Catalog:
                 keep_mtime.append(mtime)
                 keep_packed.append(is_packed)
                 continue
+            seen = old_skipped.get(ref)
+            if isinstance(seen, list) and len(seen) == 2 and seen[0] == sha:
+                self.skipped[ref] = (sha, str(seen[1]))  # unreadable before, unchanged since
+                continue
             try:
                 rec = self.store.read_listing(ExpRef.from_ref(ref), sha)
             except GitExpError as exc:
-                if problems is not None and not isinstance(exc, InvalidName):
-                    problems.append(f"{ref[len(fmt.NAMESPACE) :]}: {exc}")
+                if not isinstance(exc, InvalidName):
+                    self.skipped[ref] = (sha, str(exc))
                 continue
             self.reads += 1
             new.append((ref, sha, mtime, is_packed, _row_data(rec)))
@@ -408,6 +475,19 @@ class Catalog:
         kept_mtimes, kept_packed = [mtimes[i] for i in keep], [packed[i] for i in keep]
         merged, counts = _merge(table, keys, keep, kept_mtimes, kept_packed, list(replace), new)
         return merged, counts, True
+
+    def tips(self, prefix: str) -> list[tuple[str, str]]:
+        """(ref, sha) of the runs whose tip commit sha starts with ``prefix``,
+        unreadable runs included: sha-prefix addresses without reading 100,000 refs."""
+        fresh = self._fresh_tips(prefix)
+        if fresh is not None:
+            return fresh
+        import pyarrow.compute as pc
+
+        t = self.update().table
+        hit = t.filter(pc.starts_with(t.column("sha"), prefix))
+        out = list(zip(hit.column("ref").to_pylist(), hit.column("sha").to_pylist()))
+        return out + [(r, sha) for r, (sha, _) in self.skipped.items() if sha.startswith(prefix)]
 
     def rebuild(self) -> int:
         """Drop the catalog and build it again from refs; return the number of runs."""
@@ -792,3 +872,17 @@ class _LazyRow(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
+
+
+def indexed(store: ExpStore) -> ExpStore:
+    """``store``, resolving sha-prefix addresses through the catalog when one
+    exists (a fresh clone's first lookup reads the refs instead of building it)."""
+    cat = Catalog(store)
+
+    def tip_index(prefix: str) -> list[tuple[str, str]]:
+        if not os.path.exists(cat.path):
+            return []
+        return cat.tips(prefix)
+
+    store.tip_index = tip_index
+    return store

@@ -355,6 +355,35 @@ class GitRepo:
             out[(raw.rstrip(b"/") + b"/" + name).decode("utf-8")] = sha.decode("ascii")
         return out
 
+    def ref_names_under(self, prefix: str) -> list[str]:
+        """The names of all refs under ``prefix`` (a directory such as
+        ``refs/experiments/``), loose and packed, without reading any ref: one
+        directory listing per directory, for address lookups over 100,000 refs."""
+        top = prefix.rstrip("/")
+        names: set[str] = set()
+        stack = [(os.path.join(self.common_dir, *top.split("/")), top)]
+        while stack:
+            path, name = stack.pop()
+            try:
+                entries = list(os.scandir(path))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for e in entries:
+                if e.is_dir(follow_symlinks=False):
+                    stack.append((e.path, f"{name}/{e.name}"))
+                elif not e.name.endswith(".lock"):
+                    names.add(f"{name}/{e.name}")
+        needle = (top + "/").encode("utf-8")
+        try:
+            with open(os.path.join(self.common_dir, "packed-refs"), "rb") as f:
+                for line in f:
+                    parts = line.rstrip(b"\n").split(b" ", 1)
+                    if len(parts) == 2 and parts[1].startswith(needle):
+                        names.add(parts[1].decode("utf-8", "replace"))
+        except FileNotFoundError:
+            pass
+        return sorted(names)
+
     def set_ref(self, name: str, old: str | None, new: str, message: str) -> bool:
         """Compare-and-swap: point ``name`` at ``new`` only if it is still ``old``.
 

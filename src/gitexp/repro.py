@@ -1210,7 +1210,9 @@ def reproduce(
         RunNotFound: no run matches ``run``.
     """
 
-    with ExpStore(repo) as store:
+    from gitexp.catalog import indexed
+
+    with indexed(ExpStore(repo)) as store:
         if dry_run:
             plan = plan_replay(store, run, allow_input_drift)
             return plan.to_json()

@@ -350,6 +350,9 @@ class ExpStore:
         self.cas = LocalStore(self.repo.exp_dir)
         self.host = socket.gethostname()
         self._closed = False
+        # tip_index(prefix) -> [(ref, sha)]: the refs whose tip sha starts with the
+        # prefix, from an index a higher layer keeps (the catalog); None: read refs
+        self.tip_index: Callable[[str], list[tuple[str, str]]] | None = None
 
     def close(self) -> None:
         """Release the repository (idempotent)."""
@@ -381,40 +384,67 @@ class ExpStore:
 
     def resolve(self, address: str) -> ExpRef:
         """Find the run an address names: run id, experiment/run-id, full ref,
-        or an unambiguous prefix (4+ hex digits) of one of its commit shas."""
+        or an unambiguous prefix (4+ hex digits) of one of its commit shas.
+
+        Exact forms read one ref; a run id lists ref names only; a sha prefix
+        asks :attr:`tip_index` when one is set (the catalog: no ref is read),
+        and falls back to reading every ref when it finds nothing.
+        """
         if not isinstance(address, str) or not address.strip():
             raise RunNotFound("no run given")
         address = address.strip()
         if len(address) > 1000:  # longer than any ref git-exp makes
             raise RunNotFound(f"no run matches {_shown(address)} (it is {len(address)} characters)")
-        refs = self.list_refs()
         if address.startswith(NAMESPACE):
             try:
                 ref = ExpRef.from_ref(address)
             except InvalidName as exc:
                 raise RunNotFound(f"{_shown(address)} is not a run ref") from exc
-            if ref in refs:
+            if self.repo.get_ref(str(ref)) is not None:
                 return ref
             raise RunNotFound(f"no run at {address}")
-        matches = [r for r in refs if r.short == address or r.run_id == address]
-        if not matches and ("refs/" + address).startswith(NAMESPACE):
-            # git's short form of the ref, as git log --decorate and for-each-ref show it
-            matches = [r for r in refs if str(r) == "refs/" + address]
-        if len(matches) == 1:
-            return matches[0]
-        if len(matches) > 1:
-            raise AmbiguousRun(
-                f"run id {address} exists in several experiments: "
-                + ", ".join(sorted(r.short for r in matches)),
-                sorted(r.short for r in matches),
-            )
+        # experiment/run-id, or git's short form experiments/<exp>/<id> (git log --decorate)
+        for full in (NAMESPACE + address, "refs/" + address):
+            if full.startswith(NAMESPACE) and fmt.is_run_id(full.rsplit("/", 1)[-1]):
+                try:
+                    ref = ExpRef.from_ref(full)
+                except InvalidName:
+                    continue
+                if self.repo.get_ref(full) is not None:
+                    return ref
+        if fmt.is_run_id(address):
+            names = [
+                n for n in self.repo.ref_names_under(NAMESPACE) if n.endswith("/" + address)
+            ]
+            matches = []
+            for n in names:
+                with contextlib.suppress(InvalidName):
+                    matches.append(ExpRef.from_ref(n))
+            if len(matches) == 1:
+                return matches[0]
+            if len(matches) > 1:
+                raise AmbiguousRun(
+                    f"run id {address} exists in several experiments: "
+                    + ", ".join(sorted(r.short for r in matches)),
+                    sorted(r.short for r in matches),
+                )
         low = address.lower()
         if len(low) >= 4 and all(c in "0123456789abcdef" for c in low):
-            hits = {r for r, sha in refs.items() if sha.startswith(low)}
+            hits: set[ExpRef] = set()
+            if self.tip_index is not None:
+                for name, _ in self.tip_index(low):
+                    with contextlib.suppress(InvalidName):
+                        hits.add(ExpRef.from_ref(name))
             if not hits:
-                hits = {
-                    r for r, sha in refs.items() for c in self.history(sha) if c.startswith(low)
-                }
+                refs = self.list_refs()
+                hits = {r for r, sha in refs.items() if sha.startswith(low)}
+                if not hits:
+                    hits = {
+                        r
+                        for r, sha in refs.items()
+                        for c in self.history(sha)
+                        if c.startswith(low)
+                    }
             if len(hits) == 1:
                 return hits.pop()
             if len(hits) > 1:
@@ -424,6 +454,10 @@ class ExpStore:
                     + ", ".join(names[:10]),
                     names,
                 )
+        if low and len(low) < 4 and all(c in "0123456789abcdef" for c in low):
+            raise RunNotFound(
+                f"no run matches {address!r}: a commit sha prefix needs at least 4 hex digits"
+            )
         raise RunNotFound(
             f"no run matches {_shown(address)} (give a run id, experiment/run-id, a ref, "
             "or a commit sha prefix; 'git exp log' lists runs)"

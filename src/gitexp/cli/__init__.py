@@ -143,6 +143,15 @@ def echo(text: str = "", err: bool = False) -> None:
     click.echo(text, err=err)
 
 
+def open_store(ctx: click.Context) -> Any:
+    """The run store of the command's repository, resolving sha prefixes through
+    the catalog (``git exp show <sha>`` stays quick with 100,000 runs)."""
+    from gitexp.catalog import indexed
+    from gitexp.store import ExpStore
+
+    return indexed(ExpStore(repo_of(ctx)))
+
+
 def repo_of(ctx: click.Context) -> Any:
     """The repository path given with -C (default: the working directory)."""
     obj = ctx.find_root().obj or {}

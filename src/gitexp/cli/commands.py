@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from gitexp.cli import echo, repo_of
+from gitexp.cli import echo, open_store, repo_of
 
 
 @click.command(
@@ -174,7 +174,6 @@ def log_cmd(
     from gitexp import leaderboard_ops as ops
     from gitexp.cli.render import format_csv, format_table, iter_json_array
     from gitexp.query import leaderboard, leaderboard_of, resolve_column, row_of, select_table
-    from gitexp.store import ExpStore
 
     if as_json and as_csv:
         from gitexp.errors import UsageError
@@ -183,7 +182,7 @@ def log_cmd(
     cols = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
     by = [c.strip() for c in group_by.split(",") if c.strip()] if group_by is not None else None
     problems: list[str] = []
-    with ExpStore(repo_of(ctx)) as store:
+    with open_store(ctx) as store:
         table = select_table(store, experiment, statuses, tags, problems)
         if where is not None:
             table = table.where(where)
@@ -254,9 +253,8 @@ def show_cmd(ctx: click.Context, run: str, as_json: bool) -> None:
     """
     from gitexp.cli.render import format_json, format_show
     from gitexp.show import describe
-    from gitexp.store import ExpStore
 
-    with ExpStore(repo_of(ctx)) as store:
+    with open_store(ctx) as store:
         data = describe(store, store.get(run))
     echo(format_json(data) if as_json else format_show(data))
 
@@ -273,9 +271,8 @@ def diff_cmd(ctx: click.Context, a: str, b: str, as_json: bool, with_code: bool)
     """Compare two runs: params, metrics, data, code, environment, artifacts."""
     from gitexp.cli.render import format_diff, format_json
     from gitexp.compare import diff_records
-    from gitexp.store import ExpStore
 
-    with ExpStore(repo_of(ctx)) as store:
+    with open_store(ctx) as store:
         data = diff_records(store, store.get(a), store.get(b))
         source = ""
         if with_code and data["code"]["a"] and data["code"]["b"]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from gitexp.cli import echo, repo_of
+from gitexp.cli import echo, open_store
 
 
 @click.command("export")
@@ -54,12 +54,11 @@ def export_cmd(
     """
     from gitexp.export import export_runs, format_of, metrics_path_for
     from gitexp.query import row_of, select
-    from gitexp.store import ExpStore
 
     format_of(output)
     points_path = metrics_output or (metrics_path_for(output) if with_metrics else None)
     problems: list[str] = []
-    with ExpStore(repo_of(ctx)) as store:
+    with open_store(ctx) as store:
         records = select(store, experiment, statuses, tags, problems)
         if where is not None:
             from gitexp.where import compile_where

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from gitexp.cli import echo, repo_of
+from gitexp.cli import echo, open_store
 
 
 @click.command("fsck")
@@ -29,9 +29,8 @@ def fsck_cmd(
     """
     from gitexp.cli.render import format_json
     from gitexp.maintenance import fsck, report_json
-    from gitexp.store import ExpStore
 
-    with ExpStore(repo_of(ctx)) as store:
+    with open_store(ctx) as store:
         checks = fsck(store, runs, verify_data=not no_verify_data)
     bad = [c for c in checks if not c.ok]
     if as_json:
@@ -67,9 +66,8 @@ def gc_cmd(ctx: click.Context, dry_run: bool, grace: str, no_pack: bool) -> None
     """
     from gitexp.cli.render import human_size
     from gitexp.maintenance import gc, parse_age
-    from gitexp.store import ExpStore
 
-    with ExpStore(repo_of(ctx)) as store:
+    with open_store(ctx) as store:
         r = gc(store, grace=parse_age(grace), dry_run=dry_run, pack=not no_pack)
     verb = "would free" if dry_run else "freed"
     echo(
@@ -122,9 +120,8 @@ def rm_cmd(
       git exp rm -e sweep --older-than 30d --status failed
     """
     from gitexp.maintenance import remove, select_for_removal
-    from gitexp.store import ExpStore
 
-    with ExpStore(repo_of(ctx)) as store:
+    with open_store(ctx) as store:
         refs = select_for_removal(store, runs, experiment, older_than, statuses)
         if dry_run:
             for r in refs:
@@ -152,9 +149,8 @@ def rm_cmd(
 def tag_cmd(ctx: click.Context, run: str, tags: tuple[str, ...], delete: bool) -> None:
     """Add tags to a run (or remove them with -d)."""
     from gitexp.maintenance import edit
-    from gitexp.store import ExpStore
 
-    with ExpStore(repo_of(ctx)) as store:
+    with open_store(ctx) as store:
         if delete:
             sha = edit(store, run, remove_tags=tags)
         else:
@@ -169,9 +165,8 @@ def tag_cmd(ctx: click.Context, run: str, tags: tuple[str, ...], delete: bool) -
 def note_cmd(ctx: click.Context, run: str, text: str) -> None:
     """Attach a note to a run."""
     from gitexp.maintenance import edit
-    from gitexp.store import ExpStore
 
-    with ExpStore(repo_of(ctx)) as store:
+    with open_store(ctx) as store:
         echo(edit(store, run, note=text))
 
 
@@ -183,8 +178,7 @@ def reindex_cmd(ctx: click.Context) -> None:
     Never needed for correctness: the catalog updates itself from changed refs.
     """
     from gitexp.catalog import Catalog
-    from gitexp.store import ExpStore
 
-    with ExpStore(repo_of(ctx)) as store:
+    with open_store(ctx) as store:
         n = Catalog(store).rebuild()
     echo(f"catalog rebuilt: {n} run(s)")

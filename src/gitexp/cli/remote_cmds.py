@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from gitexp.cli import echo, repo_of
+from gitexp.cli import echo, open_store, repo_of
 
 
 def _size(n: int) -> str:
@@ -117,10 +117,9 @@ def push_cmd(
       git exp push origin 20261122-143022-7f3a9c
     """
     from gitexp.remotes import push
-    from gitexp.store import ExpStore
 
     bar = ProgressLine(quiet)
-    with ExpStore(repo_of(ctx)) as store:
+    with open_store(ctx) as store:
         result = push(
             store, remote, runs, experiment, progress=bar, force=force, dry_run=dry_run
         )
@@ -202,10 +201,9 @@ def fetch_cmd(ctx: click.Context, remote: str | None, quiet: bool) -> None:
     A local run whose history diverged from the remote's is kept and reported.
     """
     from gitexp.remotes import fetch
-    from gitexp.store import ExpStore
 
     bar = ProgressLine(quiet)
-    with ExpStore(repo_of(ctx)) as store:
+    with open_store(ctx) as store:
         result = fetch(store, remote, progress=bar)
     bar.done()
     _render_fetch(result, quiet)
@@ -228,10 +226,9 @@ def pull_cmd(ctx: click.Context, remote: str | None, no_artifacts: bool, quiet: 
     refused; nothing is written outside the local store.
     """
     from gitexp.remotes import pull
-    from gitexp.store import ExpStore
 
     bar = ProgressLine(quiet)
-    with ExpStore(repo_of(ctx)) as store:
+    with open_store(ctx) as store:
         result = pull(store, remote, artifacts=not no_artifacts, progress=bar)
     bar.done()
     _render_fetch(result.fetch, quiet)
@@ -269,9 +266,8 @@ def ls_remote_cmd(ctx: click.Context, remote: str | None, as_json: bool) -> None
     (fetch to compare), behind, ahead or diverged.
     """
     from gitexp.remotes import ls_remote
-    from gitexp.store import ExpStore
 
-    with ExpStore(repo_of(ctx)) as store:
+    with open_store(ctx) as store:
         _, runs = ls_remote(store, remote)
     if as_json:
         import json
@@ -320,7 +316,6 @@ def get_cmd(
     """
     from gitexp.errors import UsageError
     from gitexp.remotes import fetch_run_artifacts, get
-    from gitexp.store import ExpStore
 
     bar = ProgressLine()
     if path is None:
@@ -329,7 +324,7 @@ def get_cmd(
                 "-o/--force need a PATH to restore; without PATH, get fetches the run's "
                 "artifacts into the local store"
             )
-        with ExpStore(repo_of(ctx)) as store:
+        with open_store(ctx) as store:
             fetched = fetch_run_artifacts(store, run, remote=remote, progress=bar)
         bar.done()
         for r in fetched.refused:
@@ -347,7 +342,7 @@ def get_cmd(
         if err is not None:
             raise err
         return
-    with ExpStore(repo_of(ctx)) as store:
+    with open_store(ctx) as store:
         result = get(store, run, path, dest, remote=remote, force=force, progress=bar)
     bar.done()
     what = f"{result.files} file(s)" if result.entry.kind == "dir" else "1 file"

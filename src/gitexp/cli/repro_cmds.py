@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from gitexp.cli import echo, repo_of
+from gitexp.cli import echo, open_store
 
 _ACTIONS = {
     "restore": "restored from the artifact store",
@@ -232,9 +232,8 @@ def reproduce_cmd(
     from gitexp.cli.render import format_json
     from gitexp.errors import CannotReproduce, InputDrift
     from gitexp.repro import check, plan_replay, reproduce_run
-    from gitexp.store import ExpStore
 
-    with ExpStore(repo_of(ctx)) as store:
+    with open_store(ctx) as store:
         if dry_run:
             plan = plan_replay(store, run, allow_input_drift)
             data = plan.to_json()
@@ -296,9 +295,8 @@ def checkout_code_cmd(ctx: click.Context, run: str, branch: str | None, as_json:
     """
     from gitexp.cli.render import format_json
     from gitexp.repro import checkout_code
-    from gitexp.store import ExpStore
 
-    with ExpStore(repo_of(ctx)) as store:
+    with open_store(ctx) as store:
         data = checkout_code(store, run, branch)
     if as_json:
         echo(format_json(data))
