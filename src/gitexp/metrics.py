@@ -8,7 +8,6 @@ Readers concatenate segments. This module owns pyarrow and numpy use for metrics
 
 from __future__ import annotations
 
-import io
 import math
 import threading
 import time
@@ -21,7 +20,7 @@ from gitexp.format import MAX_KEY_LEN, MetricSummary, Summary, has_surrogates
 
 _SCHEMA: Any = None
 MAX_STEP = 2**63
-DRAIN_POINTS = 1 << 20  # a drain takes at most about this many points: one segment's worth
+DRAIN_POINTS = 1 << 19  # a drain takes at most about this many points (one spool entry)
 
 
 def schema() -> Any:
@@ -90,19 +89,37 @@ class MetricBuffer:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.rows = Rows()
         # Earlier blocks, in log order: an array chunk (key, steps, values, time), or
         # a block of single points logged before it. ``rows`` holds the points logged
         # after the last chunk, so the buffer as a whole keeps the order of the calls.
         self.chunks: list[Any] = []
         self.next_step: dict[str, int] = {}
-        self.known_keys: set[str] = set()
+        # key -> id; rows hold ids (4 bytes a point), names[id] is the key
+        self.key_ids: dict[str, int] = {}
+        self.names: list[str] = []
+        self.rows = Rows(self.names)
+
+    def _key_id(self, key: str) -> int:
+        """The id of a key, checked and registered the first time it is seen."""
+        kid = self.key_ids.get(key)
+        if kid is None:
+            check_key(key)
+            with self.lock:
+                kid = self.key_ids.setdefault(key, len(self.names))
+                if kid == len(self.names):
+                    self.names.append(key)
+        return kid
+
+    @property
+    def known_keys(self) -> set[str]:
+        """Every key logged so far."""
+        return set(self.key_ids)
 
     def append(self, key: str, value: Any, step: Any = None) -> None:
         """Buffer one point."""
-        if key not in self.known_keys:
-            check_key(key)
-            self.known_keys.add(key)
+        kid = self.key_ids.get(key)
+        if kid is None:
+            kid = self._key_id(key)
         v = value if type(value) is float else to_float(value, key)
         now = time.time()
         with self.lock:
@@ -113,7 +130,7 @@ class MetricBuffer:
             if s >= self.next_step.get(key, 0):
                 self.next_step[key] = s + 1
             rows = self.rows
-            rows.keys.append(key)
+            rows.keys.append(kid)
             rows.steps.append(s)
             rows.values.append(v)
             rows.times.append(now)
@@ -129,9 +146,7 @@ class MetricBuffer:
         checked = []
         arrays = []
         for key, value in values.items():
-            if key not in self.known_keys:
-                check_key(key)
-                self.known_keys.add(key)
+            self._key_id(key)
             if type(value) is float:
                 checked.append((key, value))
             elif hasattr(value, "__len__") and not isinstance(value, (str, bytes)):
@@ -157,7 +172,7 @@ class MetricBuffer:
                     )
                 if s >= self.next_step.get(key, 0):
                     self.next_step[key] = s + 1
-                self.rows.keys.append(key)
+                self.rows.keys.append(self.key_ids[key])
                 self.rows.steps.append(s)
                 self.rows.values.append(v)
                 self.rows.times.append(now)
@@ -166,9 +181,7 @@ class MetricBuffer:
         """Buffer a whole array of values for one key (steps consecutive by default)."""
         import numpy as np
 
-        if key not in self.known_keys:
-            check_key(key)
-            self.known_keys.add(key)
+        self._key_id(key)
         arr = _float_array(values, key, copy=True)  # the caller may reuse its array
         now = time.time()
         with self.lock:
@@ -191,7 +204,7 @@ class MetricBuffer:
                         self.next_step[key] = top
             if self.rows:  # points logged before this array stay before it
                 self.chunks.append(self.rows)
-                self.rows = Rows()
+                self.rows = Rows(self.names)
             self.chunks.append((key, st, arr, now))
 
     def pending(self) -> bool:
@@ -220,16 +233,18 @@ class MetricBuffer:
             if budget > 0 and not self.chunks and self.rows:
                 head, tail = _split(self.rows, budget)
                 taken.append(head)
-                self.rows = tail if tail is not None else Rows()
+                self.rows = tail if tail is not None else Rows(self.names)
         if not taken:
             return None
-        table = build_table(None, taken)
+        table = build_table(None, taken, dictionary_keys=True)
         arrays = [c for c in taken if not isinstance(c, Rows)]
         if not arrays:  # only single points: one vectorised pass over the table
-            return table, summarize(table)
-        blocks = [c for c in taken if isinstance(c, Rows)]
-        summary = summarize(build_table(None, blocks))  # the single points only
-        return table, summary.merge(summarize_chunks(arrays))
+            summary = summarize(table)
+        else:
+            blocks = [c for c in taken if isinstance(c, Rows)]
+            summary = summarize(build_table(None, blocks, dictionary_keys=True))  # points only
+            summary = summary.merge(summarize_chunks(arrays))
+        return _string_keys(table), summary
 
 
 def _len(chunk: Any) -> int:
@@ -241,7 +256,7 @@ def _split(chunk: Any, n: int) -> tuple[Any, Any]:
     if _len(chunk) <= n:
         return chunk, None
     if isinstance(chunk, Rows):
-        head, tail = Rows(), Rows()
+        head, tail = Rows(chunk.names), Rows(chunk.names)
         head.keys, tail.keys = chunk.keys[:n], chunk.keys[n:]
         head.steps, tail.steps = chunk.steps[:n], chunk.steps[n:]
         head.values, tail.values = chunk.values[:n], chunk.values[n:]
@@ -265,14 +280,15 @@ def _float_array(values: Any, key: str, copy: bool = False) -> Any:
 
 
 class Rows:
-    """Buffered single points, one column each: the key (a reference to one
-    shared string), and step, value and time as machine numbers (8 bytes each,
-    no Python object kept per point)."""
+    """Buffered single points, one column each as machine numbers: the key's id
+    (``names[id]`` is the key), step, value and time; no Python object is kept
+    per point."""
 
-    __slots__ = ("keys", "steps", "times", "values")
+    __slots__ = ("keys", "names", "steps", "times", "values")
 
-    def __init__(self) -> None:
-        self.keys: list[str] = []
+    def __init__(self, names: list[str] | None = None) -> None:
+        self.names: list[str] = names if names is not None else []
+        self.keys: array[int] = array("i")
         self.steps: array[int] = array("q")
         self.values: array[float] = array("d")
         self.times: array[float] = array("d")
@@ -281,30 +297,39 @@ class Rows:
         return len(self.keys)
 
 
-def build_table(rows: Rows | None, chunks: Iterable[Any] = ()) -> Any:
+def build_table(
+    rows: Rows | None, chunks: Iterable[Any] = (), dictionary_keys: bool = False
+) -> Any:
     """Arrow table in segment schema, in log order: ``chunks`` (array chunks and
     the blocks of single points between them, as :class:`MetricBuffer` keeps
     them), then ``rows``.
 
-    Array chunks never become Python objects: the key column of a chunk is a
-    one-entry dictionary expanded in C.
+    No point becomes a Python object: keys are dictionary arrays over the ids
+    buffered (expanded to strings in C unless ``dictionary_keys``).
     """
     import numpy as np
     import pyarrow as pa
 
     ts = pa.timestamp("us", tz="UTC")
+    out_schema = _dict_schema() if dictionary_keys else schema()
     parts = []
+
+    def keys_of(ids: Any, names: list[str]) -> Any:
+        col = pa.DictionaryArray.from_arrays(
+            pa.array(ids, pa.int32()), pa.array(names, pa.string())
+        )
+        return col if dictionary_keys else col.cast(pa.string())
 
     def rows_table(block: Rows) -> Any:
         times = np.frombuffer(block.times, np.float64)
         return pa.table(
             {
-                "key": pa.array(block.keys, pa.string()),
+                "key": keys_of(np.frombuffer(block.keys, np.int32), block.names),
                 "step": pa.array(np.frombuffer(block.steps, np.int64)),
                 "value": pa.array(np.frombuffer(block.values, np.float64)),
                 "time": pa.array((times * 1e6).astype(np.int64), ts),
             },
-            schema=schema(),
+            schema=out_schema,
         )
 
     for chunk in chunks:
@@ -315,9 +340,7 @@ def build_table(rows: Rows | None, chunks: Iterable[Any] = ()) -> Any:
         key, st, arr, t = chunk
         n = len(arr)
         st = _steps_of(st, n)
-        keycol = pa.DictionaryArray.from_arrays(
-            pa.array(np.zeros(n, dtype=np.int32)), pa.array([key], pa.string())
-        ).cast(pa.string())
+        keycol = keys_of(np.zeros(n, dtype=np.int32), [key])
         parts.append(
             pa.table(
                 {
@@ -326,16 +349,28 @@ def build_table(rows: Rows | None, chunks: Iterable[Any] = ()) -> Any:
                     "value": pa.array(arr, pa.float64()),
                     "time": pa.array(np.full(n, int(t * 1e6), dtype=np.int64), ts),
                 },
-                schema=schema(),
+                schema=out_schema,
             )
         )
     if rows:
         parts.append(rows_table(rows))
     if not parts:
-        return schema().empty_table()
+        return out_schema.empty_table()
     if len(parts) == 1:
         return parts[0]
     return pa.concat_tables(parts)
+
+
+def _dict_schema() -> Any:
+    """The segment schema with keys as a dictionary (in memory only, for summaries)."""
+    import pyarrow as pa
+
+    return pa.schema([pa.field("key", pa.dictionary(pa.int32(), pa.string())), *list(schema())[1:]])
+
+
+def _string_keys(table: Any) -> Any:
+    """A table of :func:`_dict_schema` in the segment schema."""
+    return table.cast(schema())
 
 
 def _steps_of(st: Any, n: int) -> Any:
@@ -375,7 +410,13 @@ def summarize(table: Any) -> Summary:
 
     if table is None or table.num_rows == 0:
         return Summary()
-    enc = table.column("key").combine_chunks().dictionary_encode()
+    col = table.column("key")
+    if pa.types.is_dictionary(col.type):  # from a drain: ids already, no string hashed
+        if col.num_chunks > 1:
+            col = table.unify_dictionaries().column("key")
+        enc = col.combine_chunks()
+    else:
+        enc = col.combine_chunks().dictionary_encode()
     names = enc.dictionary.to_pylist()
     codes = enc.indices.to_numpy(zero_copy_only=False)
     steps = table.column("step").to_numpy()
@@ -405,13 +446,16 @@ def summarize(table: Any) -> Summary:
 
 def to_parquet(table: Any, metadata: Mapping[str, str] | None = None) -> bytes:
     """Serialise a metric table as a Parquet segment."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     if metadata:
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
-    buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd", use_dictionary=["key"], row_group_size=1 << 20)
-    return buf.getvalue()
+    # an Arrow buffer, not io.BytesIO: the writer never calls back into Python, so
+    # it does not queue for the GIL behind a training loop (10x slower with BytesIO)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd", use_dictionary=["key"], row_group_size=1 << 17)
+    return bytes(sink.getvalue().to_pybytes())
 
 
 def from_parquet(data: bytes, where: str = "metric segment") -> Any:

@@ -53,6 +53,7 @@ MIN_CHECKPOINT = 5.0  # seconds between commits to the ref, early in a run
 MAX_CHECKPOINT = 300.0  # ... and late in a long run
 HEARTBEAT_INTERVAL = 600.0  # an idle run still commits a heartbeat this often
 TICK = 0.05
+FINISH_DRAIN_POINTS = 1 << 18  # at finish, what is still buffered is spooled in smaller drains
 # the clock of flushes and checkpoints (a test drives a simulated one through a long run)
 _clock = time.monotonic
 
@@ -354,12 +355,12 @@ class Run:
             warnings.warn(f"git-exp: {m}", GitExpWarning, stacklevel=3)
 
     # ------------------------------------------------------------ flushing
-    def _take(self) -> tuple[RunDelta, Any]:
+    def _take(self, max_points: int | None = None) -> tuple[RunDelta, Any]:
         """Everything logged and not yet written: (delta, Arrow table of points or None).
 
         Points a failed write gave back come first, in the order they were logged.
         """
-        drained = self._buffer.drain()
+        drained = self._buffer.drain(max_points)
         delta, self._pending = self._pending, RunDelta()
         tables, self._held = self._held, []
         if drained is not None:
@@ -382,12 +383,12 @@ class Run:
         if table is not None:
             self._held.insert(0, table)
 
-    def _spool(self) -> None:
+    def _spool(self, max_points: int | None = None) -> None:
         """Write what is buffered to the spool (durable, not yet on the ref): one
         entry per bounded drain, so a burst of points never sits in memory twice."""
         with self._io:
             while True:
-                delta, table = self._take()
+                delta, table = self._take(max_points)
                 if table is None and delta.is_empty():
                     return
                 try:
@@ -458,7 +459,7 @@ class Run:
             if self._finished:
                 return
             while self._buffer.pending():  # big bursts go through the spool, a drain at a time
-                self._spool()
+                self._spool(FINISH_DRAIN_POINTS)  # small drains: no training loop to keep up with
             taken, table = self._take()
             delta = RunDelta()
             delta.absorb(taken)
