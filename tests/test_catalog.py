@@ -200,3 +200,33 @@ def test_tips_are_trusted_only_while_the_refs_are_unchanged(repo):
         cat = Catalog(store)
         assert cat._fresh_tips(new_sha[:8]) is None
         assert cat.tips(new_sha[:8]) == [(new_ref, new_sha)]
+
+
+def test_many_runs_are_read_through_git_cat_file_as_dulwich_reads_them(repo):
+    """A listing of many new runs reads them with one `git cat-file --batch`;
+    each record, and each refusal of a damaged run, is the one dulwich gives."""
+    from gitexp.store import BATCH_READS
+
+    _runs(repo, BATCH_READS + 2, lr=0.5, name={"nested": [1, 2]})
+    with ExpStore(repo) as store:
+        bad_tree = store.repo.update_tree(None, {"run.json": b'{"format": 99}'})
+        bad = store.repo.write_commit(bad_tree, [store.repo.head()], "from the future")
+        store.repo.set_ref("refs/experiments/cat/20260101-000000-000bad", None, bad, "t")
+        items = sorted(store.list_refs().items())
+        assert len(items) > BATCH_READS
+        batch = store._read_listings_batch(items)  # the git cat-file path itself
+        assert [b[:2] for b in store.read_listings(items)] == [b[:2] for b in batch]
+        for (ref, sha), (bref, bsha, got) in zip(items, batch):
+            assert (bref, bsha) == (ref, sha)
+            try:
+                want = store.read_listing(ref, sha)
+            except Exception as exc:  # the same refusal, in the same words
+                assert type(got) is type(exc) and str(got) == str(exc)
+                continue
+            assert (got.info, got.params, got.summary, got.code, got.tree) == (
+                want.info,
+                want.params,
+                want.summary,
+                want.code,
+                want.tree,
+            )

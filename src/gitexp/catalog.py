@@ -421,7 +421,8 @@ class Catalog:
         keep: list[int] = []
         keep_mtime: list[int] = []
         keep_packed: list[bool] = []
-        new: list[tuple[str, str, int, bool, dict[str, Any]]] = []
+        to_read: list[tuple[ExpRef, str]] = []
+        where: dict[str, tuple[int, bool]] = {}
         for ref, (sha, mtime, is_packed) in current.items():
             i = index.get(ref)
             if i is not None and old_sha[i] == sha:
@@ -434,12 +435,18 @@ class Catalog:
                 self.skipped[ref] = (sha, str(seen[1]))  # unreadable before, unchanged since
                 continue
             try:
-                rec = self.store.read_listing(ExpRef.from_ref(ref), sha)
-            except GitExpError as exc:
-                if not isinstance(exc, InvalidName):
-                    self.skipped[ref] = (sha, str(exc))
+                to_read.append((ExpRef.from_ref(ref), sha))
+            except InvalidName:
+                continue  # not a run's name: not listed, not a problem
+            where[ref] = (mtime, is_packed)
+        new: list[tuple[str, str, int, bool, dict[str, Any]]] = []
+        for exp_ref, sha, rec in self.store.read_listings(to_read):
+            ref = str(exp_ref)
+            if isinstance(rec, GitExpError):
+                self.skipped[ref] = (sha, str(rec))
                 continue
             self.reads += 1
+            mtime, is_packed = where[ref]
             new.append((ref, sha, mtime, is_packed, _row_data(rec)))
         kept = set(keep)
         dropped = [i for i in range(len(old_refs)) if i not in kept]

@@ -215,6 +215,77 @@ class GitRepo:
             for e in tree.iteritems()
         }
 
+    def cat_batch(self, names: list[str]) -> list[tuple[str, str, bytes] | None]:
+        """(sha, type, content) of each object named (a sha, ``<sha>^{tree}``,
+        ``<sha>:<path>``), None for those that do not exist, read by one
+        ``git cat-file --batch``: C git reads loose objects ten times faster than
+        dulwich, which matters when a listing reads 10,000 new runs.
+
+        Raises:
+            StoreError: git could not be run, or its output broke off.
+        """
+        import threading
+
+        try:
+            proc = subprocess.Popen(
+                ["git", "--git-dir", self.common_dir, "cat-file", "--batch"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+            )
+        except OSError as exc:
+            raise StoreError(f"cannot run git cat-file: {exc.strerror or exc}") from exc
+        assert proc.stdin is not None and proc.stdout is not None
+        stdin, out = proc.stdin, proc.stdout
+
+        def feed() -> None:
+            try:
+                for n in names:
+                    stdin.write(n.encode("utf-8", "surrogateescape") + b"\n")
+                stdin.close()
+            except OSError:  # git died: the reader sees the output end
+                pass
+
+        writer = threading.Thread(target=feed, daemon=True)
+        writer.start()
+        result: list[tuple[str, str, bytes] | None] = []
+        try:
+            for _ in names:
+                header = out.readline()
+                if not header:
+                    raise StoreError("git cat-file stopped before answering every request")
+                parts = header.split()
+                if len(parts) != 3 or parts[-1] in (b"missing", b"ambiguous"):
+                    result.append(None)
+                    continue
+                size = int(parts[2])
+                data = out.read(size + 1)
+                if len(data) != size + 1:
+                    raise StoreError("git cat-file output broke off")
+                result.append((parts[0].decode("ascii"), parts[1].decode("ascii"), data[:-1]))
+        finally:
+            writer.join()
+            out.close()
+            proc.wait()
+        return result
+
+    @staticmethod
+    def parse_tree(raw: bytes) -> dict[str, tuple[int, str]]:
+        """A tree object's raw bytes (as :meth:`cat_batch` gives them) as
+        :meth:`read_tree` returns it: name -> (mode, sha)."""
+        out: dict[str, tuple[int, str]] = {}
+        pos, end = 0, len(raw)
+        while pos < end:  # entries: b"<octal mode> <name>\0" then the 20-byte sha
+            space = raw.index(b" ", pos)
+            nul = raw.index(b"\0", space)
+            name = raw[space + 1 : nul].decode("utf-8", "surrogateescape")
+            sha = raw[nul + 1 : nul + 21]
+            if len(sha) != 20:
+                raise StoreError("a tree object from git cat-file is truncated")
+            out[name] = (int(raw[pos:space], 8), sha.hex())
+            pos = nul + 21
+        return out
+
     def iter_tree_files(self, sha: str, prefix: str = "") -> Iterator[tuple[str, int, str]]:
         """Every blob below a tree, recursively: (path, mode, sha)."""
         for name, (mode, child) in sorted(self.read_tree(sha).items()):

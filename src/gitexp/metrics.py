@@ -207,6 +207,11 @@ class MetricBuffer:
                 self.rows = Rows(self.names)
             self.chunks.append((key, st, arr, now))
 
+    def size(self) -> int:
+        """How many points are buffered."""
+        with self.lock:
+            return len(self.rows) + sum(_len(c) for c in self.chunks)
+
     def pending(self) -> bool:
         """True when points are waiting to be drained."""
         return bool(self.rows or self.chunks)
@@ -481,6 +486,17 @@ def _one_line(exc: BaseException) -> str:
     bytes from the damaged file)."""
     text = " ".join(str(exc).split())
     return "".join(c if c.isprintable() else "?" for c in text)[:200]
+
+
+def segment_rows(data: bytes, where: str = "metric segment") -> int:
+    """How many points a segment holds (from its footer, without decoding it)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return int(pq.ParquetFile(pa.BufferReader(data)).metadata.num_rows)
+    except (pa.ArrowException, OSError) as exc:
+        raise FormatError(f"{where} is damaged or truncated") from exc
 
 
 def concat(tables: list[Any]) -> Any:

@@ -23,7 +23,7 @@ import re
 import shutil
 import socket
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +32,9 @@ from gitexp.cas import LocalStore
 from gitexp.errors import (
     AmbiguousRun,
     FormatError,
+    GitExpError,
     InvalidName,
+    ObjectMissing,
     RunConflict,
     RunNotFound,
     StoreError,
@@ -53,6 +55,7 @@ from gitexp.format import (
 from gitexp.gitstore import MODE_FILE, MODE_TREE, GitRepo
 
 MAX_RETRIES = 50
+BATCH_READS = 32  # read_listings of this many runs or more goes through git cat-file
 PASS_THROUGH_BYTES = 1 << 20  # a spool segment this large is committed without re-encoding
 MERGE_ROWS = 1 << 20  # small spool segments are merged into segments of about this many rows
 REMOTE_STALE_SECONDS = 30 * 60  # a run from another host is crashed after this silence
@@ -202,13 +205,30 @@ _SYSTEM_TEXT = ("command", "cwd", "cwd_rel", "error", "config")
 
 def _parse_record(repo: GitRepo, ref: ExpRef, sha: str, listing: bool = False) -> RunRecord:
     info = repo.commit_info(sha)
-    entries = repo.read_tree(info.tree)
+    return _record_from(
+        repo, ref, sha, info.tree, repo.read_tree(info.tree), repo.read_blob, listing
+    )
+
+
+LISTING_FILES = (RUN_JSON, PARAMS_JSON, SUMMARY_JSON, CODE_JSON)  # what a listing reads
+
+
+def _record_from(
+    repo: GitRepo,
+    ref: ExpRef,
+    sha: str,
+    tree: str,
+    entries: Mapping[str, tuple[int, str]],
+    read_blob: Callable[[str], bytes],
+    listing: bool,
+) -> RunRecord:
+    """A run record from its tree's entries; every check of a run tree is here."""
     where = f"run {ref.short} ({sha[:12]})"
 
     def load(name: str, default: Any) -> Any:
         if name not in entries:
             return default
-        data = repo.read_blob(entries[name][1])
+        data = read_blob(entries[name][1])
         value = fmt.parse_json(data, f"{where}: {name}")
         if name in (RUN_JSON, PARAMS_JSON, SUMMARY_JSON) and _SURROGATE_ESCAPE.search(data):
             # git-exp writes names, tags, params and metric keys as valid Unicode
@@ -254,7 +274,7 @@ def _parse_record(repo: GitRepo, ref: ExpRef, sha: str, listing: bool = False) -
         env=env,
         code=code,
         segments=segments,
-        tree=info.tree,
+        tree=tree,
     )
 
 
@@ -413,9 +433,7 @@ class ExpStore:
                 if self.repo.get_ref(full) is not None:
                     return ref
         if fmt.is_run_id(address):
-            names = [
-                n for n in self.repo.ref_names_under(NAMESPACE) if n.endswith("/" + address)
-            ]
+            names = [n for n in self.repo.ref_names_under(NAMESPACE) if n.endswith("/" + address)]
             matches = []
             for n in names:
                 with contextlib.suppress(InvalidName):
@@ -440,10 +458,7 @@ class ExpStore:
                 hits = {r for r, sha in refs.items() if sha.startswith(low)}
                 if not hits:
                     hits = {
-                        r
-                        for r, sha in refs.items()
-                        for c in self.history(sha)
-                        if c.startswith(low)
+                        r for r, sha in refs.items() for c in self.history(sha) if c.startswith(low)
                     }
             if len(hits) == 1:
                 return hits.pop()
@@ -493,6 +508,61 @@ class ExpStore:
         """Read what a listing shows of a run (run.json, params, summary, code):
         its ``env``, ``artifacts`` and ``segments`` are left empty. For the catalog."""
         return _parse_record(self.repo, ref, sha, listing=True)
+
+    def read_listings(
+        self, items: Sequence[tuple[ExpRef, str]]
+    ) -> Iterator[tuple[ExpRef, str, RunRecord | GitExpError]]:
+        """:meth:`read_listing` of many runs, each (ref, sha, record or the error
+        that refused it). Many runs are read through one ``git cat-file --batch``
+        (two round trips for all of them); a few, or without git, one by one."""
+        if len(items) >= BATCH_READS:
+            try:
+                yield from self._read_listings_batch(items)
+                return
+            except StoreError:
+                pass  # no usable git binary: dulwich reads them
+        for ref, sha in items:
+            try:
+                yield ref, sha, self.read_listing(ref, sha)
+            except GitExpError as exc:
+                yield ref, sha, exc
+
+    def _read_listings_batch(
+        self, items: Sequence[tuple[ExpRef, str]]
+    ) -> list[tuple[ExpRef, str, RunRecord | GitExpError]]:
+        trees = self.repo.cat_batch([f"{sha}^{{tree}}" for _, sha in items])
+        parsed: list[tuple[str, dict[str, tuple[int, str]]] | None] = []
+        wanted: list[str] = []
+        for got in trees:
+            if got is None or got[1] != "tree":
+                parsed.append(None)
+                continue
+            entries = self.repo.parse_tree(got[2])
+            parsed.append((got[0], entries))
+            wanted += [entries[n][1] for n in LISTING_FILES if n in entries]
+        unique = list(dict.fromkeys(wanted))
+        blobs = {
+            sha: got[2]
+            for sha, got in zip(unique, self.repo.cat_batch(unique))
+            if got is not None and got[1] == "blob"
+        }
+
+        def read_blob(sha: str) -> bytes:
+            if sha not in blobs:
+                raise ObjectMissing(f"git object {sha} is missing from the repository", sha)
+            return blobs[sha]
+
+        out: list[tuple[ExpRef, str, RunRecord | GitExpError]] = []
+        for (ref, sha), p in zip(items, parsed):
+            try:
+                if p is None:
+                    rec: RunRecord | GitExpError = _parse_record(self.repo, ref, sha, True)
+                else:
+                    rec = _record_from(self.repo, ref, sha, p[0], p[1], read_blob, True)
+            except GitExpError as exc:
+                rec = exc
+            out.append((ref, sha, rec))
+        return out
 
     def get(self, address: str) -> RunRecord:
         """Resolve an address, settle the run if its writers died, and read it."""
@@ -853,24 +923,26 @@ def load_spool(
     read, and the delta holds ``(mode, sha)``: memory stays bounded by one
     segment however much a run spooled since its last commit.
     """
-    from gitexp.metrics import concat, from_parquet, to_parquet
+    from gitexp.metrics import concat, from_parquet, segment_rows, to_parquet
 
     wid = os.path.basename(writer_dir)
     delta = RunDelta()
-    tables: list[Any] = []
+    small: list[tuple[bytes, str, int]] = []  # (segment bytes, where, rows) to be merged
     segments: list[bytes | tuple[int, str]] = []
 
     def keep(data: bytes) -> None:
         segments.append((MODE_FILE, write_blob(data)) if write_blob is not None else data)
 
     def merge_small() -> None:
-        if tables:
-            keep(to_parquet(concat(tables)))
-            tables.clear()
+        if len(small) == 1:  # nothing to merge with: the segment as it is
+            keep(small[0][0])
+        elif small:
+            keep(to_parquet(concat([from_parquet(d, w) for d, w, _ in small])))
+        small.clear()
 
-    def add_small(table: Any) -> None:
-        tables.append(table)
-        if sum(t.num_rows for t in tables) >= MERGE_ROWS:  # bound memory and segment size
+    def add_small(data: bytes, where: str) -> None:
+        small.append((data, where, segment_rows(data, where)))
+        if sum(n for *_, n in small) >= MERGE_ROWS:  # bound memory and segment size
             merge_small()
 
     for seq in seqs:
@@ -888,7 +960,7 @@ def load_spool(
                 merge_small()
                 keep(data)
             else:
-                add_small(from_parquet(data, f"spool entry {base}.parquet"))
+                add_small(data, f"spool entry {base}.parquet")
     merge_small()
     delta.segments = segments
     delta.writer = (wid, seqs[-1])

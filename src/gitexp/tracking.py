@@ -458,9 +458,9 @@ class Run:
         with self._io:
             if self._finished:
                 return
-            while self._buffer.pending():  # big bursts go through the spool, a drain at a time
-                self._spool(FINISH_DRAIN_POINTS)  # small drains: no training loop to keep up with
-            taken, table = self._take()
+            while self._buffer.size() > FINISH_DRAIN_POINTS:  # a big burst goes through the
+                self._spool(FINISH_DRAIN_POINTS)  # spool in small drains; the rest is taken below
+            taken, table = self._take(FINISH_DRAIN_POINTS)
             delta = RunDelta()
             delta.absorb(taken)
             try:
