@@ -47,6 +47,7 @@ from gitexp.store import ExpStore, RunRecord
 CATALOG_VERSION = 2
 RACY_SECONDS = 2.0
 MAX_TYPED = 256  # typed params./metrics. columns at most (the most common keys)
+MERGE_EVERY = 10_000  # a build turns this many runs read into Arrow rows at a time
 
 # bookkeeping columns, then the base columns every row has
 _REF_COLUMNS = ["ref", "sha", "mtime_ns", "packed"]
@@ -439,6 +440,9 @@ class Catalog:
             except InvalidName:
                 continue  # not a run's name: not listed, not a problem
             where[ref] = (mtime, is_packed)
+        kept = set(keep)
+        dropped = [i for i in range(len(old_refs)) if i not in kept]
+        table, keys = _merge(table, keys, keep, keep_mtime, keep_packed, dropped, [])
         new: list[tuple[str, str, int, bool, dict[str, Any]]] = []
         for exp_ref, sha, rec in self.store.read_listings(to_read):
             ref = str(exp_ref)
@@ -448,9 +452,10 @@ class Catalog:
             self.reads += 1
             mtime, is_packed = where[ref]
             new.append((ref, sha, mtime, is_packed, _row_data(rec)))
-        kept = set(keep)
-        dropped = [i for i in range(len(old_refs)) if i not in kept]
-        return _merge(table, keys, keep, keep_mtime, keep_packed, dropped, new)
+            if len(new) >= MERGE_EVERY:  # rows as Arrow columns, not Python dicts, early
+                table, keys = _append(table, keys, new)
+                new = []
+        return _append(table, keys, new)
 
     def _settle_running(self, table: Any, keys: dict[str, int]) -> tuple[Any, dict[str, int], bool]:
         """Rows of runs still ``running`` whose writers died, settled (cheap: only those)."""
@@ -587,6 +592,18 @@ def _merge(
         )
     merged = pa.table(cols).combine_chunks()
     return merged, counts
+
+
+def _append(
+    table: Any, keys: Mapping[str, int], new: Sequence[tuple[str, str, int, bool, dict[str, Any]]]
+) -> tuple[Any, dict[str, int]]:
+    """``table`` with the ``new`` rows after it (all its rows kept as they are)."""
+    if not new:
+        return table, dict(keys)
+    n = table.num_rows
+    mtimes = table.column("mtime_ns").to_pylist()
+    packed = table.column("packed").to_pylist()
+    return _merge(table, keys, range(n), mtimes, packed, [], new)
 
 
 def _chunks(arr: Any) -> list[Any]:
@@ -789,8 +806,13 @@ class RunTable:
                 arr = self.table.column(name)
                 if arr.null_count:
                     out.append(name)
-                elif pa.types.is_floating(arr.type) and pc.any(pc.is_nan(arr)).as_py():
-                    out.append(name)  # NaN != NaN, as in Python
+                elif pa.types.is_floating(arr.type):
+                    if pc.any(pc.is_nan(arr)).as_py():
+                        out.append(name)  # NaN != NaN, as in Python
+                    else:  # by value, as Python compares: 0.0 == -0.0
+                        lo_hi = pc.min_max(arr)
+                        if lo_hi["min"].as_py() != lo_hi["max"].as_py():
+                            out.append(name)
                 elif pc.count_distinct(arr).as_py() > 1:
                     out.append(name)
                 continue

@@ -56,6 +56,7 @@ from gitexp.gitstore import MODE_FILE, MODE_TREE, GitRepo
 
 MAX_RETRIES = 50
 BATCH_READS = 32  # read_listings of this many runs or more goes through git cat-file
+BATCH_SIZE = 5000  # ... this many runs per git cat-file process
 PASS_THROUGH_BYTES = 1 << 20  # a spool segment this large is committed without re-encoding
 MERGE_ROWS = 1 << 20  # small spool segments are merged into segments of about this many rows
 REMOTE_STALE_SECONDS = 30 * 60  # a run from another host is crashed after this silence
@@ -515,13 +516,16 @@ class ExpStore:
         """:meth:`read_listing` of many runs, each (ref, sha, record or the error
         that refused it). Many runs are read through one ``git cat-file --batch``
         (two round trips for all of them); a few, or without git, one by one."""
+        done = 0
         if len(items) >= BATCH_READS:
             try:
-                yield from self._read_listings_batch(items)
+                for start in range(0, len(items), BATCH_SIZE):  # bounded memory
+                    yield from self._read_listings_batch(items[start : start + BATCH_SIZE])
+                    done = start + BATCH_SIZE
                 return
             except StoreError:
-                pass  # no usable git binary: dulwich reads them
-        for ref, sha in items:
+                pass  # no usable git binary: dulwich reads the rest
+        for ref, sha in items[done:]:
             try:
                 yield ref, sha, self.read_listing(ref, sha)
             except GitExpError as exc:

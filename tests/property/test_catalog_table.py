@@ -124,6 +124,11 @@ NAN_AFTER_MISSING = [  # NaN and missing sort as one (missing, last), in listing
 @FAST
 @given(runs, st.integers(0, 8), st.sampled_from([catalog.MAX_TYPED, 1, 0]))
 @example(NAN_AFTER_MISSING, 0, catalog.MAX_TYPED)
+@example(  # 0.0 and -0.0 are one value to Python (and so to the table)
+    [({"a": 0.0}, {}, "finished", None, []), ({"a": -0.0}, {}, "finished", None, [])],
+    0,
+    catalog.MAX_TYPED,
+)
 def test_the_catalog_lists_sorts_and_filters_as_the_reference(generated, split, budget):
     new = [_data(i, r) for i, r in enumerate(generated)]
     saved = catalog.MAX_TYPED
