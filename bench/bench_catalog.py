@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -109,13 +108,22 @@ def generate(path: str, n: int, experiment: str = "bench") -> None:
     assert proc.wait() == 0
 
 
+# a wrapper process per measurement: RUSAGE_CHILDREN of this process would be the
+# peak of every child so far, not of the one measured
+_PEAK = (
+    "import resource, subprocess, sys; "
+    "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+)
+
+
 def timed(cmd: list[str], cwd: str) -> tuple[float, int]:
-    """Wall seconds and peak RSS (MB) of a whole process."""
+    """Wall seconds and peak RSS (MB) of one whole process."""
     t0 = time.perf_counter()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    subprocess.run(cmd, cwd=cwd, check=True, stdout=subprocess.DEVNULL)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return time.perf_counter() - t0, max(before, after) // 1024
+    out = subprocess.run(
+        [sys.executable, "-c", _PEAK, *cmd], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout
+    return time.perf_counter() - t0, int(out.split()[-1]) // 1024
 
 
 def main() -> None:
@@ -142,7 +150,8 @@ def main() -> None:
                 for _ in range(3)
             )
             full, rss_full = timed(["git", "exp", "log"], repo)
-            jsn, _ = timed(["git", "exp", "log", "--json"], repo)
+            _, rss_warm = timed(["git", "exp", "log", "--sort=-acc", "--limit", "20"], repo)
+            jsn, rss_json = timed(["git", "exp", "log", "--json"], repo)
             # 1% of runs change (tagged), then list again
             refs = subprocess.run(
                 ["git", "for-each-ref", "--format=%(refname)", "refs/experiments/"],
@@ -163,12 +172,18 @@ def main() -> None:
                 f"         git exp log (first call, builds the catalog): {cold:.2f} s, "
                 f"{rss_cold} MB peak RSS"
             )
-            print(f"         git exp log --sort=-acc --limit 20, warm:       {warm:.2f} s")
+            print(
+                f"         git exp log --sort=-acc --limit 20, warm:       {warm:.2f} s, "
+                f"{rss_warm} MB peak RSS"
+            )
             print(
                 f"         git exp log, all rows printed, warm:            {full:.2f} s, "
                 f"{rss_full} MB peak RSS"
             )
-            print(f"         git exp log --json, all rows, warm:             {jsn:.2f} s")
+            print(
+                f"         git exp log --json, all rows, warm:             {jsn:.2f} s, "
+                f"{rss_json} MB peak RSS"
+            )
             print(f"         after {len(refs)} runs changed:                  {changed:.2f} s")
             sys.stdout.flush()
 
