@@ -187,3 +187,24 @@ def test_symlink_leaving_the_directory_is_skipped_and_reported(cas, tmp_path):
     hashed = record_path(str(tmp_path / "d"), "d", "output", cas, store=True)
     assert hashed.entry.files == 1
     assert any("link" in w for w in hashed.warnings)
+
+
+def test_a_big_file_is_copied_in_the_kernel_and_keyed_by_its_bytes(cas, tmp_path):
+    """Files from 64 MiB on are copied with sendfile and hashed from the copy:
+    the key is the BLAKE3 of the source, the object holds exactly its bytes."""
+    from gitexp.cas import BIG
+
+    src = tmp_path / "big.bin"
+    block = os.urandom(1 << 20)
+    with open(src, "wb") as f:
+        for i in range(BIG >> 20):
+            f.write(block[i:] + block[:i])
+        f.write(b"tail")
+    want = blake3.blake3(src.read_bytes()).hexdigest()
+    key, size = cas.put_file(src)
+    assert (key, size) == (want, BIG + 4)
+    stored = cas.path_for(key)
+    assert os.path.getsize(stored) == size and not os.stat(stored).st_mode & stat.S_IWUSR
+    out = tmp_path / "out.bin"
+    cas.restore(key, out)
+    assert out.read_bytes() == src.read_bytes()
