@@ -122,21 +122,28 @@ NAN_AFTER_MISSING = [  # NaN and missing sort as one (missing, last), in listing
 
 
 @FAST
-@given(runs, st.integers(0, 8), st.sampled_from([catalog.MAX_TYPED, 1, 0]))
-@example(NAN_AFTER_MISSING, 0, catalog.MAX_TYPED)
+@given(runs, st.integers(0, 8), st.sampled_from([catalog.MAX_TYPED, 1, 0]), st.booleans())
+@example(NAN_AFTER_MISSING, 0, catalog.MAX_TYPED, True)
 @example(  # 0.0 and -0.0 are one value to Python (and so to the table)
     [({"a": 0.0}, {}, "finished", None, []), ({"a": -0.0}, {}, "finished", None, [])],
     0,
     catalog.MAX_TYPED,
+    True,
 )
-def test_the_catalog_lists_sorts_and_filters_as_the_reference(generated, split, budget):
+def test_the_catalog_lists_sorts_and_filters_as_the_reference(generated, split, budget, arrow):
+    """``arrow``: sort and compare on Arrow columns (as for 20,000 runs and more)
+    or in Python (fewer runs): both answer as the reference."""
     new = [_data(i, r) for i, r in enumerate(generated)]
-    saved = catalog.MAX_TYPED
-    catalog.MAX_TYPED = budget
+    saved = catalog.MAX_TYPED, catalog.ARROW_ROWS
+    catalog.MAX_TYPED, catalog.ARROW_ROWS = budget, 0 if arrow else saved[1]
     try:
         table = _build(new, min(split, len(new)))
+        _check_against_reference(table, new)
     finally:
-        catalog.MAX_TYPED = saved
+        catalog.MAX_TYPED, catalog.ARROW_ROWS = saved
+
+
+def _check_against_reference(table, new):
     ref = _reference(new)
     assert _same(table.rows(), ref)
     columns = table.columns()
