@@ -18,7 +18,7 @@ from typing import Any
 
 from gitexp import format as fmt
 from gitexp.cas import parse_dir_listing
-from gitexp.errors import GitExpError, StoreError, UsageError
+from gitexp.errors import GitExpError, RunConflict, StoreError, UsageError
 from gitexp.format import ArtifactEntry, ExpRef
 from gitexp.store import ExpStore, RunDelta, list_spool, load_spool, spool_mtime
 
@@ -189,6 +189,9 @@ class GcReport:
     # runs (or revisions of them) that could not be read: nothing is freed then,
     # since they may need any object
     problems: list[str] = field(default_factory=list)
+    # crashed runs that could not be finalised now (their ref is locked by a writer
+    # killed mid-update, or moving): their spools stay, and so do the objects in them
+    postponed: list[str] = field(default_factory=list)
 
 
 def gc(
@@ -214,6 +217,8 @@ def gc(
             try:
                 if store.settle(rec).status != "running":
                     report.runs_settled += 1
+            except RunConflict as exc:
+                report.postponed.append(f"{rec.ref.short}: {exc}")
             except GitExpError as exc:
                 report.problems.append(f"{rec.ref.short}: {exc}")
     report.spools_removed = _remove_orphan_spools(store, min(grace, TMP_GRACE), dry_run, now)

@@ -237,6 +237,27 @@ def test_gc_finalises_crashed_runs_and_removes_abandoned_spools(repo, gx):
     fsck(repo)
 
 
+def test_gc_postpones_a_crashed_run_whose_ref_a_killed_writer_left_locked(repo, gx):
+    """A writer killed inside a ref update leaves ``<ref>.lock`` (broken after 30 s).
+    gc cannot finalise that run yet: it says so, exits 0, and keeps the objects
+    the dead writer spooled; the next command after the lock goes finalises it."""
+    crashed = _killed_logger(repo, "spooled.bin")
+    with ExpStore(repo) as store:
+        ref = store.resolve(crashed)
+    lock = repo / ".git" / f"{ref}.lock"
+    lock.write_text("")
+    proc = gx("gc", "--grace", "0s")
+    assert proc.returncode == 0, proc.stderr
+    assert "not finalised yet" in proc.stderr and crashed in proc.stderr
+    assert [p.read_bytes() for p in _cas_files(repo)] == [b"spooled.bin" * 100]
+    lock.unlink(missing_ok=True)  # gc --grace 0s may already have removed it as a leftover
+    rows = json.loads(gx.ok("log", "--json", "-e", "spool"))
+    assert [r["status"] for r in rows] == ["crashed"]
+    with ExpStore(repo) as store:
+        (entry,) = store.read(ref).artifacts
+        assert store.cas.get_bytes(entry.blake3) == b"spooled.bin" * 100
+
+
 def test_gc_keeps_objects_of_runs_on_remote_tracking_refs(repo, gx):
     tracked = _run(repo, payload=b"only on a remote-tracking ref")
     _run(repo, payload=b"on no ref at all")  # its ref is removed below, with rm

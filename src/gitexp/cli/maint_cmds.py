@@ -78,6 +78,11 @@ def gc_cmd(ctx: click.Context, dry_run: bool, grace: str, no_pack: bool) -> None
         + (f"; finalised {r.runs_settled} crashed run(s)" if r.runs_settled else "")
         + ("; packed git objects" if r.git_packed else "")
     )
+    for run in r.postponed:
+        echo(
+            f"git exp: warning: crashed run not finalised yet (a later command will): {run}",
+            err=True,
+        )
     for problem in r.problems:
         echo(f"git exp: warning: cannot read run {problem}", err=True)
     if r.problems:
