@@ -225,6 +225,17 @@ def store(repo):
         yield s
 
 
+def kill_when_ready(args: list[str], cwd: Path, ready: str) -> None:
+    """Start a Python script, wait until it prints the line ``ready``, SIGKILL it."""
+    import signal
+
+    proc = subprocess.Popen([sys.executable, *args], cwd=cwd, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline() == ready + "\n"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+
+
 def sha_prefix_collision(store, experiment: str = "amb") -> tuple[str, list[str]]:
     """Make run refs until two tips share a 4-hex-digit prefix (about 300 on average).
 

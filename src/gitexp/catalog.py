@@ -468,9 +468,10 @@ class Catalog:
         if not running:
             return table, keys, False
         replace: dict[int, tuple[str, dict[str, Any]]] = {}
-        refs = table.column("ref").take(running).to_pylist()
-        shas = table.column("sha").take(running).to_pylist()
-        for i, ref, sha in zip(running, refs, shas):
+        refs = table.column("ref").to_pylist()
+        shas = table.column("sha").to_pylist()
+        for i in running:
+            ref, sha = refs[i], shas[i]
             try:
                 rec = self.store.settle(self.store.read(ExpRef.from_ref(ref), sha))
             except GitExpError:
@@ -484,7 +485,7 @@ class Catalog:
         mtimes = table.column("mtime_ns").to_pylist()
         packed = table.column("packed").to_pylist()
         new = [
-            (table.column("ref")[i].as_py(), sha, 0, packed[i], data)  # mtime 0: re-stat next time
+            (refs[i], sha, 0, packed[i], data)  # mtime 0: re-stat next time
             for i, (sha, data) in replace.items()
         ]
         kept_mtimes, kept_packed = [mtimes[i] for i in keep], [packed[i] for i in keep]
@@ -696,10 +697,9 @@ class RunTable:
             params = self.table.column("params").to_pylist()
             metrics = self.table.column("metrics").to_pylist()
             for p, m in zip(params, metrics):
-                row = {f"params.{k}": v for k, v in json.loads(p or "{}").items()}
-                for k, v in json.loads(m or "{}").items():
-                    row[f"metrics.{k}"] = v
-                out.append(row)
+                out.append(
+                    _keyed({"params": json.loads(p or "{}"), "metrics": json.loads(m or "{}")})
+                )
             self._decoded = out
         return self._decoded
 
@@ -759,7 +759,9 @@ class RunTable:
         for i in range(len(self)):
             row.i = i
             mask.append(keep(row))
-        return self._derive(self.table.filter(_bool_array(mask)))
+        import pyarrow as pa
+
+        return self._derive(self.table.filter(pa.array(mask, pa.bool_())))
 
     def sort(self, column: str, resolve: Callable[[str, Iterable[str]], str]) -> RunTable:
         """Sorted by ``column`` (``-column``: descending); missing values and NaN
@@ -877,18 +879,10 @@ def _has_tag(tags: Any, tag: str) -> Any:
 
 
 def _arrow_sortable(t: Any) -> bool:
+    """Numbers and text sort in Arrow as ``sort_key`` orders them (bools do not)."""
     import pyarrow as pa
 
-    return bool(
-        (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_string(t))
-        and not pa.types.is_boolean(t)
-    )
-
-
-def _bool_array(values: list[bool]) -> Any:
-    import pyarrow as pa
-
-    return pa.array(values, pa.bool_())
+    return bool(pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_string(t))
 
 
 class _LazyRow(Mapping[str, Any]):

@@ -110,11 +110,6 @@ class MetricBuffer:
                     self.names.append(key)
         return kid
 
-    @property
-    def known_keys(self) -> set[str]:
-        """Every key logged so far."""
-        return set(self.key_ids)
-
     def append(self, key: str, value: Any, step: Any = None) -> None:
         """Buffer one point."""
         kid = self.key_ids.get(key)

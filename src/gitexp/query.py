@@ -28,9 +28,7 @@ def select(
 
     Runs that cannot be read are reported in ``problems`` (when given) and skipped.
     """
-    for s in status or []:
-        if s not in fmt.STATUSES:
-            raise UsageError(f"unknown status {s!r} (one of {', '.join(fmt.STATUSES)})")
+    _check_statuses(status)
     out = []
     for rec in store.iter_records(experiment, problems=problems):
         if status and rec.status not in status:
@@ -55,23 +53,16 @@ def select_table(
     """
     from gitexp.catalog import Catalog
 
-    for s in status or []:
-        if s not in fmt.STATUSES:
-            raise UsageError(f"unknown status {s!r} (one of {', '.join(fmt.STATUSES)})")
+    _check_statuses(status)
     if experiment:
         fmt.validate_experiment(experiment)
     return Catalog(store).update(problems).filter(experiment, status, tags)
 
 
-def select_rows(
-    store: ExpStore,
-    experiment: str | None = None,
-    status: Sequence[str] | None = None,
-    tags: Sequence[str] | None = None,
-    problems: list[str] | None = None,
-) -> list[dict[str, Any]]:
-    """Leaderboard rows (:func:`row_of` dicts) of the runs matching the filters, newest first."""
-    return select_table(store, experiment, status, tags, problems).rows()
+def _check_statuses(status: Sequence[str] | None) -> None:
+    for s in status or []:
+        if s not in fmt.STATUSES:
+            raise UsageError(f"unknown status {s!r} (one of {', '.join(fmt.STATUSES)})")
 
 
 def row_of(rec: RunRecord) -> dict[str, Any]:
@@ -137,17 +128,12 @@ def leaderboard(
     sort: str | None = None,
     limit: int | None = None,
     columns: Sequence[str] | None = None,
-    available: Iterable[str] | None = None,
 ) -> Leaderboard:
-    """The table ``git exp log`` shows: base columns, differing params, final metrics.
-
-    ``available`` names the columns that ``sort`` and ``columns`` may refer to
-    (default: those of ``rows``; give the whole listing's when ``rows`` is a part of it).
-    """
+    """The table ``git exp log`` shows: base columns, differing params, final metrics."""
     from gitexp.catalog import sort_key as _sort_key
 
     rows = list(rows)
-    available = sorted(available or {k for r in rows for k in r})
+    available = sorted({k for r in rows for k in r})
     if sort:
         desc = sort.startswith("-")
         col = resolve_column(sort.lstrip("-+"), available)
@@ -196,14 +182,14 @@ def leaderboard_of(
 
 
 def to_arrow(rows: Sequence[dict[str, Any]]) -> Any:
-    """Rows (from :func:`select_rows` or :func:`row_of`) as a pyarrow Table."""
+    """Rows (``RunTable.rows()`` or :func:`row_of` dicts) as a pyarrow Table: base
+    columns in row order, then ``params.*`` and ``metrics.*``, each sorted."""
     import pyarrow as pa
 
-    seen = dict.fromkeys(k for r in rows for k in r)
-    dynamic = [k for k in seen if k.startswith(("params.", "metrics."))]
-    keys = [k for k in seen if k not in dynamic]  # base columns first, in row order
-    keys += sorted(k for k in dynamic if k.startswith("params."))
-    keys += sorted(k for k in dynamic if k.startswith("metrics."))
+    seen = list(dict.fromkeys(k for r in rows for k in r))
+    keys = [k for k in seen if not k.startswith(("params.", "metrics."))]
+    keys += sorted(k for k in seen if k.startswith("params."))
+    keys += sorted(k for k in seen if k.startswith("metrics."))
     data: dict[str, Any] = {}
     for k in keys:
         values = [r.get(k) for r in rows]

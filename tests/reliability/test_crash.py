@@ -10,7 +10,7 @@ import sys
 import time
 
 import gitexp
-from conftest import fsck, git
+from conftest import fsck, git, kill_when_ready
 from gitexp.store import ExpStore
 
 TRAINER = r"""
@@ -293,13 +293,7 @@ def test_runs_from_other_hosts_read_crashed_after_the_heartbeat_threshold(tmp_pa
     there = make_repo(tmp_path / "there")
     (there / "remote.py").write_text(OTHER_HOST)
     for clock in ("fresh", "old"):
-        proc = subprocess.Popen(
-            [sys.executable, "remote.py", clock], cwd=there, stdout=subprocess.PIPE, text=True
-        )
-        assert proc.stdout.readline() == "ready\n"
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        proc.stdout.close()
+        kill_when_ready(["remote.py", clock], there, "ready")
     here = tmp_path / "here"
     git("clone", "-q", str(there), str(here))
     git("fetch", "-q", "origin", "refs/experiments/*:refs/experiments/*", cwd=here)

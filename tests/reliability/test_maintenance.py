@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import gitexp
-from conftest import fsck, git
+from conftest import fsck, git, kill_when_ready
 from gitexp.errors import GitExpError
 from gitexp.store import ExpStore, _parse_record
 
@@ -205,13 +205,7 @@ def _killed_logger(repo, name):
     live = repo / ".git" / "exp" / "live"
     before = set(os.listdir(live)) if live.exists() else set()
     (repo / "logger.py").write_text(LOGGER)
-    proc = subprocess.Popen(
-        [sys.executable, "logger.py", name], cwd=repo, stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdout.readline() == "logged\n"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    proc.stdout.close()
+    kill_when_ready(["logger.py", name], repo, "logged")
     (run_id,) = set(os.listdir(live)) - before
     return run_id
 

@@ -97,10 +97,6 @@ def sparkline(values: Sequence[float]) -> str:
     return "".join(out)
 
 
-def _cell(col: str, value: Any) -> str:
-    return _cells(col, [value])[0]
-
-
 def _cells(col: str, values: Sequence[Any]) -> list[str]:
     """The cells of one column: formatted, on one line, at most MAX_CELL characters."""
     if col == "duration":
