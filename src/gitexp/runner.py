@@ -263,11 +263,13 @@ def _supervise(
     os.makedirs(log_dir, exist_ok=True)
     out_path = os.path.join(log_dir, "stdout.log")
     err_path = os.path.join(log_dir, "stderr.log")
-    interrupted = threading.Event()
+    # Plain values, not a threading.Event: a second signal can arrive while the
+    # handler for the first still runs, and Event.set() would deadlock on its own lock
+    interrupted = [False]
     last_sigint = [-math.inf]
 
     def on_signal(signum: int, frame: Any) -> None:
-        interrupted.set()
+        interrupted[0] = True
         if proc.poll() is not None:
             return
         if not detach:
@@ -332,7 +334,7 @@ def _supervise(
                     pipe.close()
     if code < 0:
         status, exit_code = "killed", 128 - code
-    elif interrupted.is_set() and code != 0:
+    elif interrupted[0] and code != 0:
         status, exit_code = "killed", code
     else:
         status, exit_code = ("finished" if code == 0 else "failed"), code
@@ -348,5 +350,5 @@ def _supervise(
     run._pending.run.update({"exit_code": exit_code})
     run._finish(status)
     return RunResult(
-        run.ref, run.id, run.experiment, status, exit_code, warnings, interrupted.is_set()
+        run.ref, run.id, run.experiment, status, exit_code, warnings, interrupted[0]
     )
