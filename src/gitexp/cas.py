@@ -9,10 +9,13 @@ the digest. This module is the only one that imports ``blake3``.
 
 from __future__ import annotations
 
+import atexit
+import collections
 import os
 import re
 import stat
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
@@ -130,6 +133,12 @@ class StatCache:
     RACY_NS older than the moment it was hashed (a change within the same
     timestamp tick would otherwise go unseen). A cache that cannot be opened
     or written (read-only repository) is simply not used.
+
+    The database is a cache, so it is written without waiting for the disk
+    (SQLite's WAL with ``synchronous=NORMAL``: a power loss may forget the last
+    entries, never corrupts the others), and one connection per database serves
+    the whole process: closing the last connection checkpoints the WAL with two
+    fsyncs, which cost more than the rest of a small run's artifact logging.
     """
 
     RACY_NS = 2_000_000_000
@@ -141,21 +150,8 @@ class StatCache:
 
     def _conn(self) -> Any:
         if self._db is None and not self._failed:
-            import sqlite3
-
-            try:
-                os.makedirs(os.path.dirname(self.path), exist_ok=True)
-                db = sqlite3.connect(
-                    self.path, timeout=5, isolation_level=None, check_same_thread=False
-                )
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute(
-                    "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER,"
-                    " mtime_ns INTEGER, ino INTEGER, hashed_ns INTEGER, key TEXT)"
-                )
-                self._db = db
-            except (OSError, sqlite3.Error):
-                self._failed = True
+            self._db = _shared_db(self.path)
+            self._failed = self._db is None
         return self._db
 
     def get(self, path: str, st: os.stat_result) -> str | None:
@@ -166,10 +162,11 @@ class StatCache:
         if db is None:
             return None
         try:
-            row = db.execute(
-                "SELECT size, mtime_ns, ino, hashed_ns, key FROM files WHERE path = ?",
-                (os.path.abspath(path),),
-            ).fetchone()
+            with _DB_LOCK:
+                row = db.execute(
+                    "SELECT size, mtime_ns, ino, hashed_ns, key FROM files WHERE path = ?",
+                    (os.path.abspath(path),),
+                ).fetchone()
         except sqlite3.Error:
             return None
         if row is None:
@@ -189,18 +186,84 @@ class StatCache:
         if db is None:
             return
         try:
-            db.execute(
-                "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)",
-                (os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ino, time.time_ns(), key),
-            )
+            with _DB_LOCK:
+                db.execute(
+                    "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        os.path.abspath(path),
+                        st.st_size,
+                        st.st_mtime_ns,
+                        st.st_ino,
+                        time.time_ns(),
+                        key,
+                    ),
+                )
         except sqlite3.Error:
             pass
 
     def close(self) -> None:
-        """Close the database."""
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        """Let go of the database (the process's shared connection stays open)."""
+        self._db = None
+
+
+_DB_LOCK = threading.Lock()
+_DBS: collections.OrderedDict[tuple[int, str], Any] = collections.OrderedDict()
+_DB_LIMIT = 8  # databases kept open per process (one per repository in use)
+
+
+def _shared_db(path: str) -> Any:
+    """This process's connection to the stat cache at ``path`` (None when it
+    cannot be opened). A forked child opens its own: SQLite connections must
+    not cross a fork."""
+    import sqlite3
+
+    key = (os.getpid(), os.path.abspath(path))
+    with _DB_LOCK:
+        db = _DBS.get(key)
+        if db is not None:
+            _DBS.move_to_end(key)
+            return db
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            db = sqlite3.connect(path, timeout=5, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER,"
+                " mtime_ns INTEGER, ino INTEGER, hashed_ns INTEGER, key TEXT)"
+            )
+        except (OSError, sqlite3.Error):
+            return None
+        _DBS[key] = db
+        while len(_DBS) > _DB_LIMIT:
+            (owner, _), old = _DBS.popitem(last=False)
+            if owner == os.getpid():
+                old.close()
+        return db
+
+
+def close_stat_caches() -> None:
+    """Close this process's stat-cache connections (at exit; tests)."""
+    with _DB_LOCK:
+        while _DBS:
+            (owner, _), db = _DBS.popitem()
+            if owner == os.getpid():
+                db.close()
+
+
+def _after_fork_in_child() -> None:
+    # the parent's connections must neither be used nor closed here (closing one
+    # could checkpoint the parent's WAL under it): keep them, unused, for good
+    global _DB_LOCK
+    _DB_LOCK = threading.Lock()
+    _INHERITED.extend(_DBS.values())
+    _DBS.clear()
+
+
+_INHERITED: list[Any] = []
+atexit.register(close_stat_caches)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class LocalStore:
