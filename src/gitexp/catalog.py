@@ -295,6 +295,10 @@ class Catalog:
         A run that cannot be read is left out (its error goes to ``problems``).
         """
         started = time.time_ns()
+        # runs whose writer died before their first commit get their ref first (one
+        # that cannot be recorded now is, like a run that cannot be settled, left to
+        # the next command)
+        self.store.adopt_orphans(on_error=lambda run_id, exc: None)
         table, meta = self._load()
         racy_ns = int(meta.get("built_ns", 0)) - int(RACY_SECONDS * 1e9)
         packed_sig, packed_changed = self._packed_state(meta, racy_ns)

@@ -20,7 +20,7 @@ from gitexp import format as fmt
 from gitexp.cas import parse_dir_listing
 from gitexp.errors import GitExpError, RunConflict, StoreError, UsageError
 from gitexp.format import ArtifactEntry, ExpRef
-from gitexp.store import ExpStore, RunDelta, list_spool, load_spool, spool_mtime
+from gitexp.store import ExpStore, RunDelta, list_spool, load_spool, read_start, spool_mtime
 
 DEFAULT_GRACE = 24 * 3600  # seconds an unreferenced CAS object is kept before gc frees it
 TMP_GRACE = 3600  # seconds a leftover temporary file is kept
@@ -83,6 +83,10 @@ def live_keys(store: ExpStore) -> set[str]:
                     keys |= referenced_keys(store, load_spool(d, seqs).artifacts)
                 except GitExpError:
                     continue
+            start = read_start(d)  # a new run's config, large code files: not on a ref yet
+            if start is not None:
+                with contextlib.suppress(GitExpError):
+                    keys |= referenced_keys(store, start.artifacts)
     return keys
 
 
@@ -211,6 +215,13 @@ def gc(
         # a run whose writers died is finalised first, so that what they spooled is
         # on its ref; a dead writer's spool whose run is gone (removed, or never
         # created: killed while starting) holds nothing anyone can read
+
+        def unrecorded(run_id: str, exc: GitExpError) -> None:
+            where = report.postponed if isinstance(exc, RunConflict) else report.problems
+            where.append(f"{run_id}: {exc}")
+
+        # runs whose writer was killed before their first commit are recorded first
+        report.runs_settled += len(store.adopt_orphans(on_error=unrecorded))
         for rec in store.iter_records(settle=False, problems=[]):  # reported below
             if rec.status != "running":
                 continue
@@ -305,6 +316,12 @@ def _remove_orphan_spools(store: ExpStore, min_age: float, dry_run: bool, now: f
         for d, _, alive in store.writers_of(run_id):
             if alive or now - spool_mtime(d) < min_age:
                 continue
+            try:
+                if read_start(d) is not None:
+                    continue  # a run killed before its first commit, not recorded yet
+            except GitExpError:
+                pass  # a start that cannot be read cannot be recorded either
+
             removed += 1
             if not dry_run:
                 shutil.rmtree(d, ignore_errors=True)

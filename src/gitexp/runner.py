@@ -239,6 +239,7 @@ def run_command(
                 "config": os.path.basename(config) if config else None,
                 **(extra or {}),
             },
+            defer=False,  # the command attaches to the run through its ref
         )
         return _supervise(run, store, list(argv), env, cwd, stdout, stderr, warnings, detach)
     finally:
@@ -349,6 +350,4 @@ def _supervise(
     run._pending.artifacts += logs
     run._pending.run.update({"exit_code": exit_code})
     run._finish(status)
-    return RunResult(
-        run.ref, run.id, run.experiment, status, exit_code, warnings, interrupted[0]
-    )
+    return RunResult(run.ref, run.id, run.experiment, status, exit_code, warnings, interrupted[0])

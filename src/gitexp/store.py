@@ -60,6 +60,8 @@ BATCH_SIZE = 5000  # ... this many runs per git cat-file process
 PASS_THROUGH_BYTES = 1 << 20  # a spool segment this large is committed without re-encoding
 MERGE_ROWS = 1 << 20  # small spool segments are merged into segments of about this many rows
 REMOTE_STALE_SECONDS = 30 * 60  # a run from another host is crashed after this silence
+START_JSON = "start.json"  # a new run's first state, in its writer's spool until its ref exists
+_SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 
 
 # ------------------------------------------------------------------ deltas
@@ -142,6 +144,69 @@ class RunDelta:
             artifacts=fmt.manifest_from_json(data.get("artifacts") or []),
             summary=Summary.from_json(data.get("summary") or {}),
             env=data.get("env"),
+        )
+
+
+@dataclass
+class RunStart:
+    """A new run's first state: what its first commit holds besides what was
+    logged. Kept by its writer (in memory, and in the spool as ``start.json``)
+    until the run's ref exists, so that a run ending within its first second is
+    written as one commit, and a writer killed before its first commit leaves
+    enough for the next command to record the run as crashed."""
+
+    ref: ExpRef
+    run: dict[str, Any]
+    params: dict[str, Any]
+    code: dict[str, Any]
+    code_commit: str
+    env: dict[str, Any]
+    artifacts: list[ArtifactEntry] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """The spool form (``start.json``)."""
+        return {
+            "ref": str(self.ref),
+            "run": self.run,
+            "params": self.params,
+            "code": self.code,
+            "code_commit": self.code_commit,
+            "env": self.env,
+            "artifacts": fmt.manifest_to_json(self.artifacts),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RunStart:
+        """Inverse of :meth:`to_json`; raises FormatError on anything malformed."""
+        try:
+            start = cls(
+                ref=ExpRef.from_ref(str(data["ref"])),
+                run=dict(data["run"]),
+                params=dict(data["params"]),
+                code=dict(data["code"]),
+                code_commit=str(data["code_commit"]),
+                env=dict(data["env"]),
+                artifacts=fmt.manifest_from_json(data.get("artifacts") or []),
+            )
+        except (KeyError, TypeError, ValueError, GitExpError) as exc:
+            raise FormatError(f"start.json is malformed: {exc}") from exc
+        if not _SHA_RE.match(start.code_commit):
+            raise FormatError("start.json is malformed: code_commit is not a commit id")
+        return start
+
+    def record(self) -> RunRecord:
+        """The run as its first commit would hold it, before anything was logged."""
+        return RunRecord(
+            ref=self.ref,
+            sha="",
+            info=dict(self.run),
+            params=dict(self.params),
+            summary=Summary(),
+            artifacts=list(self.artifacts),
+            env=dict(self.env),
+            code=dict(self.code),
+            segments=[],
+            tree="",
         )
 
 
@@ -409,8 +474,17 @@ class ExpStore:
 
         Exact forms read one ref; a run id lists ref names only; a sha prefix
         asks :attr:`tip_index` when one is set (the catalog: no ref is read),
-        and falls back to reading every ref when it finds nothing.
+        and falls back to reading every ref when it finds nothing. A run whose
+        writer died before its first commit is recorded first, then found.
         """
+        try:
+            return self._resolve(address)
+        except RunNotFound:
+            if not self.adopt_orphans(on_error=_ignore):
+                raise
+        return self._resolve(address)
+
+    def _resolve(self, address: str) -> ExpRef:
         if not isinstance(address, str) or not address.strip():
             raise RunNotFound("no run given")
         address = address.strip()
@@ -582,8 +656,11 @@ class ExpStore:
         """Every run (optionally of one experiment), settled.
 
         With ``problems`` given, a run that cannot be read is skipped and its
-        error appended there instead of ending the iteration.
+        error appended there instead of ending the iteration. Settling also
+        records the runs whose writer died before their first commit.
         """
+        if settle:
+            self.adopt_orphans(None if problems is None else _note_problem(problems))
         for ref, sha in sorted(self.list_refs(experiment).items()):
             try:
                 rec = _parse_record(self.repo, ref, sha)
@@ -605,6 +682,28 @@ class ExpStore:
         )
 
     # --------------------------------------------------------------- write
+    def start_state(
+        self,
+        ref: ExpRef,
+        run: Mapping[str, Any],
+        params: Mapping[str, Any],
+        code: dict[str, Any],
+        code_commit: str,
+        env: Mapping[str, Any],
+        artifacts: Iterable[ArtifactEntry] = (),
+    ) -> RunStart:
+        """A new run's first state, with the fields every ``run.json`` has."""
+        info = {**run, "id": ref.run_id, "experiment": ref.experiment}
+        info["format"] = fmt.FORMAT_VERSION
+        info.setdefault("status", "running")
+        info.setdefault("tags", [])
+        info.setdefault("notes", [])
+        info.setdefault("links", {})
+        info.setdefault("writers", {})
+        entries = list(artifacts)
+        info["fingerprint"] = self._fingerprint(info, params, code, entries)
+        return RunStart(ref, info, dict(params), code, code_commit, dict(env), entries)
+
     def create(
         self,
         experiment: str,
@@ -619,32 +718,23 @@ class ExpStore:
         fmt.validate_experiment(experiment)
         for _ in range(MAX_RETRIES):
             ref = ExpRef(experiment, run.get("id") or fmt.new_run_id())
-            info = {**run, "id": ref.run_id, "experiment": experiment, "format": fmt.FORMAT_VERSION}
-            info.setdefault("status", "running")
-            info.setdefault("tags", [])
-            info.setdefault("notes", [])
-            info.setdefault("links", {})
-            info.setdefault("writers", {})
-            entries = list(artifacts)
-            info["fingerprint"] = self._fingerprint(info, params, code, entries)
-            summary = Summary()
-            tree = self.repo.update_tree(
-                None,
-                {
-                    RUN_JSON: fmt.canonical_json(info),
-                    PARAMS_JSON: fmt.canonical_json(params),
-                    SUMMARY_JSON: fmt.canonical_json(summary.to_json()),
-                    ARTIFACTS_JSON: fmt.canonical_json(fmt.manifest_to_json(entries)),
-                    ENV_JSON: fmt.canonical_json(env),
-                    CODE_JSON: fmt.canonical_json(code),
-                },
-            )
-            msg = commit_message("start", ref, info, params, summary)
-            sha = self.repo.write_commit(tree, [code_commit], msg)
-            if self.repo.set_ref(str(ref), None, sha, "git-exp: start run"):
+            start = self.start_state(ref, run, params, code, code_commit, env, artifacts)
+            sha = self.commit_first(start)
+            if sha is not None:
                 return ref, sha
             run = {**run, "id": None}  # id collision: draw a new one
         raise RunConflict(f"could not create a run in {experiment}", experiment)
+
+    def commit_first(
+        self, start: RunStart, delta: RunDelta | None = None, verb: str = "start"
+    ) -> str | None:
+        """Write a run's first commit (its start state with ``delta`` applied, on
+        the code commit) and create its ref; None when the ref exists already."""
+        sha = self._build(start.ref, start.record(), start.code_commit, delta or RunDelta(), verb)
+        assert sha is not None  # a first commit always has a new tree
+        if self.repo.set_ref(str(start.ref), None, sha, f"git-exp: {verb} run"):
+            return sha
+        return None
 
     def _fingerprint(
         self,
@@ -669,7 +759,7 @@ class ExpStore:
             tip = self.repo.get_ref(name)
             if tip is None:
                 raise RunNotFound(f"no run at {name}")
-            new = self._apply(ref, tip, delta, verb)
+            new = self._build(ref, _parse_record(self.repo, ref, tip), tip, delta, verb)
             if new is None:
                 return tip
             if self.repo.set_ref(name, tip, new, f"git-exp: {verb}"):
@@ -679,8 +769,13 @@ class ExpStore:
             f"run {ref.short} kept changing under us; {verb} was not applied (try again)", name
         )
 
-    def _apply(self, ref: ExpRef, tip: str, delta: RunDelta, verb: str) -> str | None:
-        rec = _parse_record(self.repo, ref, tip)
+    def _build(
+        self, ref: ExpRef, rec: RunRecord, parent: str, delta: RunDelta, verb: str
+    ) -> str | None:
+        """The commit of ``rec`` with ``delta`` applied, on ``parent``; None when it
+        would change nothing. ``rec`` without a tree is a run's start state: every
+        file of the run tree is written."""
+        first = not rec.tree
         run = dict(rec.info)
         writers = dict(run.get("writers") or {})
         if delta.writer is not None:
@@ -714,20 +809,20 @@ class ExpStore:
             SUMMARY_JSON: fmt.canonical_json(summary.to_json()),
             ARTIFACTS_JSON: fmt.canonical_json(fmt.manifest_to_json(artifacts.values())),
         }
-        if delta.code is not None:
+        if first or delta.code is not None:
             changes[CODE_JSON] = fmt.canonical_json(code)
-        if delta.env is not None:
+        if first or delta.env is not None:
             changes[ENV_JSON] = fmt.canonical_json(env)
         next_index = 0
         if rec.segments:
             next_index = max(int(n.split(".")[0]) for n, _ in rec.segments) + 1
         for i, seg in enumerate(delta.segments):
             changes[f"{METRICS_DIR}/{next_index + i:06d}.parquet"] = seg
-        tree = self.repo.update_tree(rec.tree, changes)
+        tree = self.repo.update_tree(rec.tree or None, changes)
         if tree == rec.tree:
             return None
         msg = commit_message(verb, ref, run, params, summary)
-        return self.repo.write_commit(tree, [tip], msg)
+        return self.repo.write_commit(tree, [parent], msg)
 
     def delete(self, ref: ExpRef) -> bool:
         """Remove a run's ref (its objects stay until gc)."""
@@ -741,9 +836,26 @@ class ExpStore:
         """Directory of a run's live writers on this machine."""
         return os.path.join(self.repo.exp_dir, "live", run_id)
 
-    def open_writer(self, ref: ExpRef) -> SpoolWriter:
-        """Register this process as a writer of ``ref`` (its spool directory)."""
-        return SpoolWriter(self, ref)
+    def open_writer(self, ref: ExpRef, start: RunStart | None = None) -> SpoolWriter:
+        """Register this process as a writer of ``ref`` (its spool directory);
+        with ``start``, of a new run whose first commit is still to be written."""
+        return SpoolWriter(self, ref, start)
+
+    def reserve_run_id(self, ref: ExpRef) -> bool:
+        """Claim a new run's id on this machine: False when a run in progress here
+        holds it (its live directory exists) or a run ref of that name exists."""
+        root = os.path.join(self.repo.exp_dir, "live")
+        try:
+            os.makedirs(root, exist_ok=True)
+            os.mkdir(self.live_root(ref.run_id))
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise StoreError(f"cannot write {root}: {exc.strerror or exc}") from exc
+        if self.repo.get_ref(str(ref)) is not None:
+            _rmdir_quiet(self.live_root(ref.run_id))
+            return False
+        return True
 
     def writers_of(self, run_id: str) -> list[tuple[str, dict[str, Any], bool]]:
         """(directory, owner info, alive) of every writer spool of a run here."""
@@ -825,6 +937,59 @@ class ExpStore:
         _rmdir_quiet(self.live_root(record.run_id))
         return self._reread(record)
 
+    def adopt_orphans(
+        self, on_error: Callable[[str, GitExpError], None] | None = None
+    ) -> list[ExpRef]:
+        """Record the runs whose writer died before their first commit.
+
+        Such a run has no ref, only its writer's spool with ``start.json``: its
+        ref is created from it, then the run is settled as ``crashed`` with what
+        the writer spooled. Returns the runs recorded. A run that cannot be
+        recorded now (its ref is locked by a writer killed mid-update, its
+        ``start.json`` is damaged) stays as it is and goes to ``on_error`` with
+        its run id, or raises when there is no ``on_error``. Cheap when nothing
+        runs: one directory listing.
+        """
+        root = os.path.join(self.repo.exp_dir, "live")
+        try:
+            run_ids = sorted(os.listdir(root))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        adopted: list[ExpRef] = []
+        for run_id in run_ids:
+            for d, _, alive in self.writers_of(run_id):
+                if alive or not os.path.exists(os.path.join(d, START_JSON)):
+                    continue
+                try:
+                    ref = self._adopt(run_id, d)
+                except GitExpError as exc:
+                    if on_error is None:
+                        raise
+                    on_error(run_id, exc)
+                    continue
+                if ref is not None:
+                    adopted.append(ref)
+        return adopted
+
+    def _adopt(self, run_id: str, writer_dir: str) -> ExpRef | None:
+        path = os.path.join(writer_dir, START_JSON)
+        start = read_start(writer_dir)
+        if start is None:
+            return None  # its writer's first commit, a moment ago, or another adopter
+        if start.ref.run_id != run_id:
+            raise FormatError(f"{path} names run {start.ref.short}, not {run_id}")
+        for attempt in range(MAX_RETRIES):
+            # None: another command is creating it right now (it holds the lock)
+            if self.repo.get_ref(str(start.ref)) or self.commit_first(start):
+                break
+            time.sleep(random.uniform(0.001, 0.01) * (1 + attempt))
+        else:
+            raise RunConflict(f"run {start.ref.short} could not be recorded now", str(start.ref))
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        self.settle(self.read(start.ref))
+        return start.ref
+
     def _reread(self, record: RunRecord) -> RunRecord:
         """The run at its ref's tip now (``record`` itself when the ref has not moved)."""
         tip = self.repo.get_ref(str(record.ref))
@@ -853,6 +1018,19 @@ class ExpStore:
             return
         delta = load_spool(writer_dir, entries, self.repo.write_blob)
         self.update(ref, delta, verb="recover")
+
+
+def _ignore(run_id: str, exc: GitExpError) -> None:
+    """An ``on_error`` for callers that try again later (the next command does)."""
+
+
+def _note_problem(problems: list[str]) -> Callable[[str, GitExpError], None]:
+    """An ``on_error`` that appends ``"<run id>: <error>"`` to ``problems``."""
+
+    def note(run_id: str, exc: GitExpError) -> None:
+        problems.append(f"{run_id}: {exc}")
+
+    return note
 
 
 def _shown(text: str, limit: int = 80) -> str:
@@ -907,6 +1085,22 @@ def _atomic_write(path: str, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def read_start(writer_dir: str) -> RunStart | None:
+    """The ``start.json`` of a writer's spool, or None when there is none.
+
+    Raises:
+        FormatError: it does not parse.
+    """
+    path = os.path.join(writer_dir, START_JSON)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return RunStart.from_json(json.load(f))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise FormatError(f"{path} is unreadable: {exc}") from exc
 
 
 def list_spool(writer_dir: str) -> list[int]:
@@ -972,13 +1166,19 @@ def load_spool(
 
 
 class SpoolWriter:
-    """This process's spool for one run: durable between checkpoints."""
+    """This process's spool for one run: durable between checkpoints.
 
-    def __init__(self, store: ExpStore, ref: ExpRef) -> None:
+    The writer of a new run holds its :class:`RunStart` until the first
+    commit, which creates the run's ref: at a checkpoint a second or so into
+    the run, or at finish for a shorter run (its only commit).
+    """
+
+    def __init__(self, store: ExpStore, ref: ExpRef, start: RunStart | None = None) -> None:
         self.store = store
         self.ref = ref
         self.writer_id = f"{os.getpid()}-{os.urandom(4).hex()}"
         self.dir = os.path.join(store.live_root(ref.run_id), self.writer_id)
+        self.start = start
         owner = {
             "pid": os.getpid(),
             "start": process_start(os.getpid()),
@@ -988,6 +1188,10 @@ class SpoolWriter:
         }
         try:
             os.makedirs(self.dir, exist_ok=True)
+            if start is not None:  # before owner.json: a dead owner's spool is complete
+                _atomic_write(
+                    os.path.join(self.dir, START_JSON), json.dumps(start.to_json()).encode()
+                )
             _atomic_write(os.path.join(self.dir, "owner.json"), json.dumps(owner).encode())
         except (OSError, StoreError) as exc:
             shutil.rmtree(self.dir, ignore_errors=True)
@@ -1023,16 +1227,34 @@ class SpoolWriter:
         return [s for s in list_spool(self.dir) if s > self.committed]
 
     def commit(self, extra: RunDelta | None, verb: str) -> str | None:
-        """Move spooled entries (and ``extra``) onto the ref; drop them from the spool."""
+        """Move spooled entries (and ``extra``) onto the ref; drop them from the spool.
+
+        The first commit of a new run creates its ref (verb ``start``, or
+        ``finish`` when the run ends before its first checkpoint).
+        """
         seqs = self.uncommitted()
         delta = load_spool(self.dir, seqs, self.store.repo.write_blob) if seqs else RunDelta()
         if extra is not None:
             delta.absorb(extra)
         if seqs:
             delta.writer = (self.writer_id, seqs[-1])
-        if delta.is_empty() and delta.writer is None:
+        if self.start is not None:
+            sha = self.store.commit_first(
+                self.start, delta, "start" if verb == "checkpoint" else verb
+            )
+            if sha is None:
+                raise RunConflict(
+                    f"run {self.ref.short} was created by someone else meanwhile; "
+                    "nothing of this run was recorded on it",
+                    str(self.ref),
+                )
+            self.start = None
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(self.dir, START_JSON))
+        elif delta.is_empty() and delta.writer is None:
             return None
-        sha = self.store.update(self.ref, delta, verb)
+        else:
+            sha = self.store.update(self.ref, delta, verb)
         for s in seqs:
             for ext in (".json", ".parquet"):
                 with contextlib.suppress(FileNotFoundError):

@@ -35,7 +35,7 @@ from gitexp.capture import (
     input_source,
     record_path,
 )
-from gitexp.errors import RunStateError, UsageError
+from gitexp.errors import RunConflict, RunStateError, UsageError
 from gitexp.format import ArtifactEntry, ExpRef
 from gitexp.metrics import MetricBuffer, to_parquet
 from gitexp.store import ExpStore, RunDelta, SpoolWriter
@@ -53,6 +53,8 @@ MIN_CHECKPOINT = 5.0  # seconds between commits to the ref, early in a run
 MAX_CHECKPOINT = 300.0  # ... and late in a long run
 HEARTBEAT_INTERVAL = 600.0  # an idle run still commits a heartbeat this often
 TICK = 0.05
+FIRST_COMMIT_DELAY = 0.25  # a run's ref is created this long into the run (or at finish)
+MAX_ID_DRAWS = 50
 FINISH_DRAIN_POINTS = 1 << 18  # at finish, what is still buffered is spooled in smaller drains
 # the clock of flushes and checkpoints (a test drives a simulated one through a long run)
 _clock = time.monotonic
@@ -430,7 +432,11 @@ class Run:
                 now - self._last_spool >= FLUSH_INTERVAL
             ):
                 self._spool()
-            if now - self._last_commit >= checkpoint_interval(now - self._start):
+            if self._writer.start is not None:
+                if now - self._start >= FIRST_COMMIT_DELAY:  # the run's ref, at last
+                    self._writer.commit(self._heartbeat(), "start")
+                    self._last_commit = self._last_beat = now
+            elif now - self._last_commit >= checkpoint_interval(now - self._start):
                 idle_for = now - self._last_beat
                 if self._writer.uncommitted() or idle_for >= HEARTBEAT_INTERVAL:
                     self._writer.commit(self._heartbeat(), "checkpoint")
@@ -598,47 +604,53 @@ def create_run(
     artifacts: Iterable[ArtifactEntry] = (),
     extra: Mapping[str, Any] | None = None,
     code: CodeState | None = None,
+    defer: bool = True,
 ) -> Run:
     """Create a run in an open store and start tracking it (used by ``git exp run``).
 
     ``code``: the code version to record instead of capturing the work tree's
     (``reproduce`` records its replay against the original run's code commit).
+    ``defer``: leave the first commit (which creates the run's ref) to the first
+    checkpoint, FIRST_COMMIT_DELAY into the run, or to finish, so that a short
+    run is one commit; ``git exp run`` creates the ref at once, for its command
+    to attach to.
     """
+    fmt.validate_experiment(experiment)
     if code is None:
         code = code_state(store.repo, store.cas)
     now = fmt.utc_now()
-    run_id = fmt.new_run_id(now)
-    ref = ExpRef(experiment, run_id)
-    # the spool exists before the ref does, so a reader never sees a live run
-    # without its writer
-    writer = store.open_writer(ref)
-    try:
-        info: dict[str, Any] = {
-            "id": run_id,
-            "name": name,
-            "status": "running",
-            "start_time": fmt.iso(now),
-            "heartbeat": fmt.iso(now),
-            "command": command,
-            "cwd": os.getcwd(),
-            "tags": tags,
-            **host_facts(),
-            **(extra or {}),
-        }
-        info.setdefault("cwd_rel", _relative_cwd(info.get("cwd"), store.repo.work_tree))
-        ref, _ = store.create(
-            experiment,
-            info,
-            params,
-            code.data,
-            code.code_commit,
-            environment(environ),
-            [*code.large_files, *artifacts],
+    info: dict[str, Any] = {
+        "name": name,
+        "status": "running",
+        "start_time": fmt.iso(now),
+        "heartbeat": fmt.iso(now),
+        "command": command,
+        "cwd": os.getcwd(),
+        "tags": tags,
+        **host_facts(),
+        **(extra or {}),
+    }
+    info.setdefault("cwd_rel", _relative_cwd(info.get("cwd"), store.repo.work_tree))
+    env = environment(environ)
+    for _ in range(MAX_ID_DRAWS):
+        ref = ExpRef(experiment, fmt.new_run_id(now))
+        if not store.reserve_run_id(ref):
+            continue  # the id is taken (here, or by a run in progress): draw another
+        start = store.start_state(
+            ref, info, params, code.data, code.code_commit, env, [*code.large_files, *artifacts]
         )
-    except BaseException:
-        writer.close()
-        raise
-    return _register(Run(store, ref, writer, params, now.timestamp(), attached=False))
+        # the spool (with the start state) exists before the ref does, so a reader
+        # never sees a live run without its writer, and a writer killed before its
+        # first commit leaves what the next command needs to record the run
+        writer = store.open_writer(ref, start)
+        if not defer:
+            try:
+                writer.commit(None, "start")
+            except BaseException:
+                writer.close()
+                raise
+        return _register(Run(store, ref, writer, params, now.timestamp(), attached=False))
+    raise RunConflict(f"could not draw a free run id in {experiment}", experiment)
 
 
 def _relative_cwd(cwd: Any, work_tree: str | None) -> str | None:

@@ -50,9 +50,10 @@ def _history(gx, repo):
     assert gx("run", "-q", "-e", "interop/fail", "--", "false").returncode == 1
     (repo / "crash.py").write_text(
         "import os, signal, gitexp\nr = gitexp.start_run()\nr.log_metric('m', 1)\n"
-        "r.flush()\nos.kill(os.getpid(), signal.SIGKILL)\n"
+        "r.checkpoint()\nos.kill(os.getpid(), signal.SIGKILL)\n"
     )
-    # a process that dies outside `git exp run`: the next reader settles it as crashed
+    # a process that dies outside `git exp run` after its run reached its ref: the next
+    # reader here settles it as crashed; a clone sees it as the origin left it
     proc = subprocess.run([sys.executable, "crash.py"], cwd=repo)
     assert proc.returncode == -9
     return run_refs(repo)

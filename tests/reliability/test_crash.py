@@ -9,12 +9,16 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 import gitexp
-from conftest import fsck, git, kill_when_ready
+from conftest import fsck, git, kill_when_ready, run_refs
 from gitexp.store import ExpStore
 
 TRAINER = r"""
-import sys, time, gitexp
+import sys, time, gitexp, gitexp.tracking
+if sys.argv[2:] == ["early"]:  # killed before the run's first commit (its ref), surely
+    gitexp.tracking.FIRST_COMMIT_DELAY = 3600
 run = gitexp.start_run(experiment="crash", params={"lr": 0.1, "nested": {"depth": 3}})
 with open("model.bin", "wb") as f:
     f.write(b"weights" * 1000)
@@ -31,11 +35,13 @@ with open(sys.argv[1], "w") as marks:
 """
 
 
-def _start_trainer(repo, marks):
+def _start_trainer(repo, marks, early=False):
     script = repo / "trainer.py"
     script.write_text(TRAINER)
     return subprocess.Popen(
-        [sys.executable, str(script), str(marks)], cwd=repo, start_new_session=True
+        [sys.executable, str(script), str(marks), *(["early"] if early else [])],
+        cwd=repo,
+        start_new_session=True,
     )
 
 
@@ -108,7 +114,10 @@ def test_a_live_run_is_not_declared_crashed(repo, gx, tmp_path):
     proc = _start_trainer(repo, marks)
     try:
         _wait_for(marks, lambda t: len(_marks(t)) > 3)
-        out = json.loads(gx.ok("log", "--json", "-e", "crash"))
+        deadline = time.monotonic() + 20
+        out = []
+        while not out and time.monotonic() < deadline:  # listed from its first commit on
+            out = json.loads(gx.ok("log", "--json", "-e", "crash"))
         assert out[0]["status"] == "running"
     finally:
         os.kill(proc.pid, signal.SIGKILL)
@@ -235,14 +244,21 @@ def test_sigterm_to_git_exp_run_ends_the_run_killed(repo, gx):
     fsck(repo)
 
 
-def test_concurrent_commands_settle_crashed_runs_once_and_all_see_them(repo, gx, tmp_path):
+@pytest.mark.parametrize("early", [False, True], ids=["after-first-commit", "before-it"])
+def test_concurrent_commands_settle_crashed_runs_once_and_all_see_them(
+    repo, gx, tmp_path, early
+):
     """Right after three kills, six readers at once: each sees every run crashed, with
-    no warning; each run gets exactly one `crash` commit."""
+    no warning; each run gets exactly one `crash` commit (and, for runs killed before
+    their first commit, exactly one `start` commit, made by one of the readers)."""
     ids = []
     for k in range(3):
         marks = tmp_path / f"marks{k}"
-        proc = _start_trainer(repo, marks)
+        proc = _start_trainer(repo, marks, early)
         _wait_for(marks, lambda t: len(_marks(t)) > 10)
+        deadline = time.time() + 30
+        while not early and len(run_refs(repo)) <= k and time.time() < deadline:
+            time.sleep(0.02)  # until its first commit
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
     readers = [
@@ -265,6 +281,7 @@ def test_concurrent_commands_settle_crashed_runs_once_and_all_see_them(repo, gx,
         ref = f"refs/experiments/crash/{run_id}"
         subjects = git("log", "--format=%s", ref, cwd=repo).splitlines()
         assert sum(s.startswith("crash ") for s in subjects) == 1, subjects
+        assert sum(s.startswith("start ") for s in subjects) == 1, subjects
     assert not list((repo / ".git" / "exp" / "live").glob("*"))
     fsck(repo)
 
@@ -315,7 +332,7 @@ def test_a_simulated_ten_hour_run_stays_within_the_object_budget(repo, monkeypat
     monkeypatch.setattr(tracking, "_clock", lambda: now[0])
     run = gitexp.start_run(experiment="long", repo=repo)
     tracking._open_runs.discard(run)  # this test ticks, not the flusher thread
-    code_commit = git("rev-parse", f"{run.ref}^", cwd=repo).strip()
+    code_commit = git("rev-parse", "HEAD", cwd=repo).strip()  # a clean work tree
     step = 0
     while now[0] - 1000.0 < 10 * 3600:
         now[0] += 10.0  # one tick per 10 s (the flusher ticks every 0.05 s)

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import gitexp
-from conftest import fsck, git, kill_when_ready
+from conftest import fsck, git, kill_when_ready, run_refs
 from gitexp.errors import GitExpError
 from gitexp.store import ExpStore, _parse_record
 
@@ -191,6 +191,7 @@ def test_rm_with_retention_filters(repo, gx):
 LOGGER = r"""
 import sys, time, gitexp
 run = gitexp.start_run(experiment="spool")
+run.checkpoint()  # the run's ref exists: what follows is only spooled
 with open(sys.argv[1], "wb") as f:
     f.write(sys.argv[1].encode() * 100)
 run.log_artifact(sys.argv[1])
@@ -228,6 +229,39 @@ def test_gc_finalises_crashed_runs_and_removes_abandoned_spools(repo, gx):
     assert [p.read_bytes() for p in _cas_files(repo)] == [b"kept.bin" * 100]
     loose = dict(ln.split(": ") for ln in git("count-objects", "-v", cwd=repo).splitlines())
     assert int(loose["count"]) == 0  # git objects packed
+    fsck(repo)
+
+
+EARLY = r"""
+import sys, time, gitexp, gitexp.tracking
+gitexp.tracking.FIRST_COMMIT_DELAY = 3600  # killed before the run's first commit, surely
+run = gitexp.start_run(experiment="early", params={"lr": 0.5})
+with open(sys.argv[1], "wb") as f:
+    f.write(b"early" * 100)
+run.log_artifact(sys.argv[1])
+print("logged", flush=True)
+time.sleep(600)
+"""
+
+
+def test_gc_records_a_run_killed_before_its_first_commit(repo, gx):
+    """Its spool is the only trace of it (no ref yet): gc records it as crashed with
+    what it spooled instead of removing the spool as abandoned, and keeps its objects."""
+    (repo / "early.py").write_text(EARLY)
+    kill_when_ready(["early.py", "early.bin"], repo, "logged")
+    assert run_refs(repo) == []
+    (run_id,) = os.listdir(repo / ".git" / "exp" / "live")
+    out = gx.ok("gc", "--grace", "0s")
+    assert "finalised 1 crashed run" in out and "abandoned" not in out, out
+    assert not (repo / ".git" / "exp" / "live" / run_id).exists()
+    with ExpStore(repo) as store:
+        rec = store.read(store.resolve(run_id))
+        assert rec.status == "crashed" and rec.params == {"lr": 0.5}
+        (entry,) = rec.artifacts
+        assert store.cas.get_bytes(entry.blake3) == b"early" * 100
+        # its history: the start its writer never wrote, what it spooled, the crash
+        subjects = [store.repo.commit_info(c).message.split()[0] for c in store.history(rec.sha)]
+    assert subjects == ["crash", "recover", "start"]
     fsck(repo)
 
 

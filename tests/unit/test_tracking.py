@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -59,11 +58,11 @@ def test_context_manager_records_a_finished_run(repo):
     assert _series(table, "loss")[0] == [0, 1, 2]
     assert rec.info["end_time"] >= rec.info["start_time"]
     assert rec.info["duration"] >= 0
-    # the first run commit's parent is HEAD (clean work tree)
+    # a run that ends within its first second is one commit, on HEAD (clean work tree)
     with ExpStore(repo) as s:
-        first = s.history(rec.sha)[-1]  # the run's oldest commit
-    assert git("rev-parse", f"{first}^", cwd=repo).strip() == head
-    assert git("log", "-1", "--format=%s", first, cwd=repo).startswith(f"start mnist/{run.id}")
+        assert s.history(rec.sha) == [rec.sha]
+    assert git("rev-parse", f"{rec.sha}^", cwd=repo).strip() == head
+    assert git("log", "-1", "--format=%s", rec.sha, cwd=repo).startswith(f"finish mnist/{run.id}")
     # finishing removed the live spool
     assert not os.listdir(repo / ".git" / "exp" / "live")
 
@@ -450,25 +449,40 @@ def test_dirty_work_tree_run_points_at_a_snapshot(repo):
 
 
 def test_a_live_run_reaches_its_ref_at_checkpoints_before_finishing(repo, monkeypatch):
-    """The background flusher spools and commits without any call from the script."""
+    """The background flusher creates the run's ref a moment into the run, then
+    spools and commits checkpoints without any call from the script."""
     import time
 
     from gitexp import tracking
 
     monkeypatch.setattr(tracking, "FLUSH_INTERVAL", 0.05)
+    monkeypatch.setattr(tracking, "FIRST_COMMIT_DELAY", 0.3)
     monkeypatch.setattr(tracking, "MIN_CHECKPOINT", 0.3)
-    with gitexp.start_run() as run:
-        first = run.sha
-        run.log_metric("loss", 0.5)
+    head = git("rev-parse", "HEAD", cwd=repo).strip()
+
+    def wait_for(check):
         deadline = time.monotonic() + 20
-        summary = {}
         while time.monotonic() < deadline:
-            summary = json.loads(git("show", f"{run.ref}:summary.json", cwd=repo))
-            if "loss" in summary["metrics"]:
-                break
+            found = check()
+            if found:
+                return found
             time.sleep(0.05)
-        assert summary["metrics"]["loss"]["last"] == 0.5
+        raise AssertionError("the flusher never got there")
+
+    with gitexp.start_run() as run:
+        run.log_metric("loss", 0.5)
+        if run.sha is None:  # the ref comes with the first commit, once the run is 0.3 s old
+            assert run_refs(repo) == []
+        first = wait_for(lambda: run.sha)
+        assert git("log", "-1", "--format=%s", first, cwd=repo).startswith("start ")
+        assert git("rev-parse", f"{first}^", cwd=repo).strip() == head
+        def loss():  # the loss summary on the run's ref now
+            return show_json(repo, run.ref, "summary.json")["metrics"].get("loss")
+
+        assert wait_for(loss)["last"] == 0.5
+        run.log_metric("loss", 0.25)
+        assert wait_for(lambda: loss()["count"] == 2 and loss())["last"] == 0.25
         assert run.sha != first
         assert show_json(repo, run.ref, "run.json")["status"] == "running"
         assert git("log", "-1", "--format=%s", run.ref, cwd=repo).startswith("checkpoint ")
-    assert _record(repo, run.ref)[0].summary.metrics["loss"].count == 1  # not counted twice
+    assert _record(repo, run.ref)[0].summary.metrics["loss"].count == 2  # none counted twice
