@@ -24,6 +24,7 @@ from gitexp.errors import IntegrityError, InvalidName, ObjectMissing, StoreError
 
 CHUNK = 1 << 20
 BIG = 64 << 20  # from this size on, hash with all cores
+SMALL = 4 << 20  # up to this size a file is hashed before it is copied (read into memory)
 _KEY_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -357,6 +358,8 @@ class LocalStore:
         cached = self.stat_cache.get(path, before)
         if cached is not None and self._freshen(self.path_for(cached)):
             return cached, before.st_size  # unchanged and already stored: nothing to read
+        if before.st_size <= SMALL:
+            return self._put_small(path, before)
         try:
             f, name = self._tempfile()
         except OSError as exc:
@@ -379,6 +382,20 @@ class LocalStore:
             _unlink_quiet(name)
             raise
         return key, size
+
+    def _put_small(self, path: str, before: os.stat_result) -> tuple[str, int]:
+        """A small file is read and hashed first: when the store has its bytes
+        already (the same config or model logged again, too young for the stat
+        cache), nothing is written, and no fsync is paid for a copy thrown away."""
+        try:
+            with open(path, "rb") as src:
+                data = src.read()
+        except OSError as exc:
+            raise StoreError(f"cannot store {path}: {exc.strerror or exc}") from exc
+        _check_unchanged(path, before, len(data))
+        key = self.put_bytes(data)
+        self.stat_cache.put(path, before, key)
+        return key, len(data)
 
     def put_verified(self, src: IO[bytes], key: str, size_hint: int = 0) -> int:
         """Store the bytes read from ``src`` under ``key`` only if they hash to ``key``.
