@@ -43,6 +43,13 @@ def isolate(tmp_path_factory, monkeypatch):
         '[protocol "file"]\n\tallow = always\n'
     )
     yield home
+    # a run a test left open (one whose finish failed on purpose, say) must not
+    # become the active run of the next test in this process
+    from gitexp import tracking
+
+    with tracking._state_lock:
+        tracking._active.clear()
+    tracking._open_runs.clear()
 
 
 def git(

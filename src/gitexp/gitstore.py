@@ -466,33 +466,41 @@ class GitRepo:
         ref = name.encode("utf-8")
         ident = self.identity()
         lock = os.path.join(self.common_dir, *name.split("/")) + ".lock"
-        lock_was_there = os.path.exists(lock)
-        try:
-            if old is None:
+        for attempt in range(5):
+            lock_was_there = os.path.exists(lock)
+            try:
+                if old is None:
+                    return bool(
+                        self._repo.refs.add_if_new(
+                            ref, new.encode("ascii"), committer=ident, message=message.encode()
+                        )
+                    )
                 return bool(
-                    self._repo.refs.add_if_new(
-                        ref, new.encode("ascii"), committer=ident, message=message.encode()
+                    self._repo.refs.set_if_equals(
+                        ref,
+                        old.encode("ascii"),
+                        new.encode("ascii"),
+                        committer=ident,
+                        message=message.encode(),
                     )
                 )
-            return bool(
-                self._repo.refs.set_if_equals(
-                    ref,
-                    old.encode("ascii"),
-                    new.encode("ascii"),
-                    committer=ident,
-                    message=message.encode(),
-                )
-            )
-        except FileLocked:
-            self._break_stale_lock(name)
-            return False  # another writer holds the ref's lock: a lost race, retry
-        except OSError as exc:
-            # dulwich leaves its lock file behind when closing it fails (a full
-            # disk): a lock that was not there before is ours, and must not block
-            # the ref for 30 s (nor git itself, for ever)
-            if not lock_was_there:
-                _unlink_quiet(lock)
-            raise StoreError(f"cannot update {name}: {exc.strerror or exc}") from exc
+            except FileLocked:
+                self._break_stale_lock(name)
+                return False  # another writer holds the ref's lock: a lost race, retry
+            except FileNotFoundError as exc:
+                # `git pack-refs` (git gc) removes the empty directory of packed refs
+                # between dulwich's mkdir and its lock file: try again, as for objects
+                if attempt < 4:
+                    continue
+                raise StoreError(f"cannot update {name}: {exc.strerror or exc}") from exc
+            except OSError as exc:
+                # dulwich leaves its lock file behind when closing it fails (a full
+                # disk): a lock that was not there before is ours, and must not block
+                # the ref for 30 s (nor git itself, for ever)
+                if not lock_was_there:
+                    _unlink_quiet(lock)
+                raise StoreError(f"cannot update {name}: {exc.strerror or exc}") from exc
+        raise AssertionError("unreachable")
 
     def _break_stale_lock(self, name: str) -> None:
         """Remove a ref's lock file left by a killed writer.
