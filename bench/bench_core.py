@@ -120,6 +120,9 @@ def main() -> None:
         )
         print(f"log_metric, numpy array of 10M: {lm['batched_points_per_s'] / 1e6:.1f} M points/s")
         print(f"finish() after 11M points:                {lm['finish_after_11M_points_s']:.2f} s")
+        # the 11M points just written are still being written back: the first fsync
+        # of a small run would wait for them (ext4 orders data before metadata)
+        os.sync()
         w2 = bench_small_run(gitexp, repo, art)
         print(f"run (10 params, 3x100 metrics, 1 KB artifact), median of 30: {w2:.1f} ms")
         log_s, help_s = bench_log(repo, args.runs, gitexp)

@@ -1121,7 +1121,7 @@ def load_spool(
     read, and the delta holds ``(mode, sha)``: memory stays bounded by one
     segment however much a run spooled since its last commit.
     """
-    from gitexp.metrics import concat, from_parquet, segment_rows, to_parquet
+    from gitexp.metrics import merge_segments, segment_rows
 
     wid = os.path.basename(writer_dir)
     delta = RunDelta()
@@ -1135,7 +1135,7 @@ def load_spool(
         if len(small) == 1:  # nothing to merge with: the segment as it is
             keep(small[0][0])
         elif small:
-            keep(to_parquet(concat([from_parquet(d, w) for d, w, _ in small])))
+            keep(merge_segments((d, w) for d, w, _ in small))
         small.clear()
 
     def add_small(data: bytes, where: str) -> None:

@@ -37,7 +37,7 @@ from gitexp.capture import (
 )
 from gitexp.errors import RunConflict, RunStateError, UsageError
 from gitexp.format import ArtifactEntry, ExpRef
-from gitexp.metrics import MetricBuffer, to_parquet
+from gitexp.metrics import MetricBuffer, release_memory, to_parquet
 from gitexp.store import ExpStore, RunDelta, SpoolWriter
 
 ENV_RUN_REF = "GITEXP_RUN_REF"
@@ -55,6 +55,7 @@ HEARTBEAT_INTERVAL = 600.0  # an idle run still commits a heartbeat this often
 TICK = 0.05
 FIRST_COMMIT_DELAY = 0.25  # a run's ref is created this long into the run (or at finish)
 MAX_ID_DRAWS = 50
+MAX_BUFFERED = 1 << 20  # points held in memory before a logging call spools them itself
 FINISH_DRAIN_POINTS = 1 << 18  # at finish, what is still buffered is spooled in smaller drains
 # the clock of flushes and checkpoints (a test drives a simulated one through a long run)
 _clock = time.monotonic
@@ -233,7 +234,8 @@ class Run:
         if self._finished:
             self._usable()
         if hasattr(value, "__len__") and not isinstance(value, (str, bytes)):
-            self._buffer.append_array(key, value, None if step is None else _steps(step, value))
+            steps = None if step is None else _steps(step, value)
+            self._buffer.append_array(key, value, steps, self._relieve)
         else:
             self._buffer.append(key, value, step)
 
@@ -243,7 +245,14 @@ class Run:
             return
         if not isinstance(metrics, Mapping):
             raise UsageError("log_metrics takes a mapping of metric name to value")
-        self._buffer.append_many(metrics, step)
+        self._buffer.append_many(metrics, step, self._relieve)
+
+    def _relieve(self) -> None:
+        """Past MAX_BUFFERED points (arrays logged faster than the background
+        thread spools them), spool in the caller's thread: memory stays bounded."""
+        if self._buffer.size() > MAX_BUFFERED:
+            self._spool()
+            release_memory()
 
     def log_param(self, key: str, value: Any) -> None:
         """Record one param (``a.b`` keys nest); durable when the call returns."""
@@ -428,21 +437,27 @@ class Run:
         try:
             if self._finished:
                 return
+            wrote = False
             if (self._buffer.pending() or not self._pending.is_empty()) and (
                 now - self._last_spool >= FLUSH_INTERVAL
             ):
                 self._spool()
+                wrote = True
             if self._writer.start is not None:
                 if now - self._start >= FIRST_COMMIT_DELAY:  # the run's ref, at last
                     self._writer.commit(self._heartbeat(), "start")
                     self._last_commit = self._last_beat = now
+                    wrote = True
             elif now - self._last_commit >= checkpoint_interval(now - self._start):
                 idle_for = now - self._last_beat
                 if self._writer.uncommitted() or idle_for >= HEARTBEAT_INTERVAL:
                     self._writer.commit(self._heartbeat(), "checkpoint")
                     self._last_beat = now
+                    wrote = True
                 self._last_commit = now
             self._writer.touch()
+            if wrote:
+                release_memory()
         finally:
             self._io.release()
 
@@ -464,8 +479,9 @@ class Run:
         with self._io:
             if self._finished:
                 return
-            while self._buffer.size() > FINISH_DRAIN_POINTS:  # a big burst goes through the
-                self._spool(FINISH_DRAIN_POINTS)  # spool in small drains; the rest is taken below
+            if self._buffer.size() > FINISH_DRAIN_POINTS:  # a big burst goes through the
+                self._spool(FINISH_DRAIN_POINTS)  # spool in small drains
+                release_memory()
             taken, table = self._take(FINISH_DRAIN_POINTS)
             delta = RunDelta()
             delta.absorb(taken)

@@ -143,6 +143,30 @@ def test_log_metrics_takes_arrays_like_log_metric(repo):
     assert {"ok", "bad", "arr"}.isdisjoint(rec.summary.metrics)
 
 
+def test_a_huge_array_is_buffered_in_bounded_memory_and_kept_whole(repo, monkeypatch):
+    """An array bigger than the buffer bound is copied slice by slice and spooled
+    during the call; every point arrives, in order, with its step, and the caller
+    may overwrite its array as soon as the call returns. (Bounds scaled down.)"""
+    from gitexp import metrics, tracking
+
+    monkeypatch.setattr(tracking, "MAX_BUFFERED", 40_000)
+    monkeypatch.setattr(metrics, "DRAIN_POINTS", 10_000)
+    MAX_BUFFERED = tracking.MAX_BUFFERED
+    n = 3 * MAX_BUFFERED + 123
+    values = np.arange(n, dtype=np.float64)
+    with gitexp.start_run() as run:
+        run.log_metric("big", values, step=5)
+        assert run._buffer.size() <= MAX_BUFFERED  # the rest is on disk already
+        values[:] = -1.0  # the caller reuses its array
+        run.log_metric("big", 7.0)  # one past the array's last step
+        run.log_metrics({"pair": np.array([1.0, 2.0])}, step=0)
+    _, table = _record(repo, run.ref)
+    steps, vals = _series(table, "big")
+    assert steps == list(range(5, 5 + n + 1))
+    assert vals[:-1] == list(np.arange(n, dtype=np.float64)) and vals[-1] == 7.0
+    assert _series(table, "pair") == ([0, 1], [1.0, 2.0])
+
+
 def test_log_summary_overrides_the_last_value(repo):
     with gitexp.start_run() as run:
         run.log_metric("acc", 0.5)
