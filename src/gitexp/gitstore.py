@@ -127,9 +127,10 @@ class GitRepo:
 
         blob = Blob.from_string(data)
         if len(data) >= BIG_BLOB:
-            # metric segments are zstd-compressed already: zlib at level 1 is
-            # several times faster than the default and loses almost nothing
-            self._add(blob, compression_level=1)
+            # metric segments are zstd-compressed already: zlib would spend a second
+            # per 100 MB finding almost nothing; level 0 stores them deflate-framed,
+            # as every loose object must be (git gc packs them as usual)
+            self._add(blob, compression_level=0)
         else:
             self._add(blob)
         return blob.id.decode("ascii")
