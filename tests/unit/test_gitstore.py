@@ -56,6 +56,22 @@ def test_objects_written_are_valid_for_git(grepo, repo):
     assert not list((repo / ".git" / "objects" / "pack").glob("*.pack"))
 
 
+def test_cat_batch_reads_many_objects_in_order_through_several_processes(grepo):
+    """Enough names to be split among several git cat-file processes: every answer
+    comes back in the order asked, missing objects as None."""
+    blobs = [grepo.write_blob(f"blob {i}\n".encode()) for i in range(700)]
+    missing = "0" * 40
+    names = [n for sha in blobs for n in (sha, missing)][:1300]
+    got = grepo.cat_batch(names)
+    assert len(got) == len(names)
+    for name, answer in zip(names, got):
+        if name == missing:
+            assert answer is None
+        else:
+            assert answer is not None and answer[0] == name and answer[1] == "blob"
+            assert answer[2] == f"blob {blobs.index(name)}\n".encode()
+
+
 def test_missing_object_is_objectmissing(grepo):
     with pytest.raises(ObjectMissing):
         grepo.read_blob("0" * 40)
