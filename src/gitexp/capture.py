@@ -21,7 +21,7 @@ from typing import Any
 from gitexp.cas import LocalStore, dir_listing, hash_bytes
 from gitexp.errors import UsageError
 from gitexp.format import ArtifactEntry, has_surrogates, normalize_artifact_path
-from gitexp.gitstore import GitRepo
+from gitexp.gitstore import GitRepo, StatusProbe
 
 # Environment variables worth recording: they change results or their speed.
 ENV_VARS = (
@@ -142,9 +142,17 @@ class CodeState:
     large_files: list[ArtifactEntry] = field(default_factory=list)
 
 
-def code_state(repo: GitRepo, cas: LocalStore, large_threshold: int = 10 << 20) -> CodeState:
-    """Record the code version; snapshot a dirty work tree (large files to the CAS)."""
-    state = repo.worktree_state(large_threshold, os.path.join(repo.exp_dir, "tmp"))
+def code_state(
+    repo: GitRepo,
+    cas: LocalStore,
+    large_threshold: int = 10 << 20,
+    probe: StatusProbe | None = None,
+) -> CodeState:
+    """Record the code version; snapshot a dirty work tree (large files to the CAS).
+
+    ``probe``: the ``git status`` started earlier by :meth:`GitRepo.status_probe`.
+    """
+    state = repo.worktree_state(large_threshold, os.path.join(repo.exp_dir, "tmp"), probe)
     large: list[ArtifactEntry] = []
     for rel in state.large_files:
         full = os.path.join(repo.work_tree or "", rel)

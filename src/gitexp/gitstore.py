@@ -73,6 +73,45 @@ class WorkTreeState:
     unreadable: list[str] = field(default_factory=list)  # changed while git read them
 
 
+class StatusProbe:
+    """``git status`` of a work tree, started at once and read later."""
+
+    ARGS = ("status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames")
+
+    def __init__(self, work_tree: str) -> None:
+        if shutil.which("git") is None:
+            raise GitExpError("the git command is not installed or not on PATH")
+        try:
+            self._proc = subprocess.Popen(
+                ["git", *self.ARGS],
+                cwd=work_tree,
+                env=_git_env(),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+        except OSError as exc:
+            raise GitExpError(f"cannot run git status: {exc.strerror or exc}") from exc
+        self._result: tuple[bytes, bytes] | None = None
+
+    def output(self) -> str:
+        """What git printed; GitExpError when it failed."""
+        out, err = self._wait()
+        if self._proc.returncode != 0:
+            msg = err.decode("utf-8", "replace").strip().splitlines()
+            raise GitExpError(f"git status failed: {msg[-1] if msg else self._proc.returncode}")
+        return out.decode("utf-8", "surrogateescape")
+
+    def close(self) -> None:
+        """Wait for git (a caller that no longer needs its output); idempotent."""
+        self._wait()
+
+    def _wait(self) -> tuple[bytes, bytes]:
+        if self._result is None:
+            self._result = self._proc.communicate()
+        return self._result
+
+
 def _git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("LC_ALL", "C")
@@ -864,7 +903,16 @@ class GitRepo:
             raise GitExpError(f"git {args[0]} failed: {msg[-1] if msg else proc.returncode}")
         return proc.stdout.decode("utf-8", "surrogateescape")
 
-    def worktree_state(self, large_threshold: int, tmp_dir: str) -> WorkTreeState:
+    def status_probe(self) -> StatusProbe | None:
+        """Start ``git status`` for :meth:`worktree_state` now and return at once,
+        so that the caller's other work overlaps it (None in a bare repository)."""
+        if self.bare or self.work_tree is None:
+            return None
+        return StatusProbe(self.work_tree)
+
+    def worktree_state(
+        self, large_threshold: int, tmp_dir: str, probe: StatusProbe | None = None
+    ) -> WorkTreeState:
         """The code version of the checkout; a snapshot commit when it is dirty.
 
         The snapshot is made like ``git stash create`` with untracked,
@@ -886,9 +934,7 @@ class GitRepo:
         )
         if self.bare or self.work_tree is None:
             return state
-        out = self._run_git(
-            ["status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames"]
-        )
+        out = (probe or StatusProbe(self.work_tree)).output()
         changed: list[str] = []
         for item in out.split("\0"):
             if len(item) > 3:

@@ -857,6 +857,10 @@ class ExpStore:
             return False
         return True
 
+    def release_run_id(self, ref: ExpRef) -> None:
+        """Give back an id :meth:`reserve_run_id` claimed for a run that was not started."""
+        _rmdir_quiet(self.live_root(ref.run_id))
+
     def writers_of(self, run_id: str) -> list[tuple[str, dict[str, Any], bool]]:
         """(directory, owner info, alive) of every writer spool of a run here."""
         root = self.live_root(run_id)

@@ -632,26 +632,29 @@ def create_run(
     to attach to.
     """
     fmt.validate_experiment(experiment)
+    probe = None
     if code is None:
-        code = code_state(store.repo, store.cas)
-    now = fmt.utc_now()
-    info: dict[str, Any] = {
-        "name": name,
-        "status": "running",
-        "start_time": fmt.iso(now),
-        "heartbeat": fmt.iso(now),
-        "command": command,
-        "cwd": os.getcwd(),
-        "tags": tags,
-        **host_facts(),
-        **(extra or {}),
-    }
-    info.setdefault("cwd_rel", _relative_cwd(info.get("cwd"), store.repo.work_tree))
-    env = environment(environ)
-    for _ in range(MAX_ID_DRAWS):
-        ref = ExpRef(experiment, fmt.new_run_id(now))
-        if not store.reserve_run_id(ref):
-            continue  # the id is taken (here, or by a run in progress): draw another
+        store.repo.require_head()  # NoCommits before anything is started or written
+        probe = store.repo.status_probe()  # git status runs while the rest is prepared
+    ref: ExpRef | None = None
+    try:
+        now = fmt.utc_now()
+        info: dict[str, Any] = {
+            "name": name,
+            "status": "running",
+            "start_time": fmt.iso(now),
+            "heartbeat": fmt.iso(now),
+            "command": command,
+            "cwd": os.getcwd(),
+            "tags": tags,
+            **host_facts(),
+            **(extra or {}),
+        }
+        info.setdefault("cwd_rel", _relative_cwd(info.get("cwd"), store.repo.work_tree))
+        env = environment(environ)
+        ref = ExpRef(experiment, _reserve_run_id(store, experiment, now))
+        if code is None:
+            code = code_state(store.repo, store.cas, probe=probe)
         start = store.start_state(
             ref, info, params, code.data, code.code_commit, env, [*code.large_files, *artifacts]
         )
@@ -659,13 +662,27 @@ def create_run(
         # never sees a live run without its writer, and a writer killed before its
         # first commit leaves what the next command needs to record the run
         writer = store.open_writer(ref, start)
-        if not defer:
-            try:
-                writer.commit(None, "start")
-            except BaseException:
-                writer.close()
-                raise
-        return _register(Run(store, ref, writer, params, now.timestamp(), attached=False))
+    except BaseException:
+        if probe is not None:
+            probe.close()
+        if ref is not None:
+            store.release_run_id(ref)
+        raise
+    if not defer:
+        try:
+            writer.commit(None, "start")
+        except BaseException:
+            writer.close()
+            raise
+    return _register(Run(store, ref, writer, params, now.timestamp(), attached=False))
+
+
+def _reserve_run_id(store: ExpStore, experiment: str, now: Any) -> str:
+    """A new run id that no run here holds (drawn again while one does)."""
+    for _ in range(MAX_ID_DRAWS):
+        run_id = fmt.new_run_id(now)
+        if store.reserve_run_id(ExpRef(experiment, run_id)):
+            return run_id
     raise RunConflict(f"could not draw a free run id in {experiment}", experiment)
 
 
