@@ -87,10 +87,20 @@ def git_daemon(tmp_path_factory):
     base = tmp_path_factory.mktemp("daemon")
     port = free_port()
     proc = subprocess.Popen(
-        ["git", "daemon", "--listen=127.0.0.1", f"--port={port}", "--reuseaddr",
-         "--export-all", "--enable=receive-pack", "--informative-errors",
-         f"--base-path={base}", str(base)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            "git",
+            "daemon",
+            "--listen=127.0.0.1",
+            f"--port={port}",
+            "--reuseaddr",
+            "--export-all",
+            "--enable=receive-pack",
+            "--informative-errors",
+            f"--base-path={base}",
+            str(base),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         wait_port(port, proc)
@@ -116,8 +126,9 @@ class HTTPGit:
 
 
 def _backend() -> str:
-    exec_path = subprocess.run(["git", "--exec-path"], capture_output=True, text=True,
-                               check=True).stdout.strip()
+    exec_path = subprocess.run(
+        ["git", "--exec-path"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     return os.path.join(exec_path, "git-http-backend")
 
 
@@ -159,8 +170,7 @@ def _handler(state: HTTPGit, backend: str) -> type[BaseHTTPRequestHandler]:
 
         def _cgi(self) -> None:
             path, _, query = self.path.partition("?")
-            if (self.command == "POST" and path.endswith("git-receive-pack")
-                    and state.hold.is_set()):
+            if self.command == "POST" and path.endswith("git-receive-pack") and state.hold.is_set():
                 state.arrived.set()
                 state.release.wait(30)
             try:
@@ -187,7 +197,7 @@ def _handler(state: HTTPGit, backend: str) -> type[BaseHTTPRequestHandler]:
             proc = subprocess.run([backend], input=body, env=env, capture_output=True)
             out = proc.stdout
             sep = out.find(b"\r\n\r\n")
-            head, payload = (out[:sep], out[sep + 4:]) if sep >= 0 else out.split(b"\n\n", 1)
+            head, payload = (out[:sep], out[sep + 4 :]) if sep >= 0 else out.split(b"\n\n", 1)
             status = 200
             headers = []
             for line in head.decode("latin-1").splitlines():
@@ -243,14 +253,17 @@ class SSHServer:
 
 @pytest.fixture(scope="session")
 def sshd(tmp_path_factory):
-    require(os.path.exists(SSHD) and shutil.which("ssh") is not None and os.geteuid() == 0,
-            "sshd (as root)")
+    require(
+        os.path.exists(SSHD) and shutil.which("ssh") is not None and os.geteuid() == 0,
+        "sshd (as root)",
+    )
     tmp = tmp_path_factory.mktemp("sshd")
     base = tmp / "repos"
     base.mkdir()
     for key in ("ssh_host_ed25519_key", "id_ed25519"):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp / key)],
-                       check=True)
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp / key)], check=True
+        )
     shutil.copy(tmp / "id_ed25519.pub", tmp / "authorized_keys")
     port = free_port()
     (tmp / "sshd_config").write_text(
@@ -263,8 +276,11 @@ def sshd(tmp_path_factory):
     host_pub = (tmp / "ssh_host_ed25519_key.pub").read_text().split()
     (tmp / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")
     os.makedirs("/run/sshd", exist_ok=True)
-    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(tmp / "sshd_config")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [SSHD, "-D", "-e", "-f", str(tmp / "sshd_config")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     command = (
         f"ssh -i {tmp}/id_ed25519 -o IdentitiesOnly=yes -o BatchMode=yes "
         f"-o UserKnownHostsFile={tmp}/known_hosts -o StrictHostKeyChecking=yes "
@@ -295,15 +311,19 @@ class S3Server:
 
     def url(self, bucket: str, prefix: str = "") -> str:
         path = f"{bucket}/{prefix}".rstrip("/")
-        return (f"s3://{path}?endpoint_override={self.endpoint}&scheme=http"
-                "&region=us-east-1")
+        return f"s3://{path}?endpoint_override={self.endpoint}&scheme=http&region=us-east-1"
 
     def make_bucket(self, bucket: str) -> None:
         import pyarrow.fs as pafs
 
-        fs = pafs.S3FileSystem(access_key="testing", secret_key="testing",
-                               endpoint_override=self.endpoint, scheme="http",
-                               region="us-east-1", allow_bucket_creation=True)
+        fs = pafs.S3FileSystem(
+            access_key="testing",
+            secret_key="testing",
+            endpoint_override=self.endpoint,
+            scheme="http",
+            region="us-east-1",
+            allow_bucket_creation=True,
+        )
         fs.create_dir(bucket)
 
 

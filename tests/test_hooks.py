@@ -77,7 +77,7 @@ def test_git_push_also_pushes_runs(tmp_path):
 def test_existing_hook_is_chained_and_restored(tmp_path):
     proj, remote, gx = setup(tmp_path)
     hooks = proj / ".git" / "hooks"
-    mine = "#!/bin/sh\ncat > \"$(dirname \"$0\")/../seen-by-my-hook\"\nexit 0\n"
+    mine = '#!/bin/sh\ncat > "$(dirname "$0")/../seen-by-my-hook"\nexit 0\n'
     (hooks / "pre-push").write_text(mine)
     os.chmod(hooks / "pre-push", 0o750)
     (run,) = new_runs(proj, 3)
@@ -123,7 +123,7 @@ def test_symlinked_hook_stays_a_symlink(tmp_path):
     proj, remote, gx = setup(tmp_path)
     hooks = proj / ".git" / "hooks"
     (proj / "tools").mkdir()
-    note = "#!/bin/sh\necho {} >> \"$(git rev-parse --git-dir)/seen\"\n"
+    note = '#!/bin/sh\necho {} >> "$(git rev-parse --git-dir)/seen"\n'
     (proj / "tools" / "pp").write_text(note.format("first"))
     os.chmod(proj / "tools" / "pp", 0o755)
     os.symlink("../../tools/pp", hooks / "pre-push")
@@ -176,8 +176,12 @@ def test_git_push_dry_run_pushes_no_runs(tmp_path):
     gx.ok("install-hooks")
     (run,) = new_runs(proj, 4)
     for flag in ("--dry-run", "-n", "-qn"):
-        proc = subprocess.run(["git", "push", flag, "origin", "HEAD:refs/heads/main"], cwd=proj,
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            ["git", "push", flag, "origin", "HEAD:refs/heads/main"],
+            cwd=proj,
+            capture_output=True,
+            text=True,
+        )
         assert proc.returncode == 0, proc.stderr
         assert run_refs(remote) == {}, flag
         assert "would push" in proc.stderr and run.rsplit("/", 1)[1] in proc.stderr, proc.stderr

@@ -19,7 +19,7 @@ import pytest
 from conftest import GitExp, fsck, git, make_repo
 from servers import S3_ENV, bare
 
-MAKE_RUN = '''\
+MAKE_RUN = """\
 import os, sys
 import gitexp
 experiment = sys.argv[1]
@@ -34,7 +34,7 @@ for seed in sys.argv[2:]:
         run.log_metrics({"loss": 1.0 / (1 + int(seed))}, step=0)
         run.log_artifact("model.bin")
         run.log_artifact("ckpt")
-'''
+"""
 # Objects per run: model.bin, the ckpt listing and its three files.
 OBJECTS_PER_RUN = 5
 
@@ -51,8 +51,12 @@ def project(path: Path) -> Path:
 def new_runs(cwd: Path, *seeds: int, experiment: str = "share") -> list[str]:
     """Record one run per seed (one Python process for all); their refs, in seed order."""
     before = set(run_refs(cwd))
-    subprocess.run(["python", "make_run.py", experiment, *map(str, seeds)], cwd=cwd, check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["python", "make_run.py", experiment, *map(str, seeds)],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+    )
     by_seed = {}
     for ref in set(run_refs(cwd)) - before:
         by_seed[json.loads(git("show", f"{ref}:params.json", cwd=cwd))["seed"]] = ref
@@ -62,8 +66,20 @@ def new_runs(cwd: Path, *seeds: int, experiment: str = "share") -> list[str]:
 def new_run(gx: GitExp, cwd: Path, seed: int, experiment: str = "share") -> str:
     """Record one run through ``git exp run``, as a user does."""
     before = set(run_refs(cwd))
-    gx.ok("run", "-q", "-e", experiment, "-p", f"seed={seed}", "--",
-          "python", "make_run.py", experiment, str(seed), cwd=cwd)
+    gx.ok(
+        "run",
+        "-q",
+        "-e",
+        experiment,
+        "-p",
+        f"seed={seed}",
+        "--",
+        "python",
+        "make_run.py",
+        experiment,
+        str(seed),
+        cwd=cwd,
+    )
     (ref,) = set(run_refs(cwd)) - before
     return ref
 
@@ -95,8 +111,15 @@ def gx(proj) -> GitExp:
     return GitExp(proj)
 
 
-def share_light(gx: GitExp, proj: Path, url: str, remote_dir: Path, tmp: Path,
-                env: dict[str, str] | None = None, store: bool = False) -> None:
+def share_light(
+    gx: GitExp,
+    proj: Path,
+    url: str,
+    remote_dir: Path,
+    tmp: Path,
+    env: dict[str, str] | None = None,
+    store: bool = False,
+) -> None:
     """Push one run to ``url``, pull it into a plain ``git clone``, restore its artifact."""
     env = env or {}
     git("remote", "add", "origin", url, cwd=proj)
@@ -125,8 +148,15 @@ def share_light(gx: GitExp, proj: Path, url: str, remote_dir: Path, tmp: Path,
     fsck(bob)
 
 
-def share_and_check(gx: GitExp, proj: Path, url: str, remote_dir: Path, tmp: Path,
-                    env: dict[str, str] | None = None, store: bool = False) -> None:
+def share_and_check(
+    gx: GitExp,
+    proj: Path,
+    url: str,
+    remote_dir: Path,
+    tmp: Path,
+    env: dict[str, str] | None = None,
+    store: bool = False,
+) -> None:
     """Push two runs to ``url``, pull them into a plain ``git clone``, and check them."""
     env = env or {}
     git("remote", "add", "origin", url, cwd=proj)
@@ -328,8 +358,9 @@ def test_push_killed_half_way_leaves_remote_consistent(gx, proj, tmp_path, git_h
     git_http.arrived.clear()
     git_http.release.clear()
     git_http.hold.set()
-    proc = subprocess.Popen(["git-exp", "push"], cwd=proj, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        ["git-exp", "push"], cwd=proj, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     try:
         assert git_http.arrived.wait(30), "the push never reached receive-pack"
         # artifacts went first: they are all there, and no ref points anywhere yet
@@ -363,8 +394,16 @@ def test_concurrent_pushes_from_two_clones_both_land(tmp_path, git_daemon, monke
     ax = GitExp(alice)
     mine = new_runs(alice, 10, 11)
     theirs = new_runs(bob, 20, 21)
-    procs = [subprocess.Popen(["git", "exp", "push"], cwd=who, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for who in (alice, bob)]
+    procs = [
+        subprocess.Popen(
+            ["git", "exp", "push"],
+            cwd=who,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for who in (alice, bob)
+    ]
     for p in procs:
         _, err = p.communicate(timeout=60)
         assert p.returncode == 0, err
@@ -418,20 +457,40 @@ def _put(store: Path, data: bytes) -> str:
 
 def _plumbed_run(remote: Path, run_id: str, manifest: list) -> str:
     """A run commit made with plain git plumbing in ``remote``; returns its ref."""
-    run = {"format": 1, "id": run_id, "experiment": "evil", "status": "finished",
-           "tags": [], "notes": [], "links": {}, "writers": {}}
+    run = {
+        "format": 1,
+        "id": run_id,
+        "experiment": "evil",
+        "status": "finished",
+        "tags": [],
+        "notes": [],
+        "links": {},
+        "writers": {},
+    }
 
     def blob(data: str) -> str:
-        return subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=remote, input=data,
-                              capture_output=True, text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "hash-object", "-w", "--stdin"],
+            cwd=remote,
+            input=data,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
 
     entries = [
         f"100644 blob {blob(json.dumps(run, indent=2) + chr(10))}\trun.json",
         f"100644 blob {blob(json.dumps(manifest, indent=2) + chr(10))}\tartifacts.json",
         f"100644 blob {blob('{}' + chr(10))}\tparams.json",
     ]
-    tree = subprocess.run(["git", "mktree"], cwd=remote, input="\n".join(entries) + "\n",
-                          capture_output=True, text=True, check=True).stdout.strip()
+    tree = subprocess.run(
+        ["git", "mktree"],
+        cwd=remote,
+        input="\n".join(entries) + "\n",
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     main = git("rev-parse", "refs/heads/main", cwd=remote).strip()
     commit = git("commit-tree", tree, "-p", main, "-m", "a hostile run", cwd=remote).strip()
     ref = f"refs/experiments/evil/{run_id}"
@@ -440,8 +499,7 @@ def _plumbed_run(remote: Path, run_id: str, manifest: list) -> str:
 
 
 def _entry(path: str, key: str, size: int, **extra) -> dict:
-    return {"path": path, "blake3": key, "size": size, "mode": "100644", "role": "output",
-            **extra}
+    return {"path": path, "blake3": key, "size": size, "mode": "100644", "role": "output", **extra}
 
 
 def test_hostile_remote_run_is_refused_on_pull(gx, proj, tmp_path):
@@ -451,10 +509,14 @@ def test_hostile_remote_run_is_refused_on_pull(gx, proj, tmp_path):
     git("push", "-q", "origin", "HEAD:refs/heads/main", cwd=proj)
     evil = _put(store, b"evil")
     # 1. hostile paths in the manifest: the whole run is refused, it would break git exp log
-    paths_ref = _plumbed_run(remote, "20261122-000000-aaaaaa", [
-        _entry("../../x", evil, 4),
-        _entry("/tmp/gitexp-evil-abs", evil, 4),
-    ])
+    paths_ref = _plumbed_run(
+        remote,
+        "20261122-000000-aaaaaa",
+        [
+            _entry("../../x", evil, 4),
+            _entry("/tmp/gitexp-evil-abs", evil, 4),
+        ],
+    )
     # 2. a valid manifest whose store serves lies: those artifacts are refused one by one
     good = b"honest bytes\n"
     good_key = _put(store, good)
@@ -464,14 +526,24 @@ def test_hostile_remote_run_is_refused_on_pull(gx, proj, tmp_path):
     (store / "objects" / liar_key[:2]).mkdir(parents=True, exist_ok=True)
     (store / "objects" / liar_key[:2] / liar_key[2:]).write_bytes(b"something else")
     listing_key = _put(store, f"100644 {evil} 4 ../escape\n".encode())
-    lies_ref = _plumbed_run(remote, "20261122-000000-bbbbbb", [
-        _entry("liar.bin", liar_key, 26),
-        _entry("good.txt", good_key, len(good)),
-        _entry("ckpt", listing_key, 4, mode="40000", kind="dir", files=1),
-    ])
+    lies_ref = _plumbed_run(
+        remote,
+        "20261122-000000-bbbbbb",
+        [
+            _entry("liar.bin", liar_key, 26),
+            _entry("good.txt", good_key, len(good)),
+            _entry("ckpt", listing_key, 4, mode="40000", kind="dir", files=1),
+        ],
+    )
     # 3. a ref under refs/experiments/ that is not a run at all
-    blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=remote, input="x",
-                          capture_output=True, text=True, check=True).stdout.strip()
+    blob = subprocess.run(
+        ["git", "hash-object", "-w", "--stdin"],
+        cwd=remote,
+        input="x",
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     git("update-ref", "refs/experiments/evil/20261122-000000-cccccc", blob, cwd=remote)
 
     victim = clone(str(remote), tmp_path / "deep" / "er" / "victim")
@@ -560,10 +632,12 @@ def test_get_fetches_missing_objects_from_remote_store(gx, proj, tmp_path):
 
 
 def test_help_does_not_import_dulwich_or_pyarrow():
-    code = ("import sys; from gitexp.cli import cli, main\n"
-            "import gitexp.cli.remote_cmds\n"
-            "assert 'dulwich' not in sys.modules and 'pyarrow' not in sys.modules, "
-            "sorted(m for m in sys.modules if m.split('.')[0] in ('dulwich', 'pyarrow'))")
+    code = (
+        "import sys; from gitexp.cli import cli, main\n"
+        "import gitexp.cli.remote_cmds\n"
+        "assert 'dulwich' not in sys.modules and 'pyarrow' not in sys.modules, "
+        "sorted(m for m in sys.modules if m.split('.')[0] in ('dulwich', 'pyarrow'))"
+    )
     subprocess.run(["python", "-c", code], check=True)
     assert S3_ENV["AWS_EC2_METADATA_DISABLED"] == "true"
 
@@ -610,7 +684,7 @@ def test_push_dry_run_writes_nothing(gx, proj, tmp_path):
     git("remote", "add", "origin", str(remote), cwd=proj)
     (run,) = new_runs(proj, 13)
     out = gx.ok("push", "--dry-run")
-    assert "would push to" in out and f"new         {run[len('refs/experiments/'):]}" in out, out
+    assert "would push to" in out and f"new         {run[len('refs/experiments/') :]}" in out, out
     assert "would upload 5 object(s)" in out, out
     assert run_refs(remote) == {} and not (remote / "exp").exists()
     gx.ok("push")
@@ -665,8 +739,7 @@ def test_progress_of_a_large_push_on_a_terminal(gx, proj, tmp_path):
     git("update-ref", "-d", result.refs[0].ref, cwd=remote)
     subprocess.run(["rm", "-rf", str(remote / "exp")], check=True)
     main, child = pty.openpty()
-    proc = subprocess.Popen(["git", "exp", "push"], cwd=proj, stdout=subprocess.PIPE,
-                            stderr=child)
+    proc = subprocess.Popen(["git", "exp", "push"], cwd=proj, stdout=subprocess.PIPE, stderr=child)
     os.close(child)
     chunks = []
     while True:
@@ -698,8 +771,9 @@ def test_push_killed_while_receive_pack_reads_the_pack(gx, proj, tmp_path, git_d
     git("add", "weights.init", cwd=proj)
     git("commit", "-q", "-m", "initial weights", cwd=proj)
     new_runs(proj, 14)
-    proc = subprocess.Popen(["git-exp", "push"], cwd=proj, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        ["git-exp", "push"], cwd=proj, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     objects = remote / "objects"
     end = time.monotonic() + 60
     try:
@@ -772,7 +846,7 @@ def test_runs_that_move_on_push_updated_fetch_updated_and_local_ahead(tmp_path, 
     ax.ok("tag", run, "best")
     assert json.loads(ax.ok("ls-remote", "--json"))[0]["local"] == "ahead"
     out = ax.ok("push")
-    assert f"updated     {run[len('refs/experiments/'):]}" in out and "1 updated" in out, out
+    assert f"updated     {run[len('refs/experiments/') :]}" in out and "1 updated" in out, out
     assert "nothing to upload" in out
     assert json.loads(bx.ok("ls-remote", "--json"))[0]["local"] == "unfetched"
     out = bx.ok("fetch")
@@ -799,8 +873,12 @@ def test_progress_line_shows_whole_server_lines(capsys):
 
     bar = ProgressLine()
     bar.tty = True
-    for chunk in ("Counting objects:  50% (1/", "2)\rCounting objects: 100% (2/2)\r",
-                  "Compressing", " objects: 100% (2/2), done.\n"):
+    for chunk in (
+        "Counting objects:  50% (1/",
+        "2)\rCounting objects: 100% (2/2)\r",
+        "Compressing",
+        " objects: 100% (2/2), done.\n",
+    ):
         bar(Progress("fetching runs", text=chunk))
     bar.done()
     # (click drops the line-clearing escape when stderr is not a real terminal)

@@ -47,16 +47,25 @@ def user_state(repo: Path) -> dict:
             files[str(rel)] = "link:" + os.readlink(p)
         elif p.is_file():
             st = p.stat()
-            files[str(rel)] = (hashlib.sha256(p.read_bytes()).hexdigest(), st.st_mode,
-                               st.st_mtime_ns)
+            files[str(rel)] = (
+                hashlib.sha256(p.read_bytes()).hexdigest(),
+                st.st_mode,
+                st.st_mtime_ns,
+            )
     index = repo / ".git" / "index"
     worktrees = repo / ".git" / "worktrees"
     return {
         "files": files,
         "index": hashlib.sha256(index.read_bytes()).hexdigest() if index.exists() else None,
         "HEAD": (repo / ".git" / "HEAD").read_text(),
-        "refs": git("for-each-ref", "--format=%(refname) %(objectname)", "refs/heads",
-                    "refs/tags", "refs/stash", cwd=repo),
+        "refs": git(
+            "for-each-ref",
+            "--format=%(refname) %(objectname)",
+            "refs/heads",
+            "refs/tags",
+            "refs/stash",
+            cwd=repo,
+        ),
         "stash": git("stash", "list", cwd=repo),
         "worktrees": sorted(os.listdir(worktrees)) if worktrees.exists() else [],
     }
@@ -68,8 +77,9 @@ def settled_state(repo: Path) -> dict:
 
 
 def run_ids(repo: Path) -> list[str]:
-    out = git("for-each-ref", "--sort=refname", "--format=%(refname)", "refs/experiments/",
-              cwd=repo)
+    out = git(
+        "for-each-ref", "--sort=refname", "--format=%(refname)", "refs/experiments/", cwd=repo
+    )
     return [r.rsplit("/", 1)[1] for r in out.split()]
 
 
@@ -99,22 +109,24 @@ def test_a_run_reproduces_exactly(gx, repo, private_tmp):
     assert "epoch   1" in proc.stderr  # the replay's own output went to stderr
 
     # every address form names the same run
-    short_ref = git("for-each-ref", "--format=%(refname:short)",
-                    f"refs/experiments/example/{run}", cwd=repo).strip()
+    short_ref = git(
+        "for-each-ref", "--format=%(refname:short)", f"refs/experiments/example/{run}", cwd=repo
+    ).strip()
     assert short_ref == f"experiments/example/{run}"  # what git shows users
-    for address in (run, f"example/{run}", f"refs/experiments/example/{run}", short_ref,
-                    sha[:7]):
+    for address in (run, f"example/{run}", f"refs/experiments/example/{run}", short_ref, sha[:7]):
         plan = json.loads(reproduce(gx, address, "--dry-run", "--json").stdout)
         assert plan["sha"] == sha, address
 
     verdict = json.loads(reproduce(gx, run, "--json", "-q").stdout)
     assert verdict["verdict"] == "reproduced" and verdict["fingerprint"]["same"]
     assert {m["key"]: m["status"] for m in verdict["metrics"]} == {
-        "accuracy": "identical", "loss": "identical"}
+        "accuracy": "identical",
+        "loss": "identical",
+    }
     assert verdict["outputs"] == [
-        {**verdict["outputs"][0], "path": "model.npz", "status": "identical"}]
-    assert any("seed 1 replayed through the recorded command line" in n
-               for n in verdict["notes"])
+        {**verdict["outputs"][0], "path": "model.npz", "status": "identical"}
+    ]
+    assert any("seed 1 replayed through the recorded command line" in n for n in verdict["notes"])
     replay = json.loads(gx.ok("show", verdict["replay"]["run"], "--json"))
     assert replay["info"]["links"] == {"reproduces": sha}
     assert replay["info"]["experiment"] == "example"
@@ -257,8 +269,17 @@ def test_stored_inputs_outside_the_repository_are_restored_for_the_replay(gx, re
     )
     git("add", "count.py", cwd=repo)
     git("commit", "-qm", "count", cwd=repo)
-    run = record(gx, "--input", str(labels), "--store-inputs", "--",
-                 "python", "count.py", str(labels), f"--vocab={outside / 'vocab'}")
+    run = record(
+        gx,
+        "--input",
+        str(labels),
+        "--store-inputs",
+        "--",
+        "python",
+        "count.py",
+        str(labels),
+        f"--vocab={outside / 'vocab'}",
+    )
     names = {i["path"] for i in json.loads(gx.ok("show", run, "--json"))["inputs"]}
     assert names == {f"external{labels}", f"external{outside / 'vocab'}"}
 
@@ -266,7 +287,9 @@ def test_stored_inputs_outside_the_repository_are_restored_for_the_replay(gx, re
     (outside / "vocab" / "words.txt").unlink()  # half gone
     plan = json.loads(reproduce(gx, run, "--dry-run", "--json").stdout)
     assert {i["name"]: i["action"] for i in plan["inputs"]} == {
-        f"external{labels}": "restore", f"external{outside / 'vocab'}": "restore"}
+        f"external{labels}": "restore",
+        f"external{outside / 'vocab'}": "restore",
+    }
     assert plan["drift"] == [] and plan["problems"] == []
     text = reproduce(gx, run, "--dry-run").stdout
     assert "restored from the artifact store, outside the repository" in text
@@ -317,8 +340,11 @@ def test_unseeded_randomness_is_reported_as_differing(gx, repo):
     proc = reproduce(gx, run)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "verdict: DIFFERS" in proc.stdout
-    lines = {ln.split()[0]: ln for ln in proc.stdout.splitlines()
-             if ln.startswith("    ") and len(ln.split()) > 1}
+    lines = {
+        ln.split()[0]: ln
+        for ln in proc.stdout.splitlines()
+        if ln.startswith("    ") and len(ln.split()) > 1
+    }
     assert "different" in lines["score"] and "first differs at step 0" in lines["score"]
     assert "different" in lines["jitter"] and "identical" in lines["steady"]
     assert "fingerprint: identical" in proc.stdout
@@ -352,11 +378,15 @@ def test_seed_everything_seed_is_replayed(gx, repo):
     verdict = gitexp.reproduce(run, repo=str(repo))
     assert verdict["verdict"] == "reproduced", verdict
     assert {m["key"]: m["status"] for m in verdict["metrics"]} == {
-        "a": "identical", "b": "identical"}
+        "a": "identical",
+        "b": "identical",
+    }
     replay = json.loads(gx.ok("show", verdict["replay"]["run"], "--json"))
     assert replay["params"]["seed"] == seed
-    assert any(f"seed {seed} logged by the script itself; the replay sets GITEXP_SEED" in n
-               for n in verdict["notes"])
+    assert any(
+        f"seed {seed} logged by the script itself; the replay sets GITEXP_SEED" in n
+        for n in verdict["notes"]
+    )
 
 
 def test_unreachable_code_commit_still_reproduces(gx, repo):
@@ -429,8 +459,12 @@ def test_interrupting_a_replay_leaves_no_trace(gx, repo, private_tmp, how):
     # again); sigint/sigterm: `kill` to the git-exp process alone
     argv = ["git", "exp"] if how == "ctrl-c-through-git" else ["git-exp"]
     proc = subprocess.Popen(
-        [*argv, "reproduce", run], cwd=repo, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, start_new_session=True,
+        [*argv, "reproduce", run],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
         env={**os.environ, "SLOW_SLEEP": "0.05"},
     )
     try:
@@ -466,8 +500,9 @@ def test_interrupting_a_replay_leaves_no_trace(gx, repo, private_tmp, how):
     (replay,) = set(ids) - {run}
     killed = json.loads(gx.ok("show", replay, "--json"))
     assert killed["info"]["status"] == "killed"
-    assert killed["info"]["links"] == {"reproduces": json.loads(
-        gx.ok("show", run, "--json"))["sha"]}
+    assert killed["info"]["links"] == {
+        "reproduces": json.loads(gx.ok("show", run, "--json"))["sha"]
+    }
     fsck(repo)
 
 
@@ -495,8 +530,12 @@ def test_a_failing_replay_leaves_the_user_state_alone(gx, repo, private_tmp):
     verdict = json.loads(proc.stdout)
     assert verdict["verdict"] == "differs"
     tail = verdict["status"].pop("replay_stderr_tail")
-    assert verdict["status"] == {"original": "finished", "replay": "failed",
-                                 "original_exit_code": 0, "replay_exit_code": 3}
+    assert verdict["status"] == {
+        "original": "finished",
+        "replay": "failed",
+        "original_exit_code": 0,
+        "replay_exit_code": 3,
+    }
     assert tail == ["giving up with exit 3"]
     assert any("the replay failed (exit 3)" in e for e in verdict["explanations"])
     assert user_state(repo) == before  # side-effect.txt went to the replay directory
@@ -641,16 +680,31 @@ def test_seed_everything_drives_torch_and_jax_when_importable(tmp_path):
         " 'env': {k: os.environ.get(k) for k in"
         " ('PYTHONHASHSEED', 'CUBLAS_WORKSPACE_CONFIG', 'XLA_FLAGS')}}))\n"
     )
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("CUBLAS_WORKSPACE_CONFIG", "XLA_FLAGS", "PYTHONHASHSEED")}
-    out = subprocess.run(["python", "-c", probe], env={**env, "PYTHONPATH": str(tmp_path)},
-                         capture_output=True, text=True, check=True, cwd=tmp_path)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("CUBLAS_WORKSPACE_CONFIG", "XLA_FLAGS", "PYTHONHASHSEED")
+    }
+    out = subprocess.run(
+        ["python", "-c", probe],
+        env={**env, "PYTHONPATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
     got = json.loads(out.stdout)
-    assert got["calls"] == [["manual_seed", 42], ["cuda.manual_seed_all", 42],
-                            ["use_deterministic_algorithms", True, True]]
+    assert got["calls"] == [
+        ["manual_seed", 42],
+        ["cuda.manual_seed_all", 42],
+        ["use_deterministic_algorithms", True, True],
+    ]
     assert got["cudnn"] == [True, False]
-    assert got["env"] == {"PYTHONHASHSEED": "42", "CUBLAS_WORKSPACE_CONFIG": ":4096:8",
-                          "XLA_FLAGS": "--xla_gpu_deterministic_ops=true"}
+    assert got["env"] == {
+        "PYTHONHASHSEED": "42",
+        "CUBLAS_WORKSPACE_CONFIG": ":4096:8",
+        "XLA_FLAGS": "--xla_gpu_deterministic_ops=true",
+    }
 
     # without them, and with deterministic=False, nothing is imported or set
     probe = (
@@ -732,8 +786,12 @@ def test_a_plain_script_run_with_absolute_paths_replays_inside_the_copy(gx, repo
     sub.mkdir()
     out = repo / "runs" / "model.npz"
     # no git exp run: the script's own start_run() records the command and cwd
-    subprocess.run(["python", "../train.py", "--epochs", "2", "--n", "400", "--out", str(out)],
-                   cwd=sub, check=True, capture_output=True)
+    subprocess.run(
+        ["python", "../train.py", "--epochs", "2", "--n", "400", "--out", str(out)],
+        cwd=sub,
+        check=True,
+        capture_output=True,
+    )
     (run,) = run_ids(repo)
     before = settled_state(repo)
     proc = reproduce(gx, run, "--json", "-q")
@@ -765,8 +823,7 @@ def test_absolute_paths_in_params_and_config_point_into_the_copy(gx, repo):
     target, log = repo / "result.txt", repo / "logs" / "train.log"
     log.parent.mkdir()
     (repo / "conf.json").write_text(json.dumps({"log": str(log), "other": str(repo) + "2/x"}))
-    run = record(gx, "--config", "conf.json", "-p", f"out={target}", "--",
-                 "python", "write.py")
+    run = record(gx, "--config", "conf.json", "-p", f"out={target}", "--", "python", "write.py")
     target.write_text("the user's own file now\n")
     log.write_text("the user's own log\n")
     before = settled_state(repo)
@@ -795,8 +852,7 @@ def test_keep_and_environment_differences(gx, repo, private_tmp):
     (line,) = [ln for ln in proc.stdout.splitlines() if ln.strip().startswith("variables:")]
     before, after = line.split(" -> ")
     assert "CUDA_VISIBLE_DEVICES" not in before and '"CUDA_VISIBLE_DEVICES": "1"' in after
-    (kept,) = [ln.split(" ", 1)[1] for ln in proc.stdout.splitlines()
-               if ln.startswith("kept: ")]
+    (kept,) = [ln.split(" ", 1)[1] for ln in proc.stdout.splitlines() if ln.startswith("kept: ")]
     kept_dir = Path(kept)
     assert kept_dir.parent.parent == private_tmp
     assert (kept_dir / "train.py").read_text() == (repo / "train.py").read_text()
@@ -807,8 +863,9 @@ def test_keep_and_environment_differences(gx, repo, private_tmp):
 
 def test_get_restores_verified_and_refuses_a_damaged_object(gx, repo, tmp_path):
     run = record(gx, "-e", "example", "--", *TRAIN)
-    entry = next(a for a in json.loads(gx.ok("show", run, "--json"))["artifacts"]
-                 if a["path"] == "model.npz")
+    entry = next(
+        a for a in json.loads(gx.ok("show", run, "--json"))["artifacts"] if a["path"] == "model.npz"
+    )
     dest = tmp_path / "out" / "model.npz"
     dest.parent.mkdir()
     out = gx.ok("get", run, "model.npz", "-o", str(dest))

@@ -85,8 +85,9 @@ class _Meter:
         self._lock = threading.Lock()
 
     def _report(self) -> None:
-        self.progress(Progress(self.phase, self.done, self.total, self.nbytes,
-                               total_bytes=self.total_bytes))
+        self.progress(
+            Progress(self.phase, self.done, self.total, self.nbytes, total_bytes=self.total_bytes)
+        )
 
     def add_bytes(self, n: int) -> None:
         """Bytes moved inside an object being transferred."""

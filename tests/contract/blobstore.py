@@ -54,7 +54,6 @@ class BlobStoreContract:
             store.has(key)
 
 
-
 class RemoteStoreContract(BlobStoreContract):
     """What a remote store adds: transfers to and from a local CAS."""
 

@@ -105,8 +105,7 @@ def _run_in_env(gx, repo, tmp_path, version: str | None, **env: str) -> str:
             f"Metadata-Version: 2.1\nName: fakepkg\nVersion: {version}\n"
         )
     script = "import gitexp; gitexp.log_metric('x', 1.0)"
-    proc = gx("run", "-q", "--", "python", "-c", script,
-              env={"PYTHONPATH": str(path), **env})
+    proc = gx("run", "-q", "--", "python", "-c", script, env={"PYTHONPATH": str(path), **env})
     assert proc.returncode == 0, proc.stderr
     return json.loads(gx.ok("log", "--json", "--sort=-start", "--limit", "1"))[0]["id"]
 

@@ -109,8 +109,12 @@ def test_config_file_that_does_not_parse(gx, repo, name, text):
     (repo / name).write_text(text)
     proc = _writes_nothing(repo, lambda: gx("run", "--config", name, "--", "true"))
     # a parse error says where: the line to look at
-    _assert_clean_failure(proc, 2, name, *(["line 2" if "yaml" in name else "line 1"]
-                                           if name.startswith("bad") else []))
+    _assert_clean_failure(
+        proc,
+        2,
+        name,
+        *(["line 2" if "yaml" in name else "line 1"] if name.startswith("bad") else []),
+    )
 
 
 def test_missing_config_and_input(gx, repo):

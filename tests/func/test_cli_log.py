@@ -146,8 +146,9 @@ def test_empty(gx, repo):
 
 def test_sort_by_a_param_of_mixed_types(gx, repo):
     """-p batch=32 in one run, -p batch=auto in another: numbers first, then text."""
-    ids = {str(v): finished_run("m", {"batch": v}).rsplit("/", 1)[1]
-           for v in ("auto", 32, 8, [1, 2])}
+    ids = {
+        str(v): finished_run("m", {"batch": v}).rsplit("/", 1)[1] for v in ("auto", 32, 8, [1, 2])
+    }
     order = [r["id"] for r in _json(gx, "--sort", "batch")]
     assert order[:2] == [ids["8"], ids["32"]]
     assert set(order[2:]) == {ids["auto"], ids["[1, 2]"]}

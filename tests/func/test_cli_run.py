@@ -306,8 +306,21 @@ def test_minus_c_runs_as_if_started_there(gx, repo, tmp_path):
     (repo / "in.csv").write_text("1\n")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    out = gx("-C", str(repo), "run", "-q", "--config", "conf.json", "--input", "in.csv",
-             "--", sys.executable, "-c", "import os; print(os.getcwd())", cwd=elsewhere)
+    out = gx(
+        "-C",
+        str(repo),
+        "run",
+        "-q",
+        "--config",
+        "conf.json",
+        "--input",
+        "in.csv",
+        "--",
+        sys.executable,
+        "-c",
+        "import os; print(os.getcwd())",
+        cwd=elsewhere,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == str(repo)
     ref = _only_run(repo)

@@ -20,8 +20,12 @@ FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCh
 component = st.text(
     alphabet=string.ascii_letters + string.digits + "-_.", min_size=1, max_size=20
 ).filter(
-    lambda c: not c.startswith((".", "-")) and not c.endswith((".", ".lock")) and ".." not in c
-    and not fmt.is_run_id(c)
+    lambda c: (
+        not c.startswith((".", "-"))
+        and not c.endswith((".", ".lock"))
+        and ".." not in c
+        and not fmt.is_run_id(c)
+    )
 )
 experiment = (
     st.lists(component, min_size=1, max_size=4)

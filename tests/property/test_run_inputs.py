@@ -56,9 +56,11 @@ param_leaf = st.one_of(
 )
 param_values = st.recursive(
     param_leaf,
-    lambda kids: st.lists(kids, max_size=3)
-    | st.tuples(kids, kids)
-    | st.dictionaries(any_text.filter(bool), kids, max_size=3),
+    lambda kids: (
+        st.lists(kids, max_size=3)
+        | st.tuples(kids, kids)
+        | st.dictionaries(any_text.filter(bool), kids, max_size=3)
+    ),
     max_leaves=10,
 )
 params_st = st.dictionaries(

@@ -245,9 +245,7 @@ def test_sigterm_to_git_exp_run_ends_the_run_killed(repo, gx):
 
 
 @pytest.mark.parametrize("early", [False, True], ids=["after-first-commit", "before-it"])
-def test_concurrent_commands_settle_crashed_runs_once_and_all_see_them(
-    repo, gx, tmp_path, early
-):
+def test_concurrent_commands_settle_crashed_runs_once_and_all_see_them(repo, gx, tmp_path, early):
     """Right after three kills, six readers at once: each sees every run crashed, with
     no warning; each run gets exactly one `crash` commit (and, for runs killed before
     their first commit, exactly one `start` commit, made by one of the readers)."""
@@ -350,7 +348,9 @@ def test_a_simulated_ten_hour_run_stays_within_the_object_budget(repo, monkeypat
     assert len(objects) < 7 * commits + 50 < 2000
     git("gc", "-q", cwd=repo)
     sizes = git(
-        "cat-file", "--batch-check=%(objectname) %(objecttype) %(objectsize:disk)", cwd=repo,
+        "cat-file",
+        "--batch-check=%(objectname) %(objecttype) %(objectsize:disk)",
+        cwd=repo,
         input="\n".join(ln.split()[0] for ln in objects if ln) + "\n",
     )
     segments = {
@@ -359,7 +359,8 @@ def test_a_simulated_ten_hour_run_stays_within_the_object_budget(repo, monkeypat
         for ln in git("ls-tree", "-r", sha, "--", "metrics", cwd=repo).splitlines()
     }
     overhead = sum(
-        int(size) for sha, kind, size in (ln.split() for ln in sizes.splitlines())
+        int(size)
+        for sha, kind, size in (ln.split() for ln in sizes.splitlines())
         if sha not in segments
     )
     print(f"10 h: {commits} commits, {len(objects)} objects, {overhead} B besides metrics")

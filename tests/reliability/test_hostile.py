@@ -227,8 +227,9 @@ def test_symlinks_out_of_a_directory_are_not_followed_and_fifos_are_skipped(repo
     if os.geteuid() == 0:  # a character device, as /dev/null is
         os.mknod(d / "null", 0o600 | stat.S_IFCHR, os.makedev(1, 3))
     try:
-        with gitexp.start_run(experiment="art", repo=repo) as run, pytest.warns(
-            gitexp.GitExpWarning
+        with (
+            gitexp.start_run(experiment="art", repo=repo) as run,
+            pytest.warns(gitexp.GitExpWarning),
         ):
             entry = run.log_artifact(d)
             for special in ("pipe", "sock", "null", "escape"):
@@ -401,8 +402,18 @@ def test_git_exp_run_in_a_bare_repository(tmp_path, gx):
 
 def test_hostile_run_addresses_are_one_line_errors(repo, gx):
     _run_with_artifact(repo)
-    for address in ("..", "../../HEAD", "refs/experiments/../../HEAD", "-x", "~^:?*[",
-                    "a\x01b", "@{-1}", "HEAD", "x" * 5000, "refs/heads/main"):
+    for address in (
+        "..",
+        "../../HEAD",
+        "refs/experiments/../../HEAD",
+        "-x",
+        "~^:?*[",
+        "a\x01b",
+        "@{-1}",
+        "HEAD",
+        "x" * 5000,
+        "refs/heads/main",
+    ):
         line = one_line_error(gx("show", "--", address), 4)
         assert len(line) < 400, line
 

@@ -74,8 +74,9 @@ def test_fsck_reports_per_run_what_is_wrong_in_text_and_json(repo, gx):
 def _drop_object(repo, sha):
     """Remove one object from the repository, packed or loose (a damaged clone)."""
     git("repack", "-q", "-a", "-d", "--no-write-bitmap-index", cwd=repo)
-    keep = set(git("cat-file", "--batch-all-objects", "--batch-check=%(objectname)",
-                   cwd=repo).split()) - {sha}
+    keep = set(
+        git("cat-file", "--batch-all-objects", "--batch-check=%(objectname)", cwd=repo).split()
+    ) - {sha}
     pack_dir = repo / ".git" / "objects" / "pack"
     new = repo.parent / "newpack"
     new.mkdir()

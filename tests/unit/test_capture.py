@@ -10,8 +10,9 @@ from gitexp.capture import environment, fingerprint, host_facts, input_source, w
 
 
 def test_environment_records_python_platform_packages_and_chosen_variables():
-    env = environment({"CUDA_VISIBLE_DEVICES": "0", "AWS_SECRET_ACCESS_KEY": "hunter2",
-                       "PYTHONHASHSEED": "1"})
+    env = environment(
+        {"CUDA_VISIBLE_DEVICES": "0", "AWS_SECRET_ACCESS_KEY": "hunter2", "PYTHONHASHSEED": "1"}
+    )
     assert env["python"]["version"] and env["python"]["implementation"]
     assert env["platform"]["system"] and env["cpu"]["count"] >= 1
     names = {p.split("==")[0].lower() for p in env["packages"]}

@@ -22,9 +22,19 @@ from gitexp.runner import load_config, parse_assignments, parse_value
 
 @pytest.mark.parametrize(
     ("text", "value"),
-    [("0.01", 0.01), ("3", 3), ("true", True), ("False", False), ("null", None),
-     ("[1, 2]", [1, 2]), ('{"a": 1}', {"a": 1}), ("adam", "adam"), ("", ""),
-     ("1e-3", 1e-3), ("a=b", "a=b")],
+    [
+        ("0.01", 0.01),
+        ("3", 3),
+        ("true", True),
+        ("False", False),
+        ("null", None),
+        ("[1, 2]", [1, 2]),
+        ('{"a": 1}', {"a": 1}),
+        ("adam", "adam"),
+        ("", ""),
+        ("1e-3", 1e-3),
+        ("a=b", "a=b"),
+    ],
 )
 def test_param_values_parse_as_json_when_they_can(text, value):
     assert parse_value(text) == value
@@ -32,7 +42,10 @@ def test_param_values_parse_as_json_when_they_can(text, value):
 
 def test_assignments_nest_and_later_wins():
     assert parse_assignments(["opt.lr=0.1", "opt.name=sgd", "x=1", "x=2", "eq=a=b"]) == {
-        "opt": {"lr": 0.1, "name": "sgd"}, "x": 2, "eq": "a=b"}
+        "opt": {"lr": 0.1, "name": "sgd"},
+        "x": 2,
+        "eq": "a=b",
+    }
     for bad in (["novalue"], ["=1"], [" =1"]):
         with pytest.raises(UsageError):
             parse_assignments(bad)
@@ -54,8 +67,7 @@ def test_load_config_types_and_errors(tmp_path):
 
 
 def test_differing_params_and_columns():
-    rows = [{"params.a": 1, "params.b": [1]}, {"params.a": 1, "params.b": [2]},
-            {"params.a": 1}]
+    rows = [{"params.a": 1, "params.b": [1]}, {"params.a": 1, "params.b": [2]}, {"params.a": 1}]
     assert differing_params(rows) == ["params.b"]
     assert resolve_column("acc", ["metrics.acc", "params.acc"]) == "metrics.acc"
     assert resolve_column("lr", ["params.lr"]) == "params.lr"
@@ -74,9 +86,11 @@ def test_rendering():
     assert format_number(math.inf) == "inf" and format_number(0.123456789) == "0.123457"
     assert format_number(True) == "true" and format_number(None) == ""
     assert format_json({"x": math.nan, "y": [-math.inf]}) == (
-        '{\n  "x": "NaN",\n  "y": [\n    "-Infinity"\n  ]\n}')
+        '{\n  "x": "NaN",\n  "y": [\n    "-Infinity"\n  ]\n}'
+    )
     assert format_csv(["a", "b"], [{"a": 1.5, "b": [1, 2]}, {"a": None}]) == (
-        'a,b\n1.5,"[1, 2]"\n,\n')
+        'a,b\n1.5,"[1, 2]"\n,\n'
+    )
 
 
 @pytest.mark.parametrize(

@@ -500,6 +500,7 @@ def test_a_live_run_reaches_its_ref_at_checkpoints_before_finishing(repo, monkey
         first = wait_for(lambda: run.sha)
         assert git("log", "-1", "--format=%s", first, cwd=repo).startswith("start ")
         assert git("rev-parse", f"{first}^", cwd=repo).strip() == head
+
         def loss():  # the loss summary on the run's ref now
             return show_json(repo, run.ref, "summary.json")["metrics"].get("loss")
 

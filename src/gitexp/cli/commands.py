@@ -222,8 +222,7 @@ def log_cmd(
     if as_json:
         extra = ("ids",) if by is not None else ("ref", "sha")
         items = (
-            {c: r.get(c) for c in board.columns} | {k: r.get(k) for k in extra}
-            for r in board.rows
+            {c: r.get(c) for c in board.columns} | {k: r.get(k) for k in extra} for r in board.rows
         )
         for chunk in iter_json_array(items):  # streamed: 100,000 runs need no big string
             click.echo(chunk, nl=False)

@@ -120,9 +120,7 @@ def push_cmd(
 
     bar = ProgressLine(quiet)
     with open_store(ctx) as store:
-        result = push(
-            store, remote, runs, experiment, progress=bar, force=force, dry_run=dry_run
-        )
+        result = push(store, remote, runs, experiment, progress=bar, force=force, dry_run=dry_run)
     bar.done()
     rem = result.remote
     if not result.refs:
