@@ -359,6 +359,95 @@ def test_unseeded_randomness_is_reported_as_differing(gx, repo):
     assert json.loads(proc.stdout)["verdict"] == "reproduced_within_tolerance"
 
 
+def test_repeated_replays_tell_a_random_program_from_a_changed_world(gx, repo):
+    """--repeat N: replays that differ from one another blame the program; replays
+    that agree with one another but not with the original blame what changed."""
+    (repo / "noisy.py").write_text(
+        "import os\nimport numpy as np\nimport gitexp\n"
+        "rng = np.random.default_rng()\n"
+        "with gitexp.start_run() as run:\n"
+        "    run.log_metrics({'score': float(rng.random()), 'steady': 2.0,\n"
+        "                     'world': float(len(os.environ.get('WORLD', '')))})\n"
+        "    with open('out.bin', 'wb') as f:\n"
+        "        f.write(rng.bytes(16) if os.environ.get('NOISY_OUT') else b'fixed')\n"
+        "    run.log_artifact('out.bin')\n"
+    )
+    git("add", "noisy.py", cwd=repo)
+    git("commit", "-qm", "noisy", cwd=repo)
+    run = record(gx, "--", "python", "noisy.py")
+    before = set(run_ids(repo))
+
+    proc = reproduce(gx, run, "--repeat", "3", "-q")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "replays:     3 (3 differs)" in proc.stdout
+    spread = {
+        ln.split()[0]: ln
+        for ln in proc.stdout.split("across the 3 replays:")[1].splitlines()
+        if ln.startswith("    ")
+    }
+    assert "VARY" in spread["score"] and "3 different values" in spread["score"]
+    assert "agree" in spread["steady"] and "agree" in spread["out.bin"]
+    assert "the 3 replays differ from one another (score)" in proc.stdout
+    assert "the run is not deterministic" not in proc.stdout  # said once, by the above
+    replays = set(run_ids(repo)) - before
+    assert len(replays) == 3  # one run per replay, each linked to the original
+    sha = git("rev-parse", f"refs/experiments/default/{run}", cwd=repo).strip()
+    for rid in replays:
+        links = json.loads(git("show", f"refs/experiments/default/{rid}:run.json", cwd=repo))
+        assert links["links"]["reproduces"] == sha
+
+    # the random metric within tolerance; an unrecorded variable moves another metric
+    # the same way in every replay: deterministic, so something outside changed
+    proc = reproduce(gx, run, "--repeat", "2", "--atol", "1", "--json", "-q", env={"WORLD": "abc"})
+    assert proc.returncode == 1, proc.stdout
+    v = json.loads(proc.stdout)
+    assert v["verdict"] == "differs"
+    assert [r["verdict"] for r in v["replays"]] == ["differs", "differs"]
+    assert v["replay"]["run"] == v["replays"][0]["run"]
+    metrics = {m["key"]: m for m in v["spread"]["metrics"]}
+    assert metrics["world"] == {
+        "key": "world",
+        "original": 0.0,
+        "replays": [3.0, 3.0],
+        "agree": True,
+        "min": 3.0,
+        "max": 3.0,
+    }
+    assert metrics["score"]["agree"]  # within --atol 1
+    assert v["explanations"][0].startswith(
+        "the 2 replays agree with one another but not with the original"
+    )
+    assert "something the run does not record" in v["explanations"][0]
+
+    # output bytes that vary from replay to replay are named too
+    v = json.loads(
+        reproduce(gx, run, "--repeat", "2", "--json", "-q", env={"NOISY_OUT": "1"}).stdout
+    )
+    (out,) = v["spread"]["outputs"]
+    assert out["path"] == "out.bin" and not out["agree"]
+    assert len(set(out["replays"])) == 2 and out["original"] not in out["replays"]
+    assert "out.bin" in v["explanations"][0]
+
+    # every replay of a deterministic run reproduces: exit 0, from Python as well
+    import gitexp
+
+    (repo / "steady.py").write_text(
+        "import gitexp\nwith gitexp.start_run() as run:\n    run.log_metric('x', 0.5)\n"
+    )
+    git("add", "steady.py", cwd=repo)
+    git("commit", "-qm", "steady", cwd=repo)
+    steady = record(gx, "--", "python", "steady.py")
+    v = gitexp.reproduce(steady, repeat=2, repo=str(repo))
+    assert v["verdict"] == "reproduced" and v["reproduced"]
+    assert [r["verdict"] for r in v["replays"]] == ["reproduced", "reproduced"]
+    assert v["explanations"] == []
+    proc = reproduce(gx, steady, "--repeat", "0")
+    assert proc.returncode == 2 and "--repeat" in proc.stderr
+    proc = reproduce(gx, steady, "--repeat", "4", "--dry-run")
+    assert proc.returncode == 0 and "4 new runs, one per replay" in proc.stdout
+    fsck(repo)
+
+
 def test_seed_everything_seed_is_replayed(gx, repo):
     (repo / "seeded.py").write_text(
         "import random\nimport numpy as np\nimport gitexp\n"

@@ -76,6 +76,9 @@ SEED_VIA = {
 }
 COPY_LIMIT = 64 << 20  # hash-checked inputs up to this size are copied, larger ones linked
 REPLAY_TAG = "reproduce"
+# verdicts, best first; and the start of the explanation that blames the program itself
+_RANK = {"reproduced": 0, "reproduced_within_tolerance": 1, "differs": 2}
+NOT_DETERMINISTIC = "same code, params, inputs, command and environment gave different results"
 
 
 # --------------------------------------------------------------------- the plan
@@ -1089,8 +1092,7 @@ def compare(
             first = [m for m in metrics if m.get("first_divergent_step") is not None]
             earliest = min((m["first_divergent_step"] for m in first), default=None)
             explanations.append(
-                "same code, params, inputs, command and environment gave different "
-                "results: the run is not deterministic (unseeded random numbers, "
+                f"{NOT_DETERMINISTIC}: the run is not deterministic (unseeded random numbers, "
                 "time- or order-dependent code, threads, non-deterministic GPU kernels)"
                 + (f"; first divergence at step {earliest}" if earliest is not None else "")
             )
@@ -1133,20 +1135,33 @@ def reproduce_run(
     atol: float | None = None,
     allow_input_drift: bool = False,
     keep: bool = False,
+    repeat: int = 1,
     stdout: IO[bytes] | None = None,
     stderr: IO[bytes] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Replay a run and return the verdict (see :func:`compare`), plus the plan's
-    notes and inputs and, with ``keep``, the replay directory kept."""
+    notes and inputs and, with ``keep``, the replay directory kept.
+
+    ``repeat``: replay that many times, one new run each; the verdict is that of
+    the replay furthest from the original, with every replay listed and the
+    spread of each metric across replays (see :func:`combine`)."""
     for name, value in (("rtol", rtol), ("atol", atol)):
         if value is not None and (not math.isfinite(value) or value < 0):
             raise UsageError(f"--{name} must be a finite number >= 0, not {value}")
+    if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
+        raise UsageError(f"--repeat must be a whole number >= 1, not {repeat}")
     plan = plan_replay(store, address, allow_input_drift)
     check(plan)
     original = store.read(fmt.ExpRef.from_ref(plan.ref), plan.sha)
-    new, kept, work = replay(store, plan, keep=keep, stdout=stdout, stderr=stderr, environ=environ)
-    verdict = compare(store, original, new, rtol, atol, plan.paths(work))
+    verdicts: list[dict[str, Any]] = []
+    for _ in range(repeat):
+        new, kept, work = replay(
+            store, plan, keep=keep, stdout=stdout, stderr=stderr, environ=environ
+        )
+        verdicts.append(compare(store, original, new, rtol, atol, plan.paths(work)))
+        verdicts[-1]["kept_dir"] = kept
+    verdict = combine(verdicts, rtol, atol) if repeat > 1 else verdicts[0]
     verdict["notes"] = [
         n
         for n in plan.notes
@@ -1165,8 +1180,99 @@ def reproduce_run(
         {"path": i.name, "action": i.action, "blake3": i.blake3} for i in plan.inputs
     ]
     verdict["drift"] = plan.drift
-    verdict["kept_dir"] = kept
     return verdict
+
+
+def combine(
+    verdicts: Sequence[dict[str, Any]], rtol: float | None = None, atol: float | None = None
+) -> dict[str, Any]:
+    """One verdict for several replays of one run (each a :func:`compare` result).
+
+    The report is that of the replay furthest from the original (the first
+    such), so the whole is reproduced only when every replay is. Added:
+    ``replays`` (run, sha and verdict of each, in order), ``spread`` (each
+    final metric and output file across the replays: their values, and whether
+    the replays agree with one another), ``kept_dirs``. The explanations say
+    which of the two usual stories the replays support: they differ from one
+    another (the program is not deterministic), or they agree with one another
+    but not with the original (something outside the program changed).
+    """
+    worst = max(verdicts, key=lambda v: _RANK[v["verdict"]])
+    out = dict(worst)
+    n = len(verdicts)
+    out["replays"] = [
+        {"run": v["replay"]["run"], "sha": v["replay"]["sha"], "verdict": v["verdict"]}
+        for v in verdicts
+    ]
+    r, t = float(rtol or 0.0), float(atol or 0.0)
+
+    def agree(a: Any, b: Any) -> bool:
+        if a is None or b is None:
+            return a is b
+        return _same_value(a, b) or _close(a, b, r, t)
+
+    metrics = []
+    keys = sorted({m["key"] for v in verdicts for m in v["metrics"]})
+    for key in keys:
+        found = [next((m for m in v["metrics"] if m["key"] == key), None) for v in verdicts]
+        original = next((m["original"] for m in found if m is not None), None)
+        values = [m["replay"] if m is not None else None for m in found]
+        finite = [x for x in values if x is not None and math.isfinite(x)]
+        metrics.append(
+            {
+                "key": key,
+                "original": original,
+                "replays": values,
+                "agree": all(agree(values[0], x) for x in values[1:]),
+                "min": min(finite) if finite else None,
+                "max": max(finite) if finite else None,
+            }
+        )
+    outputs = []
+    paths = sorted({o["path"] for v in verdicts for o in v["outputs"]})
+    for path in paths:
+        found = [next((o for o in v["outputs"] if o["path"] == path), None) for v in verdicts]
+        hashes = [o["replay"] if o is not None else None for o in found]
+        outputs.append(
+            {
+                "path": path,
+                "original": next((o["original"] for o in found if o is not None), None),
+                "replays": hashes,
+                "agree": len(set(hashes)) == 1,
+            }
+        )
+    out["spread"] = {"metrics": metrics, "outputs": outputs}
+    out["kept_dirs"] = [v["kept_dir"] for v in verdicts if v.get("kept_dir")]
+    out["kept_dir"] = out["kept_dirs"][0] if out["kept_dirs"] else None
+
+    varying = [m["key"] for m in metrics if not m["agree"]]
+    varying += [o["path"] for o in outputs if not o["agree"]]
+    explanations = [e for e in worst["explanations"] if not e.startswith(NOT_DETERMINISTIC)]
+    if varying:
+        explanations.insert(
+            0,
+            f"the {n} replays differ from one another ({', '.join(varying)}): the program "
+            "is not deterministic here (unseeded random numbers, time- or order-dependent "
+            "code, threads, non-deterministic GPU kernels)",
+        )
+    elif out["verdict"] != "reproduced":
+        if worst["fingerprint"]["differs"]:
+            where = "its " + ", ".join(worst["fingerprint"]["differs"]).replace("_", " ")
+        elif worst["env"].get("packages") or any(k != "packages" for k in worst["env"]):
+            where = "the environment (see env)"
+        else:
+            where = (
+                "something the run does not record (hardware, drivers, an environment "
+                "variable, a file or service read outside the recorded inputs, the date)"
+            )
+        explanations.insert(
+            0,
+            f"the {n} replays agree with one another but not with the original: the "
+            f"program is deterministic here, so what changed since the original is "
+            f"outside it: {where}",
+        )
+    out["explanations"] = explanations
+    return out
 
 
 def reproduce(
@@ -1178,6 +1284,7 @@ def reproduce(
     keep: bool = False,
     dry_run: bool = False,
     stream: bool = False,
+    repeat: int = 1,
     repo: str | os.PathLike[str] = ".",
 ) -> dict[str, Any]:
     """Replay a recorded run and say whether the result is the same.
@@ -1195,13 +1302,17 @@ def reproduce(
         keep: keep the replay directory (its path is ``kept_dir`` in the result).
         dry_run: only plan: return what would be run, where, with which inputs.
         stream: copy the replay's stdout/stderr to this process's.
+        repeat: replay this many times (one new run each): replays that differ from
+            one another show a program that is not deterministic; replays that agree
+            with one another but not with the original, a change outside it.
         repo: a path inside the git repository.
 
     Returns:
         The verdict as data: ``verdict`` (``reproduced``,
         ``reproduced_within_tolerance`` or ``differs``), ``reproduced`` (bool),
         ``fingerprint``, ``metrics``, ``outputs``, ``env``, ``explanations``,
-        ``notes``, ``original`` and ``replay`` runs. With ``dry_run``, the plan.
+        ``notes``, ``original`` and ``replay`` runs; with ``repeat`` > 1, also
+        ``replays`` and ``spread`` (see :func:`combine`). With ``dry_run``, the plan.
 
     Raises:
         InputDrift: inputs recorded by hash only changed (and not allowed).
@@ -1223,6 +1334,7 @@ def reproduce(
             atol=atol,
             allow_input_drift=allow_input_drift,
             keep=keep,
+            repeat=repeat,
             stdout=sys.stdout.buffer if stream and hasattr(sys.stdout, "buffer") else None,
             stderr=sys.stderr.buffer if stream and hasattr(sys.stderr, "buffer") else None,
         )

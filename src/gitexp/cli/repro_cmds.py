@@ -74,8 +74,10 @@ def format_plan(plan: dict[str, Any]) -> str:
         from gitexp.repro import SEED_VIA
 
         lines.append(f"  seed:     {plan['seed']} ({SEED_VIA[plan['seed_via']]})")
+    repeat = int(plan.get("repeat") or 1)
+    runs = "a new run" if repeat == 1 else f"{repeat} new runs, one per replay,"
     lines.append(
-        f"  records:  a new run in experiment {plan['experiment']}, reproduces {plan['sha'][:12]}"
+        f"  records:  {runs} in experiment {plan['experiment']}, reproduces {plan['sha'][:12]}"
     )
     for note in plan["notes"]:
         lines.append(f"note: {note}")
@@ -90,6 +92,13 @@ def format_plan(plan: dict[str, Any]) -> str:
 def format_verdict(v: dict[str, Any]) -> str:
     """The human report of a replay."""
     lines = [f"reproduce {v['original']['run']} ({v['original']['sha'][:12]})"]
+    replays = v.get("replays") or []
+    if len(replays) > 1:
+        counts: dict[str, int] = {}
+        for r in replays:
+            counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
+        tally = ", ".join(f"{n} {_WORDS[w].lower()}" for w, n in counts.items())
+        lines.append(f"  replays:     {len(replays)} ({tally}); below, the one furthest off:")
     lines.append(f"  replay:      {v['replay']['run']} ({v['replay']['sha'][:12]})")
     fp = v["fingerprint"]
     if fp["same"]:
@@ -146,6 +155,7 @@ def format_verdict(v: dict[str, Any]) -> str:
             else:
                 detail = f"{_short(o['original'])} -> {_short(o['replay'])}"
             lines.append(f"    {o['path']:<{width}}  {o['status']:<16}  {detail}")
+    lines += _format_spread(v, len(replays))
     env = v["env"]
     diffs = []
     for part in ("python", "platform", "cpu", "gpus", "variables"):
@@ -171,15 +181,44 @@ def format_verdict(v: dict[str, Any]) -> str:
         lines.append(f"why: {e}")
     for n in v.get("notes") or []:
         lines.append(f"note: {n}")
-    if v.get("kept_dir"):
-        lines.append(f"kept: {v['kept_dir']}")
-    word = {
-        "reproduced": "REPRODUCED",
-        "reproduced_within_tolerance": "REPRODUCED within tolerance",
-        "differs": "DIFFERS",
-    }[v["verdict"]]
-    lines.append(f"verdict: {word}")
+    for kept in v.get("kept_dirs") or ([v["kept_dir"]] if v.get("kept_dir") else []):
+        lines.append(f"kept: {kept}")
+    lines.append(f"verdict: {_WORDS[v['verdict']]}")
     return "\n".join(lines)
+
+
+_WORDS = {
+    "reproduced": "REPRODUCED",
+    "reproduced_within_tolerance": "REPRODUCED within tolerance",
+    "differs": "DIFFERS",
+}
+
+
+def _format_spread(v: dict[str, Any], n: int) -> list[str]:
+    """With several replays: each final metric and output file across them."""
+    spread = v.get("spread")
+    if not spread or n < 2:
+        return []
+    rows = []
+    for m in spread["metrics"]:
+        if m["agree"]:
+            detail = f"same in every replay: {_num(m['replays'][0])}"
+        else:
+            distinct = len({repr(x) for x in m["replays"]})
+            detail = f"{distinct} different values, {_num(m['min'])} .. {_num(m['max'])}"
+        rows.append((m["key"], "agree" if m["agree"] else "VARY", detail))
+    for o in spread["outputs"]:
+        if o["agree"]:
+            detail = f"same bytes in every replay: {_short(o['replays'][0])}"
+        else:
+            detail = ", ".join(_short(h) for h in o["replays"])
+        rows.append((o["path"], "agree" if o["agree"] else "VARY", detail))
+    if not rows:
+        return []
+    width = max(len(r[0]) for r in rows)
+    return [f"  across the {n} replays:"] + [
+        f"    {key:<{width}}  {word:<5}  {detail}" for key, word, detail in rows
+    ]
 
 
 @click.command("reproduce")
@@ -197,6 +236,15 @@ def format_verdict(v: dict[str, Any]) -> str:
     help="Print what would be run, where, and with which inputs; run nothing, write nothing.",
 )
 @click.option("--keep", is_flag=True, help="Keep the temporary directory and print its path.")
+@click.option(
+    "--repeat",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    metavar="N",
+    help="Replay N times: replays that differ from one another show a program that is "
+    "not deterministic; replays that agree but not with the original, a change outside it.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="Do not show the replay's own output.")
 @click.pass_context
@@ -208,6 +256,7 @@ def reproduce_cmd(
     allow_input_drift: bool,
     dry_run: bool,
     keep: bool,
+    repeat: int,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -227,6 +276,7 @@ def reproduce_cmd(
     Examples:
       git exp reproduce 20261122-143022-7f3a9c
       git exp reproduce 1a2b3c4d --rtol 1e-6 --json
+      git exp reproduce 20261122-143022-7f3a9c --repeat 3 -q
       git exp reproduce example/20261122-143022-7f3a9c --dry-run
     """
     from gitexp.cli.render import format_json
@@ -237,6 +287,7 @@ def reproduce_cmd(
         if dry_run:
             plan = plan_replay(store, run, allow_input_drift)
             data = plan.to_json()
+            data["repeat"] = repeat
             echo(format_json(data) if as_json else format_plan(data))
             check(plan)
             return
@@ -249,6 +300,7 @@ def reproduce_cmd(
                 atol=atol,
                 allow_input_drift=allow_input_drift,
                 keep=keep,
+                repeat=repeat,
                 stdout=sink,
                 stderr=sink,
             )
