@@ -22,7 +22,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "src"))
 
-from gitexp.format import canonical_json  # noqa: E402
+from gitexp.records import canonical_json  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import make_repo  # noqa: E402
@@ -162,7 +162,7 @@ def main() -> None:
             import gitexp.store as st
 
             with st.ExpStore(repo) as store:
-                from gitexp.format import ExpRef
+                from gitexp.records import ExpRef
 
                 for ref in refs:
                     store.update(ExpRef.from_ref(ref), st.RunDelta(tags_add=["changed"]), "tag")

@@ -23,8 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from gitexp import format as fmt  # noqa: E402
-from gitexp.format import ArtifactEntry  # noqa: E402
+from gitexp import records as fmt  # noqa: E402
+from gitexp.records import ArtifactEntry  # noqa: E402
 from gitexp.store import ExpStore  # noqa: E402
 from servers import HTTPGit, _backend, _handler  # noqa: E402
 

@@ -249,8 +249,8 @@ def sha_prefix_collision(store, experiment: str = "amb") -> tuple[str, list[str]
     Returns (the shared prefix, the two runs as experiment/run-id). The runs are
     minimal commits of one tree: enough for addressing, cheap to make.
     """
-    from gitexp import format as fmt
-    from gitexp.format import ExpRef
+    from gitexp import records as fmt
+    from gitexp.records import ExpRef
 
     head = store.repo.head()
     tree = store.repo.update_tree(None, {"run.json": fmt.canonical_json({"format": 1})})

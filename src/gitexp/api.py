@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from gitexp.format import ArtifactEntry
+from gitexp.records import ArtifactEntry
 from gitexp.tracking import _need_active
 
 
@@ -95,7 +95,7 @@ def get_run(address: str, repo: str | os.PathLike[str] = ".") -> dict[str, Any]:
 def diff(a: str, b: str, repo: str | os.PathLike[str] = ".") -> dict[str, Any]:
     """What differs between two runs, as plain data (``git exp diff --json``)."""
     from gitexp.catalog import indexed
-    from gitexp.compare import diff_records
+    from gitexp.diff import diff_records
     from gitexp.store import ExpStore
 
     with indexed(ExpStore(repo)) as store:

@@ -20,8 +20,8 @@ from typing import Any
 
 from gitexp.cas import LocalStore, dir_listing, hash_bytes
 from gitexp.errors import UsageError
-from gitexp.format import ArtifactEntry, has_surrogates, normalize_artifact_path
-from gitexp.gitstore import GitRepo, StatusProbe
+from gitexp.git import GitRepo, StatusProbe
+from gitexp.records import ArtifactEntry, has_surrogates, normalize_artifact_path
 
 # Environment variables worth recording: they change results or their speed.
 ENV_VARS = (
@@ -332,7 +332,7 @@ def input_source(
 
 def fingerprint(code_tree: str, params: Any, inputs: Mapping[str, str], command: Any) -> str:
     """BLAKE3 over what determines a result: code tree, params, input hashes, command."""
-    from gitexp.format import compact_json
+    from gitexp.records import compact_json
 
     return hash_bytes(
         compact_json(

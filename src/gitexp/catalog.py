@@ -39,9 +39,9 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from gitexp import format as fmt
+from gitexp import records as fmt
 from gitexp.errors import GitExpError, InvalidName, UsageError
-from gitexp.format import ExpRef
+from gitexp.records import ExpRef
 from gitexp.store import ExpStore, RunRecord
 
 CATALOG_VERSION = 2

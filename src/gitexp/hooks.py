@@ -17,7 +17,7 @@ import tempfile
 from dataclasses import dataclass
 
 from gitexp.errors import UsageError
-from gitexp.gitstore import GitRepo
+from gitexp.git import GitRepo
 
 MARK = "# git-exp pre-push hook"
 CHAIN = "pre-push.local"

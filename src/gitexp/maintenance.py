@@ -16,10 +16,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gitexp import format as fmt
+from gitexp import records as fmt
 from gitexp.cas import parse_dir_listing
 from gitexp.errors import GitExpError, RunConflict, StoreError, UsageError
-from gitexp.format import ArtifactEntry, ExpRef
+from gitexp.records import ArtifactEntry, ExpRef
 from gitexp.store import ExpStore, RunDelta, list_spool, load_spool, read_start, spool_mtime
 
 DEFAULT_GRACE = 24 * 3600  # seconds an unreferenced CAS object is kept before gc frees it

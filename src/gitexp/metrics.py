@@ -2,7 +2,7 @@
 
 The logging call is an append to an in-memory list under a lock; the flusher
 drains the buffer into an Arrow table, which becomes a Parquet segment (columns
-``key``, ``step``, ``value``, ``time``) and a :class:`~gitexp.format.Summary`.
+``key``, ``step``, ``value``, ``time``) and a :class:`~gitexp.records.Summary`.
 Readers concatenate segments. This module owns pyarrow and numpy use for metrics.
 """
 
@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from gitexp.errors import FormatError, InvalidValue
-from gitexp.format import MAX_KEY_LEN, MetricSummary, Summary, has_surrogates
+from gitexp.records import MAX_KEY_LEN, MetricSummary, Summary, has_surrogates
 
 _SCHEMA: Any = None
 MAX_STEP = 2**63

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from gitexp import format as fmt
+from gitexp import records as fmt
 from gitexp.errors import UsageError
 from gitexp.store import ExpStore, RunRecord
 

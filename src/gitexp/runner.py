@@ -22,10 +22,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
-from gitexp import format as fmt
+from gitexp import records as fmt
 from gitexp.capture import CodeState, input_source, record_path
 from gitexp.errors import CommandNotFound, ConfigError, UsageError
-from gitexp.format import ArtifactEntry
+from gitexp.records import ArtifactEntry
 from gitexp.store import ExpStore
 from gitexp.tracking import ENV_PATH_MAP, ENV_REPO, ENV_RUN_REF, ENV_WORK_TREE, create_run
 

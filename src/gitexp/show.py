@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gitexp import format as fmt
+from gitexp import records as fmt
 from gitexp.store import ExpStore, RunRecord
 
 SPARK_POINTS = 40

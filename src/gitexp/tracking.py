@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
-from gitexp import format as fmt
+from gitexp import records as fmt
 from gitexp.capture import (
     CodeState,
     code_state,
@@ -36,8 +36,8 @@ from gitexp.capture import (
     record_path,
 )
 from gitexp.errors import RunConflict, RunStateError, UsageError
-from gitexp.format import ArtifactEntry, ExpRef
 from gitexp.metrics import MetricBuffer, release_memory, to_parquet
+from gitexp.records import ArtifactEntry, ExpRef
 from gitexp.store import ExpStore, RunDelta, SpoolWriter
 
 ENV_RUN_REF = "GITEXP_RUN_REF"

@@ -10,10 +10,10 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gitexp import format as fmt
+from gitexp import records as fmt
 from gitexp.errors import InvalidName
-from gitexp.format import ExpRef
 from gitexp.metrics import MetricBuffer, from_parquet, summarize, to_parquet
+from gitexp.records import ExpRef
 
 FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

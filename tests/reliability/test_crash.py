@@ -287,7 +287,7 @@ def test_concurrent_commands_settle_crashed_runs_once_and_all_see_them(repo, gx,
 OTHER_HOST = r"""
 import socket, sys, time
 socket.gethostname = lambda: "gpu-node-7"  # a run started on another machine
-import gitexp, gitexp.format as fmt
+import gitexp, gitexp.records as fmt
 if sys.argv[1] == "old":  # ...whose clock says it was an hour ago
     import datetime as dt
     real = fmt.utc_now

@@ -188,7 +188,7 @@ def test_unicode_names_work_end_to_end(repo, gx):
 )
 @given(st.text(min_size=1, max_size=40))
 def test_any_experiment_name_is_either_refused_or_a_valid_git_ref(tmp_path_factory, name):
-    from gitexp.format import ExpRef, new_run_id, validate_experiment
+    from gitexp.records import ExpRef, new_run_id, validate_experiment
 
     try:
         validate_experiment(name)

@@ -91,7 +91,7 @@ def _drop_object(repo, sha):
 def test_rm_older_than_removes_old_runs_and_running_ones_only_when_asked(repo, gx, monkeypatch):
     import datetime as dt
 
-    from gitexp import format as fmt
+    from gitexp import records as fmt
 
     real = fmt.utc_now
     monkeypatch.setattr(fmt, "utc_now", lambda: real() - dt.timedelta(days=40))

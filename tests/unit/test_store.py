@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import git, sha_prefix_collision, show_json
-from gitexp import format as fmt
+from gitexp import records as fmt
 from gitexp.errors import AmbiguousRun, InvalidName, RunNotFound
 from gitexp.metrics import MetricBuffer, to_parquet
 from gitexp.store import RunDelta
@@ -188,7 +188,7 @@ def test_a_running_run_without_a_local_spool_is_not_rewritten(store, repo):
 def test_commit_messages_list_params_in_one_order():
     """Checkpoints (params in logging order) and the finish (params read back from
     canonical params.json) must not list the same params in different orders."""
-    from gitexp.format import ExpRef, Summary
+    from gitexp.records import ExpRef, Summary
     from gitexp.store import commit_message
 
     ref = ExpRef("e", "20261122-143022-7f3a9c")

@@ -357,7 +357,7 @@ def install_hooks_cmd(ctx: click.Context, uninstall: bool) -> None:
     Respects core.hooksPath. An existing pre-push hook is kept as
     pre-push.local and still runs first; --uninstall puts it back.
     """
-    from gitexp.gitstore import open_repo
+    from gitexp.git import open_repo
     from gitexp.hooks import install
 
     with open_repo(repo_of(ctx)) as repo:

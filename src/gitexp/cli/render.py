@@ -206,7 +206,7 @@ def format_show(d: dict[str, Any]) -> str:
         lines.append(f"{k:<10} {v}")
     lines.append(f"fingerprint {str(info.get('fingerprint', ''))[:16]}")
 
-    from gitexp.format import flatten
+    from gitexp.records import flatten
 
     params = flatten(d["params"])
     lines += ["", "params" if params else "params     (none)"]

@@ -8,13 +8,13 @@ import subprocess
 from pathlib import Path
 
 import yaml
+from test_cli_sharing import new_runs, project, run_refs
 
 from conftest import fsck, git
 from gitexp.hooks import MARK, PRE_PUSH
 from servers import bare
-from test_remotes import new_runs, project, run_refs
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def setup(tmp_path: Path):

@@ -2,7 +2,7 @@
 
 Runs travel as git refs through any remote dulwich can reach (a local path,
 ``file://``, ``git://``, smart HTTP(S), ssh); the transport lives in
-:mod:`gitexp.gitstore`. Artifacts travel through an *artifact store*: any
+:mod:`gitexp.git`. Artifacts travel through an *artifact store*: any
 URL ``pyarrow.fs`` opens, laid out like the local CAS
 (``objects/<2 hex>/<62 hex>``). Where a remote's store is:
 
@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from gitexp import format as fmt
+from gitexp import records as fmt
 from gitexp.cas import CHUNK, LocalStore, check_key, copy_hashing, hash_bytes, parse_dir_listing
 from gitexp.errors import (
     Diverged,
@@ -42,8 +42,8 @@ from gitexp.errors import (
     StoreError,
     UsageError,
 )
-from gitexp.format import ARTIFACTS_JSON, NAMESPACE, ArtifactEntry, ExpRef
-from gitexp.gitstore import GitRepo, RefPush, SyncStatus
+from gitexp.git import GitRepo, RefPush, SyncStatus
+from gitexp.records import ARTIFACTS_JSON, NAMESPACE, ArtifactEntry, ExpRef
 from gitexp.store import ExpStore
 
 STORE_KEY = "expstore"
@@ -631,7 +631,7 @@ def push(
         # artifacts go before refs: a store that fails stops the push here
         raise RemoteError(f"no run was pushed, the artifact store failed: {exc}", rem.url) from exc
     if dry_run:
-        from gitexp.gitstore import remote_refs
+        from gitexp.git import remote_refs
 
         current = remote_refs(rem.url, NAMESPACE, rem.ssh_command)
         plan = repo.plan_push(current, refs, force)
@@ -1077,7 +1077,7 @@ class RemoteRun:
 
 def ls_remote(store: ExpStore, remote: str | None = None) -> tuple[Remote, list[RemoteRun]]:
     """The runs a remote has, from its ref advertisement alone (nothing is downloaded)."""
-    from gitexp.gitstore import remote_refs
+    from gitexp.git import remote_refs
 
     repo = store.repo
     rem = resolve_remote(repo, remote)

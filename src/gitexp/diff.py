@@ -6,7 +6,7 @@ import json
 import math
 from typing import Any
 
-from gitexp import format as fmt
+from gitexp import records as fmt
 from gitexp.store import ExpStore, RunRecord
 
 

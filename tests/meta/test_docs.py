@@ -9,7 +9,7 @@ import pytest
 
 from gitexp.cli import COMMANDS
 
-CLI_MD = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
+CLI_MD = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
 
 
 @pytest.mark.skipif(not CLI_MD.exists(), reason="docs/cli.md is not written yet")

@@ -11,7 +11,7 @@ from conftest import git, git_objects, user_state
 from gitexp.capture import code_state
 from gitexp.cas import LocalStore, hash_bytes
 from gitexp.errors import NoCommits, NotARepository, ObjectMissing
-from gitexp.gitstore import GitRepo
+from gitexp.git import GitRepo
 
 
 @pytest.fixture

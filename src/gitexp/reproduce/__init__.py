@@ -38,7 +38,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
-from gitexp import format as fmt
+from gitexp import records as fmt
 from gitexp.cas import dir_listing, hash_bytes, hash_file, parse_dir_listing
 from gitexp.errors import (
     CannotReproduce,
@@ -51,8 +51,8 @@ from gitexp.errors import (
     StoreError,
     UsageError,
 )
-from gitexp.format import ArtifactEntry
-from gitexp.gitstore import MODE_TREE
+from gitexp.git import MODE_TREE
+from gitexp.records import ArtifactEntry
 from gitexp.seeding import ENV_SEED  # the replay sets it to the recorded seed
 from gitexp.store import ExpStore, RunRecord
 
@@ -957,7 +957,7 @@ def compare(
     Params the script logged from them (an output path, say) are compared as the
     original's paths.
     """
-    from gitexp.compare import diff_records
+    from gitexp.diff import diff_records
 
     tolerant = rtol is not None or atol is not None
     r, t = float(rtol or 0.0), float(atol or 0.0)

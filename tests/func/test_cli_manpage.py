@@ -13,7 +13,7 @@ from gitexp import errors
 from gitexp.cli import COMMANDS
 from gitexp.cli.manpage import EXIT_CODES, render
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "git-exp.1"
 
 

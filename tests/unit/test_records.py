@@ -11,9 +11,9 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pytest
 
-from gitexp import format as fmt
+from gitexp import records as fmt
 from gitexp.errors import FormatError, InvalidName, InvalidValue, UnsupportedFormat, UsageError
-from gitexp.format import ArtifactEntry, ExpRef, MetricSummary, Summary
+from gitexp.records import ArtifactEntry, ExpRef, MetricSummary, Summary
 
 RUN_ID = "20261122-143022-7f3a9c"
 

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gitexp import format as fmt
+from gitexp import records as fmt
 from gitexp.cas import LocalStore
 from gitexp.errors import (
     AmbiguousRun,
@@ -39,7 +39,8 @@ from gitexp.errors import (
     RunNotFound,
     StoreError,
 )
-from gitexp.format import (
+from gitexp.git import MODE_FILE, MODE_TREE, GitRepo
+from gitexp.records import (
     ARTIFACTS_JSON,
     CODE_JSON,
     ENV_JSON,
@@ -52,7 +53,6 @@ from gitexp.format import (
     ExpRef,
     Summary,
 )
-from gitexp.gitstore import MODE_FILE, MODE_TREE, GitRepo
 
 MAX_RETRIES = 50
 BATCH_READS = 32  # read_listings of this many runs or more goes through git cat-file
@@ -430,7 +430,7 @@ class ExpStore:
     """The run store of one repository: git objects and refs plus the local CAS."""
 
     def __init__(self, path: str | os.PathLike[str] = ".") -> None:
-        from gitexp.gitstore import open_repo
+        from gitexp.git import open_repo
 
         self.repo = open_repo(path)
         self.cas = LocalStore(self.repo.exp_dir)
