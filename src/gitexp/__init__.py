@@ -64,7 +64,7 @@ _LAZY = {
     "log_input": ("gitexp.api", "log_input"),
     "set_tags": ("gitexp.api", "set_tags"),
     "note": ("gitexp.api", "note"),
-    "reproduce": ("gitexp.reproduce", "reproduce"),
+    "reproduce": ("gitexp.replay", "reproduce"),
     "seed_everything": ("gitexp.seeding", "seed_everything"),
 }
 

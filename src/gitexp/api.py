@@ -95,7 +95,7 @@ def get_run(address: str, repo: str | os.PathLike[str] = ".") -> dict[str, Any]:
 def diff(a: str, b: str, repo: str | os.PathLike[str] = ".") -> dict[str, Any]:
     """What differs between two runs, as plain data (``git exp diff --json``)."""
     from gitexp.catalog import indexed
-    from gitexp.diff import diff_records
+    from gitexp.rundiff import diff_records
     from gitexp.store import ExpStore
 
     with indexed(ExpStore(repo)) as store:

@@ -269,7 +269,7 @@ def show_cmd(ctx: click.Context, run: str, as_json: bool) -> None:
 def diff_cmd(ctx: click.Context, a: str, b: str, as_json: bool, with_code: bool) -> None:
     """Compare two runs: params, metrics, data, code, environment, artifacts."""
     from gitexp.cli.render import format_diff, format_json
-    from gitexp.diff import diff_records
+    from gitexp.rundiff import diff_records
 
     with open_store(ctx) as store:
         data = diff_records(store, store.get(a), store.get(b))

@@ -71,7 +71,7 @@ def format_plan(plan: dict[str, Any]) -> str:
         env.append("unset " + " ".join(plan["env_unset"]))
     lines.append("  env:      " + "; ".join(env))
     if plan["seed"] is not None:
-        from gitexp.reproduce import SEED_VIA
+        from gitexp.replay import SEED_VIA
 
         lines.append(f"  seed:     {plan['seed']} ({SEED_VIA[plan['seed_via']]})")
     repeat = int(plan.get("repeat") or 1)
@@ -281,7 +281,7 @@ def reproduce_cmd(
     """
     from gitexp.cli.render import format_json
     from gitexp.errors import CannotReproduce, InputDrift
-    from gitexp.reproduce import check, plan_replay, reproduce_run
+    from gitexp.replay import check, plan_replay, reproduce_run
 
     with open_store(ctx) as store:
         if dry_run:
@@ -346,7 +346,7 @@ def checkout_code_cmd(ctx: click.Context, run: str, branch: str | None, as_json:
       git exp checkout-code 20261122-143022-7f3a9c --branch retry-lr
     """
     from gitexp.cli.render import format_json
-    from gitexp.reproduce import checkout_code
+    from gitexp.replay import checkout_code
 
     with open_store(ctx) as store:
         data = checkout_code(store, run, branch)

@@ -2,7 +2,7 @@
 
 The service layer behind ``git exp reproduce``, ``git exp checkout-code`` and
 ``gitexp.reproduce()``. It never prints; it returns data and raises
-:mod:`gitexp.errors`. (The module is ``repro``, not ``reproduce``: a submodule
+:mod:`gitexp.errors`. (The package is ``replay``, not ``reproduce``: a submodule
 named ``reproduce`` would replace the ``gitexp.reproduce`` function on import.)
 
 A replay, step by step:
@@ -957,7 +957,7 @@ def compare(
     Params the script logged from them (an output path, say) are compared as the
     original's paths.
     """
-    from gitexp.diff import diff_records
+    from gitexp.rundiff import diff_records
 
     tolerant = rtol is not None or atol is not None
     r, t = float(rtol or 0.0), float(atol or 0.0)
