@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from array import array
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from gitexp.errors import FormatError, InvalidValue
@@ -371,21 +371,22 @@ def build_table(
     parts = []
 
     def keys_of(ids: Any, names: list[str]) -> Any:
-        col = pa.DictionaryArray.from_arrays(
-            pa.array(ids, pa.int32()), pa.array(names, pa.string())
-        )
+        col = pa.DictionaryArray.from_arrays(_fixed(ids, pa.int32()), _strings(names))
         return col if dictionary_keys else col.cast(pa.string())
+
+    def table_of(keys: Any, steps: Any, values: Any, micros: Any) -> Any:
+        return pa.Table.from_arrays(
+            [keys, _fixed(steps, pa.int64()), _fixed(values, pa.float64()), _fixed(micros, ts)],
+            schema=out_schema,
+        )
 
     def rows_table(block: Rows) -> Any:
         times = np.frombuffer(block.times, np.float64)
-        return pa.table(
-            {
-                "key": keys_of(np.frombuffer(block.keys, np.int32), block.names),
-                "step": pa.array(np.frombuffer(block.steps, np.int64)),
-                "value": pa.array(np.frombuffer(block.values, np.float64)),
-                "time": pa.array((times * 1e6).astype(np.int64), ts),
-            },
-            schema=out_schema,
+        return table_of(
+            keys_of(np.frombuffer(block.keys, np.int32), block.names),
+            np.frombuffer(block.steps, np.int64),
+            np.frombuffer(block.values, np.float64),
+            (times * 1e6).astype(np.int64),
         )
 
     for chunk in chunks:
@@ -397,17 +398,7 @@ def build_table(
         n = len(arr)
         st = _steps_of(st, n)
         keycol = keys_of(np.zeros(n, dtype=np.int32), [key])
-        parts.append(
-            pa.table(
-                {
-                    "key": keycol,
-                    "step": pa.array(st, pa.int64()),
-                    "value": pa.array(arr, pa.float64()),
-                    "time": pa.array(np.full(n, int(t * 1e6), dtype=np.int64), ts),
-                },
-                schema=out_schema,
-            )
-        )
+        parts.append(table_of(keycol, st, arr, np.full(n, int(t * 1e6), dtype=np.int64)))
     if rows:
         parts.append(rows_table(rows))
     if not parts:
@@ -415,6 +406,51 @@ def build_table(
     if len(parts) == 1:
         return parts[0]
     return pa.concat_tables(parts)
+
+
+# Arrays are built from, and read into, numpy buffers directly: ``pa.array`` and
+# ``Array.to_numpy`` ask pyarrow's pandas shim whether pandas is around, which
+# imports pandas when it is installed (a quarter of a second on the logging
+# path, and an import at interpreter exit; see ``tracking._RefuseImports``).
+_INTS = {8: "int8", 16: "int16", 32: "int32", 64: "int64"}
+
+
+def _fixed(values: Any, type_: Any) -> Any:
+    """An Arrow array of the fixed-width ``type_`` over a numpy array's bytes."""
+    import numpy as np
+    import pyarrow as pa
+
+    dtype = np.float64 if pa.types.is_floating(type_) else _INTS[type_.bit_width]
+    data = np.ascontiguousarray(values, dtype=dtype)
+    return pa.Array.from_buffers(type_, len(data), [None, pa.py_buffer(data)])
+
+
+def _strings(names: Sequence[str]) -> Any:
+    """An Arrow string array of ``names``, from buffers."""
+    import numpy as np
+    import pyarrow as pa
+
+    encoded = [n.encode() for n in names]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int32)
+    np.cumsum(np.fromiter(map(len, encoded), np.int32, len(encoded)), out=offsets[1:])
+    data = pa.py_buffer(b"".join(encoded))
+    return pa.Array.from_buffers(pa.string(), len(encoded), [None, pa.py_buffer(offsets), data])
+
+
+def _numpy(col: Any) -> Any:
+    """The values of a fixed-width Arrow array (chunked or not) as a numpy array."""
+    import numpy as np
+    import pyarrow as pa
+
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    if col.null_count:
+        return col.to_numpy(zero_copy_only=False)
+    dtype = np.dtype(np.float64 if pa.types.is_floating(col.type) else _INTS[col.type.bit_width])
+    buf = col.buffers()[1]
+    if buf is None:
+        return np.zeros(0, dtype)
+    return np.frombuffer(buf, dtype, count=len(col), offset=col.offset * dtype.itemsize)
 
 
 def _dict_schema() -> Any:
@@ -474,10 +510,10 @@ def summarize(table: Any) -> Summary:
     else:
         enc = col.combine_chunks().dictionary_encode()
     names = enc.dictionary.to_pylist()
-    codes = enc.indices.to_numpy(zero_copy_only=False)
-    steps = table.column("step").to_numpy()
-    values = table.column("value").to_numpy()
-    times = table.column("time").cast(pa.int64()).to_numpy() / 1e6
+    codes = _numpy(enc.indices)
+    steps = _numpy(table.column("step"))
+    values = _numpy(table.column("value"))
+    times = _numpy(table.column("time").cast(pa.int64())) / 1e6
     order = np.argsort(codes, kind="stable")
     sc = codes[order]
     sv = values[order]
@@ -580,3 +616,24 @@ def series(table: Any, key: str) -> tuple[list[int], list[float]]:
 
     sub = table.filter(pc.equal(table.column("key"), key))
     return sub.column("step").to_pylist(), sub.column("value").to_pylist()
+
+
+def rehearse() -> None:
+    """Go once through everything a run's last drain and commit do with points.
+
+    Called when a run starts, so that every module those steps import lazily
+    (numpy, pyarrow, Parquet, zstd, and what pyarrow itself loads on first use)
+    is imported then: a run finished at interpreter exit must import nothing
+    (see ``tracking._RefuseImports``).
+    """
+    buffer = MetricBuffer()
+    buffer.append("k", 1.0, 0)
+    buffer.append_array("a", [1.0, 2.0], None, lambda: None)
+    drained = buffer.drain(None)
+    assert drained is not None
+    table, _ = drained
+    data = to_parquet(concat([table, table]))
+    merged = merge_segments([(data, "rehearsal"), (data, "rehearsal")])
+    summarize(from_parquet(merged, "rehearsal"))
+    segment_rows(merged, "rehearsal")
+    release_memory()

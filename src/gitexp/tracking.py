@@ -14,7 +14,9 @@ run left open is finished when the interpreter exits; and a process started by
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
+import logging
 import os
 import sys
 import threading
@@ -24,7 +26,7 @@ import warnings
 import weakref
 from collections.abc import Iterable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, NoReturn
 
 from gitexp import records as fmt
 from gitexp.capture import (
@@ -59,6 +61,9 @@ MAX_BUFFERED = 1 << 20  # points held in memory before a logging call spools the
 FINISH_DRAIN_POINTS = 1 << 18  # at finish, what is still buffered is spooled in smaller drains
 # the clock of flushes and checkpoints (a test drives a simulated one through a long run)
 _clock = time.monotonic
+
+
+_log = logging.getLogger("gitexp")
 
 
 class GitExpWarning(UserWarning):
@@ -123,29 +128,77 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+class _RefuseImports:
+    """A meta path finder that refuses every import not done yet.
+
+    Installed while runs are finished at interpreter exit. By then threading
+    has shut down, and a module imported for the first time may fail halfway
+    (``concurrent.futures`` cannot register its exit hook, as pandas found when
+    pyarrow's pandas probe imported it). A refused import is an ImportError at
+    once, which optional imports (that probe among them) already handle; what
+    the finish needs is imported while the run starts (:func:`_prepare_exit`).
+    """
+
+    def __init__(self) -> None:
+        self.refused: list[str] = []
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> None:
+        self.refused.append(fullname)
+        raise ImportError(f"git-exp imports nothing at interpreter exit ({fullname})")
+
+
+def _exit_outcome() -> tuple[str, str | None, int | None]:
+    """How this process is ending: (status, error, exit code) for its open runs."""
+    if _uncaught:
+        return "failed", _uncaught[-1], 1
+    code = _exit_requests[-1] if _exit_requests else None
+    if code is None or code == 0:
+        return "finished", None, 0
+    if isinstance(code, int):
+        return "failed", f"sys.exit({code})", code
+    return "failed", f"sys.exit({code!r})", 1
+
+
 def _at_exit() -> None:
-    for run in list(_open_runs):
-        if run._forked or run._finished:
-            continue
-        try:
-            if _uncaught:
-                run._finish(status="failed", error=_uncaught[-1])
-            else:
-                run._finish(status="finished")
-        except Exception as exc:  # interpreter is going away: say so, once
-            sys.stderr.write(f"git-exp: could not finish run {run.id}: {exc}\n")
+    runs = [r for r in list(_open_runs) if not (r._forked or r._finished)]
+    if not runs:
+        return
+    status, error, code = _exit_outcome()
+    guard = _RefuseImports()
+    sys.meta_path.insert(0, guard)
+    try:
+        for run in runs:
+            try:
+                run._finish(status=status, error=error, exit_code=code)
+            except BaseException as exc:
+                run._leave_in_spool(status, error, code, exc)
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.meta_path.remove(guard)
 
 
 atexit.register(_at_exit)
 _prev_excepthook = sys.excepthook
+_exit_requests: list[Any] = []  # what sys.exit was called with, last one last
+_sys_exit = sys.exit
 
 
 def _excepthook(tp: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
-    _uncaught.append("".join(traceback.format_exception(tp, value, tb)))
+    # at an interactive prompt an error ends a statement, not the program
+    if not (sys.flags.interactive or hasattr(sys, "ps1")):
+        _uncaught.append("".join(traceback.format_exception(tp, value, tb)))
     _prev_excepthook(tp, value, tb)
 
 
+def _exit(status: Any = None) -> NoReturn:
+    """``sys.exit``, remembering its argument: a run open at exit then records
+    how the program ended (``sys.exit(3)``: failed, exit code 3)."""
+    _exit_requests.append(status)
+    _sys_exit(status)
+
+
 sys.excepthook = _excepthook
+sys.exit = _exit
 
 
 class Run:
@@ -464,7 +517,7 @@ class Run:
     def _report_background_error(self, exc: Exception) -> None:
         if not self._reported:
             self._reported = True
-            sys.stderr.write(f"git-exp: background flush of run {self.id} failed: {exc}\n")
+            _log.error("git-exp: background flush of run %s failed: %s", self.id, exc)
 
     # -------------------------------------------------------------- finish
     def finish(self, status: str = "finished") -> None:
@@ -475,7 +528,7 @@ class Run:
             raise UsageError(f"status must be one of {', '.join(fmt.FINAL_STATUSES)}")
         self._finish(status=status)
 
-    def _finish(self, status: str, error: str | None = None) -> None:
+    def _finish(self, status: str, error: str | None = None, exit_code: int | None = None) -> None:
         with self._io:
             if self._finished:
                 return
@@ -488,10 +541,7 @@ class Run:
             try:
                 if table is not None:
                     delta.segments = [to_parquet(table)]
-                if not self._attached:
-                    delta.run.update({"status": status, "end_time": fmt.iso(fmt.utc_now())})
-                if error:
-                    delta.run["error"] = error
+                delta.run.update(self._final_state(status, error, exit_code))
                 self._writer.commit(delta, "finish" if not self._attached else "checkpoint")
             except BaseException:
                 self._give_back(taken, table)  # the run stays open: finish may be retried
@@ -503,6 +553,43 @@ class Run:
             if self in _active:
                 _active.remove(self)
         self._store.close()
+
+    def _final_state(self, status: str, error: str | None, exit_code: int | None) -> dict[str, Any]:
+        """The run.json fields a finish writes (an attached run's are the runner's)."""
+        out: dict[str, Any] = {}
+        if not self._attached:
+            out.update(status=status, end_time=fmt.iso(fmt.utc_now()))
+            if exit_code is not None:
+                out["exit_code"] = exit_code
+        if error:
+            out["error"] = error
+        return out
+
+    def _leave_in_spool(
+        self, status: str, error: str | None, exit_code: int | None, exc: BaseException
+    ) -> None:
+        """At interpreter exit, when the final commit failed: spool everything with
+        the final state, so the next command that reads the run records it, as
+        after a SIGKILL, but with the status the program ended with."""
+        try:
+            with self._io:
+                self._pending.run.update(self._final_state(status, error, exit_code))
+                self._spool()
+        except BaseException as again:
+            _log.error(
+                "git-exp: run %s could not be finished (%s) nor spooled (%s): "
+                "what it logged since its last flush is lost",
+                self.id,
+                exc,
+                again,
+            )
+            return
+        _log.error(
+            "git-exp: could not finish run %s at exit (%s); everything it logged is "
+            "spooled, and the next git exp command records it",
+            self.id,
+            exc,
+        )
 
     def __enter__(self) -> Run:
         return self
@@ -531,8 +618,27 @@ def _steps(step: Any, values: Any) -> Any:
     return step
 
 
+_rehearsed = False
+
+
+def _prepare_exit(store: ExpStore) -> None:
+    """Import now what finishing a run imports, once per process, and read the
+    commit identity of ``store`` (its own lookups import): at interpreter exit
+    nothing may be imported (:class:`_RefuseImports`)."""
+    global _rehearsed
+    store.repo.identity()
+    if not _rehearsed:
+        from gitexp.cas import hash_bytes
+        from gitexp.metrics import rehearse
+
+        rehearse()
+        hash_bytes(b"")  # blobs and logs are hashed at the finish too
+        _rehearsed = True
+
+
 def _register(run: Run) -> Run:
     global _deferred
+    _prepare_exit(run._store)
     _open_runs.add(run)
     with _state_lock:
         _active.append(run)
@@ -636,6 +742,7 @@ def create_run(
     if code is None:
         store.repo.require_head()  # NoCommits before anything is started or written
         probe = store.repo.status_probe()  # git status runs while the rest is prepared
+    _prepare_exit(store)
     ref: ExpRef | None = None
     try:
         now = fmt.utc_now()
