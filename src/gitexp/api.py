@@ -64,22 +64,55 @@ def runs(
     tags: Sequence[str] | None = None,
     repo: str | os.PathLike[str] = ".",
     where: str | None = None,
+    *,
+    unless_tags: Sequence[str] | None = None,
+    sort: str | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+    columns: Sequence[str] | None = None,
+    group_by: str | Sequence[str] | None = None,
+    baseline: str | None = None,
 ) -> Any:
     """Runs as a ``pyarrow.Table``: one row per run, params as ``params.<key>``
     and final metrics as ``metrics.<key>`` columns. ``.to_pandas()`` for pandas.
 
     ``where`` filters with the expression language of ``git exp log --where``
     (docs/query.md), e.g. ``"params.lr < 0.01 and metrics.acc > 0.9"``.
+    ``sort``, ``limit``, ``offset``, ``columns``, ``group_by`` (one row per
+    group: ``runs``, ``mean(...)``, ``std(...)``, ``count(...)``) and
+    ``baseline`` (a run address or ``tag:NAME``; adds ``delta(...)`` columns)
+    mean what they mean for ``git exp log``. Without ``columns`` every column
+    is there.
     """
-    from gitexp.query import select_table, to_arrow
+    from gitexp.leaderboard import Query, leaderboard, to_arrow
     from gitexp.store import ExpStore
 
-    statuses = [status] if isinstance(status, str) else status
+    query = Query(
+        experiment=experiment,
+        status=[status] if isinstance(status, str) else tuple(status or ()),
+        tags=tuple(tags or ()),
+        unless_tags=tuple(unless_tags or ()),
+        where=where,
+        sort=sort,
+        limit=limit,
+        offset=offset,
+        columns=list(columns) if columns is not None else None,
+        group_by=[group_by] if isinstance(group_by, str) else group_by,
+        baseline=baseline,
+    )
     with ExpStore(repo) as store:
-        table = select_table(store, experiment, statuses, tags)
-    if where is not None:
-        table = table.where(where, label="where")
-    return to_arrow(table.rows())
+        board = leaderboard(store, query)
+    if columns is not None:
+        return to_arrow(board.rows, board.columns)
+    if board.grouped:
+        return to_arrow([{k: v for k, v in r.items() if k != "ids"} for r in board.rows])
+    assert board.runs is not None
+    rows = board.runs.rows()
+    if board.baseline is not None:
+        from gitexp.leaderboard import with_baseline
+
+        rows = with_baseline(rows, board.baseline)
+    return to_arrow(rows)
 
 
 def get_run(address: str, repo: str | os.PathLike[str] = ".") -> dict[str, Any]:

@@ -32,15 +32,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from gitexp import records as fmt
-from gitexp.errors import GitExpError, InvalidName, UsageError
+from gitexp.errors import GitExpError, InvalidName
 from gitexp.records import ExpRef
 from gitexp.store import ExpStore, RunRecord
 
@@ -66,8 +65,8 @@ BASE_COLUMNS = [
     "fingerprint",
     "code_commit",
 ]
-_JSON_COLUMNS = ["params", "metrics"]
-_FIXED = _REF_COLUMNS + BASE_COLUMNS + _JSON_COLUMNS
+JSON_COLUMNS = ["params", "metrics"]
+_FIXED = _REF_COLUMNS + BASE_COLUMNS + JSON_COLUMNS
 _PREFIX = {"params": "params.", "metrics": "metrics."}
 
 
@@ -145,6 +144,18 @@ def _row_data(rec: RunRecord) -> dict[str, Any]:
         "params": fmt.flatten(rec.params),
         "metrics": rec.summary.final_values(),
     }
+
+
+def row_of(rec: RunRecord) -> dict[str, Any]:
+    """The one run -> row builder: a run as the flat dict :meth:`RunTable.rows`
+    gives (base columns, ``ref``, ``sha``, ``params.*``, ``metrics.*``)."""
+    data = _row_data(rec)
+    row: dict[str, Any] = {c: data[c] for c in BASE_COLUMNS if c != "tags"}
+    row["tags"] = list(data["tags"] or [])
+    row["ref"] = str(rec.ref)
+    row["sha"] = rec.sha
+    row.update(_keyed(data))
+    return row
 
 
 def _keyed(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -542,7 +553,7 @@ def _merge(
     import pyarrow as pa
 
     counts = dict(keys)
-    for col in _JSON_COLUMNS:
+    for col in JSON_COLUMNS:
         prefix = _PREFIX[col]
         for text in (
             table.column(col).take(pa.array(dropped, pa.int64())).to_pylist() if dropped else []
@@ -585,7 +596,7 @@ def _merge(
         if c in ("ref", "sha", "mtime_ns", "packed"):
             idx = _REF_COLUMNS.index(c)
             added = [row[idx] for row in new]
-        elif c in _JSON_COLUMNS:
+        elif c in JSON_COLUMNS:
             added = [_dumps(d[c]) for *_, d in new]
         else:
             added = [d.get(c) for *_, d in new]
@@ -640,16 +651,7 @@ def _default_order(table: Any) -> Any:
 
 # ---------------------------------------------------------------- the view
 
-_ABSENT: Any = object()
-
-
-def sort_key(value: Any) -> tuple[int, int, float, str]:
-    """Missing values last; numbers before text; numbers by value, text by text."""
-    if value is _ABSENT or value is None or (isinstance(value, float) and math.isnan(value)):
-        return (1, 0, 0.0, "")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return (0, 0, float(value), "")
-    return (0, 1, 0.0, json.dumps(value, sort_keys=True) if not isinstance(value, str) else value)
+ABSENT: Any = object()
 
 
 class RunTable:
@@ -676,7 +678,8 @@ class RunTable:
     def __len__(self) -> int:
         return len(self._order) if self._order is not None else int(self._table.num_rows)
 
-    def _derive(self, table: Any) -> RunTable:
+    def derive(self, table: Any) -> RunTable:
+        """A RunTable of ``table`` (a part of this one's), with the same keys."""
         return RunTable(table, self.keys)
 
     # -------------------------------------------------------------- columns
@@ -708,19 +711,19 @@ class RunTable:
         return self._decoded
 
     def values(self, name: str) -> list[Any]:
-        """One value per row of column ``name``; ``_ABSENT`` where a run has none."""
+        """One value per row of column ``name``; ``ABSENT`` where a run has none."""
         cached = self._values.get(name)
         if cached is not None:
             return cached
         cols = self.table.column_names
-        if name in cols and name not in _JSON_COLUMNS:
+        if name in cols and name not in JSON_COLUMNS:
             vals = self.table.column(name).to_pylist()
             if name not in _FIXED:
-                vals = [_ABSENT if v is None else v for v in vals]
+                vals = [ABSENT if v is None else v for v in vals]
         elif name.startswith(("params.", "metrics.")):
-            vals = [row.get(name, _ABSENT) for row in self._decode()]
+            vals = [row.get(name, ABSENT) for row in self._decode()]
         else:
-            vals = [_ABSENT] * len(self)
+            vals = [ABSENT] * len(self)
         self._values[name] = vals
         return vals
 
@@ -730,10 +733,11 @@ class RunTable:
         experiment: str | None = None,
         status: Sequence[str] | None = None,
         tags: Sequence[str] | None = None,
+        unless_tags: Sequence[str] | None = None,
     ) -> RunTable:
-        """The runs of ``experiment`` (and those below it), with one of ``status``
-        and every tag of ``tags``."""
-        if not (experiment or status or tags):
+        """The runs of ``experiment`` (and those below it), with one of ``status``,
+        every tag of ``tags`` and none of ``unless_tags``."""
+        if not (experiment or status or tags or unless_tags):
             return self
         import pyarrow as pa
         import pyarrow.compute as pc
@@ -751,64 +755,19 @@ class RunTable:
             mask = both(pc.is_in(t.column("status"), value_set=pa.array(list(status), pa.string())))
         for tag in tags or []:
             mask = both(_has_tag(t.column("tags"), tag))
-        return self if mask is None else self._derive(t.filter(mask))
+        for tag in unless_tags or []:
+            mask = both(pc.invert(_has_tag(t.column("tags"), tag)))
+        return self if mask is None else self.derive(t.filter(mask))
 
-    def where(self, text: str, label: str = "--where") -> RunTable:
-        """The runs for which the ``--where`` expression ``text`` holds."""
-        from gitexp.where import compile_where
+    def reorder(self, order: Any) -> RunTable:
+        """These runs in the order of ``order`` (row indices, a pyarrow array)."""
+        return RunTable(self.table, self.keys, order)
 
-        keep = compile_where(text, self.columns(), label)
-        row = _LazyRow(self)
-        mask = []
-        for i in range(len(self)):
-            row.i = i
-            mask.append(keep(row))
-        import pyarrow as pa
-
-        return self._derive(self.table.filter(pa.array(mask, pa.bool_())))
-
-    def sort(self, column: str, resolve: Callable[[str, Iterable[str]], str]) -> RunTable:
-        """Sorted by ``column`` (``-column``: descending); missing values and NaN
-        last; ties keep the current order. ``resolve`` maps a name to a column."""
-        import pyarrow as pa
-
-        desc = column.startswith("-")
-        col = resolve(column.lstrip("-+"), self.columns())
-        n = len(self)
-        if n < 2:
-            return self
-        arr = self.table.column(col) if col in self.table.column_names else None
-        if (
-            n >= ARROW_ROWS
-            and arr is not None
-            and col not in _JSON_COLUMNS
-            and _arrow_sortable(arr.type)
-        ):
-            import pyarrow.compute as pc
-
-            if pa.types.is_floating(arr.type):
-                arr = pc.if_else(pc.is_nan(arr), pa.scalar(None, arr.type), arr)
-            keys = pa.table({"k": arr, "pos": pa.array(range(n), pa.int64())})
-            order = pc.sort_indices(
-                keys,
-                sort_keys=[("k", "descending" if desc else "ascending"), ("pos", "ascending")],
-            )  # nulls (missing values, NaN) at the end: the default placement
-            return RunTable(self.table, self.keys, order)
-        vals = self.values(col)
-        keyed = [(sort_key(v), i) for i, v in enumerate(vals)]
-        present = [(k[1:], i) for k, i in keyed if k[0] == 0]
-        missing = [i for k, i in keyed if k[0] == 1]
-        present.sort(key=lambda p: p[0], reverse=desc)
-        order_py = [i for _, i in present] + missing
-        return RunTable(self.table, self.keys, pa.array(order_py, pa.int64()))
-
-    def head(self, n: int) -> RunTable:
-        """The first ``n`` runs."""
-        if n < 0:
-            raise UsageError("--limit must be positive")
+    def slice(self, offset: int, length: int | None = None) -> RunTable:
+        """Runs ``offset`` .. ``offset + length`` (to the end when ``length`` is None)."""
         if self._order is not None:
-            return RunTable(self._table, self.keys, self._order.slice(0, n))
-        return self._derive(self._table.slice(0, n))
+            return RunTable(self._table, self.keys, self._order.slice(offset, length))
+        return self.derive(self._table.slice(offset, length))
 
     # ------------------------------------------------------- leaderboard help
     def differing_params(self) -> list[str]:
@@ -834,17 +793,17 @@ class RunTable:
                 elif pc.count_distinct(arr).as_py() > 1:
                     out.append(name)
                 continue
-            vals = [None if v is _ABSENT else v for v in self.values(name)]  # missing is None
+            vals = [None if v is ABSENT else v for v in self.values(name)]  # missing is None
             first = vals[0]
             if any(v != first or type(v) is not type(first) for v in vals):
                 out.append(name)
         return out
 
-    def view(self) -> list[_LazyRow]:
+    def view(self) -> list[LazyRow]:
         """One light row per run (``.get(column)``), reading only the columns used."""
         out = []
         for i in range(len(self)):
-            r = _LazyRow(self)
+            r = LazyRow(self)
             r.i = i
             out.append(r)
         return out
@@ -882,14 +841,7 @@ def _has_tag(tags: Any, tag: str) -> Any:
     return mask
 
 
-def _arrow_sortable(t: Any) -> bool:
-    """Numbers and text sort in Arrow as ``sort_key`` orders them (bools do not)."""
-    import pyarrow as pa
-
-    return bool(pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_string(t))
-
-
-class _LazyRow(Mapping[str, Any]):
+class LazyRow(Mapping[str, Any]):
     """Row ``i`` of a RunTable as a mapping, reading only the columns asked for."""
 
     def __init__(self, table: RunTable) -> None:
@@ -898,16 +850,16 @@ class _LazyRow(Mapping[str, Any]):
 
     def get(self, key: str, default: Any = None) -> Any:
         v = self.t.values(key)[self.i]
-        return default if v is _ABSENT else v
+        return default if v is ABSENT else v
 
     def __getitem__(self, key: str) -> Any:
-        v = self.get(key, _ABSENT)
-        if v is _ABSENT:
+        v = self.get(key, ABSENT)
+        if v is ABSENT:
             raise KeyError(key)
         return v
 
     def __iter__(self) -> Iterator[str]:
-        return iter(k for k in self.t.columns() if self.get(k, _ABSENT) is not _ABSENT)
+        return iter(k for k in self.t.columns() if self.get(k, ABSENT) is not ABSENT)
 
     def __len__(self) -> int:
         return sum(1 for _ in self)

@@ -1,5 +1,5 @@
 """Export runs for pandas, polars and DuckDB users: a summary table (one row per
-run, ``query.to_arrow``) and, optionally, every metric point as a long table
+run, ``leaderboard.to_arrow``) and, optionally, every metric point as a long table
 (``id, experiment, key, step, value, time``), as Parquet or CSV."""
 
 from __future__ import annotations
@@ -10,10 +10,14 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gitexp.errors import UsageError
+from gitexp.records import ExpRef
 from gitexp.store import ExpStore, RunRecord
+
+if TYPE_CHECKING:
+    from gitexp.leaderboard import Query
 
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
 
@@ -71,11 +75,19 @@ def _atomic(path: str) -> Iterator[str]:
     os.close(fd)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())  # the mode any new file of the user gets
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it: set it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_table(table: Any, path: str) -> None:
@@ -101,7 +113,8 @@ def export_runs(
     """Write the summaries of ``records`` to ``path`` and, when ``metrics_path``
     is given, all their metric points there (one run at a time, so memory
     stays bounded by the largest run)."""
-    from gitexp.query import row_of, to_arrow
+    from gitexp.catalog import row_of
+    from gitexp.leaderboard import to_arrow
 
     format_of(path)
     if metrics_path is not None:
@@ -115,6 +128,25 @@ def export_runs(
     result.metrics_path = metrics_path
     result.points = _export_points(store, records, metrics_path)
     return result
+
+
+def export_selected(
+    store: ExpStore,
+    query: Query,
+    path: str,
+    metrics_path: str | None = None,
+    problems: list[str] | None = None,
+) -> ExportResult:
+    """:func:`export_runs` of the runs the leaderboard selects for ``query``
+    (its filters and ``where``), newest first."""
+    from gitexp.leaderboard import select
+
+    format_of(path)
+    table = select(store, query, problems)
+    refs = table.table.column("ref").to_pylist()
+    shas = table.table.column("sha").to_pylist()
+    records = [store.read(ExpRef.from_ref(ref), sha) for ref, sha in zip(refs, shas)]
+    return export_runs(store, records, path, metrics_path)
 
 
 def _points_schema() -> Any:

@@ -351,28 +351,39 @@ def select_for_removal(
     experiment: str | None = None,
     older_than: str | None = None,
     statuses: Sequence[str] = (),
+    where: str | None = None,
+    tags: Sequence[str] = (),
+    unless_tags: Sequence[str] = (),
 ) -> list[ExpRef]:
-    """The runs ``rm`` would delete: named ones, or those matching every filter."""
+    """The runs ``rm`` would delete: named ones, or those matching every filter
+    (the leaderboard's filters, with the same meaning as for listing, and an age).
+
+    A running run is never selected by filters unless ``statuses`` asks for it.
+    """
+    from gitexp.leaderboard import Query, select
+
     if runs:
         return sorted({store.resolve(r) for r in runs})
-    if not (experiment or older_than or statuses):
-        raise UsageError("name the runs to remove, or give filters (-e, --older-than, --status)")
-    for s in statuses:
-        if s not in fmt.STATUSES:
-            raise UsageError(f"unknown status {s!r} (one of {', '.join(fmt.STATUSES)})")
+    if not (experiment or older_than or statuses or where is not None or tags or unless_tags):
+        raise UsageError("name the runs to remove, or give filters to select them")
+    query = Query(
+        experiment=experiment, status=statuses, tags=tags, unless_tags=unless_tags, where=where
+    )
+    table = select(store, query)
     cutoff = time.time() - parse_age(older_than) if older_than else None
+    t = table.table
     out = []
-    for rec in store.iter_records(experiment):
-        if statuses and rec.status not in statuses:
-            continue
+    for ref, status, start in zip(
+        t.column("ref").to_pylist(), t.column("status").to_pylist(), t.column("start").to_pylist()
+    ):
         if cutoff is not None:
-            start = fmt.parse_iso(rec.info.get("start_time"))
-            if start is None or start.timestamp() > cutoff:
+            when = fmt.parse_iso(start)
+            if when is None or when.timestamp() > cutoff:
                 continue
-        if rec.status == "running" and not statuses:
+        if status == "running" and not statuses:
             continue  # never remove a live run unless asked for running runs by status
-        out.append(rec.ref)
-    return out
+        out.append(ExpRef.from_ref(ref))
+    return sorted(out)
 
 
 def remove(store: ExpStore, refs: Sequence[ExpRef]) -> list[str]:

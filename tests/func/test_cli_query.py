@@ -54,7 +54,7 @@ def test_where_filters_the_leaderboard(gx, sweep):
 def test_where_errors_are_one_line_with_exit_code_2(gx, sweep):
     out = gx("log", "--where", "params.lr <")
     assert out.returncode == 2
-    assert out.stderr == "git exp: error: --where: expected a value after '<' at column 12\n"
+    assert out.stderr == "git exp: error: where: expected a value after '<' at column 12\n"
     out = gx("log", "--where", "ac > 1")
     assert out.returncode == 2
     assert "no column, metric or param named 'ac' (did you mean metrics.acc?)" in out.stderr
@@ -72,7 +72,7 @@ def test_group_by_shows_mean_std_count_per_param_value(gx, sweep):
     table = gx.ok("log", "-e", "sweep", "--group-by", "lr")
     assert table.splitlines()[0].split()[:3] == ["lr", "runs", "mean(metrics.acc)"]
     out = gx("log", "--group-by", "nope")
-    assert out.returncode == 2 and "--group-by: no column or param 'nope'" in out.stderr
+    assert out.returncode == 2 and "no column or param 'nope'" in out.stderr
 
 
 def test_baseline_adds_delta_columns(gx, sweep):

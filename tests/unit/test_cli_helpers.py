@@ -16,7 +16,7 @@ from gitexp.cli.render import (
     sparkline,
 )
 from gitexp.errors import ConfigError, UsageError
-from gitexp.query import differing_params, resolve_column
+from gitexp.leaderboard import resolve_column
 from gitexp.runner import load_config, parse_assignments, parse_value
 
 
@@ -66,9 +66,7 @@ def test_load_config_types_and_errors(tmp_path):
         load_config(str(tmp_path / "missing.toml"))
 
 
-def test_differing_params_and_columns():
-    rows = [{"params.a": 1, "params.b": [1]}, {"params.a": 1, "params.b": [2]}, {"params.a": 1}]
-    assert differing_params(rows) == ["params.b"]
+def test_column_names_resolve():
     assert resolve_column("acc", ["metrics.acc", "params.acc"]) == "metrics.acc"
     assert resolve_column("lr", ["params.lr"]) == "params.lr"
     assert resolve_column("status", []) == "status"

@@ -109,6 +109,13 @@ def run_cmd(
     "-t", "--tag", "tags", multiple=True, help="Only runs with this tag (repeat: all of them)."
 )
 @click.option(
+    "--unless-tag",
+    "unless_tags",
+    multiple=True,
+    metavar="TAG",
+    help="Leave out runs with this tag (repeat: any of them).",
+)
+@click.option(
     "--sort",
     default=None,
     metavar="COLUMN",
@@ -140,7 +147,8 @@ def run_cmd(
     "--baseline",
     default=None,
     metavar="RUN",
-    help="Add delta(...) columns: each metric minus RUN's.",
+    help="Add delta(...) columns: each metric minus RUN's (any run address, "
+    "or tag:NAME for the newest run with tag NAME).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per run).")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
@@ -150,6 +158,7 @@ def log_cmd(
     experiment: str | None,
     statuses: tuple[str, ...],
     tags: tuple[str, ...],
+    unless_tags: tuple[str, ...],
     sort: str | None,
     limit: int | None,
     columns: str | None,
@@ -171,56 +180,36 @@ def log_cmd(
       git exp log --group-by lr          # mean/std/count of each metric over seeds
       git exp log --baseline 20261122-143022-7f3a9c
     """
-    from gitexp import leaderboard_ops as ops
     from gitexp.cli.render import format_csv, format_table, iter_json_array
-    from gitexp.query import leaderboard, leaderboard_of, resolve_column, row_of, select_table
+    from gitexp.errors import UsageError
+    from gitexp.leaderboard import Query, leaderboard
 
     if as_json and as_csv:
-        from gitexp.errors import UsageError
-
         raise UsageError("--json and --csv cannot be used together")
-    cols = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
-    by = [c.strip() for c in group_by.split(",") if c.strip()] if group_by is not None else None
-    problems: list[str] = []
+    if limit is not None and limit < 0:
+        raise UsageError("--limit must be positive")
+    query = Query(
+        experiment=experiment,
+        status=statuses,
+        tags=tags,
+        unless_tags=unless_tags,
+        where=where,
+        sort=sort,
+        limit=limit,
+        columns=[c.strip() for c in columns.split(",") if c.strip()] if columns else None,
+        group_by=[c.strip() for c in group_by.split(",") if c.strip()]
+        if group_by is not None
+        else None,
+        baseline=baseline,
+        every_param=as_json or as_csv,
+    )
     with open_store(ctx) as store:
-        table = select_table(store, experiment, statuses, tags, problems)
-        if where is not None:
-            table = table.where(where)
-        base = row_of(store.get(baseline)) if baseline else None
-    if by is None:
-        available = table.columns()
-        if sort:
-            table = table.sort(sort, resolve_column)
-        if limit is not None:
-            table = table.head(limit)
-        board = leaderboard_of(
-            table, columns=cols, available=available, every_param=as_json or as_csv
-        )
-    else:
-        board = leaderboard(table.rows())
-    for p in problems:
+        board = leaderboard(store, query)
+        hint = None if board.runs_in_repository else remote_runs_hint(store)
+    for p in board.problems:
         echo(f"git exp: warning: skipped unreadable run {p}", err=True)
-    if by is not None:
-        grouped = ops.sort_rows(ops.group_rows(board.rows, by), sort)
-        if limit is not None:
-            if limit < 0:
-                from gitexp.errors import UsageError
-
-                raise UsageError("--limit must be positive")
-            grouped = grouped[:limit]
-        gcols = ops.group_columns(grouped, by)
-        if cols:
-            gcols = [ops.resolve(c, gcols) for c in cols]
-        board.columns, board.rows = gcols, grouped
-    if base is not None:
-        if by is None:  # light rows (a view of the catalog) become dicts to be extended
-            keep = ("id", "ref", "sha")
-            board.rows = [{c: r.get(c) for c in (*board.columns, *keep)} for r in board.rows]
-        metric_cols = [c for c in board.columns if c.startswith(("metrics.", "mean(metrics."))]
-        board.rows = ops.with_baseline(board.rows, base, metric_cols)
-        board.columns = ops.baseline_columns(board.columns, board.rows)
     if as_json:
-        extra = ("ids",) if by is not None else ("ref", "sha")
+        extra = ("ids",) if board.grouped else ("ref", "sha")
         items = (
             {c: r.get(c) for c in board.columns} | {k: r.get(k) for k in extra} for r in board.rows
         )
@@ -230,15 +219,22 @@ def log_cmd(
     elif as_csv:
         click.echo(format_csv(board.columns, board.rows), nl=False)
     elif not board.rows:
-        filtered = experiment or statuses or tags or limit is not None
-        echo(
-            "no runs match"
-            if filtered
-            else "no runs yet: record one with 'git exp run -- <command>'",
-            err=True,
-        )
+        if board.runs_in_repository or (query.filtered and not hint):
+            echo("no runs match", err=True)
+        else:
+            echo(hint or "no runs yet: record one with 'git exp run -- <command>'", err=True)
     else:
         echo(format_table(board.columns, board.rows))
+
+
+def remote_runs_hint(store: object) -> str | None:
+    """What to say when the repository has no runs but a remote it fetched from has some."""
+    from gitexp.leaderboard import remotes_with_runs
+
+    names = remotes_with_runs(store)  # type: ignore[arg-type]
+    if not names:
+        return None
+    return f"no runs here yet, but {names[0]} has some: get them with 'git exp pull {names[0]}'"
 
 
 @click.command("show")

@@ -52,21 +52,15 @@ def export_cmd(
       git exp export -o runs.csv --metrics        # also runs.metrics.csv
       git exp export -o sweep.parquet -e sweep --where 'status == "finished"'
     """
-    from gitexp.export import export_runs, format_of, metrics_path_for
-    from gitexp.query import row_of, select
+    from gitexp.export import export_selected, format_of, metrics_path_for
+    from gitexp.leaderboard import Query
 
     format_of(output)
     points_path = metrics_output or (metrics_path_for(output) if with_metrics else None)
     problems: list[str] = []
     with open_store(ctx) as store:
-        records = select(store, experiment, statuses, tags, problems)
-        if where is not None:
-            from gitexp.where import compile_where
-
-            rows = [row_of(r) for r in records]
-            keep = compile_where(where, {k for r in rows for k in r})
-            records = [rec for rec, row in zip(records, rows) if keep(row)]
-        result = export_runs(store, records, output, points_path)
+        query = Query(experiment=experiment, status=statuses, tags=tags, where=where)
+        result = export_selected(store, query, output, points_path, problems)
     for p in problems:
         echo(f"git exp: warning: skipped unreadable run {p}", err=True)
     msg = f"wrote {result.runs} run(s) to {result.path}"

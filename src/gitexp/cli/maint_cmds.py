@@ -101,7 +101,24 @@ def gc_cmd(ctx: click.Context, dry_run: bool, grace: str, no_pack: bool) -> None
     "--older-than", default=None, metavar="AGE", help="Only runs started before AGE ago (30d)."
 )
 @click.option("-s", "--status", "statuses", multiple=True, help="Only runs with this status.")
-@click.option("--dry-run", is_flag=True, help="List what would be removed.")
+@click.option(
+    "-t", "--tag", "tags", multiple=True, help="Only runs with this tag (repeat: all of them)."
+)
+@click.option(
+    "--unless-tag",
+    "unless_tags",
+    multiple=True,
+    metavar="TAG",
+    help="Leave out runs with this tag (repeat: any of them).",
+)
+@click.option(
+    "-w",
+    "--where",
+    default=None,
+    metavar="EXPR",
+    help="Only runs for which EXPR holds (as for 'git exp log --where').",
+)
+@click.option("--dry-run", is_flag=True, help="List what would be removed, and remove nothing.")
 @click.option(
     "--remote", default=None, metavar="REMOTE", help="Also delete the runs on this git remote."
 )
@@ -112,6 +129,9 @@ def rm_cmd(
     experiment: str | None,
     older_than: str | None,
     statuses: tuple[str, ...],
+    tags: tuple[str, ...],
+    unless_tags: tuple[str, ...],
+    where: str | None,
     dry_run: bool,
     remote: str | None,
 ) -> None:
@@ -123,14 +143,28 @@ def rm_cmd(
     Examples:
       git exp rm 20261122-143022-7f3a9c
       git exp rm -e sweep --older-than 30d --status failed
+      git exp rm -w 'metrics.acc < 0.5' --unless-tag keep --dry-run
     """
     from gitexp.maintenance import remove, select_for_removal
 
     with open_store(ctx) as store:
-        refs = select_for_removal(store, runs, experiment, older_than, statuses)
+        if not runs and not (
+            experiment or older_than or statuses or tags or unless_tags or where is not None
+        ):
+            from gitexp.errors import UsageError
+
+            raise UsageError(
+                "name the runs to remove, or give filters "
+                "(-e, -s, -t, --unless-tag, -w, --older-than)"
+            )
+        refs = select_for_removal(
+            store, runs, experiment, older_than, statuses, where, tags, unless_tags
+        )
         if dry_run:
             for r in refs:
                 echo(f"would remove {r.short}" + (f" (here and on {remote})" if remote else ""))
+            if not refs:
+                echo("no runs matched", err=True)
             return
         remote_result: dict[str, str] = {}
         if remote and refs:  # the remote first: a failure there leaves the local runs

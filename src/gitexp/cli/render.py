@@ -147,7 +147,7 @@ def format_table(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> s
     return "\n".join("  ".join(parts).rstrip() for parts in zip(*texts)) if texts else ""
 
 
-def format_csv(columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> str:
+def format_csv(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str:
     """CSV with full column names and raw values."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")

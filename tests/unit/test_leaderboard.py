@@ -7,11 +7,11 @@ import math
 import pytest
 
 from gitexp.errors import UsageError
-from gitexp.leaderboard_ops import (
+from gitexp.leaderboard import (
     baseline_columns,
     group_columns,
     group_rows,
-    resolve,
+    resolve_column,
     sort_rows,
     with_baseline,
 )
@@ -71,7 +71,7 @@ def test_group_by_several_params_and_unhashable_values():
 
 
 def test_group_by_an_unknown_bare_name_is_a_usage_error():
-    with pytest.raises(UsageError, match="--group-by: no column or param 'nope'"):
+    with pytest.raises(UsageError, match="no column or param 'nope'"):
         group_rows(ROWS, ["nope"])
     assert group_rows([], ["lr"]) == []
 
@@ -98,6 +98,6 @@ def test_sort_rows_puts_missing_last_either_way_and_resolves_names():
     assert [r["id"] for r in sort_rows(ROWS, "acc")][-1] == "r6"
     groups = group_rows(ROWS, ["lr"])
     assert [g["params.lr"] for g in sort_rows(groups, "-acc")] == [0.1, 0.01, None]
-    assert resolve("acc", group_columns(groups, ["lr"])) == "mean(metrics.acc)"
+    assert resolve_column("acc", group_columns(groups, ["lr"])) == "mean(metrics.acc)"
     with pytest.raises(UsageError, match="no column 'zzz'"):
         sort_rows(ROWS, "zzz")
