@@ -147,3 +147,18 @@ def test_an_empty_clone_of_a_remote_with_runs_says_how_to_get_them(gx, repo, tmp
     out = gx("log", cwd=clone)
     assert out.returncode == 0 and out.stdout == ""
     assert "git exp pull origin" in out.stderr
+
+
+def test_a_none_param_shows_as_null_and_a_missing_one_as_blank(gx, sweep):
+    out = gx.ok("log", "-c", "id,p,lr")
+    lines = {ln.split()[0]: ln for ln in out.splitlines()[1:]}
+    assert lines[sweep["other"]].split()[1:] == ["null"]  # p is None, lr not recorded
+    assert "null" not in lines[sweep[(0.1, 0)]]
+    shown = gx.ok("show", sweep["other"])
+    assert any(ln.split() == ["p", "null"] for ln in shown.splitlines())
+
+
+def test_show_and_transfers_print_sizes_in_binary_units():
+    from gitexp.cli.render import human_size
+
+    assert human_size(1536) == "1.5 KiB" and human_size(3 * 1024**2) == "3.0 MiB"

@@ -35,7 +35,7 @@ def test_show_text(gx, repo, tmp_path):
     assert any(c in loss for c in "▁▂▃▄▅▆▇█")  # sparkline
     assert "nan" in next(ln for ln in out.splitlines() if ln.strip().startswith("odd"))
     model = next(ln for ln in out.splitlines() if "model.npz" in ln)
-    assert "2.0 KB" in model and model.endswith("[output]")  # every artifact says its role
+    assert "2.0 KiB" in model and model.endswith("[output]")  # every artifact says its role
     assert str(tmp_path / "data.csv") in out
     assert "looks good" in out
     assert git("rev-parse", "HEAD", cwd=repo).strip() in out

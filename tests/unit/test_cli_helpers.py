@@ -80,7 +80,7 @@ def test_rendering():
     assert sparkline([]) == ""
     assert format_duration(3.21) == "3.2s" and format_duration(245) == "4m05s"
     assert format_duration(7260) == "2h01m"
-    assert human_size(999) == "999 B" and human_size(2048) == "2.0 KB"
+    assert human_size(999) == "999 B" and human_size(2048) == "2.0 KiB"
     assert format_number(math.inf) == "inf" and format_number(0.123456789) == "0.123457"
     assert format_number(True) == "true" and format_number(None) == ""
     assert format_json({"x": math.nan, "y": [-math.inf]}) == (

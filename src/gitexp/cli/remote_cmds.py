@@ -13,15 +13,7 @@ from typing import Any
 import click
 
 from gitexp.cli import echo, open_store, repo_of
-
-
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"  # pragma: no cover
+from gitexp.cli.render import human_size
 
 
 class ProgressLine:
@@ -58,9 +50,9 @@ class ProgressLine:
             return
         self.last = now
         counts = f" {p.done}/{p.total}" if p.total else ""
-        size = f", {_size(p.nbytes)}" if p.nbytes else ""
+        size = f", {human_size(p.nbytes)}" if p.nbytes else ""
         if p.total_bytes and p.nbytes:
-            size += f" of {_size(p.total_bytes)}"
+            size += f" of {human_size(p.total_bytes)}"
         line = f"{p.phase}:{counts}{size}"
         if self.tty:
             click.echo("\r\033[K" + line, nl=False, err=True)
@@ -143,7 +135,7 @@ def push_cmd(
     if not quiet:
         line = "runs: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
         if result.git_objects:
-            line += f" ({result.git_objects} git object(s), {_size(result.git_bytes)})"
+            line += f" ({result.git_objects} git object(s), {human_size(result.git_bytes)})"
         echo(line)
     if result.local_only:
         name = rem.name or "<remote>"
@@ -159,7 +151,7 @@ def push_cmd(
         if result.objects:
             echo(
                 f"artifacts: {would}upload{'' if dry_run else 'ed'} {result.objects} object(s), "
-                f"{_size(result.nbytes)} to {rem.store_url}"
+                f"{human_size(result.nbytes)} to {rem.store_url}"
             )
         else:
             echo(f"artifacts: nothing to upload ({result.checked} already in {rem.store_url})")
@@ -247,7 +239,10 @@ def pull_cmd(ctx: click.Context, remote: str | None, no_artifacts: bool, quiet: 
             err=True,
         )
     elif not result.skipped and not quiet and result.store_error is None:
-        echo(f"artifacts: downloaded {result.objects} object(s), {_size(result.nbytes)}, verified")
+        echo(
+            f"artifacts: downloaded {result.objects} object(s), "
+            f"{human_size(result.nbytes)}, verified"
+        )
     err = result.error()
     if err is not None:
         raise err
@@ -333,7 +328,7 @@ def get_cmd(
             echo(f"{fetched.run}: all {fetched.present} object(s) are here already")
         else:
             echo(
-                f"{fetched.run}: fetched {fetched.objects} object(s), {_size(fetched.nbytes)} "
+                f"{fetched.run}: fetched {fetched.objects} object(s), {human_size(fetched.nbytes)} "
                 f"from {fetched.remote.store_url}, verified ({fetched.present} here already)"
             )
         err = fetched.error()
@@ -345,7 +340,9 @@ def get_cmd(
     bar.done()
     what = f"{result.files} file(s)" if result.entry.kind == "dir" else "1 file"
     fetched_n = f", {result.downloaded} object(s) fetched" if result.downloaded else ""
-    echo(f"{result.dest}: {what}, {_size(result.nbytes)} from {result.run}{fetched_n}, verified")
+    echo(
+        f"{result.dest}: {what}, {human_size(result.nbytes)} from {result.run}{fetched_n}, verified"
+    )
 
 
 @click.command("install-hooks")

@@ -97,14 +97,24 @@ def sparkline(values: Sequence[float]) -> str:
     return "".join(out)
 
 
+_MISSING: Any = object()  # a cell whose run has no value for the column
+
+
 def _cells(col: str, values: Sequence[Any]) -> list[str]:
-    """The cells of one column: formatted, on one line, at most MAX_CELL characters."""
+    """The cells of one column: formatted, on one line, at most MAX_CELL characters.
+    A value ``_MISSING`` (the run has none) is an empty cell."""
+    absent = [v is _MISSING for v in values]
+    values = [None if a else v for a, v in zip(absent, values)]
     if col == "duration":
         texts = [format_duration(v) for v in values]
     elif col == "start":
         texts = [format_time(v) for v in values]
     elif col == "tags":
         texts = [",".join(v or []) for v in values]
+    elif col.startswith("params."):  # a param recorded as None differs from one not recorded
+        texts = [
+            "" if a else "null" if v is None else format_number(v) for a, v in zip(absent, values)
+        ]
     else:
         texts = [
             f"{v:.6g}" if type(v) is float and math.isfinite(v) else format_number(v)
@@ -137,8 +147,9 @@ def format_table(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> s
     texts: list[list[str]] = []
     aligns = []
     for c, h in zip(columns, headers):
-        values = [r.get(c) for r in rows]
+        values = [r.get(c, _MISSING) for r in rows]
         cells = _cells(c, values)
+        values = [None if v is _MISSING else v for v in values]
         width = max([len(h)] + [len(t) for t in cells])
         numeric = c != "id" and all(v is None or (isinstance(v, (int, float))) for v in values)
         aligns.append(str.rjust if numeric else str.ljust)
@@ -169,14 +180,14 @@ def _raw(value: Any) -> str:
 
 
 def human_size(n: int | None) -> str:
-    """``1.2 MB``."""
+    """The one size formatter (binary units, 1024): ``1.2 MiB``; ``-`` for unknown."""
     if n is None:
         return "-"
     size = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
             return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
+        size /= 1024
     return f"{n} B"
 
 
@@ -212,7 +223,7 @@ def format_show(d: dict[str, Any]) -> str:
     lines += ["", "params" if params else "params     (none)"]
     width = max((len(k) for k in params), default=0)
     for k, v in params.items():
-        lines.append(f"  {k:<{width}}  {format_number(v)}")
+        lines.append(f"  {k:<{width}}  {'null' if v is None else format_number(v)}")
 
     metrics = d["metrics"]
     lines += ["", "metrics" if metrics else "metrics    (none)"]
