@@ -72,9 +72,9 @@ def test_parallel_git_exp_run_each_record_the_work_tree(repo, gx):
         )
         for _ in range(4)
     ]
-    for p in procs:
-        p.communicate(timeout=120)
-        assert p.returncode == 0
+    results = [p.communicate(timeout=120) for p in procs]
+    for p, (_, err) in zip(procs, results):
+        assert p.returncode == 0, err.decode()
     # the tree git itself would snapshot: stage everything in a throwaway index
     env = {"GIT_INDEX_FILE": str(repo / ".git" / "tmp-index")}
     git("read-tree", "HEAD", cwd=repo, env=env)
