@@ -90,8 +90,14 @@ def _debug() -> bool:
     return os.environ.get("GITEXP_DEBUG", "") not in ("", "0")
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the CLI, turning errors into one line and an exit code."""
+def invoke(argv: list[str] | None = None) -> int:
+    """Run the CLI once and return its exit code.
+
+    Expected failures (a GitExpError, bad usage, an interrupt, an OS error on a
+    file the user named) become one line on stderr and their exit code; a bug
+    propagates, so that a caller in the same process (the test suite) sees its
+    traceback. :func:`main` is the entry point that also turns bugs into one line.
+    """
     from gitexp.errors import GitExpError
 
     try:
@@ -102,30 +108,39 @@ def main(argv: list[str] | None = None) -> None:
         if _debug():
             raise
         click.echo(f"git exp: error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except click.ClickException as exc:
         exc.show()
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except click.exceptions.Abort:
         click.echo("git exp: aborted", err=True)
-        sys.exit(130)
+        return 130
     except KeyboardInterrupt:
         click.echo("git exp: interrupted", err=True)
-        sys.exit(130)
+        return 130
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        if _debug():
+            raise
+        where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+        click.echo(f"git exp: error:{where}: {exc.strerror or exc}", err=True)
+        return 1
+    return code if isinstance(code, int) else 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI, turning every error into one line and an exit code."""
+    try:
+        code = invoke(argv)
     except BrokenPipeError:
         # output piped into head/less that closed early: not an error
         try:
             sys.stdout = open(os.devnull, "w")
         finally:
             sys.exit(0)
-    except OSError as exc:
-        if _debug():
-            raise
-        where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
-        click.echo(f"git exp: error:{where}: {exc.strerror or exc}", err=True)
-        sys.exit(1)
     except Exception as exc:  # a bug: one line, and how to see more
         if _debug():
             raise
@@ -135,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
             err=True,
         )
         sys.exit(70)
-    sys.exit(code if isinstance(code, int) else 0)
+    sys.exit(code)
 
 
 def echo(text: str = "", err: bool = False) -> None:
