@@ -19,3 +19,81 @@ def test_every_command_is_documented(command):
     assert re.search(rf"git exp {re.escape(command)}\b", text), (
         f"docs/cli.md does not mention 'git exp {command}'"
     )
+
+
+REFERENCE_MD = CLI_MD.parent / "cli-reference.md"
+
+
+def test_the_option_reference_is_the_generated_one():
+    from gitexp.cli.reference import render
+
+    assert REFERENCE_MD.read_text(encoding="utf-8") == render(), (
+        "docs/cli-reference.md is stale: python -m gitexp.cli.reference > docs/cli-reference.md"
+    )
+
+
+def _sections() -> dict[str, str]:
+    """``### git exp NAME`` sections of docs/cli.md, each up to the next heading."""
+    text = CLI_MD.read_text(encoding="utf-8")
+    out = {}
+    for part in re.split(r"^#{2,3} ", text, flags=re.M):
+        m = re.match(r"git exp ([a-z-]+)\n", part)
+        if m and m.group(1) in COMMANDS:
+            out[m.group(1)] = part
+    return out
+
+
+def _click_options(name: str) -> set[str]:
+    import click
+
+    from gitexp.cli import cli
+
+    root = click.Context(cli, info_name="git exp")
+    command = cli.get_command(root, name)
+    assert command is not None
+    ctx = click.Context(command, info_name=name, parent=root)
+    return {
+        opt
+        for p in command.get_params(ctx)
+        if isinstance(p, click.Option)
+        for opt in (*p.opts, *p.secondary_opts)
+        if opt not in ("-h", "--help")
+    }
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_an_option_table_in_cli_md_agrees_with_the_command(command):
+    """Where cli.md gives a command an option table, it lists exactly its options
+    (the full reference for every command is the generated cli-reference.md)."""
+    section = _sections().get(command, "")
+    rows = [ln.split("|")[1] for ln in section.splitlines() if ln.startswith("| `-")]
+    if not rows:
+        return
+    documented = {
+        opt for cell in rows for opt in re.findall(r"`(--?[a-zA-Z][\w-]*)", cell)
+    } - {"-h", "--help"}
+    real = _click_options(command)
+    assert documented == real, (
+        f"docs/cli.md, git exp {command}: stale {sorted(documented - real)}, "
+        f"missing {sorted(real - documented)}"
+    )
+
+
+def test_every_option_cli_md_names_for_a_command_exists():
+    for command, section in _sections().items():
+        named = set(re.findall(r"`git exp " + re.escape(command) + r"\b[^`]*`", section))
+        real = _click_options(command)
+        for example in named:
+            for opt in re.findall(r"(?<![\w-])(--[a-z][\w-]*)", example.split(" -- ")[0]):
+                assert opt.split("=")[0] in real | {"--help"}, (
+                    f"docs/cli.md shows '{example}': git exp {command} has no {opt}"
+                )
+
+
+def test_the_exit_code_table_lists_every_code():
+    from gitexp.cli.manpage import EXIT_CODES
+
+    text = CLI_MD.read_text(encoding="utf-8")
+    table = text[text.index("### Exit codes") :]
+    listed = {int(m) for m in re.findall(r"^\| (\d+) \|", table, flags=re.M)}
+    assert listed == set(EXIT_CODES), set(EXIT_CODES) ^ listed
