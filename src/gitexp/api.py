@@ -38,8 +38,9 @@ def log_summary(metrics: Mapping[str, Any]) -> None:
 
 def log_artifact(
     path: str | os.PathLike[str], name: str | None = None, role: str = "output"
-) -> ArtifactEntry:
-    """Store a file or directory as an artifact of the active run."""
+) -> ArtifactEntry | None:
+    """Store a file or directory as an artifact of the active run (None in a forked
+    child, which never writes its parent's run)."""
     return _need_active().log_artifact(path, name, role)
 
 

@@ -47,7 +47,8 @@ def _packages() -> list[str]:
 
     seen: dict[str, str] = {}
     for dist in metadata.distributions():
-        name = dist.metadata.get("Name") if dist.metadata else None
+        # an email.message.Message: .get() is None for a broken dist without a Name
+        name = dist.metadata.get("Name") if dist.metadata else None  # type: ignore[attr-defined]
         if name and name.lower() not in seen:
             seen[name.lower()] = f"{name}=={dist.version}"
     return sorted(seen.values(), key=str.lower)

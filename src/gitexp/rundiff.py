@@ -54,7 +54,8 @@ def diff_records(store: ExpStore, a: RunRecord, b: RunRecord) -> dict[str, Any]:
             if x is not None and y is not None and x.blake3 == y.blake3:
                 continue
             status = "changed" if x and y else ("removed" if x else "added")
-            ref = x or y
+            ref = x if x is not None else y
+            assert ref is not None
             out.append(
                 {
                     "path": ref.path,

@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -89,10 +90,10 @@ def load_config(path: str) -> dict[str, Any]:
 
             data = yaml.safe_load(raw.decode("utf-8"))
         elif ext == ".toml":
-            try:
+            if sys.version_info >= (3, 11):
                 import tomllib
-            except ModuleNotFoundError:  # Python 3.10
-                import tomli as tomllib  # type: ignore[no-redef]
+            else:  # Python 3.10
+                import tomli as tomllib
             data = tomllib.loads(raw.decode("utf-8"))
         else:
             raise ConfigError(
