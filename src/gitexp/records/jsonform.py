@@ -1,0 +1,171 @@
+"""Canonical JSON and the param values it can hold.
+
+Pure: no I/O. Equal data gives equal bytes, so equal data gives equal git blobs.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import enum
+import json
+import math
+from collections.abc import Mapping
+from pathlib import PurePath
+from typing import Any
+
+from gitexp.errors import FormatError, InvalidValue
+from gitexp.records.names import _not_utf8, has_surrogates
+
+
+def _encode_float(value: float) -> float | str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return value
+
+
+def decode_float(value: Any) -> float | None:
+    """Inverse of the float encoding used in summaries: strings for NaN/inf."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return float(value.replace("Infinity", "inf"))
+    return float(value)
+
+
+def to_jsonable(value: Any, key: str = "") -> Any:
+    """Convert a param value to plain JSON data, or raise InvalidValue naming ``key``.
+
+    numpy scalars and arrays, dates, paths, enums, sets and tuples have a
+    natural JSON form; NaN and infinities become the strings ``"NaN"``,
+    ``"Infinity"`` and ``"-Infinity"``. Anything else is refused rather than
+    stored as an unreadable repr.
+    """
+    if isinstance(value, str):
+        if has_surrogates(value):
+            raise InvalidValue(f"param {key!r}: " + _not_utf8("text", value[:40]), key)
+        return value
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return _encode_float(value)
+    if isinstance(value, Mapping):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                if isinstance(k, (int, float, bool)):
+                    k = str(k)
+                else:
+                    raise InvalidValue(f"param {key!r}: mapping key {k!r} is not text", key)
+            if has_surrogates(k):
+                raise InvalidValue(f"param {key!r}: " + _not_utf8("key", k), key)
+            sub = f"{key}.{k}" if key else k
+            out[k] = to_jsonable(v, sub)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, (set, frozenset)):
+        items = [to_jsonable(v, key) for v in value]
+        return sorted(items, key=lambda x: json.dumps(x, sort_keys=True))
+    if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
+        return value.isoformat()
+    if isinstance(value, _dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, PurePath):  # text like any other: surrogates are refused
+        return to_jsonable(str(value), key)
+    if isinstance(value, enum.Enum):
+        return to_jsonable(value.value, key)
+    # numpy without importing it: scalars have .item(), arrays have .tolist()
+    module = type(value).__module__
+    if module == "numpy":
+        dtype = getattr(value, "dtype", None)
+        if dtype is not None and dtype.kind == "f" and dtype.itemsize < 8:
+            # float16/float32: the shortest decimal that reads back as the same value,
+            # as numpy prints it (np.float32(0.1) -> 0.1, not 0.10000000149011612)
+            if value.ndim == 0:
+                return _encode_float(float(str(value)))
+            return [to_jsonable(v, f"{key}[{i}]") for i, v in enumerate(value)]
+        if hasattr(value, "tolist"):
+            return to_jsonable(value.tolist(), key)
+    raise InvalidValue(
+        f"param {key!r}: a {type(value).__name__} has no JSON form "
+        "(convert it to a number, text, list or dict first)",
+        key,
+    )
+
+
+def canonical_json(data: Any) -> bytes:
+    """Canonical JSON bytes: sorted keys, 2-space indent, UTF-8, trailing newline.
+
+    Readable in ``git show`` and stable, so equal data gives equal git blobs.
+    """
+    text = json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False)
+    try:
+        return (text + "\n").encode("utf-8")
+    except UnicodeEncodeError:
+        # text from the system that is not UTF-8 (an argument or path in the command,
+        # cwd or environment): JSON's \u escapes keep it exactly, in ASCII
+        text = json.dumps(data, sort_keys=True, indent=2, ensure_ascii=True, allow_nan=False)
+        return (text + "\n").encode("ascii")
+
+
+def compact_json(data: Any) -> bytes:
+    """Canonical JSON on one line, for hashing."""
+    text = json.dumps(
+        data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # as in canonical_json
+        return json.dumps(
+            data, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+        ).encode("ascii")
+
+
+def parse_json(data: bytes, what: str) -> Any:
+    """Parse a JSON file from a run tree or raise FormatError naming it."""
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FormatError(f"{what} does not parse as JSON: {exc}") from exc
+
+
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten nested dicts into dotted keys (``{"opt": {"lr": 1}}`` -> ``opt.lr``)."""
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, Mapping) and v:
+            out.update(flatten(v, name + "."))
+        else:
+            out[name] = v
+    return out
+
+
+def set_dotted(target: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``a.b.c`` in a nested dict, creating the intermediate dicts."""
+    if has_surrogates(key):
+        raise InvalidValue(_not_utf8("param name", key), key)
+    parts = key.split(".")
+    node = target
+    for part in parts[:-1]:
+        nxt = node.get(part)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            node[part] = nxt
+        node = nxt
+    node[parts[-1]] = value
+
+
+def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``update`` into a copy of ``base``; nested dicts merge, values replace."""
+    out = dict(base)
+    for k, v in update.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
