@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from conftest import GitExp, fsck, git, run_refs
 
 
@@ -59,6 +61,7 @@ def _history(gx, repo):
     return run_refs(repo)
 
 
+@pytest.mark.slow
 def test_plain_git_reads_runs_and_a_clone_fetches_them(gx, repo, tmp_path):
     """One history (building it costs seconds), checked twice: in place, then in a clone."""
     history = _history(gx, repo)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 import gitexp
 from conftest import finished_run, git
 
@@ -110,6 +112,7 @@ def _run_in_env(gx, repo, tmp_path, version: str | None, **env: str) -> str:
     return json.loads(gx.ok("log", "--json", "--sort=-start", "--limit", "1"))[0]["id"]
 
 
+@pytest.mark.slow
 def test_diff_environment_packages_and_variables(gx, repo, tmp_path):
     a = _run_in_env(gx, repo, tmp_path, None)
     b = _run_in_env(gx, repo, tmp_path, "1.0", OMP_NUM_THREADS="2")

@@ -7,6 +7,7 @@ import stat
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 from test_cli_sharing import new_runs, project, run_refs
 
@@ -34,6 +35,7 @@ def test_shipped_hook_is_the_one_installed():
     assert entries[0]["stages"] == ["pre-push"] and "git-exp push" in entries[0]["entry"]
 
 
+@pytest.mark.slow
 def test_pre_commit_manifest_is_valid_and_its_entry_pushes(tmp_path):
     """pre-commit's own loader accepts the manifest; its entry, run the way
     pre-commit runs it for a pre-push (shlex-split, PRE_COMMIT_REMOTE_NAME set,
@@ -59,6 +61,7 @@ def test_pre_commit_manifest_is_valid_and_its_entry_pushes(tmp_path):
     fsck(remote)
 
 
+@pytest.mark.slow
 def test_git_push_also_pushes_runs(tmp_path):
     proj, remote, gx = setup(tmp_path)
     (run,) = new_runs(proj, 1)
@@ -74,6 +77,7 @@ def test_git_push_also_pushes_runs(tmp_path):
     fsck(remote)
 
 
+@pytest.mark.slow
 def test_existing_hook_is_chained_and_restored(tmp_path):
     proj, remote, gx = setup(tmp_path)
     hooks = proj / ".git" / "hooks"
@@ -117,6 +121,7 @@ def test_respects_core_hooks_path_and_never_overwrites(tmp_path):
     assert (proj / ".githooks" / "pre-push.local").read_text() == "#!/bin/sh\necho two\n"
 
 
+@pytest.mark.slow
 def test_symlinked_hook_stays_a_symlink(tmp_path):
     """A pre-push that is a symlink (to a script kept in the repository) is chained as
     that symlink, so edits to the script still count, and uninstall puts the link back."""
@@ -171,6 +176,7 @@ def test_uninstall_removes_the_hooks_directory_it_created(tmp_path):
     assert (proj / "ci" / "hooks").is_dir() and not any((proj / "ci" / "hooks").iterdir())
 
 
+@pytest.mark.slow
 def test_git_push_dry_run_pushes_no_runs(tmp_path):
     proj, remote, gx = setup(tmp_path)
     gx.ok("install-hooks")

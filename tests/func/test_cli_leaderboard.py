@@ -90,6 +90,7 @@ def test_baseline_accepts_a_tag_address(gx, sweep):
     assert out.returncode == 2 and "nobody-has-it" in out.stderr and "Traceback" not in out.stderr
 
 
+@pytest.mark.slow
 def test_rm_selects_as_log_does_and_dry_run_shows_exactly_what_goes(gx, repo, sweep):
     args = ["-e", "sweep", "-w", "params.lr < 0.05", "--unless-tag", "keep"]
     listed = {r["id"] for r in json.loads(gx.ok("log", "--json", *args))}

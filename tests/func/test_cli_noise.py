@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+import pytest
+
 NOISE = (
     "ResourceWarning",
     "sys.meta_path is None",
@@ -14,6 +16,7 @@ NOISE = (
 )
 
 
+@pytest.mark.slow
 def test_commands_leave_no_warnings_behind(gx, repo):
     # warnings shown (ResourceWarning is hidden by default): a superset of normal output
     env = {"PYTHONWARNINGS": "default"}

@@ -97,6 +97,7 @@ def reproduce(gx, *args: str, **kw) -> subprocess.CompletedProcess:
     return proc
 
 
+@pytest.mark.slow
 def test_a_run_reproduces_exactly(gx, repo, private_tmp):
     run = record(gx, "-e", "example", "-p", "note=baseline", "--", *TRAIN, "--seed", "1")
     sha = git("rev-parse", f"refs/experiments/example/{run}", cwd=repo).strip()
@@ -139,6 +140,7 @@ def test_a_run_reproduces_exactly(gx, repo, private_tmp):
     fsck(repo)
 
 
+@pytest.mark.slow
 def test_a_dirty_run_reproduces_from_its_snapshot_and_leaves_the_dirty_tree_alone(gx, repo):
     train = repo / "train.py"
     original = train.read_text()
@@ -171,6 +173,7 @@ def test_a_dirty_run_reproduces_from_its_snapshot_and_leaves_the_dirty_tree_alon
     fsck(repo)
 
 
+@pytest.mark.slow
 def test_changed_input_data_is_refused_with_the_drift_named(gx, repo, tmp_path):
     (repo / ".gitignore").write_text("*.npz\ndata/\n")
     git("commit", "-qam", "ignore data", cwd=repo)
@@ -209,6 +212,7 @@ def test_changed_input_data_is_refused_with_the_drift_named(gx, repo, tmp_path):
     fsck(repo)
 
 
+@pytest.mark.slow
 def test_stored_inputs_are_restored_from_the_store(gx, repo):
     (repo / ".gitignore").write_text("*.npz\ndata/\n")
     git("commit", "-qam", "ignore data", cwd=repo)
@@ -248,6 +252,7 @@ def test_stored_inputs_are_restored_from_the_store(gx, repo):
     assert "missing from the artifact store" in proc.stderr
 
 
+@pytest.mark.slow
 def test_stored_inputs_outside_the_repository_are_restored_for_the_replay(gx, repo, tmp_path):
     """A colleague's machine has no /shared/labels.txt, or it has changed since:
     the bytes are in the store, and the command names the path, so the replay
@@ -324,6 +329,7 @@ def test_stored_inputs_outside_the_repository_are_restored_for_the_replay(gx, re
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_unseeded_randomness_is_reported_as_differing(gx, repo):
     (repo / "noisy.py").write_text(
         "import random\nimport numpy as np\nimport gitexp\n"
@@ -359,6 +365,7 @@ def test_unseeded_randomness_is_reported_as_differing(gx, repo):
     assert json.loads(proc.stdout)["verdict"] == "reproduced_within_tolerance"
 
 
+@pytest.mark.slow
 def test_repeated_replays_tell_a_random_program_from_a_changed_world(gx, repo):
     """--repeat N: replays that differ from one another blame the program; replays
     that agree with one another but not with the original blame what changed."""
@@ -448,6 +455,7 @@ def test_repeated_replays_tell_a_random_program_from_a_changed_world(gx, repo):
     fsck(repo)
 
 
+@pytest.mark.slow
 def test_seed_everything_seed_is_replayed(gx, repo):
     (repo / "seeded.py").write_text(
         "import random\nimport numpy as np\nimport gitexp\n"
@@ -478,6 +486,7 @@ def test_seed_everything_seed_is_replayed(gx, repo):
     )
 
 
+@pytest.mark.slow
 def test_unreachable_code_commit_still_reproduces(gx, repo):
     git("switch", "-q", "-c", "experiment-branch", cwd=repo)
     train = repo / "train.py"
@@ -534,6 +543,7 @@ def gone(pid: int, timeout: float = 10.0) -> bool:
     return False
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["ctrl-c", "ctrl-c-through-git", "sigint", "sigterm"])
 def test_interrupting_a_replay_leaves_no_trace(gx, repo, private_tmp, how):
     (repo / "slow.py").write_text(SLOW)
@@ -595,6 +605,7 @@ def test_interrupting_a_replay_leaves_no_trace(gx, repo, private_tmp, how):
     fsck(repo)
 
 
+@pytest.mark.slow
 def test_a_failing_replay_leaves_the_user_state_alone(gx, repo, private_tmp):
     (repo / "flaky.py").write_text(
         "import os, sys, gitexp\n"
@@ -633,6 +644,7 @@ def test_a_failing_replay_leaves_the_user_state_alone(gx, repo, private_tmp):
     fsck(repo)
 
 
+@pytest.mark.slow
 def test_dry_run_writes_nothing(gx, repo, private_tmp):
     run = record(gx, "-e", "example", "--", *TRAIN, "--seed", "3")
 
@@ -657,6 +669,7 @@ def test_dry_run_writes_nothing(gx, repo, private_tmp):
     assert len(run_ids(repo)) == 1
 
 
+@pytest.mark.slow
 def test_a_run_from_a_subdirectory_replays_there(gx, repo):
     sub = repo / "jobs"
     sub.mkdir()
@@ -675,6 +688,7 @@ def test_a_run_from_a_subdirectory_replays_there(gx, repo):
     assert verdict["fingerprint"]["params"] == []  # leaf == "jobs" in the replay too
 
 
+@pytest.mark.slow
 def test_checkout_code_refuses_a_dirty_tree_and_works_on_a_clean_one(gx, repo):
     train = repo / "train.py"
     clean = train.read_text()
@@ -716,6 +730,7 @@ def test_checkout_code_refuses_a_dirty_tree_and_works_on_a_clean_one(gx, repo):
     fsck(repo)
 
 
+@pytest.mark.slow
 def test_bad_input_is_one_line_and_a_distinct_exit_code(gx, repo):
     proc = reproduce(gx, "no-such-run")
     assert proc.returncode == 4 and len(proc.stderr.strip().splitlines()) == 1
@@ -832,6 +847,7 @@ def test_seed_everything_seeds_and_records(repo, monkeypatch):
     assert 0 <= drawn < 2**32
 
 
+@pytest.mark.slow
 def test_config_and_large_code_files_are_restored_from_the_store(gx, repo):
     (repo / ".gitignore").write_text("*.npz\nlocal/\n")
     (repo / "use.py").write_text(
@@ -870,6 +886,7 @@ def test_config_and_large_code_files_are_restored_from_the_store(gx, repo):
     fsck(repo)
 
 
+@pytest.mark.slow
 def test_a_plain_script_run_with_absolute_paths_replays_inside_the_copy(gx, repo):
     sub = repo / "runs"
     sub.mkdir()
@@ -893,6 +910,7 @@ def test_a_plain_script_run_with_absolute_paths_replays_inside_the_copy(gx, repo
     assert user_state(repo) == before  # the user's model.npz was not rewritten
 
 
+@pytest.mark.slow
 def test_absolute_paths_in_params_and_config_point_into_the_copy(gx, repo):
     """-p out=/abs/path/in/the/work/tree, and a config file naming another: the
     replay writes into its copy, not over the user's files, and the param compares
@@ -931,6 +949,7 @@ def test_absolute_paths_in_params_and_config_point_into_the_copy(gx, repo):
     shutil.rmtree(kept.parent)
 
 
+@pytest.mark.slow
 def test_keep_and_environment_differences(gx, repo, private_tmp):
     run = record(gx, "-e", "example", "--", *TRAIN, "--seed", "4")
     # a variable the run records but the replay does not set (it only changes
@@ -950,6 +969,7 @@ def test_keep_and_environment_differences(gx, repo, private_tmp):
     shutil.rmtree(kept_dir.parent)
 
 
+@pytest.mark.slow
 def test_get_restores_verified_and_refuses_a_damaged_object(gx, repo, tmp_path):
     run = record(gx, "-e", "example", "--", *TRAIN)
     entry = next(
@@ -977,6 +997,7 @@ def test_get_restores_verified_and_refuses_a_damaged_object(gx, repo, tmp_path):
     assert proc.returncode == 6 and dest.read_bytes() == (repo / "model.npz").read_bytes()
 
 
+@pytest.mark.slow
 def test_a_run_with_nothing_to_compare_says_so(gx, repo):
     run = record(gx, "--", "python", "-c", "print('hello')")
     proc = reproduce(gx, run, "-q")
@@ -985,6 +1006,7 @@ def test_a_run_with_nothing_to_compare_says_so(gx, repo):
     assert "verdict: REPRODUCED" in proc.stdout
 
 
+@pytest.mark.slow
 def test_a_missing_code_commit_is_a_distinct_exit_code(gx, repo):
     (repo / "train.py").write_text((repo / "train.py").read_text() + "# uncommitted\n")
     run = record(gx, "--", *TRAIN)

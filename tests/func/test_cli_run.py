@@ -128,6 +128,7 @@ def test_exit_code_is_the_commands_and_the_run_failed(gx, repo):
     assert "failed (exit 3)" in out.stderr
 
 
+@pytest.mark.slow
 def test_the_child_logs_into_the_same_run_through_the_environment(gx, repo):
     (repo / "child.py").write_text(
         "import gitexp, numpy as np\n"
@@ -156,6 +157,7 @@ def test_the_child_logs_into_the_same_run_through_the_environment(gx, repo):
     assert not list((repo / ".git" / "exp" / "live").rglob("*"))  # spools cleaned up
 
 
+@pytest.mark.slow
 def test_module_level_calls_reach_the_run_without_start_run(gx, repo):
     """Under `git exp run` a script needs no start_run(): gitexp.log_* attach to the run
     the command was started for (MLflow users write mlflow.log_metric on its own)."""
@@ -201,6 +203,7 @@ def test_module_level_calls_outside_git_exp_run_say_how_to_start_one(repo):
     assert not run_refs(repo)
 
 
+@pytest.mark.slow
 def test_a_child_that_crashes_keeps_what_it_logged(gx, repo):
     (repo / "crash.py").write_text(
         "import os, signal, gitexp\n"
@@ -217,6 +220,7 @@ def test_a_child_that_crashes_keeps_what_it_logged(gx, repo):
     assert show_json(repo, ref, "summary.json")["metrics"]["loss"]["last"] == 0.7
 
 
+@pytest.mark.slow
 def test_a_background_process_left_running_does_not_hold_the_run_open(gx, repo):
     """`cmd &` in a shell returns at once; under git exp run the orphan still holds the
     output pipes, which must not keep git exp run (and the run) waiting for it."""
@@ -243,6 +247,7 @@ def test_a_background_process_left_running_does_not_hold_the_run_open(gx, repo):
     assert cas.get_bytes(logs["logs/stderr.log"]["blake3"]) == b"oops\n"
 
 
+@pytest.mark.slow
 def test_ctrl_c_records_killed(repo):
     proc = subprocess.Popen(
         # git-exp itself: the `git` wrapper dies of the SIGINT the terminal sends it too
@@ -264,6 +269,7 @@ def test_ctrl_c_records_killed(repo):
     assert b"killed (exit 130)" in err
 
 
+@pytest.mark.slow
 def test_dirty_work_tree_is_snapshotted(gx, repo):
     (repo / "train.py").write_text((repo / "train.py").read_text() + "# local edit\n")
     (repo / "notes.md").write_text("untracked\n")
@@ -282,6 +288,7 @@ def test_dirty_work_tree_is_snapshotted(gx, repo):
     fsck(repo)
 
 
+@pytest.mark.slow
 def test_the_same_artifact_in_many_runs_is_stored_once(gx, repo):
     (repo / "blob.bin").write_bytes(os.urandom(1 << 20))
     script = "import gitexp; gitexp.start_run().log_artifact('blob.bin')"

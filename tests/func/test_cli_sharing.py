@@ -201,6 +201,7 @@ def share_and_check(
 # ------------------------------------------------------------- transports
 
 
+@pytest.mark.slow
 def test_bare_repo_by_path_shares_runs_and_artifacts(gx, proj, tmp_path):
     remote = bare(tmp_path, "shared.git")
     share_and_check(gx, proj, str(remote), remote, tmp_path)
@@ -208,21 +209,25 @@ def test_bare_repo_by_path_shares_runs_and_artifacts(gx, proj, tmp_path):
     assert any((remote / "exp" / "objects").iterdir())
 
 
+@pytest.mark.slow
 def test_file_url(gx, proj, tmp_path):
     remote = bare(tmp_path, "shared.git")
     share_light(gx, proj, f"file://{remote}", remote, tmp_path)
 
 
+@pytest.mark.slow
 def test_git_daemon(gx, proj, tmp_path, git_daemon):
     remote = bare(git_daemon.base, "daemon-share.git")
     share_light(gx, proj, git_daemon.url("daemon-share.git"), remote, tmp_path, store=True)
 
 
+@pytest.mark.slow
 def test_smart_http(gx, proj, tmp_path, git_http):
     remote = bare(git_http.base, "http-share.git")
     share_and_check(gx, proj, git_http.url("http-share.git"), remote, tmp_path, store=True)
 
 
+@pytest.mark.slow
 def test_ssh(gx, proj, tmp_path, sshd):
     remote = bare(sshd.base, "ssh-share.git")
     env = {"GIT_SSH_COMMAND": sshd.command}
@@ -236,6 +241,7 @@ def test_ssh(gx, proj, tmp_path, sshd):
     assert run in run_refs(remote)
 
 
+@pytest.mark.slow
 def test_s3_artifact_store(gx, proj, tmp_path, s3):
     s3.make_bucket("gitexp-artifacts")
     remote = bare(tmp_path, "shared.git")
@@ -263,6 +269,7 @@ def test_s3_artifact_store(gx, proj, tmp_path, s3):
     assert "downloaded 5 object(s)" in out, out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("form", ["path", "file-url", "relative"])
 def test_store_url_forms(gx, proj, tmp_path, git_http, form):
     """remote.<name>.expstore as a path, a file:// URL, or a path relative to the work tree."""
@@ -283,6 +290,7 @@ def test_store_url_forms(gx, proj, tmp_path, git_http, form):
     fsck(bob)
 
 
+@pytest.mark.slow
 def test_ls_remote_downloads_nothing(tmp_path, git_http):
     remote = bare(git_http.base, "ls.git")
     url = git_http.url("ls.git")
@@ -309,6 +317,7 @@ def test_ls_remote_downloads_nothing(tmp_path, git_http):
     fsck(bob)
 
 
+@pytest.mark.slow
 def test_remote_without_store_says_artifacts_stay_local(gx, proj, tmp_path, git_daemon):
     remote = bare(git_daemon.base, "nostore.git")
     git("remote", "add", "origin", git_daemon.url("nostore.git"), cwd=proj)
@@ -325,6 +334,7 @@ def test_remote_without_store_says_artifacts_stay_local(gx, proj, tmp_path, git_
 # ----------------------------------------------------------- plain git
 
 
+@pytest.mark.slow
 def test_plain_git_teammate_reads_runs(gx, proj, tmp_path):
     remote = bare(tmp_path, "shared.git")
     git("remote", "add", "origin", str(remote), cwd=proj)
@@ -346,6 +356,7 @@ def test_plain_git_teammate_reads_runs(gx, proj, tmp_path):
 # ------------------------------------------------------------ failures
 
 
+@pytest.mark.slow
 def test_push_killed_half_way_leaves_remote_consistent(gx, proj, tmp_path, git_http):
     remote = bare(git_http.base, "killed.git")
     git("remote", "add", "origin", git_http.url("killed.git"), cwd=proj)
@@ -381,6 +392,7 @@ def test_push_killed_half_way_leaves_remote_consistent(gx, proj, tmp_path, git_h
     fsck(proj)
 
 
+@pytest.mark.slow
 def test_concurrent_pushes_from_two_clones_both_land(tmp_path, git_daemon, monkeypatch):
     remote = bare(git_daemon.base, "concurrent.git")
     url = git_daemon.url("concurrent.git")
@@ -417,6 +429,7 @@ def test_concurrent_pushes_from_two_clones_both_land(tmp_path, git_daemon, monke
     fsck(bob)
 
 
+@pytest.mark.slow
 def test_diverged_run_is_never_overwritten(gx, proj, tmp_path):
     remote = bare(tmp_path, "shared.git")
     git("remote", "add", "origin", str(remote), cwd=proj)
@@ -502,6 +515,7 @@ def _entry(path: str, key: str, size: int, **extra) -> dict:
     return {"path": path, "blake3": key, "size": size, "mode": "100644", "role": "output", **extra}
 
 
+@pytest.mark.slow
 def test_hostile_remote_run_is_refused_on_pull(gx, proj, tmp_path):
     remote = bare(tmp_path / "srv", "shared.git")
     store = remote / "exp"
@@ -587,6 +601,7 @@ def test_hostile_remote_run_is_refused_on_pull(gx, proj, tmp_path):
     fsck(remote)
 
 
+@pytest.mark.slow
 def test_bad_input_is_one_line(gx, proj, tmp_path):
     proc = gx("push", "nosuchremote")
     assert proc.returncode == 10 and proc.stderr.count("\n") == 1, proc.stderr
@@ -603,6 +618,7 @@ def test_bad_input_is_one_line(gx, proj, tmp_path):
     fsck(proj)
 
 
+@pytest.mark.slow
 def test_get_fetches_missing_objects_from_remote_store(gx, proj, tmp_path):
     remote = bare(tmp_path, "shared.git")
     git("remote", "add", "origin", str(remote), cwd=proj)
@@ -659,6 +675,7 @@ def test_push_service_reports_progress_and_status_per_ref(gx, proj, tmp_path):
     fsck(remote)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("transport", ["path", "http"])
 def test_rm_remote_deletes_runs_there_too(gx, proj, tmp_path, transport, request):
     if transport == "http":
@@ -679,6 +696,7 @@ def test_rm_remote_deletes_runs_there_too(gx, proj, tmp_path, transport, request
     fsck(remote)
 
 
+@pytest.mark.slow
 def test_push_dry_run_writes_nothing(gx, proj, tmp_path):
     remote = bare(tmp_path, "shared.git")
     git("remote", "add", "origin", str(remote), cwd=proj)
@@ -706,6 +724,7 @@ def test_push_dry_run_writes_nothing(gx, proj, tmp_path):
     fsck(remote)
 
 
+@pytest.mark.slow
 def test_progress_of_a_large_push_on_a_terminal(gx, proj, tmp_path):
     """A big artifact and a big code commit: a live progress line on a terminal,
     with bytes moving inside the one large object and the git objects counted."""
@@ -760,6 +779,7 @@ def test_progress_of_a_large_push_on_a_terminal(gx, proj, tmp_path):
     fsck(remote)
 
 
+@pytest.mark.slow
 def test_push_killed_while_receive_pack_reads_the_pack(gx, proj, tmp_path, git_daemon):
     """Kill the client while the real receive-pack behind git daemon is reading
     the pack (its quarantine directory exists): no ref moves, fsck is clean, and
@@ -798,6 +818,7 @@ def test_push_killed_while_receive_pack_reads_the_pack(gx, proj, tmp_path, git_d
     fsck(remote)
 
 
+@pytest.mark.slow
 def test_get_a_whole_run_after_pull_no_artifacts(tmp_path, git_http):
     """`git exp get RUN`: every stored object of one run into the local CAS,
     verified; the other runs' artifacts stay on the remote."""
@@ -830,6 +851,7 @@ def test_get_a_whole_run_after_pull_no_artifacts(tmp_path, git_http):
     fsck(bob)
 
 
+@pytest.mark.slow
 def test_runs_that_move_on_push_updated_fetch_updated_and_local_ahead(tmp_path, git_daemon):
     remote = bare(git_daemon.base, "moves.git")
     url = git_daemon.url("moves.git")
@@ -886,6 +908,7 @@ def test_progress_line_shows_whole_server_lines(capsys):
     assert shown == ["Counting objects: 100% (2/2)", "Compressing objects: 100% (2/2), done."]
 
 
+@pytest.mark.slow
 def test_unreachable_store_says_what_was_done(gx, proj, tmp_path, s3):
     """A store that cannot be reached: push moves no run (artifacts go first) and
     says so; pull still reports the runs it fetched, then the store error."""

@@ -96,6 +96,7 @@ def _run(gx, repo, environment: str, ending: str, attached: bool) -> subprocess.
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("attached", [True, False], ids=["git-exp-run", "start_run"])
 def test_the_module_level_pattern_with_pandas_installed_keeps_every_metric(gx, repo, attached):
     proc = _run(gx, repo, "pandas", "normal", attached)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from conftest import fsck, git
 
 
+@pytest.mark.slow
 def test_quickstart_records_a_real_training_run(gx, repo):
     out = gx("run", "-e", "example", "--", "python", "train.py", "--epochs", "4", "--seed", "1")
     assert out.returncode == 0, out.stderr

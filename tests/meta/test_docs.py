@@ -69,9 +69,10 @@ def test_an_option_table_in_cli_md_agrees_with_the_command(command):
     rows = [ln.split("|")[1] for ln in section.splitlines() if ln.startswith("| `-")]
     if not rows:
         return
-    documented = {
-        opt for cell in rows for opt in re.findall(r"`(--?[a-zA-Z][\w-]*)", cell)
-    } - {"-h", "--help"}
+    documented = {opt for cell in rows for opt in re.findall(r"`(--?[a-zA-Z][\w-]*)", cell)} - {
+        "-h",
+        "--help",
+    }
     real = _click_options(command)
     assert documented == real, (
         f"docs/cli.md, git exp {command}: stale {sorted(documented - real)}, "

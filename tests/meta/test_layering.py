@@ -144,6 +144,7 @@ def test_importing_the_cli_and_help_stay_light():
     assert "Commands:" in out.stdout
 
 
+@pytest.mark.slow
 def test_help_lists_every_command():
     from gitexp.cli import COMMANDS
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -141,6 +142,7 @@ NAN_AFTER_MISSING = [  # NaN and missing sort as one (missing, last), in listing
 ]
 
 
+@pytest.mark.slow
 @FAST
 @given(runs, st.integers(0, 8), st.sampled_from([catalog.MAX_TYPED, 1, 0]), st.booleans())
 @example(NAN_AFTER_MISSING, 0, catalog.MAX_TYPED, True)
@@ -185,6 +187,7 @@ def _check_against_reference(table, new):
     )
 
 
+@pytest.mark.slow
 @FAST
 @given(runs, st.data())
 def test_dropping_runs_keeps_key_counts_and_types_exact(generated, data):

@@ -10,6 +10,7 @@ import math
 from pathlib import PurePosixPath
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -115,6 +116,7 @@ def _refs(repo):
     return git("for-each-ref", "refs/experiments/", cwd=repo)
 
 
+@pytest.mark.slow
 @REAL
 @given(params=params_st)
 def test_params_are_stored_as_documented_or_refused_naming_the_key(repo, params):

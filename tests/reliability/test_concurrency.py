@@ -9,6 +9,8 @@ import sys
 import threading
 import time
 
+import pytest
+
 import gitexp
 from conftest import fsck, git
 from gitexp.store import ExpStore
@@ -26,6 +28,7 @@ for i in range(n):
 """
 
 
+@pytest.mark.slow
 def test_eight_processes_create_800_complete_runs(repo):
     (repo / "writer.py").write_text(WRITER)
     git("add", "writer.py", cwd=repo)
@@ -58,6 +61,7 @@ def test_eight_processes_create_800_complete_runs(repo):
     fsck(repo)
 
 
+@pytest.mark.slow
 def test_parallel_git_exp_run_each_record_the_work_tree(repo, gx):
     (repo / "notes.txt").write_text("uncommitted\n")
     (repo / "train.py").write_text((repo / "train.py").read_text() + "\n# edited\n")
@@ -92,6 +96,7 @@ def test_parallel_git_exp_run_each_record_the_work_tree(repo, gx):
     fsck(repo)
 
 
+@pytest.mark.slow
 def test_tag_edits_racing_with_a_finishing_run_are_never_lost(repo, gx):
     run = gitexp.start_run(experiment="race", repo=repo)
     for i in range(200):
@@ -119,6 +124,7 @@ def test_tag_edits_racing_with_a_finishing_run_are_never_lost(repo, gx):
     fsck(repo)
 
 
+@pytest.mark.slow
 def test_readers_never_see_half_written_runs(repo, gx):
     (repo / "writer.py").write_text(WRITER)
     writer = subprocess.Popen(

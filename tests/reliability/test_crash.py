@@ -63,6 +63,7 @@ def _marks(text):
     return out
 
 
+@pytest.mark.slow
 def test_sigkill_keeps_points_params_and_artifacts_and_shows_crashed(repo, gx, tmp_path):
     marks = tmp_path / "marks"
     proc = _start_trainer(repo, marks)
@@ -89,6 +90,7 @@ def test_sigkill_keeps_points_params_and_artifacts_and_shows_crashed(repo, gx, t
     assert "crash " in git("log", "-1", "--format=%s", str(rec.ref), cwd=repo)
 
 
+@pytest.mark.slow
 def test_killed_git_exp_run_leaves_the_same_state(repo, gx, tmp_path):
     marks = tmp_path / "marks"
     (repo / "trainer.py").write_text(TRAINER)
@@ -136,6 +138,7 @@ def test_long_runs_checkpoint_less_often():
     assert checkpoint_interval(0) <= 5.0
 
 
+@pytest.mark.slow
 def test_many_checkpoints_stay_small(repo):
     """200 checkpoints of a run cost a bounded number of objects and bytes of history."""
     run = gitexp.start_run(experiment="long", repo=repo)
@@ -158,6 +161,7 @@ def test_many_checkpoints_stay_small(repo):
     fsck(repo)
 
 
+@pytest.mark.slow
 def test_child_writer_spool_is_taken_in_when_the_child_dies(repo, gx):
     """A script killed under `git exp run` still gets its spooled points into the run."""
     (repo / "die.py").write_text(
@@ -198,6 +202,7 @@ def _git_exp_run(repo, *args):
     )
 
 
+@pytest.mark.slow
 def test_git_exp_run_killed_alone_keeps_the_child_data_and_its_output(repo, gx):
     """SIGKILL to `git exp run` only: its child loses its output pipe and dies; the run
     ends crashed with the child's points and params and the output captured so far."""
@@ -228,6 +233,7 @@ def test_git_exp_run_killed_alone_keeps_the_child_data_and_its_output(repo, gx):
     fsck(repo)
 
 
+@pytest.mark.slow
 def test_sigterm_to_git_exp_run_ends_the_run_killed(repo, gx):
     (repo / "printer.py").write_text(PRINTER)
     proc = _git_exp_run(repo, "-e", "term", "--", sys.executable, "printer.py")
@@ -244,6 +250,7 @@ def test_sigterm_to_git_exp_run_ends_the_run_killed(repo, gx):
     fsck(repo)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("early", [False, True], ids=["after-first-commit", "before-it"])
 def test_concurrent_commands_settle_crashed_runs_once_and_all_see_them(repo, gx, tmp_path, early):
     """Right after three kills, six readers at once: each sees every run crashed, with
@@ -300,6 +307,7 @@ time.sleep(600)
 """
 
 
+@pytest.mark.slow
 def test_runs_from_other_hosts_read_crashed_after_the_heartbeat_threshold(tmp_path, gx):
     """A run fetched from another machine is never rewritten here: it reads as running
     while its heartbeat is fresh and as crashed once it is older than 30 minutes."""
@@ -320,6 +328,7 @@ def test_runs_from_other_hosts_read_crashed_after_the_heartbeat_threshold(tmp_pa
     fsck(here)
 
 
+@pytest.mark.slow
 def test_a_simulated_ten_hour_run_stays_within_the_object_budget(repo, monkeypatch):
     """10 hours of 20 metrics, driven through the real flush/checkpoint logic on a
     simulated clock: a few hundred commits, at most a few thousand git objects, and

@@ -93,6 +93,7 @@ def test_steps_out_of_order_and_repeated_are_kept_as_logged(repo):
         assert store.get(run.id).summary.metrics["x"].last == 0.0
 
 
+@pytest.mark.slow
 def test_ten_thousand_distinct_keys_in_one_run(repo, gx):
     with gitexp.start_run(experiment="wide", repo=repo) as run:
         run.log_metrics({f"layer{i}.grad_norm": float(i) for i in range(10_000)}, step=0)
@@ -486,6 +487,7 @@ def _mount_or_skip(args: list[str]) -> None:
         pytest.skip(f"cannot mount here: {proc.stderr.decode().strip()}")
 
 
+@pytest.mark.slow
 def test_read_only_repository(tmp_path, gx):
     src = make_repo(tmp_path / "src")
     gx.ok("run", "-e", "ro", "--", sys.executable, "-c", "print(1)", cwd=src)
@@ -598,6 +600,7 @@ def test_full_disk_while_writing_git_objects_and_refs(tmp_path, gx):
 BAD = os.fsdecode(b"\xff")  # bytes that are not UTF-8, as Python hands them to a script
 
 
+@pytest.mark.slow
 def test_text_that_is_not_unicode_is_refused_naming_it_and_the_run_goes_on(repo, gx):
     """Undecodable bytes (a file name, an argument) in a param, key, tag, note or name:
     refused at the call with one line; a file with such a name in an artifact directory

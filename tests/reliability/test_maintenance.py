@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -88,6 +89,7 @@ def _drop_object(repo, sha):
     assert subprocess.run(["git", "cat-file", "-e", sha], cwd=repo).returncode != 0
 
 
+@pytest.mark.slow
 def test_rm_older_than_removes_old_runs_and_running_ones_only_when_asked(repo, gx, monkeypatch):
     import datetime as dt
 
@@ -123,6 +125,7 @@ def test_fsck_finds_a_missing_object(repo, gx):
     assert proc.returncode == 1 and "not in the local store" in proc.stdout
 
 
+@pytest.mark.slow
 def test_gc_frees_only_unreferenced_objects_after_the_grace_period(repo, gx):
     keep = _run(repo, payload=b"keep me")
     drop = _run(repo, payload=b"drop me")
@@ -149,6 +152,7 @@ def test_gc_keeps_objects_of_a_run_in_progress(repo, gx):
         assert store.cas.get_bytes(entry.blake3) == b"logged by a live run"
 
 
+@pytest.mark.slow
 def test_gc_removes_temporary_files_left_by_a_crash(repo, gx):
     big = repo / "big.bin"
     big.write_bytes(os.urandom(1 << 20) * 300)
@@ -172,6 +176,7 @@ def test_gc_removes_temporary_files_left_by_a_crash(repo, gx):
     fsck(repo)
 
 
+@pytest.mark.slow
 def test_rm_with_retention_filters(repo, gx):
     failed = _run(repo, experiment="sweep", status="failed")
     ok = _run(repo, experiment="sweep")
@@ -212,6 +217,7 @@ def _killed_logger(repo, name):
     return run_id
 
 
+@pytest.mark.slow
 def test_gc_finalises_crashed_runs_and_removes_abandoned_spools(repo, gx):
     crashed = _killed_logger(repo, "kept.bin")
     removed = _killed_logger(repo, "freed.bin")
@@ -266,6 +272,7 @@ def test_gc_records_a_run_killed_before_its_first_commit(repo, gx):
     fsck(repo)
 
 
+@pytest.mark.slow
 def test_gc_postpones_a_crashed_run_whose_ref_a_killed_writer_left_locked(repo, gx):
     """A writer killed inside a ref update leaves ``<ref>.lock`` (broken after 30 s).
     gc cannot finalise that run yet: it says so, exits 0, and keeps the objects
@@ -301,6 +308,7 @@ def test_gc_keeps_objects_of_runs_on_remote_tracking_refs(repo, gx):
     assert left == [b"on no ref at all", b"only on a remote-tracking ref"]
 
 
+@pytest.mark.slow
 def test_gc_frees_nothing_while_a_run_cannot_be_read(repo, gx):
     bad = _run(repo, payload=b"written by a newer git-exp")
     gone = _run(repo, payload=b"removed")
@@ -345,6 +353,7 @@ while True:
 """
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_never_leaves_a_ref_to_a_missing_object(repo, gx):
     (repo / "writer.py").write_text(WRITER)
     rng = random.Random(1234)
@@ -377,6 +386,7 @@ _JSONISH = st.recursive(
 )
 
 
+@pytest.mark.slow
 @settings(
     max_examples=150,
     deadline=None,
@@ -436,6 +446,7 @@ def test_fuzz_run_tree_reader_fails_only_with_gitexp_errors(repo, name, content)
             pass
 
 
+@pytest.mark.slow
 @settings(
     max_examples=120,
     deadline=None,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
+
 import gitexp
 from conftest import git
 from gitexp.catalog import Catalog
@@ -58,6 +60,7 @@ def test_only_changed_runs_are_read_again(repo):
     assert rows[new[0]]["tags"] == ["best"]
 
 
+@pytest.mark.slow
 def test_packed_refs_deleted_runs_and_a_damaged_catalog(repo, gx):
     ids = _runs(repo, 4)
     _update(repo)
@@ -139,6 +142,7 @@ def test_a_param_whose_type_changes_sorts_and_filters_as_values(repo, gx):
     assert sorted(r["id"] for r in rows) == sorted([ids[1], ids[2]])
 
 
+@pytest.mark.slow
 def test_sha_prefixes_resolve_through_the_catalog(repo, gx):
     """With a catalog, `show <sha prefix>` finds the run without reading every
     ref; runs the catalog could not read and ambiguity are seen all the same."""

@@ -122,6 +122,7 @@ def _dirty(repo):
     git("stash", "list", cwd=repo)
 
 
+@pytest.mark.slow
 def test_dirty_snapshot_has_head_as_parent_and_leaves_the_user_alone(grepo, repo):
     _dirty(repo)
     # a tracked file whose stat changed but content did not: a plain `git status`

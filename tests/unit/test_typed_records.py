@@ -111,7 +111,7 @@ def test_records_are_frozen():
 
 
 def test_another_format_version_is_refused_with_one_line():
-    with pytest.raises(UnsupportedFormat, match="format version 2; .*upgrade git-exp"):
+    with pytest.raises(UnsupportedFormat, match=r"format version 2; .*upgrade git-exp"):
         RunInfo.from_json({"format": 2}).check_version("run x")
     RunInfo.from_json({"format": 1}).check_version("run x")
 

@@ -418,6 +418,7 @@ def test_grammar_expressions_compile_and_never_raise_on_any_row(expr, row):
     assert isinstance(result, bool)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(EXPRS, EXPRS, ROW)
 def test_boolean_laws_hold_on_every_row(a, b, row):
@@ -454,6 +455,7 @@ ALPHABET = st.sampled_from(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=1000, deadline=None)
 @given(st.lists(ALPHABET, max_size=30).map("".join), ROW)
 def test_any_text_either_compiles_or_raises_a_usage_error(text, row):
@@ -468,6 +470,7 @@ def test_any_text_either_compiles_or_raises_a_usage_error(text, row):
     assert isinstance(pred(row), bool)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=40))
 def test_arbitrary_unicode_text_raises_only_usage_errors(text):
