@@ -126,6 +126,30 @@ def get_run(address: str, repo: str | os.PathLike[str] = ".") -> dict[str, Any]:
         return describe(store, store.get(address))
 
 
+def metric_history(
+    runs: str | Iterable[str],
+    keys: str | Iterable[str] | None = None,
+    repo: str | os.PathLike[str] = ".",
+) -> Any:
+    """Every logged point of the metrics of one run or several, as a pyarrow Table.
+
+    Columns ``id, experiment, key, step, value, time`` (time: UTC, microseconds),
+    one row per point as logged, runs in the order given. ``runs`` is one run
+    address or several (run ids, ``experiment/run-id``, refs, sha prefixes: the
+    ``id`` column of :func:`runs` works); ``keys`` keeps only those metrics.
+    ``.to_pandas()`` / ``polars.from_arrow()`` turn it into a frame to plot.
+    """
+    from gitexp.catalog import indexed
+    from gitexp.export import metric_history as history
+    from gitexp.store import ExpStore
+
+    addresses = [runs] if isinstance(runs, str) else list(runs)
+    wanted = [keys] if isinstance(keys, str) else (list(keys) if keys is not None else None)
+    with indexed(ExpStore(repo)) as store:
+        records = [store.get(a) for a in addresses]
+        return history(store, records, wanted)
+
+
 def diff(a: str, b: str, repo: str | os.PathLike[str] = ".") -> dict[str, Any]:
     """What differs between two runs, as plain data (``git exp diff --json``)."""
     from gitexp.catalog import indexed

@@ -164,9 +164,43 @@ def _points_schema() -> Any:
     )
 
 
-def _export_points(store: ExpStore, records: Sequence[RunRecord], path: str) -> int:
+def points_of(store: ExpStore, rec: RunRecord, keys: Sequence[str] | None = None) -> Any:
+    """Every metric point of one run as a table ``id, experiment, key, step, value,
+    time`` (in the order logged), only the metrics ``keys`` name when given."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    schema = _points_schema()
+    table = store.read_metrics(rec)
+    if keys is not None and table.num_rows:
+        table = table.filter(pc.is_in(table.column("key").cast(pa.string()), pa.array(keys)))
+    n = table.num_rows
+    if n == 0:
+        return schema.empty_table()
+    return pa.table(
+        {
+            "id": pa.array([rec.run_id] * n, pa.string()),
+            "experiment": pa.array([rec.experiment] * n, pa.string()),
+            "key": table.column("key").cast(pa.string()),
+            "step": table.column("step").cast(pa.int64()),
+            "value": table.column("value").cast(pa.float64()),
+            "time": table.column("time").cast(pa.timestamp("us", tz="UTC")),
+        },
+        schema=schema,
+    )
+
+
+def metric_history(
+    store: ExpStore, records: Sequence[RunRecord], keys: Sequence[str] | None = None
+) -> Any:
+    """The metric points of ``records``, one table, runs in the order given."""
     import pyarrow as pa
 
+    tables = [points_of(store, rec, keys) for rec in records]
+    return pa.concat_tables(tables) if tables else _points_schema().empty_table()
+
+
+def _export_points(store: ExpStore, records: Sequence[RunRecord], path: str) -> int:
     schema = _points_schema()
     kind = format_of(path)
     total = 0
@@ -181,23 +215,10 @@ def _export_points(store: ExpStore, records: Sequence[RunRecord], path: str) -> 
             writer = pacsv.CSVWriter(tmp, schema)
         try:
             for rec in records:
-                table = store.read_metrics(rec)
-                n = table.num_rows
-                if n == 0:
-                    continue
-                out = pa.table(
-                    {
-                        "id": pa.array([rec.run_id] * n, pa.string()),
-                        "experiment": pa.array([rec.experiment] * n, pa.string()),
-                        "key": table.column("key").cast(pa.string()),
-                        "step": table.column("step").cast(pa.int64()),
-                        "value": table.column("value").cast(pa.float64()),
-                        "time": table.column("time").cast(pa.timestamp("us", tz="UTC")),
-                    },
-                    schema=schema,
-                )
-                writer.write_table(out)
-                total += n
+                out = points_of(store, rec)
+                if out.num_rows:
+                    writer.write_table(out)
+                    total += out.num_rows
         finally:
             writer.close()
     return total
