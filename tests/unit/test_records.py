@@ -6,7 +6,9 @@ import datetime as dt
 import enum
 import json
 import math
+import re
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import numpy as np
 import pytest
@@ -395,3 +397,41 @@ def test_run_names_and_tags_are_checked():
     for bad in ("", "  ", "a,b", "a\tb"):
         with pytest.raises(InvalidName):
             fmt.validate_tag(bad)
+
+
+# ------------------------------------------------------ bounded JSON reading
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "nests deeper than 100 levels"),
+        (b'{"a": ' * 101 + b"1" + b"}" * 101, "nests deeper than 100 levels"),
+        (b'{"n": ' + b"7" * 100_000 + b"}", "does not parse as JSON: Exceeds the limit"),
+        (b'{"size": Infinity}', "Infinity is not JSON"),
+        (b'{"x": NaN}', "NaN is not JSON"),
+        (b'{"x": -Infinity}', "-Infinity is not JSON"),
+    ],
+)
+def test_a_hostile_document_is_one_format_error(doc, message):
+    with pytest.raises(FormatError, match=re.escape(message)) as info:
+        fmt.parse_json(doc, "run x: params.json")
+    assert str(info.value).startswith("run x: params.json ")
+    assert "\n" not in str(info.value)
+
+
+def test_the_depth_readers_accept_is_the_depth_writers_write():
+    deep: Any = 1
+    for _ in range(fmt.MAX_DEPTH):
+        deep = [deep]
+    assert fmt.parse_json(fmt.canonical_json(deep), "x") == deep
+    with pytest.raises(InvalidValue, match="nests deeper than 100 levels"):
+        fmt.canonical_json([deep])
+
+
+def test_an_oversized_document_is_refused_before_it_is_parsed(monkeypatch):
+    from gitexp.records import jsonform
+
+    monkeypatch.setattr(jsonform, "MAX_DOC_BYTES", 1000)
+    with pytest.raises(FormatError, match="is 1002 bytes, more than 1000 allowed"):
+        fmt.parse_json(b'"' + b"a" * 1000 + b'"', "run x: run.json")

@@ -97,11 +97,45 @@ def to_jsonable(value: Any, key: str = "") -> Any:
     )
 
 
+# bounds on a document read from git: runs arrive from other people's clones, and
+# a small file must not cost unbounded memory, time or stack
+MAX_DOC_BYTES = 64 << 20
+MAX_DEPTH = 100
+
+
+def _refuse_constant(token: str) -> Any:
+    raise ValueError(f"{token} is not JSON (format 1 writes it as the string {token!r})")
+
+
+def json_depth(value: Any) -> int:
+    """How deeply lists and objects nest in ``value`` (0 for a scalar), iteratively."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        depth += 1
+        deepest = max(deepest, depth)
+        if deepest > MAX_DEPTH:
+            return deepest
+        stack.extend((c, depth) for c in children)
+    return deepest
+
+
 def canonical_json(data: Any) -> bytes:
     """Canonical JSON bytes: sorted keys, 2-space indent, UTF-8, trailing newline.
 
     Readable in ``git show`` and stable, so equal data gives equal git blobs.
+    Data nested deeper than readers accept (MAX_DEPTH) is refused, so nothing
+    is written that :func:`parse_json` would not read back.
     """
+    if json_depth(data) > MAX_DEPTH:
+        raise InvalidValue(f"a value nests deeper than {MAX_DEPTH} levels", "")
     text = json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False)
     try:
         return (text + "\n").encode("utf-8")
@@ -126,11 +160,29 @@ def compact_json(data: Any) -> bytes:
 
 
 def parse_json(data: bytes, what: str) -> Any:
-    """Parse a JSON file from a run tree or raise FormatError naming it."""
+    """Parse a JSON file from a run tree or raise FormatError naming it.
+
+    Bounded: at most MAX_DOC_BYTES, nesting at most MAX_DEPTH deep, integers
+    within Python's digit limit, and no bare ``NaN`` / ``Infinity`` tokens
+    (canonical JSON never writes them), so that a hostile document is one
+    FormatError, never a RecursionError, an OverflowError or a hang.
+    """
+    if len(data) > MAX_DOC_BYTES:
+        raise FormatError(f"{what} is {len(data)} bytes, more than {MAX_DOC_BYTES} allowed")
     try:
-        return json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FormatError(f"{what} does not parse as JSON: {exc}") from exc
+        value = json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
+    except RecursionError:
+        raise FormatError(f"{what} nests deeper than {MAX_DEPTH} levels") from None
+    except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError, too many digits
+        raise FormatError(f"{what} does not parse as JSON: {_first_line(exc)}") from exc
+    if json_depth(value) > MAX_DEPTH:
+        raise FormatError(f"{what} nests deeper than {MAX_DEPTH} levels")
+    return value
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
