@@ -163,7 +163,8 @@ def test_sha_prefixes_resolve_through_the_catalog(repo, gx):
         tree = store.repo.update_tree(None, {"run.json": b"{not json"})
         bad = store.repo.write_commit(tree, [store.repo.head()], "damaged")
         assert store.repo.set_ref("refs/experiments/cat/20260101-000000-000bad", None, bad, "t")
-    assert "skipped unreadable run" in gx("log").stderr
+    warning = gx("log").stderr
+    assert "1 run could not be read and is not listed: cat/20260101-000000-000bad" in warning
     gx.ok("rm", bad[:10])
     assert git("for-each-ref", "refs/experiments/cat/20260101-000000-000bad", cwd=repo) == ""
 

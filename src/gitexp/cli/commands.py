@@ -180,7 +180,7 @@ def log_cmd(
       git exp log --group-by lr          # mean/std/count of each metric over seeds
       git exp log --baseline 20261122-143022-7f3a9c
     """
-    from gitexp.cli.render import format_csv, format_table, iter_json_array
+    from gitexp.cli.render import format_csv, format_table, iter_json_array, unreadable_warning
     from gitexp.errors import UsageError
     from gitexp.leaderboard import Query, leaderboard
 
@@ -206,8 +206,9 @@ def log_cmd(
     with open_store(ctx) as store:
         board = leaderboard(store, query)
         hint = None if board.runs_in_repository else remote_runs_hint(store)
-    for p in board.problems:
-        echo(f"git exp: warning: skipped unreadable run {p}", err=True)
+    warning = unreadable_warning(board.problems)
+    if warning:
+        echo(warning, err=True)
     if as_json:
         extra = ("ids",) if board.grouped else ("ref", "sha")
         items = (

@@ -52,6 +52,7 @@ def export_cmd(
       git exp export -o runs.csv --metrics        # also runs.metrics.csv
       git exp export -o sweep.parquet -e sweep --where 'status == "finished"'
     """
+    from gitexp.cli.render import unreadable_warning
     from gitexp.export import export_selected, format_of, metrics_path_for
     from gitexp.leaderboard import Query
 
@@ -61,8 +62,9 @@ def export_cmd(
     with open_store(ctx) as store:
         query = Query(experiment=experiment, status=statuses, tags=tags, where=where)
         result = export_selected(store, query, output, points_path, problems)
-    for p in problems:
-        echo(f"git exp: warning: skipped unreadable run {p}", err=True)
+    warning = unreadable_warning(problems)
+    if warning:
+        echo(warning, err=True)
     msg = f"wrote {result.runs} run(s) to {result.path}"
     if result.metrics_path:
         msg += f" and {result.points} metric point(s) to {result.metrics_path}"

@@ -398,3 +398,20 @@ def format_diff(d: dict[str, Any]) -> str:
                 f"{str(x['a'] or '-')[:12]} -> {str(x['b'] or '-')[:12]}"
             )
     return "\n".join(lines)
+
+
+def unreadable_warning(problems: Sequence[str]) -> str | None:
+    """One line for the runs a listing had to leave out (each problem is
+    ``"<run>: <why>"``): the run and why when there is one, else how many and
+    where to see them, so a thousand broken runs do not bury the listing."""
+    if not problems:
+        return None
+    if len(problems) == 1:
+        return (
+            f"git exp: warning: 1 run could not be read and is not listed: {problems[0]} "
+            "(git exp rm removes it)"
+        )
+    return (
+        f"git exp: warning: {len(problems)} runs could not be read and are not listed "
+        "(git exp fsck names them; git exp rm removes them)"
+    )

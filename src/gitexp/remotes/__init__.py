@@ -44,7 +44,7 @@ from gitexp.errors import (
 )
 from gitexp.git import GitRepo, RefPush, SyncStatus
 from gitexp.records import ARTIFACTS_JSON, NAMESPACE, ArtifactEntry, ExpRef
-from gitexp.store import ExpStore
+from gitexp.store import ExpStore, check_run
 
 STORE_KEY = "expstore"
 _OBJECT_STORES = ("s3", "gcs", "abfs")  # atomic per object: a single put is enough
@@ -754,12 +754,13 @@ class FetchResult:
         return None
 
 
-def _not_a_run(repo: GitRepo, sha: str) -> str:
+def _not_a_run(repo: GitRepo, sha: str, name: str) -> str:
     """Why a fetched ref cannot be taken as a run ('' when it can).
 
-    The commit, run.json, params.json and every manifest entry must parse, as
-    every git-exp reader needs them to; the artifacts' bytes are checked
-    later, one by one, when pull downloads them.
+    Every file of the run tree must read as ``ExpStore.read`` reads it (bounded,
+    typed, valid Unicode), and every manifest entry must parse: one malformed run
+    is refused by name, never taken in to break listing for everyone. The
+    artifacts' bytes are checked later, one by one, when pull downloads them.
     """
     if not repo.has_object(sha):
         return "its commit did not arrive"
@@ -785,6 +786,10 @@ def _not_a_run(repo: GitRepo, sha: str) -> str:
         return "; ".join(f"artifact {r.path}: {r.reason}" for r in refused[:3]) + (
             f" (+{len(refused) - 3} more)" if len(refused) > 3 else ""
         )
+    try:  # then every other check a reader makes
+        check_run(repo, ExpRef.from_ref(name), sha)
+    except StoreError as exc:
+        return str(exc)
     return ""
 
 
@@ -815,7 +820,7 @@ def fetch(store: ExpStore, remote: str | None = None, progress: ProgressFn = _no
             ExpRef.from_ref(name)
         except InvalidName:
             continue
-        if repo.get_ref(name) is None and not _not_a_run(repo, sha):
+        if repo.get_ref(name) is None and not _not_a_run(repo, sha, name):
             fresh[name] = sha
     created = set(repo.add_new_refs(fresh)) if len(fresh) > 1 else set()
     for name, sha in sorted(remote_refs.items()):
@@ -829,7 +834,7 @@ def fetch(store: ExpStore, remote: str | None = None, progress: ProgressFn = _no
                 RefFetch(name, None, sha, SyncStatus.REFUSED, f"not a run ref: {exc}")
             )
             continue
-        problem = _not_a_run(repo, sha)
+        problem = _not_a_run(repo, sha, name)
         if problem:
             result.refs.append(RefFetch(name, repo.get_ref(name), sha, SyncStatus.REFUSED, problem))
             continue

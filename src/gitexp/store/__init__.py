@@ -279,6 +279,13 @@ def _parse_record(repo: GitRepo, ref: ExpRef, sha: str, listing: bool = False) -
 LISTING_FILES = (RUN_JSON, PARAMS_JSON, SUMMARY_JSON, CODE_JSON)  # what a listing reads
 
 
+def check_run(repo: GitRepo, ref: ExpRef, sha: str) -> None:
+    """Raise FormatError (or StoreError) when the commit ``sha`` is not a run every
+    git-exp reader can read as ``ref``: the checks of :meth:`ExpStore.read`, all of
+    them, for a run that is not in this repository yet (what ``pull`` brings)."""
+    _parse_record(repo, ref, sha)
+
+
 def _record_from(
     repo: GitRepo,
     ref: ExpRef,
