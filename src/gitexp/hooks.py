@@ -120,6 +120,12 @@ def _read(path: str) -> bytes:
         return f.read()
 
 
+def install_in(path: str | os.PathLike[str], uninstall: bool = False) -> HookResult:
+    """:func:`install` in the repository containing ``path``."""
+    with GitRepo(path) as repo:
+        return install(repo, uninstall=uninstall)
+
+
 def install(repo: GitRepo, uninstall: bool = False) -> HookResult:
     """Install (or remove) the pre-push hook in the hooks directory git uses.
 

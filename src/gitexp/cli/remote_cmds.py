@@ -354,11 +354,9 @@ def install_hooks_cmd(ctx: click.Context, uninstall: bool) -> None:
     Respects core.hooksPath. An existing pre-push hook is kept as
     pre-push.local and still runs first; --uninstall puts it back.
     """
-    from gitexp.git import open_repo
-    from gitexp.hooks import install
+    from gitexp.hooks import install_in
 
-    with open_repo(repo_of(ctx)) as repo:
-        result = install(repo, uninstall=uninstall)
+    result = install_in(repo_of(ctx), uninstall=uninstall)
     extra = (
         " (your previous hook runs first, kept as pre-push.local)"
         if (result.chained and result.action == "installed")
