@@ -20,7 +20,8 @@ from gitexp import records as fmt
 from gitexp.cas import parse_dir_listing
 from gitexp.errors import GitExpError, RunConflict, StoreError, UsageError
 from gitexp.records import ArtifactEntry, ExpRef
-from gitexp.store import ExpStore, RunDelta, list_spool, load_spool, read_start, spool_mtime
+from gitexp.store import ExpStore, RunDelta
+from gitexp.store.spool import list_spool, load_spool, read_start, spool_mtime
 
 DEFAULT_GRACE = 24 * 3600  # seconds an unreferenced CAS object is kept before gc frees it
 TMP_GRACE = 3600  # seconds a leftover temporary file is kept

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 import gitexp
 from conftest import fsck, git, kill_when_ready, run_refs
 from gitexp.errors import GitExpError
-from gitexp.store import ExpStore, _parse_record
+from gitexp.store import ExpStore
+from gitexp.store.validate import parse_record
 
 
 def _cas_files(repo):
@@ -431,7 +432,7 @@ _JSONISH = st.recursive(
 def test_fuzz_run_tree_reader_fails_only_with_gitexp_errors(repo, name, content):
     """Whatever bytes a run tree holds, reading it raises a GitExpError or succeeds."""
     with ExpStore(repo) as store:
-        base = _parse_record(store.repo, *next(iter(_fuzz_base(store).items())))
+        base = parse_record(store.repo, *next(iter(_fuzz_base(store).items())))
         if name == "run.json" and isinstance(_maybe_json(content), dict):
             data = _maybe_json(content)
             data.setdefault("format", 1)
@@ -439,7 +440,7 @@ def test_fuzz_run_tree_reader_fails_only_with_gitexp_errors(repo, name, content)
         tree = store.repo.update_tree(base.tree, {name: content})
         commit = store.repo.write_commit(tree, [base.sha], "fuzz")
         try:
-            rec = _parse_record(store.repo, base.ref, commit)
+            rec = parse_record(store.repo, base.ref, commit)
             rec.summary.final_values()
             [a.to_json() for a in rec.artifacts]
         except GitExpError:
@@ -461,14 +462,14 @@ def test_fuzz_metric_segment_reader_fails_only_with_gitexp_errors(repo, cut, fli
     """A real metric segment truncated, with bytes flipped or junk appended: reading the
     run's metrics (and fsck) raises a GitExpError naming the segment, or succeeds."""
     with ExpStore(repo) as store:
-        base = _parse_record(store.repo, *next(iter(_fuzz_base(store).items())))
+        base = parse_record(store.repo, *next(iter(_fuzz_base(store).items())))
         raw = bytearray(store.repo.read_blob(base.segments[0][1]))
         for at, mask in flips:
             raw[at % len(raw)] ^= mask
         data = bytes(raw[: max(1, len(raw) - cut % len(raw))]) + junk
         tree = store.repo.update_tree(base.tree, {f"metrics/{base.segments[0][0]}": data})
         commit = store.repo.write_commit(tree, [base.sha], "fuzz")
-        rec = _parse_record(store.repo, base.ref, commit)
+        rec = parse_record(store.repo, base.ref, commit)
         try:
             table = store.read_metrics(rec)
             assert table.schema.names == ["key", "step", "value", "time"]

@@ -189,7 +189,7 @@ def test_commit_messages_list_params_in_one_order():
     """Checkpoints (params in logging order) and the finish (params read back from
     canonical params.json) must not list the same params in different orders."""
     from gitexp.records import ExpRef, Summary
-    from gitexp.store import commit_message
+    from gitexp.store.messages import commit_message
 
     ref = ExpRef("e", "20261122-143022-7f3a9c")
     run = {"status": "running", "command": ["python", "t.py"]}
