@@ -118,11 +118,10 @@ def runs(
 
 def get_run(address: str, repo: str | os.PathLike[str] = ".") -> dict[str, Any]:
     """Everything recorded about one run, as plain data (what ``git exp show --json`` prints)."""
-    from gitexp.catalog import indexed
+    from gitexp.catalog import indexed_store
     from gitexp.show import describe
-    from gitexp.store import ExpStore
 
-    with indexed(ExpStore(repo)) as store:
+    with indexed_store(repo) as store:
         return describe(store, store.get(address))
 
 
@@ -139,22 +138,20 @@ def metric_history(
     ``id`` column of :func:`runs` works); ``keys`` keeps only those metrics.
     ``.to_pandas()`` / ``polars.from_arrow()`` turn it into a frame to plot.
     """
-    from gitexp.catalog import indexed
+    from gitexp.catalog import indexed_store
     from gitexp.export import metric_history as history
-    from gitexp.store import ExpStore
 
     addresses = [runs] if isinstance(runs, str) else list(runs)
     wanted = [keys] if isinstance(keys, str) else (list(keys) if keys is not None else None)
-    with indexed(ExpStore(repo)) as store:
+    with indexed_store(repo) as store:
         records = [store.get(a) for a in addresses]
         return history(store, records, wanted)
 
 
 def diff(a: str, b: str, repo: str | os.PathLike[str] = ".") -> dict[str, Any]:
     """What differs between two runs, as plain data (``git exp diff --json``)."""
-    from gitexp.catalog import indexed
+    from gitexp.catalog import indexed_store
     from gitexp.rundiff import diff_records
-    from gitexp.store import ExpStore
 
-    with indexed(ExpStore(repo)) as store:
+    with indexed_store(repo) as store:
         return diff_records(store, store.get(a), store.get(b))

@@ -35,13 +35,16 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from gitexp import records as fmt
 from gitexp.errors import GitExpError, InvalidName
 from gitexp.records import ExpRef
 from gitexp.store import ExpStore, RunRecord
+
+if TYPE_CHECKING:
+    from gitexp.git import RefScan
 
 CATALOG_VERSION = 2
 RACY_SECONDS = 2.0
@@ -167,89 +170,6 @@ def _keyed(data: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _read_loose(common: str, ref: str) -> str | None:
-    try:
-        with open(os.path.join(common, *ref.split("/")), "rb") as f:
-            text = f.read().strip().decode("ascii", "replace")
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-        return None
-    return text if len(text) == 40 else None
-
-
-def _read_packed(common: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    try:
-        with open(os.path.join(common, "packed-refs"), "rb") as f:
-            for line in f:
-                if line[:1] in (b"#", b"^"):
-                    continue
-                parts = line.strip().split(b" ", 1)
-                if len(parts) == 2 and parts[1].startswith(b"refs/experiments/"):
-                    out[parts[1].decode("utf-8", "replace")] = parts[0].decode("ascii")
-    except FileNotFoundError:
-        pass
-    return out
-
-
-class _RefScan:
-    """The loose refs under refs/experiments, skipping directories that did not change.
-
-    ``dirs`` maps each directory (relative to refs/experiments, "" for the
-    top) to the mtime seen now; ``kept`` holds the directories whose content
-    is known unchanged since the last build; ``loose`` maps each ref file of
-    the other directories to its mtime.
-    """
-
-    def __init__(self, common: str, old_dirs: Mapping[str, int], racy_ns: int) -> None:
-        self.root = os.path.join(common, "refs", "experiments")
-        self.old_dirs = old_dirs
-        self.racy_ns = racy_ns
-        self.children: dict[str, list[str]] = {}
-        for d in old_dirs:
-            if d:
-                self.children.setdefault(d.rsplit("/", 1)[0] if "/" in d else "", []).append(d)
-        self.dirs: dict[str, int] = {}
-        self.kept: set[str] = set()
-        self.loose: dict[str, int] = {}
-        self._walk("")
-
-    @property
-    def unchanged(self) -> bool:
-        """No directory changed, none appeared, none went away."""
-        return not self.loose and self.kept == set(self.old_dirs) == set(self.dirs)
-
-    def _walk(self, rel: str) -> None:
-        path = os.path.join(self.root, *rel.split("/")) if rel else self.root
-        try:
-            mtime = os.stat(path).st_mtime_ns
-        except (FileNotFoundError, NotADirectoryError):
-            return
-        self.dirs[rel] = mtime
-        if self.old_dirs.get(rel) == mtime and mtime < self.racy_ns:
-            self.kept.add(rel)
-            for sub in self.children.get(rel, []):
-                self._walk(sub)
-            return
-        try:
-            entries = list(os.scandir(path))
-        except (FileNotFoundError, NotADirectoryError):
-            return
-        prefix = f"{fmt.NAMESPACE}{rel}/" if rel else fmt.NAMESPACE
-        for e in entries:
-            if e.is_dir(follow_symlinks=False):
-                self._walk(f"{rel}/{e.name}" if rel else e.name)
-            elif not e.name.endswith(".lock"):
-                try:
-                    self.loose[prefix + e.name] = e.stat(follow_symlinks=False).st_mtime_ns
-                except FileNotFoundError:
-                    continue
-
-
-def _ref_dir(ref: str) -> str:
-    rest = ref[len(fmt.NAMESPACE) :]
-    return rest.rsplit("/", 1)[0] if "/" in rest else ""
-
-
 class Catalog:
     """The catalog of one store."""
 
@@ -313,7 +233,9 @@ class Catalog:
         table, meta = self._load()
         racy_ns = int(meta.get("built_ns", 0)) - int(RACY_SECONDS * 1e9)
         packed_sig, packed_changed = self._packed_state(meta, racy_ns)
-        scan = _RefScan(self.common, meta.get("dirs", {}) if table is not None else {}, racy_ns)
+        scan = self.store.repo.scan_loose_refs(
+            fmt.NAMESPACE, meta.get("dirs", {}) if table is not None else {}, racy_ns
+        )
         self.reads = 0
         old_skipped = meta.get("skipped", {}) if isinstance(meta.get("skipped"), dict) else {}
         changed = table is None or packed_changed or not scan.unchanged
@@ -344,11 +266,7 @@ class Catalog:
 
     def _packed_state(self, meta: Mapping[str, Any], racy_ns: int) -> tuple[Any, bool]:
         """(packed-refs' [mtime_ns, size] or None, whether it may differ from ``meta``'s)."""
-        try:
-            pst = os.stat(os.path.join(self.common, "packed-refs"))
-            sig: list[int] | None = [pst.st_mtime_ns, pst.st_size]
-        except FileNotFoundError:
-            sig = None
+        sig = self.store.repo.packed_refs_signature()
         return sig, sig != meta.get("packed_sig") or (sig is not None and sig[0] >= racy_ns)
 
     def _save_tips(self, table: Any, state: Mapping[str, Any]) -> None:
@@ -386,7 +304,10 @@ class Catalog:
         except (OSError, ValueError, KeyError, TypeError):
             return None
         _, packed_changed = self._packed_state(state, racy_ns)
-        if packed_changed or not _RefScan(self.common, dirs, racy_ns).unchanged:
+        if (
+            packed_changed
+            or not self.store.repo.scan_loose_refs(fmt.NAMESPACE, dirs, racy_ns).unchanged
+        ):
             return None
         out = []
         for line in lines[bisect.bisect_left(lines, prefix) :]:
@@ -400,7 +321,7 @@ class Catalog:
         self,
         table: Any,
         keys: dict[str, int],
-        scan: _RefScan,
+        scan: RefScan,
         packed_changed: bool,
         old_skipped: Mapping[str, Any],
     ) -> tuple[Any, dict[str, int]]:
@@ -416,11 +337,11 @@ class Catalog:
         current: dict[str, tuple[str, int, bool]] = {}  # ref -> (sha, mtime, packed)
         loose_names = set(scan.loose)
         for i, ref in enumerate(old_refs):  # loose refs of unchanged directories
-            if not old_packed[i] and _ref_dir(ref) in scan.kept:
+            if not old_packed[i] and scan.dir_of(ref) in scan.kept:
                 current[ref] = (old_sha[i], old_mtime[i], False)
                 loose_names.add(ref)
         packed = (
-            _read_packed(self.common)
+            self.store.repo.packed_refs(fmt.NAMESPACE)
             if packed_changed
             else {ref: old_sha[i] for i, ref in enumerate(old_refs) if old_packed[i]}
         )
@@ -433,7 +354,7 @@ class Catalog:
             if i is not None and not old_packed[i] and old_mtime[i] == mtime and mtime < racy_ns:
                 current[ref] = (old_sha[i], mtime, False)
                 continue
-            sha = _read_loose(self.common, ref)
+            sha = self.store.repo.read_loose_ref(ref)
             if sha is not None:
                 current[ref] = (sha, mtime, False)
 
@@ -865,15 +786,22 @@ class LazyRow(Mapping[str, Any]):
         return sum(1 for _ in self)
 
 
-def indexed(store: ExpStore) -> ExpStore:
-    """``store``, resolving sha-prefix addresses through the catalog when one
-    exists (a fresh clone's first lookup reads the refs instead of building it)."""
+def tip_index(store: ExpStore) -> Callable[[str], list[tuple[str, str]]]:
+    """The catalog's sha-prefix lookup for ``store`` (an ``ExpStore`` tip index):
+    ``(ref, tip sha)`` of the runs whose tip starts with a prefix, or nothing
+    when there is no catalog yet (a fresh clone's first lookup reads the refs
+    instead of building it)."""
     cat = Catalog(store)
 
-    def tip_index(prefix: str) -> list[tuple[str, str]]:
+    def lookup(prefix: str) -> list[tuple[str, str]]:
         if not os.path.exists(cat.path):
             return []
         return cat.tips(prefix)
 
-    store.tip_index = tip_index
-    return store
+    return lookup
+
+
+def indexed_store(path: str | os.PathLike[str] = ".") -> ExpStore:
+    """The run store of the repository at ``path``, resolving sha-prefix
+    addresses through the catalog (given to the store's constructor)."""
+    return ExpStore(path, tip_index=tip_index)

@@ -178,12 +178,12 @@ def test_a_short_hex_address_says_it_is_too_short(repo, gx):
 def test_a_sha_prefix_found_in_the_catalog_reads_no_ref(repo, monkeypatch):
     import pytest
 
-    from gitexp.catalog import indexed
+    from gitexp.catalog import indexed_store
 
     ids = _runs(repo, 2)
     _update(repo)
     sha = git("rev-parse", f"refs/experiments/cat/{ids[1]}", cwd=repo).strip()
-    with indexed(ExpStore(repo)) as store:
+    with indexed_store(repo) as store:
         monkeypatch.setattr(store, "list_refs", lambda *a, **k: pytest.fail("read every ref"))
         assert store.resolve(sha[:6]).run_id == ids[1]
         assert store.resolve(ids[0]).run_id == ids[0]  # a run id: ref names only

@@ -161,10 +161,9 @@ def echo(text: str = "", err: bool = False) -> None:
 def open_store(ctx: click.Context) -> Any:
     """The run store of the command's repository, resolving sha prefixes through
     the catalog (``git exp show <sha>`` stays quick with 100,000 runs)."""
-    from gitexp.catalog import indexed
-    from gitexp.store import ExpStore
+    from gitexp.catalog import indexed_store
 
-    return indexed(ExpStore(repo_of(ctx)))
+    return indexed_store(repo_of(ctx))
 
 
 def repo_of(ctx: click.Context) -> Any:

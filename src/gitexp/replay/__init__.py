@@ -1321,9 +1321,9 @@ def reproduce(
         RunNotFound: no run matches ``run``.
     """
 
-    from gitexp.catalog import indexed
+    from gitexp.catalog import indexed_store
 
-    with indexed(ExpStore(repo)) as store:
+    with indexed_store(repo) as store:
         if dry_run:
             plan = plan_replay(store, run, allow_input_drift)
             return plan.to_json()

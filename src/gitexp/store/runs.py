@@ -64,20 +64,33 @@ BATCH_READS = 32  # read_listings of this many runs or more goes through git cat
 BATCH_SIZE = 5000  # ... this many runs per git cat-file process
 REMOTE_STALE_SECONDS = 30 * 60  # a run from another host is crashed after this silence
 
+# lookup(prefix) -> [(ref, sha)]: the run refs whose tip sha starts with prefix
+TipLookup = Callable[[str], list[tuple[str, str]]]
+
 
 class ExpStore:
     """The run store of one repository: git objects and refs plus the local CAS."""
 
-    def __init__(self, path: str | os.PathLike[str] = ".") -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = ".",
+        tip_index: Callable[[ExpStore], TipLookup] | None = None,
+    ) -> None:
+        """Open the store of the repository at ``path``.
+
+        ``tip_index(store)`` gives the lookup sha prefixes are resolved through
+        first: ``lookup(prefix) -> [(ref, tip sha)]``, from an index a higher
+        layer keeps (the catalog: ``gitexp.catalog.indexed_store``). Without
+        one, and whenever it finds nothing, every ref is read: the same answer,
+        only slower.
+        """
         from gitexp.git import open_repo
 
         self.repo = open_repo(path)
         self.cas = LocalStore(self.repo.exp_dir)
         self.host = socket.gethostname()
         self._closed = False
-        # tip_index(prefix) -> [(ref, sha)]: the refs whose tip sha starts with the
-        # prefix, from an index a higher layer keeps (the catalog); None: read refs
-        self.tip_index: Callable[[str], list[tuple[str, str]]] | None = None
+        self.tip_index: TipLookup | None = tip_index(self) if tip_index is not None else None
 
     def close(self) -> None:
         """Release the repository (idempotent)."""

@@ -1,0 +1,184 @@
+"""The open repository: dulwich's handle, its directories, config and identity,
+the ``git`` binary. What every part of :class:`gitexp.git.GitRepo` stands on."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from gitexp.errors import (
+    GitExpError,
+    NoCommits,
+    NotARepository,
+)
+
+MODE_FILE = 0o100644
+MODE_EXEC = 0o100755
+MODE_TREE = 0o040000
+STALE_LOCK_SECONDS = 30.0
+BIG_BLOB = 1 << 20
+CAT_PROCESSES = 4  # git cat-file processes reading one big batch at once
+CAT_SPLIT = 500  # ... for batches of at least twice this many objects
+
+
+def _git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("LC_ALL", "C")
+    env["GIT_TERMINAL_PROMPT"] = "0"
+    # `git status` refreshes stat data and rewrites the user's .git/index when it
+    # can take the lock; git-exp must never write the user's index.
+    env["GIT_OPTIONAL_LOCKS"] = "0"
+    if extra:
+        env.update(extra)
+    return env
+
+
+def _unlink_quiet(path: str | None) -> None:
+    if path is not None:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+_Repo = TypeVar("_Repo", bound="RepoBase")
+
+
+class RepoBase:
+    """A git repository opened for git-exp (the parts of GitRepo share this)."""
+
+    def __init__(self, path: str | os.PathLike[str] = ".") -> None:
+        from dulwich.errors import NotGitRepository
+        from dulwich.repo import Repo
+
+        try:
+            # Any: dulwich's own annotations (NewType ids) differ between releases
+            self._repo: Any = Repo.discover(os.fspath(path))
+        except NotGitRepository as exc:
+            raise NotARepository(
+                f"not a git repository: {os.path.abspath(path)} (run 'git init' first, "
+                "or cd into your project)"
+            ) from exc
+        self.git_dir: str = os.path.abspath(self._repo.controldir())
+        self.common_dir: str = os.path.abspath(self._repo.commondir())
+        self.bare: bool = self._repo.bare
+        self.work_tree: str | None = None if self.bare else os.path.abspath(self._repo.path)
+        self._store: Any = self._repo.object_store
+        self._identity: bytes | None = None
+
+    # ------------------------------------------------------------- lifecycle
+    def close(self) -> None:
+        """Release dulwich's open pack files."""
+        self._repo.close()
+
+    def __enter__(self: _Repo) -> _Repo:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def exp_dir(self) -> str:
+        """``.git/exp``: git-exp's own directory, shared by all worktrees."""
+        return os.path.join(self.common_dir, "exp")
+
+    def identity(self) -> bytes:
+        """The user's git identity ``Name <email>``, as git would use it.
+
+        Read once per open repository: parsing the config stack for every
+        commit cost a tenth of a small run's time.
+        """
+        if self._identity is None:
+            self._identity = self._read_identity()
+        return self._identity
+
+    def _read_identity(self) -> bytes:
+        from dulwich.repo import get_user_identity
+
+        name = os.environ.get("GIT_AUTHOR_NAME")
+        email = os.environ.get("GIT_AUTHOR_EMAIL")
+        if name and email:
+            return f"{name} <{email}>".encode()
+        try:
+            return bytes(get_user_identity(self._repo.get_config_stack()))
+        except Exception:  # no identity configured: do what git does with a fallback
+            import getpass
+            import socket
+
+            return f"{getpass.getuser()} <{getpass.getuser()}@{socket.gethostname()}>".encode()
+
+    def head(self) -> str | None:
+        """The sha HEAD resolves to, or None on an unborn branch."""
+        try:
+            return str(self._repo.head().decode("ascii"))
+        except KeyError:
+            return None
+
+    def require_head(self) -> str:
+        """The sha HEAD resolves to; NoCommits when there is no commit to record yet."""
+        head = self.head()
+        if head is None:
+            raise NoCommits(
+                "this repository has no commits yet: commit your code first "
+                "(git add . && git commit), then run again"
+            )
+        return head
+
+    def branch(self) -> str | None:
+        """The current branch name, or None when HEAD is detached."""
+        try:
+            target = self._repo.refs.read_ref(b"HEAD")
+        except KeyError:
+            return None
+        if target and target.startswith(b"ref: refs/heads/"):
+            return str(target[len(b"ref: refs/heads/") :].decode("utf-8"))
+        return None
+
+    def remotes(self) -> dict[str, str]:
+        """Remote name -> URL from the repository config."""
+        config = self._repo.get_config()
+        out: dict[str, str] = {}
+        for section in config.sections():
+            if len(section) == 2 and section[0] == b"remote":
+                try:
+                    out[section[1].decode()] = config.get(section, b"url").decode()
+                except KeyError:
+                    continue
+        return out
+
+    def config_get(self, section: str, name: str, sub: str | None = None) -> str | None:
+        """A value from the repository's config stack, or None."""
+        stack = self._repo.get_config_stack()
+        key: tuple[bytes, ...] = (
+            (section.encode(), sub.encode()) if sub is not None else (section.encode(),)
+        )
+        try:
+            return bytes(stack.get(key, name.encode())).decode()
+        except KeyError:
+            return None
+
+    def hooks_dir(self) -> str:
+        """Where git looks for hooks (``core.hooksPath`` respected)."""
+        out = self._run_git(["rev-parse", "--git-path", "hooks"]).strip()
+        base = self.work_tree or self.git_dir
+        return os.path.normpath(os.path.join(base, out))
+
+    def _run_git(
+        self, args: list[str], env: Mapping[str, str] | None = None, check: bool = True
+    ) -> str:
+        if shutil.which("git") is None:
+            raise GitExpError("the git command is not installed or not on PATH")
+        cwd = self.work_tree or self.git_dir
+        proc = subprocess.run(
+            ["git", *args],
+            cwd=cwd,
+            env=_git_env(env),
+            capture_output=True,
+        )
+        if check and proc.returncode != 0:
+            msg = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+            raise GitExpError(f"git {args[0]} failed: {msg[-1] if msg else proc.returncode}")
+        return proc.stdout.decode("utf-8", "surrogateescape")

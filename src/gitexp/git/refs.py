@@ -1,0 +1,273 @@
+"""Refs: read, listed, moved by compare-and-swap, locks left by killed writers."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+
+from gitexp.errors import (
+    StoreError,
+)
+from gitexp.git.base import STALE_LOCK_SECONDS, RepoBase, _unlink_quiet
+
+
+class GitRefs(RepoBase):
+    """Reading and moving refs."""
+
+    def get_ref(self, name: str) -> str | None:
+        """The sha a ref points at, or None."""
+        try:
+            return str(self._repo.refs[name.encode("utf-8")].decode("ascii"))
+        except KeyError:
+            return None
+
+    def refs_under(self, prefix: str) -> dict[str, str]:
+        """All refs whose name starts with ``prefix`` (loose and packed)."""
+        raw = prefix.encode("utf-8")
+        out: dict[str, str] = {}
+        refs = self._repo.refs.as_dict(raw.rstrip(b"/"))
+        for name, sha in refs.items():
+            out[(raw.rstrip(b"/") + b"/" + name).decode("utf-8")] = sha.decode("ascii")
+        return out
+
+    def ref_names_under(self, prefix: str) -> list[str]:
+        """The names of all refs under ``prefix`` (a directory such as
+        ``refs/experiments/``), loose and packed, without reading any ref: one
+        directory listing per directory, for address lookups over 100,000 refs."""
+        top = prefix.rstrip("/")
+        names: set[str] = set()
+        stack = [(os.path.join(self.common_dir, *top.split("/")), top)]
+        while stack:
+            path, name = stack.pop()
+            try:
+                entries = list(os.scandir(path))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for e in entries:
+                if e.is_dir(follow_symlinks=False):
+                    stack.append((e.path, f"{name}/{e.name}"))
+                elif not e.name.endswith(".lock"):
+                    names.add(f"{name}/{e.name}")
+        names.update(self.packed_refs(top + "/"))
+        return sorted(names)
+
+    # ------------------------------------------------- the ref files themselves
+    # For an index that follows refs incrementally (the catalog): which ref files
+    # changed, without asking dulwich to read every ref.
+    def read_loose_ref(self, name: str) -> str | None:
+        """The sha in the loose ref file of ``name``, or None (absent, not a sha)."""
+        try:
+            with open(os.path.join(self.common_dir, *name.split("/")), "rb") as f:
+                text = f.read().strip().decode("ascii", "replace")
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return None
+        return text if len(text) == 40 else None
+
+    def packed_refs(self, prefix: str) -> dict[str, str]:
+        """name -> sha of the refs in ``packed-refs`` whose name starts with ``prefix``."""
+        out: dict[str, str] = {}
+        needle = prefix.encode("utf-8")
+        try:
+            with open(os.path.join(self.common_dir, "packed-refs"), "rb") as f:
+                for line in f:
+                    if line[:1] in (b"#", b"^"):
+                        continue
+                    parts = line.strip().split(b" ", 1)
+                    if len(parts) == 2 and parts[1].startswith(needle):
+                        out[parts[1].decode("utf-8", "replace")] = parts[0].decode("ascii")
+        except FileNotFoundError:
+            pass
+        return out
+
+    def packed_refs_signature(self) -> list[int] | None:
+        """``packed-refs``' [mtime_ns, size], None when there is none: a changed
+        signature means it may hold other refs."""
+        try:
+            pst = os.stat(os.path.join(self.common_dir, "packed-refs"))
+        except FileNotFoundError:
+            return None
+        return [pst.st_mtime_ns, pst.st_size]
+
+    def scan_loose_refs(self, prefix: str, old_dirs: Mapping[str, int], racy_ns: int) -> RefScan:
+        """The loose refs under ``prefix`` (a directory such as
+        ``refs/experiments/``), skipping the directories unchanged since
+        ``old_dirs`` was seen (see :class:`RefScan`)."""
+        return RefScan(self.common_dir, prefix, old_dirs, racy_ns)
+
+    def set_ref(self, name: str, old: str | None, new: str, message: str) -> bool:
+        """Compare-and-swap: point ``name`` at ``new`` only if it is still ``old``.
+
+        ``old=None`` means the ref must not exist yet. Returns False when the
+        ref had moved (the caller re-reads and retries).
+        """
+        from dulwich.file import FileLocked
+
+        ref = name.encode("utf-8")
+        ident = self.identity()
+        lock = os.path.join(self.common_dir, *name.split("/")) + ".lock"
+        for attempt in range(5):
+            lock_was_there = os.path.exists(lock)
+            try:
+                if old is None:
+                    return bool(
+                        self._repo.refs.add_if_new(
+                            ref, new.encode("ascii"), committer=ident, message=message.encode()
+                        )
+                    )
+                return bool(
+                    self._repo.refs.set_if_equals(
+                        ref,
+                        old.encode("ascii"),
+                        new.encode("ascii"),
+                        committer=ident,
+                        message=message.encode(),
+                    )
+                )
+            except FileLocked:
+                self._break_stale_lock(name)
+                return False  # another writer holds the ref's lock: a lost race, retry
+            except FileNotFoundError as exc:
+                # `git pack-refs` (git gc) removes the empty directory of packed refs
+                # between dulwich's mkdir and its lock file: try again, as for objects
+                if attempt < 4:
+                    continue
+                raise StoreError(f"cannot update {name}: {exc.strerror or exc}") from exc
+            except OSError as exc:
+                # dulwich leaves its lock file behind when closing it fails (a full
+                # disk): a lock that was not there before is ours, and must not block
+                # the ref for 30 s (nor git itself, for ever)
+                if not lock_was_there:
+                    _unlink_quiet(lock)
+                raise StoreError(f"cannot update {name}: {exc.strerror or exc}") from exc
+        raise AssertionError("unreachable")
+
+    def _break_stale_lock(self, name: str) -> None:
+        """Remove a ref's lock file left by a killed writer.
+
+        A ref update holds its lock for milliseconds; one older than
+        STALE_LOCK_SECONDS belongs to a process that died mid-update.
+        """
+        lock = os.path.join(self.common_dir, *name.split("/")) + ".lock"
+        try:
+            if time.time() - os.stat(lock).st_mtime > STALE_LOCK_SECONDS:
+                os.unlink(lock)
+        except FileNotFoundError:
+            pass
+
+    def stale_locks(self, min_age: float) -> list[str]:
+        """Lock and temporary files older than ``min_age`` seconds under objects/ and
+        refs/experiments/, left by writers killed mid-write (``*.lock``, and the
+        ``tmp_obj_*`` and ``tmp_pack_*`` files objects are written through)."""
+        now = time.time()
+        out = []
+        for top in ("objects", os.path.join("refs", "experiments")):
+            for dirpath, _, files in os.walk(os.path.join(self.common_dir, top)):
+                for f in files:
+                    temp = top == "objects" and f.startswith(("tmp_obj_", "tmp_pack_"))
+                    if f.endswith(".lock") or temp:
+                        path = os.path.join(dirpath, f)
+                        try:
+                            if now - os.stat(path).st_mtime >= min_age:
+                                out.append(path)
+                        except FileNotFoundError:
+                            continue
+        return out
+
+    def add_new_refs(self, refs: Mapping[str, str]) -> list[str]:
+        """Create the refs that do not exist yet, in one write to ``packed-refs``.
+
+        For fetches of many runs: one locked, atomic file write instead of a
+        loose ref (and its fsync) per run. Returns the names created.
+        """
+        new = {name: sha for name, sha in refs.items() if self.get_ref(name) is None}
+        if not new:
+            return []
+        try:
+            self._repo.refs.add_packed_refs(
+                {n.encode("utf-8"): s.encode("ascii") for n, s in new.items()}
+            )
+        except OSError as exc:
+            raise StoreError(f"cannot write packed refs: {exc}") from exc
+        return sorted(new)
+
+    def delete_ref(self, name: str, old: str | None) -> bool:
+        """Delete a ref if it still points at ``old``."""
+        from dulwich.file import FileLocked
+
+        try:
+            return bool(
+                self._repo.refs.remove_if_equals(
+                    name.encode("utf-8"), old.encode("ascii") if old else None
+                )
+            )
+        except FileLocked:
+            return False
+
+
+class RefScan:
+    """The loose refs under a ref directory, skipping directories that did not change.
+
+    Git and dulwich change a loose ref by writing ``<ref>.lock`` and renaming it
+    over the ref, which changes the directory's mtime; so a directory whose
+    mtime is unchanged, and older than ``racy_ns`` (the "racy git" rule: a
+    change within the same timestamp tick keeps the mtime), holds the same refs
+    with the same shas, and its files are not even stat'ed.
+
+    ``dirs`` maps each directory (relative to the prefix, "" for the top) to the
+    mtime seen now; ``kept`` holds the directories whose content is known
+    unchanged since ``old_dirs``; ``loose`` maps each ref file of the other
+    directories (its full ref name) to its mtime.
+    """
+
+    def __init__(
+        self, common_dir: str, prefix: str, old_dirs: Mapping[str, int], racy_ns: int
+    ) -> None:
+        self.prefix = prefix.rstrip("/") + "/"
+        self.root = os.path.join(common_dir, *self.prefix.strip("/").split("/"))
+        self.old_dirs = old_dirs
+        self.racy_ns = racy_ns
+        self.children: dict[str, list[str]] = {}
+        for d in old_dirs:
+            if d:
+                self.children.setdefault(d.rsplit("/", 1)[0] if "/" in d else "", []).append(d)
+        self.dirs: dict[str, int] = {}
+        self.kept: set[str] = set()
+        self.loose: dict[str, int] = {}
+        self._walk("")
+
+    @property
+    def unchanged(self) -> bool:
+        """No directory changed, none appeared, none went away."""
+        return not self.loose and self.kept == set(self.old_dirs) == set(self.dirs)
+
+    def dir_of(self, ref: str) -> str:
+        """The directory of a ref under the prefix, as ``dirs`` and ``kept`` name it."""
+        rest = ref[len(self.prefix) :]
+        return rest.rsplit("/", 1)[0] if "/" in rest else ""
+
+    def _walk(self, rel: str) -> None:
+        path = os.path.join(self.root, *rel.split("/")) if rel else self.root
+        try:
+            mtime = os.stat(path).st_mtime_ns
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        self.dirs[rel] = mtime
+        if self.old_dirs.get(rel) == mtime and mtime < self.racy_ns:
+            self.kept.add(rel)
+            for sub in self.children.get(rel, []):
+                self._walk(sub)
+            return
+        try:
+            entries = list(os.scandir(path))
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        prefix = f"{self.prefix}{rel}/" if rel else self.prefix
+        for e in entries:
+            if e.is_dir(follow_symlinks=False):
+                self._walk(f"{rel}/{e.name}" if rel else e.name)
+            elif not e.name.endswith(".lock"):
+                try:
+                    self.loose[prefix + e.name] = e.stat(follow_symlinks=False).st_mtime_ns
+                except FileNotFoundError:
+                    continue
