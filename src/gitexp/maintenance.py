@@ -21,10 +21,16 @@ from gitexp.cas import parse_dir_listing
 from gitexp.errors import GitExpError, RunConflict, StoreError, UsageError
 from gitexp.records import ArtifactEntry, ExpRef
 from gitexp.store import ExpStore, RunDelta
-from gitexp.store.spool import list_spool, load_spool, read_start, spool_mtime
+from gitexp.store.spool import read_start, spool_artifacts, spool_mtime
 
 DEFAULT_GRACE = 24 * 3600  # seconds an unreferenced CAS object is kept before gc frees it
 TMP_GRACE = 3600  # seconds a leftover temporary file is kept
+# while a run is in progress here, objects written this recently before gc started
+# are kept whatever the grace: a writer puts an object in the store a moment before
+# its spool (or its ref) names it
+LIVE_WINDOW = 600.0
+CLOCK_SLACK = 0.1  # file timestamps come from a coarser clock than time.time()
+RESERVED_GRACE = 60.0  # seconds an empty live directory (a run id reserved) is kept
 
 
 # --------------------------------------------------------------------- refs
@@ -65,30 +71,35 @@ def _run_refs(store: ExpStore) -> dict[str, str]:
     return out
 
 
-def live_keys(store: ExpStore) -> set[str]:
-    """Keys referenced by runs in progress (spooled, not yet committed)."""
+def live_keys(store: ExpStore) -> tuple[set[str], bool]:
+    """Keys referenced by runs in progress (spooled, not yet committed), and
+    whether any run is in progress here (a writer alive, or a run starting).
+
+    Each spool entry is read on its own: one committed and removed while we
+    read is on the run's ref (read after this), and the entries after it count.
+    """
     keys: set[str] = set()
+    active = False
     root = os.path.join(store.repo.exp_dir, "live")
-    if not os.path.isdir(root):
-        return keys
-    for run_id in os.listdir(root):
-        try:  # a run that finishes now removes its spool
-            writers = os.listdir(os.path.join(root, run_id))
-        except OSError:
-            continue
-        for writer in writers:
-            d = os.path.join(root, run_id, writer)
-            seqs = list_spool(d)
-            if seqs:
-                try:
-                    keys |= referenced_keys(store, load_spool(d, seqs).artifacts)
-                except GitExpError:
-                    continue
-            start = read_start(d)  # a new run's config, large code files: not on a ref yet
+    try:
+        run_ids = os.listdir(root)
+    except (FileNotFoundError, NotADirectoryError):
+        return keys, active
+    for run_id in run_ids:
+        writers = store.writers_of(run_id)
+        if not writers and os.path.isdir(store.live_root(run_id)):
+            active = True  # reserved: a run starting, its first objects on the way
+        for d, _, alive in writers:
+            active = active or alive
+            with contextlib.suppress(GitExpError):
+                keys |= referenced_keys(store, spool_artifacts(d))
+            try:  # a new run's config, large code files: not on a ref yet
+                start = read_start(d)
+            except GitExpError:
+                continue
             if start is not None:
-                with contextlib.suppress(GitExpError):
-                    keys |= referenced_keys(store, start.artifacts)
-    return keys
+                keys |= referenced_keys(store, start.artifacts)
+    return keys, active
 
 
 # --------------------------------------------------------------------- fsck
@@ -234,46 +245,60 @@ def gc(
             except GitExpError as exc:
                 report.problems.append(f"{rec.ref.short}: {exc}")
     report.spools_removed = _remove_orphan_spools(store, min(grace, TMP_GRACE), dry_run, now)
-    # live spools first, refs second: an artifact a checkpoint moves from a spool
-    # onto its ref while we look is seen in one place or the other
-    keep: set[str] = live_keys(store)
+    # The order makes it safe beside live runs. 1. The candidates: objects older
+    # than the grace and than gc itself (an object written from now on is not one).
+    # 2. Live spools: what runs in progress hold. 3. Refs: an artifact a checkpoint
+    # moves from a spool onto its ref while we look is seen in one place or the
+    # other. A writer puts an object before its spool names it: while a run is in
+    # progress, objects of the LIVE_WINDOW before gc started are kept.
+    started = time.time() - CLOCK_SLACK
+    candidates: list[tuple[str, str, float, int]] = []  # key, path, mtime, size
+    for key in list(store.cas.iter_keys()):
+        path = store.cas.path_for(key)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            continue
+        if now - st.st_mtime < grace or st.st_mtime >= started:
+            report.young_kept += 1
+            continue
+        candidates.append((key, path, st.st_mtime, st.st_size))
+    keep, active = live_keys(store)
     for name, tip in _run_refs(store).items():
         try:  # refs/remotes/<remote>/experiments/<exp>/<id> reads like our own refs
             ref = ExpRef.from_ref(fmt.NAMESPACE + name.split("experiments/", 1)[1])
         except (GitExpError, IndexError):
             continue
         try:
-            history = store.history(tip)
+            history = store.iter_history(tip)
+            for sha in history:
+                try:
+                    rec = store.read(ref, sha)
+                except GitExpError as exc:
+                    report.problems.append(f"{ref.short} at {sha[:12]}: {exc}")
+                    continue
+                found: list[str] = []
+                keep |= referenced_keys(store, rec.artifacts, found)
+                report.problems += [f"{ref.short} at {sha[:12]}: {p}" for p in found]
         except GitExpError as exc:
             report.problems.append(f"{ref.short}: {exc}")
             continue
-        for sha in history:
-            try:
-                rec = store.read(ref, sha)
-            except GitExpError as exc:
-                report.problems.append(f"{ref.short} at {sha[:12]}: {exc}")
-                continue
-            found: list[str] = []
-            keep |= referenced_keys(store, rec.artifacts, found)
-            report.problems += [f"{ref.short} at {sha[:12]}: {p}" for p in found]
-    for key in list(store.cas.iter_keys()):
+    for key, path, mtime, size in candidates:
         if key in keep or report.problems:
             # a run that cannot be read may need any object: free nothing then
             report.objects_kept += 1
             continue
-        path = store.cas.path_for(key)
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            continue
-        if now - st.st_mtime < grace:
+        if active and mtime >= started - LIVE_WINDOW:
             report.young_kept += 1
             continue
-        report.objects_removed += 1
-        report.bytes_removed += st.st_size
-        if not dry_run:
-            os.chmod(path, 0o644)
-            os.unlink(path)
+        if dry_run:
+            report.objects_removed += 1
+            report.bytes_removed += size
+        elif _free(path, started):
+            report.objects_removed += 1
+            report.bytes_removed += size
+        else:
+            report.young_kept += 1
     tmp = store.cas.tmp
     if os.path.isdir(tmp):
         for name in os.listdir(tmp):
@@ -304,6 +329,35 @@ def gc(
     return report
 
 
+def _free(path: str, started: float) -> bool:
+    """Remove a CAS object unless it was touched since gc started; True when removed.
+
+    A writer that stores an object already present renews its mtime (and counts
+    it as stored): the object is first moved aside, then looked at again, and
+    put back when it was renewed meanwhile. A renewal after the move finds no
+    object, and the writer writes it again.
+    """
+    aside = f"{path}.gc{os.getpid()}"
+    try:
+        os.chmod(path, 0o644)
+        os.rename(path, aside)
+    except FileNotFoundError:
+        return False
+    try:
+        renewed = os.stat(aside).st_mtime >= started
+    except FileNotFoundError:
+        return False
+    if renewed:
+        os.chmod(aside, 0o444)
+        if os.path.exists(path):  # written again meanwhile: same bytes
+            os.unlink(aside)
+        else:
+            os.rename(aside, path)
+        return False
+    os.unlink(aside)
+    return True
+
+
 def _remove_orphan_spools(store: ExpStore, min_age: float, dry_run: bool, now: float) -> int:
     """Remove spools of dead writers whose run has no ref here; return how many."""
     root = os.path.join(store.repo.exp_dir, "live")
@@ -314,7 +368,8 @@ def _remove_orphan_spools(store: ExpStore, min_age: float, dry_run: bool, now: f
     for run_id in sorted(os.listdir(root)):
         if run_id in have:
             continue
-        for d, _, alive in store.writers_of(run_id):
+        writers = store.writers_of(run_id)
+        for d, _, alive in writers:
             if alive or now - spool_mtime(d) < min_age:
                 continue
             try:
@@ -326,9 +381,13 @@ def _remove_orphan_spools(store: ExpStore, min_age: float, dry_run: bool, now: f
             removed += 1
             if not dry_run:
                 shutil.rmtree(d, ignore_errors=True)
-        if not dry_run:
-            with contextlib.suppress(OSError):
-                os.rmdir(os.path.join(root, run_id))
+        run_dir = os.path.join(root, run_id)
+        with contextlib.suppress(OSError):
+            # one that was empty already is a run starting (its id reserved, its
+            # writer on the way) unless it is old: left by a writer killed while starting
+            young = now - os.stat(run_dir).st_mtime < RESERVED_GRACE
+            if not dry_run and (writers or not young):
+                os.rmdir(run_dir)
     return removed
 
 

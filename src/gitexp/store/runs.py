@@ -12,6 +12,7 @@ all dead finalises it as ``crashed`` with everything they spooled.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import random
 import shutil
@@ -62,6 +63,7 @@ from gitexp.store.validate import LISTING_FILES, parse_record, record_from
 MAX_RETRIES = 50
 BATCH_READS = 32  # read_listings of this many runs or more goes through git cat-file
 BATCH_SIZE = 5000  # ... this many runs per git cat-file process
+HISTORY_LIMIT = 10_000  # commits history() lists by default (a run's audit trail)
 REMOTE_STALE_SECONDS = 30 * 60  # a run from another host is crashed after this silence
 
 # lookup(prefix) -> [(ref, sha)]: the run refs whose tip sha starts with prefix
@@ -185,7 +187,10 @@ class ExpStore:
                 hits = {r for r, sha in refs.items() if sha.startswith(low)}
                 if not hits:
                     hits = {
-                        r for r, sha in refs.items() for c in self.history(sha) if c.startswith(low)
+                        r
+                        for r, sha in refs.items()
+                        for c in self.iter_history(sha)
+                        if c.startswith(low)
                     }
             if len(hits) == 1:
                 return hits.pop()
@@ -205,22 +210,25 @@ class ExpStore:
             "or a commit sha prefix; 'git exp log' lists runs)"
         )
 
-    def history(self, sha: str) -> list[str]:
-        """The run's own commits, newest first (stops at the code commit)."""
-        out = []
+    def history(self, sha: str, limit: int | None = HISTORY_LIMIT) -> list[str]:
+        """The run's own commits, newest first (stops at the code commit), at
+        most ``limit`` of them (None: all; gc and sha-prefix lookup need all)."""
+        return list(itertools.islice(self.iter_history(sha), limit))
+
+    def iter_history(self, sha: str) -> Iterator[str]:
+        """The run's own commits, newest first, every one of them."""
         current: str | None = sha
         while current:
-            out.append(current)
+            yield current
             info = self.repo.commit_info(current)
             if not info.parents:
-                break
+                return
             parent = info.parents[0]
             try:
                 entries = self.repo.read_tree(self.repo.commit_info(parent).tree)
             except StoreError:
-                break
-            current = parent if RUN_JSON in entries and len(out) < 10_000 else None
-        return out
+                return
+            current = parent if RUN_JSON in entries else None
 
     # ---------------------------------------------------------------- read
     def read(self, ref: ExpRef, sha: str | None = None) -> RunRecord:

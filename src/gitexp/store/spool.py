@@ -19,15 +19,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from gitexp.errors import (
-    FormatError,
-    RunConflict,
-    StoreError,
-)
+from gitexp import records as fmt
+from gitexp.errors import FormatError, GitExpError, RunConflict, StoreError
 from gitexp.git import MODE_FILE
-from gitexp.records import (
-    ExpRef,
-)
+from gitexp.records import ArtifactEntry, ExpRef
 from gitexp.store.liveness import process_start
 from gitexp.store.records import RunDelta, RunStart
 
@@ -106,6 +101,24 @@ def list_spool(writer_dir: str) -> list[int]:
     except FileNotFoundError:
         return []
     return sorted(int(n[:-5]) for n in names if n.endswith(".json") and n[:-5].isdigit())
+
+
+def spool_artifacts(writer_dir: str) -> list[ArtifactEntry]:
+    """The artifacts of every spool entry of a writer, read entry by entry: an
+    entry committed (and removed) while we read is skipped, not the ones after
+    it. For gc, which must see every object a live run holds."""
+    out: list[ArtifactEntry] = []
+    for seq in list_spool(writer_dir):
+        path = os.path.join(writer_dir, f"{seq:08d}.json")
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+            out += fmt.manifest_from_json(data.get("artifacts") or [])
+        except FileNotFoundError:
+            continue  # committed meanwhile: on the ref, which gc reads after
+        except (OSError, ValueError, AttributeError, GitExpError) as exc:
+            raise FormatError(f"spool entry {path} is unreadable: {exc}") from exc
+    return out
 
 
 def load_spool(
