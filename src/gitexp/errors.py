@@ -10,7 +10,8 @@ callers catch the class they care about. The tree::
     │   ├── InvalidValue                      params and metrics with no faithful form
     │   └── ConfigError                       a config file that does not parse
     ├── NotARepository               exit 3   not inside a git repository
-    │   └── NoCommits                         the repository has no commits yet
+    │   ├── NoCommits                         the repository has no commits yet
+    │   └── UnsupportedRepository             SHA-256 objects, reftable refs: refused at once
     ├── RunNotFound                  exit 4   no run matches an address
     │   └── AmbiguousRun                      several runs match; ``candidates`` lists them
     ├── RunConflict                  exit 5   a compare-and-swap on a run ref lost its race
@@ -59,6 +60,7 @@ __all__ = [
     "RunStateError",
     "StoreError",
     "UnsupportedFormat",
+    "UnsupportedRepository",
     "UsageError",
 ]
 
@@ -110,6 +112,11 @@ class NotARepository(GitExpError):
 
 class NoCommits(NotARepository):
     """The repository has no commit yet, so there is no code version to record."""
+
+
+class UnsupportedRepository(NotARepository):
+    """A git repository git-exp cannot write correctly (SHA-256 object names, a
+    ref storage other than files): refused when it is opened, before any write."""
 
 
 class RunNotFound(GitExpError, LookupError):

@@ -13,6 +13,7 @@ from gitexp.errors import (
     GitExpError,
     NoCommits,
     NotARepository,
+    UnsupportedRepository,
 )
 
 MODE_FILE = 0o100644
@@ -44,6 +45,41 @@ def _unlink_quiet(path: str | None) -> None:
             pass
 
 
+def _check_supported(config: Any) -> None:
+    """Refuse a repository git-exp would corrupt, before anything is written.
+
+    git-exp writes SHA-1 loose objects and loose ref files (dulwich): in a
+    SHA-256 repository (``git init --object-format=sha256``) that would put
+    40-hex names where git expects 64, and in a reftable repository refs git
+    never reads.
+    """
+
+    def ext(name: bytes) -> str | None:
+        try:
+            return bytes(config.get((b"extensions",), name)).decode("utf-8", "replace")
+        except KeyError:
+            return None
+
+    fmt = (ext(b"objectformat") or "sha1").lower()
+    if fmt != "sha1":
+        raise UnsupportedRepository(
+            f"this repository uses {fmt} object names (extensions.objectFormat): "
+            "git-exp supports SHA-1 repositories only; nothing was written"
+        )
+    compat = ext(b"compatobjectformat")
+    if compat:
+        raise UnsupportedRepository(
+            f"this repository keeps {compat} object names too (extensions.compatObjectFormat):"
+            " git-exp supports plain SHA-1 repositories only; nothing was written"
+        )
+    refs = (ext(b"refstorage") or "files").lower()
+    if refs != "files":
+        raise UnsupportedRepository(
+            f"this repository stores its refs as {refs} (extensions.refStorage): "
+            "git-exp supports the files ref storage only; nothing was written"
+        )
+
+
 _Repo = TypeVar("_Repo", bound="RepoBase")
 
 
@@ -62,6 +98,11 @@ class RepoBase:
                 f"not a git repository: {os.path.abspath(path)} (run 'git init' first, "
                 "or cd into your project)"
             ) from exc
+        try:
+            _check_supported(self._repo.get_config())
+        except UnsupportedRepository:
+            self._repo.close()
+            raise
         self.git_dir: str = os.path.abspath(self._repo.controldir())
         self.common_dir: str = os.path.abspath(self._repo.commondir())
         self.bare: bool = self._repo.bare
