@@ -40,11 +40,13 @@ __all__ = [
     "log_summary",
     "metric_history",
     "note",
+    "params",
     "reproduce",
     "runs",
     "seed_everything",
     "set_tags",
     "start_run",
+    "sweep",
 ]
 
 _LAZY = {
@@ -66,6 +68,8 @@ _LAZY = {
     "log_input": ("gitexp.api", "log_input"),
     "set_tags": ("gitexp.api", "set_tags"),
     "note": ("gitexp.api", "note"),
+    "params": ("gitexp.api", "params"),
+    "sweep": ("gitexp.sweeps.notebook", "sweep"),
     "reproduce": ("gitexp.replay", "reproduce"),
     "seed_everything": ("gitexp.seeding", "seed_everything"),
 }

@@ -11,6 +11,24 @@ from gitexp.records import ArtifactEntry
 from gitexp.tracking import _need_active
 
 
+def params() -> dict[str, Any]:
+    """The params of this run, with no argument parsing: the active run's, else
+    (a command started by ``git exp run`` or ``git exp sweep`` that has not
+    called ``start_run`` yet) those of the run it was started for, else ``{}``."""
+    from gitexp.records import ExpRef
+    from gitexp.store import ExpStore
+    from gitexp.tracking import ENV_REPO, ENV_RUN_REF, active_run
+
+    run = active_run()
+    if run is not None:
+        return run.params
+    ref = os.environ.get(ENV_RUN_REF)
+    if not ref:
+        return {}
+    with ExpStore(os.environ.get(ENV_REPO) or ".") as store:
+        return dict(store.read(ExpRef.from_ref(ref)).params)
+
+
 def log_metric(key: str, value: Any, step: int | None = None) -> None:
     """Log a metric on the active run."""
     _need_active().log_metric(key, value, step)

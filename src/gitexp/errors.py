@@ -9,11 +9,13 @@ callers catch the class they care about. The tree::
     │   ├── InvalidName                       experiment/run names, ref paths
     │   ├── InvalidValue                      params and metrics with no faithful form
     │   └── ConfigError                       a config file that does not parse
+    │       └── SpecError                     a sweep file that is not a valid search
     ├── NotARepository               exit 3   not inside a git repository
     │   ├── NoCommits                         the repository has no commits yet
     │   └── UnsupportedRepository             SHA-256 objects, reftable refs: refused at once
     ├── RunNotFound                  exit 4   no run matches an address
-    │   └── AmbiguousRun                      several runs match; ``candidates`` lists them
+    │   ├── AmbiguousRun                      several runs match; ``candidates`` lists them
+    │   └── SweepNotFound                     no sweep matches an id
     ├── RunConflict                  exit 5   a compare-and-swap on a run ref lost its race
     ├── StoreError                   exit 6   recorded data is missing or damaged
     │   ├── IntegrityError                    bytes do not match their BLAKE3
@@ -30,6 +32,7 @@ callers catch the class they care about. The tree::
     │   ├── AuthError                         the remote refused our credentials
     │   ├── NoRemote                          no such remote / no remote configured
     │   └── Diverged                          runs not pushed or fetched: histories diverged
+    ├── ExecutorError                exit 11  a sweep executor (pool, Dask, Ray) cannot be used
     └── CommandNotFound              exit 127 ``git exp run`` was given a missing program
 """
 
@@ -43,6 +46,7 @@ __all__ = [
     "ConfigError",
     "DirtyWorkTree",
     "Diverged",
+    "ExecutorError",
     "FormatError",
     "GitExpError",
     "InputDrift",
@@ -58,7 +62,9 @@ __all__ = [
     "RunConflict",
     "RunNotFound",
     "RunStateError",
+    "SpecError",
     "StoreError",
+    "SweepNotFound",
     "UnsupportedFormat",
     "UnsupportedRepository",
     "UsageError",
@@ -104,6 +110,10 @@ class ConfigError(UsageError):
     """A config file that cannot be read or parsed."""
 
 
+class SpecError(ConfigError):
+    """A sweep description that does not describe a valid search."""
+
+
 class NotARepository(GitExpError):
     """The working directory is not inside a git repository."""
 
@@ -131,6 +141,10 @@ class AmbiguousRun(RunNotFound):
     def __init__(self, message: str, candidates: list[str]) -> None:
         super().__init__(message)
         self.candidates = candidates
+
+
+class SweepNotFound(RunNotFound):
+    """No sweep matches the id given."""
 
 
 class RunConflict(GitExpError):
@@ -218,6 +232,12 @@ class DirtyWorkTree(GitExpError):
     def __init__(self, message: str, paths: list[str] | None = None) -> None:
         super().__init__(message)
         self.paths = list(paths or [])
+
+
+class ExecutorError(GitExpError):
+    """A sweep's executor (local pool, Dask or Ray cluster) cannot be reached or used."""
+
+    exit_code = 11
 
 
 class CommandNotFound(GitExpError):

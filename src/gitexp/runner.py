@@ -120,7 +120,8 @@ def _parse_problem(exc: Exception) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _find_program(argv: Sequence[str], cwd: str) -> None:
+def check_program(argv: Sequence[str], cwd: str) -> None:
+    """Raise CommandNotFound unless ``argv[0]`` can be started from ``cwd``."""
     if not argv:
         raise UsageError("no command given: git exp run [options] -- COMMAND [ARGS...]")
     prog = argv[0]
@@ -190,7 +191,7 @@ def run_command(
     fmt.validate_experiment(experiment)
     fmt.validate_run_name(name)
     tag_list = sorted({fmt.validate_tag(t) for t in tags})
-    _find_program(argv, cwd)
+    check_program(argv, cwd)
     merged: dict[str, Any] = {}
     if config:
         merged = load_config(config)

@@ -36,6 +36,7 @@ LAYERS = {
     "maintenance": 7,
     "remotes": 7,
     "replay": 8,  # reproduce (runner, seeding, rundiff, catalog)
+    "sweeps": 8,  # sweeps: trials through the runner, results through the leaderboard
     "api": 9,
     "cli": 20,
 }

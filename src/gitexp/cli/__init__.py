@@ -35,6 +35,7 @@ COMMANDS = {
     "ls-remote": "gitexp.cli.remote_cmds:ls_remote_cmd",
     "get": "gitexp.cli.remote_cmds:get_cmd",
     "install-hooks": "gitexp.cli.remote_cmds:install_hooks_cmd",
+    "sweep": "gitexp.cli.sweep_cmds:sweep_cmd",
 }
 
 

@@ -109,6 +109,13 @@ def run_cmd(
     "-t", "--tag", "tags", multiple=True, help="Only runs with this tag (repeat: all of them)."
 )
 @click.option(
+    "--sweep",
+    "sweep_id",
+    default=None,
+    metavar="ID",
+    help="Only the trial runs of sweep ID (git exp sweep list).",
+)
+@click.option(
     "--unless-tag",
     "unless_tags",
     multiple=True,
@@ -158,6 +165,7 @@ def log_cmd(
     experiment: str | None,
     statuses: tuple[str, ...],
     tags: tuple[str, ...],
+    sweep_id: str | None,
     unless_tags: tuple[str, ...],
     sort: str | None,
     limit: int | None,
@@ -179,6 +187,7 @@ def log_cmd(
       git exp log --where 'params.lr < 0.01 and metrics.acc > 0.9 or tags.baseline'
       git exp log --group-by lr          # mean/std/count of each metric over seeds
       git exp log --baseline 20261122-143022-7f3a9c
+      git exp log --sweep 20261206-040000-1a2b3c --sort=-val_accuracy
     """
     from gitexp.cli.render import format_csv, format_table, iter_json_array, unreadable_warning
     from gitexp.errors import UsageError
@@ -188,6 +197,11 @@ def log_cmd(
         raise UsageError("--json and --csv cannot be used together")
     if limit is not None and limit < 0:
         raise UsageError("--limit must be positive")
+    if sweep_id is not None:
+        from gitexp.sweeps import sweep_tag
+        from gitexp.sweeps.record import validate_id
+
+        tags = (*tags, sweep_tag(validate_id(sweep_id)))
     query = Query(
         experiment=experiment,
         status=statuses,

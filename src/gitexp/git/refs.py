@@ -127,9 +127,10 @@ class GitRefs(RepoBase):
             except FileLocked:
                 self._break_stale_lock(name)
                 return False  # another writer holds the ref's lock: a lost race, retry
-            except FileNotFoundError as exc:
+            except (FileNotFoundError, FileExistsError) as exc:
                 # `git pack-refs` (git gc) removes the empty directory of packed refs
-                # between dulwich's mkdir and its lock file: try again, as for objects
+                # between dulwich's mkdir and its lock file; two writers creating the
+                # first ref of a new directory race on its mkdir: try again
                 if attempt < 4:
                     continue
                 raise StoreError(f"cannot update {name}: {exc.strerror or exc}") from exc

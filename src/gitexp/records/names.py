@@ -27,7 +27,7 @@ ENV_JSON = "env.json"
 CODE_JSON = "code.json"
 METRICS_DIR = "metrics"
 
-STATUSES = ("running", "finished", "failed", "crashed", "killed")
+STATUSES = ("running", "finished", "failed", "crashed", "killed", "pruned")
 FINAL_STATUSES = ("finished", "failed", "crashed", "killed")
 ROLES = ("output", "input", "log", "config", "code")
 

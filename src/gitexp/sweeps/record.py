@@ -1,0 +1,129 @@
+"""The sweep record: ``refs/sweeps/<sweep-id>``, one commit per update.
+
+Each commit's tree holds ``sweep.json`` (format version 1: the spec, method,
+seed, code commit, status, each trial's state, the best trial) and the sweep
+file as it was given (``spec.yaml``, ``spec.toml`` or ``spec.json``). The
+ref's history is the sweep's audit trail; updates are compare-and-swap, like
+run refs. docs/format.md describes it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gitexp import records as fmt
+from gitexp.errors import FormatError, SweepNotFound, UnsupportedFormat
+from gitexp.git import GitRepo
+
+SWEEP_NAMESPACE = "refs/sweeps/"
+SWEEP_JSON = "sweep.json"
+SWEEP_FORMAT = 1
+MODE_BLOB = 0o100644
+_ID_RE = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6,}$")
+SPEC_NAMES = {".yaml": "spec.yaml", ".yml": "spec.yaml", ".toml": "spec.toml", ".json": "spec.json"}
+
+
+@dataclass
+class SweepRecord:
+    """A sweep as recorded: ``data`` is ``sweep.json``; ``sha`` the commit it was read from."""
+
+    id: str
+    data: dict[str, Any]
+    sha: str | None = None
+    spec_file: tuple[str, bytes] | None = None  # (name in the tree, bytes)
+    _trials: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict, repr=False)
+
+    @property
+    def ref(self) -> str:
+        """The sweep's ref."""
+        return SWEEP_NAMESPACE + self.id
+
+    @property
+    def trials(self) -> list[dict[str, Any]]:
+        """One entry per (trial, rung), in that order."""
+        return [self._trials[k] for k in sorted(self._trials)]
+
+    def set_trial(self, entry: Mapping[str, Any]) -> None:
+        """Record (or replace) the state of one (trial, rung)."""
+        self._trials[(int(entry["trial"]), int(entry.get("rung", 0)))] = dict(entry)
+
+    def to_json(self) -> dict[str, Any]:
+        """``sweep.json`` as data."""
+        return {**self.data, "format": SWEEP_FORMAT, "id": self.id, "trials": self.trials}
+
+
+def validate_id(sweep_id: str) -> str:
+    """A sweep id has the shape of a run id; anything else is no sweep here."""
+    if not isinstance(sweep_id, str) or not _ID_RE.match(sweep_id):
+        raise SweepNotFound(f"no sweep {sweep_id!r} (sweep ids look like 20261206-035400-1a2b3c)")
+    return sweep_id
+
+
+def write(repo: GitRepo, record: SweepRecord, message: str) -> str:
+    """Commit the record on its ref (parent: the previous commit); return the sha."""
+    entries = {SWEEP_JSON: (MODE_BLOB, repo.write_blob(fmt.canonical_json(record.to_json())))}
+    if record.spec_file is not None:
+        name, raw = record.spec_file
+        entries[name] = (MODE_BLOB, repo.write_blob(raw))
+    tree = repo.write_tree(entries)
+    for _ in range(20):
+        old = repo.get_ref(record.ref)
+        sha = repo.write_commit(tree, [old] if old else [], message)
+        if repo.set_ref(record.ref, old, sha, message):
+            record.sha = sha
+            return sha
+    raise FormatError(f"could not update {record.ref}: it keeps moving")
+
+
+def read(repo: GitRepo, sweep_id: str) -> SweepRecord:
+    """The sweep's latest recorded state."""
+    validate_id(sweep_id)
+    ref = SWEEP_NAMESPACE + sweep_id
+    sha = repo.get_ref(ref)
+    if sha is None:
+        raise SweepNotFound(f"no sweep {sweep_id} in this repository (git exp sweep list)")
+    return _parse(repo, sweep_id, sha)
+
+
+def _parse(repo: GitRepo, sweep_id: str, sha: str) -> SweepRecord:
+    info = repo.commit_info(sha)
+    entries = repo.read_tree(info.tree)
+    if SWEEP_JSON not in entries:
+        raise FormatError(f"sweep {sweep_id} ({sha[:12]}) has no {SWEEP_JSON}")
+    data = fmt.parse_json(repo.read_blob(entries[SWEEP_JSON][1]), f"sweep {sweep_id}: sweep.json")
+    if not isinstance(data, dict):
+        raise FormatError(f"sweep {sweep_id}: sweep.json is not an object")
+    if data.get("format") != SWEEP_FORMAT:
+        raise UnsupportedFormat(
+            f"sweep {sweep_id} is in sweep format {data.get('format')!r}; this release reads "
+            f"version {SWEEP_FORMAT} (upgrade git-exp to read it)",
+            data.get("format"),
+        )
+    trials = data.pop("trials", []) or []
+    spec_file = None
+    for name in sorted(set(SPEC_NAMES.values())):
+        if name in entries:
+            spec_file = (name, repo.read_blob(entries[name][1]))
+    record = SweepRecord(sweep_id, data, sha, spec_file)
+    for entry in trials:
+        if isinstance(entry, dict) and isinstance(entry.get("trial"), int):
+            record.set_trial(entry)
+    return record
+
+
+def list_ids(repo: GitRepo) -> dict[str, str]:
+    """Sweep id -> commit sha, for every sweep in the repository."""
+    out = {}
+    for name, sha in repo.refs_under(SWEEP_NAMESPACE).items():
+        sweep_id = name[len(SWEEP_NAMESPACE) :] if name.startswith(SWEEP_NAMESPACE) else name
+        if _ID_RE.match(sweep_id):
+            out[sweep_id] = sha
+    return out
+
+
+def read_all(repo: GitRepo) -> list[SweepRecord]:
+    """Every sweep, newest first."""
+    return [_parse(repo, i, sha) for i, sha in sorted(list_ids(repo).items(), reverse=True)]
