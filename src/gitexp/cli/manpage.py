@@ -72,6 +72,7 @@ EXIT_CODES = {
     "but the results differ).",
     9: "The command would overwrite uncommitted work.",
     10: "A remote problem: unknown remote, cannot connect, authentication, diverged runs.",
+    11: "git exp sweep: the executor cannot be used.",
     70: "An internal error (a bug): set GITEXP_DEBUG=1 for the traceback.",
     127: "git exp run: the command does not exist or is not executable.",
     130: "Interrupted (Ctrl-C).",
