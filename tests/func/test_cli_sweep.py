@@ -55,6 +55,7 @@ def sweep_refs(repo):
     return git("for-each-ref", "--format=%(refname)", "refs/sweeps/", cwd=repo).split()
 
 
+@pytest.mark.slow
 def test_grid_sweep_runs_every_trial_as_a_linked_run_in_parallel(gx, project):
     spec = write_spec(project / "sweep.json")
     before = user_state(project)
@@ -102,6 +103,7 @@ def test_grid_sweep_runs_every_trial_as_a_linked_run_in_parallel(gx, project):
     fsck(project)
 
 
+@pytest.mark.slow
 def test_trials_overlap_with_j2_and_each_gets_its_own_gpu(gx, project):
     write_spec(project / "s.json", parameters={"lr": {"values": [0.1, 0.2]}})
     t0 = time.monotonic()
@@ -173,6 +175,7 @@ def test_missing_program_unreachable_executor_and_bad_files_are_refused(gx, proj
     assert run_refs(project) == [] and sweep_refs(project) == []
 
 
+@pytest.mark.slow
 def test_a_trial_without_the_metric_fails_and_a_hopeless_sweep_stops_early(gx, project):
     write_spec(
         project / "s.json",
@@ -189,6 +192,7 @@ def test_a_trial_without_the_metric_fails_and_a_hopeless_sweep_stops_early(gx, p
     assert all(show_json(project, r, "run.json")["status"] == "failed" for r in refs)
 
 
+@pytest.mark.slow
 def test_hyperband_prunes_and_promotes_with_bigger_budgets(gx, project):
     write_spec(
         project / "hb.json",
