@@ -8,6 +8,7 @@ callers catch the class they care about. The tree::
     ├── UsageError                   exit 2   bad arguments, names, values
     │   ├── InvalidName                       experiment/run names, ref paths
     │   ├── InvalidValue                      params and metrics with no faithful form
+    │   ├── BranchExists                      ``checkout-code``: the branch is elsewhere
     │   └── ConfigError                       a config file that does not parse
     │       └── SpecError                     a sweep file that is not a valid search
     ├── NotARepository               exit 3   not inside a git repository
@@ -41,6 +42,7 @@ from __future__ import annotations
 __all__ = [
     "AmbiguousRun",
     "AuthError",
+    "BranchExists",
     "CannotReproduce",
     "CommandNotFound",
     "ConfigError",
@@ -104,6 +106,15 @@ class InvalidValue(UsageError):
     def __init__(self, message: str, key: str = "") -> None:
         super().__init__(message)
         self.key = key
+
+
+class BranchExists(UsageError):
+    """A branch of that name exists and points elsewhere (``branch``, its ``commit``)."""
+
+    def __init__(self, message: str, branch: str = "", commit: str = "") -> None:
+        super().__init__(message)
+        self.branch = branch
+        self.commit = commit
 
 
 class ConfigError(UsageError):

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from gitexp.cli import echo, open_store
+
+if TYPE_CHECKING:
+    from gitexp.errors import CannotReproduce
 
 _ACTIONS = {
     "restore": "restored from the artifact store",
@@ -221,10 +225,41 @@ def _format_spread(v: dict[str, Any], n: int) -> list[str]:
     ]
 
 
+def _tolerance(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    if value is not None and (not math.isfinite(value) or value < 0):
+        raise click.BadParameter(f"must be a finite number >= 0, not {value}")
+    return value
+
+
+def _with_flag(exc: CannotReproduce) -> CannotReproduce:
+    """The core states the fact (inputs drifted); the CLI names the flag that replays anyway."""
+    from gitexp.errors import InputDrift
+
+    if isinstance(exc, InputDrift):
+        return InputDrift(
+            f"{exc} (pass --allow-input-drift to replay with the current data)",
+            exc.problems,
+            exc.drift,
+        )
+    return exc
+
+
 @click.command("reproduce")
 @click.argument("run")
-@click.option("--rtol", type=float, default=None, help="Relative tolerance for final metrics.")
-@click.option("--atol", type=float, default=None, help="Absolute tolerance for final metrics.")
+@click.option(
+    "--rtol",
+    type=float,
+    default=None,
+    callback=_tolerance,
+    help="Relative tolerance for final metrics.",
+)
+@click.option(
+    "--atol",
+    type=float,
+    default=None,
+    callback=_tolerance,
+    help="Absolute tolerance for final metrics.",
+)
 @click.option(
     "--allow-input-drift",
     is_flag=True,
@@ -289,7 +324,10 @@ def reproduce_cmd(
             data = plan.to_json()
             data["repeat"] = repeat
             echo(format_json(data) if as_json else format_plan(data))
-            check(plan)
+            try:
+                check(plan)
+            except CannotReproduce as exc:
+                raise _with_flag(exc) from None
             return
         sink = None if quiet else sys.stderr.buffer
         try:
@@ -305,19 +343,20 @@ def reproduce_cmd(
                 stderr=sink,
             )
         except CannotReproduce as exc:
-            if as_json and exc.exit_code == 8:
+            worded = _with_flag(exc)
+            if as_json and worded.exit_code == 8:
                 echo(
                     format_json(
                         {
                             "verdict": "cannot_reproduce",
                             "reproduced": False,
-                            "error": str(exc),
-                            "problems": exc.problems,
-                            "drift": exc.drift if isinstance(exc, InputDrift) else [],
+                            "error": str(worded),
+                            "problems": worded.problems,
+                            "drift": worded.drift if isinstance(worded, InputDrift) else [],
                         }
                     )
                 )
-            raise
+            raise worded from None
     echo(format_json(verdict) if as_json else format_verdict(verdict))
     ctx.exit(0 if verdict["reproduced"] else 1)
 
@@ -346,10 +385,16 @@ def checkout_code_cmd(ctx: click.Context, run: str, branch: str | None, as_json:
       git exp checkout-code 20261122-143022-7f3a9c --branch retry-lr
     """
     from gitexp.cli.render import format_json
+    from gitexp.errors import BranchExists
     from gitexp.replay import checkout_code
 
     with open_store(ctx) as store:
-        data = checkout_code(store, run, branch)
+        try:
+            data = checkout_code(store, run, branch)
+        except BranchExists as exc:
+            raise BranchExists(
+                f"{exc}; choose another name with --branch", exc.branch, exc.commit
+            ) from None
     if as_json:
         echo(format_json(data))
         return
