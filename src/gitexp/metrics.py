@@ -637,3 +637,33 @@ def rehearse() -> None:
     summarize(from_parquet(merged, "rehearsal"))
     segment_rows(merged, "rehearsal")
     release_memory()
+
+
+def key_arrays(table: Any) -> dict[str, tuple[Any, Any, Any]]:
+    """Every key's points of a metrics table as numpy arrays, in step order:
+    ``{key: (steps int64, values float64, times int64 µs since the epoch)}``.
+
+    One pass over the table (no Python object per point): the dashboard reads
+    10 million points this way and downsamples them before anything is sent.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if table.num_rows == 0:
+        return {}
+    keys = table.column("key").cast(pa.string())
+    steps = _numpy(table.column("step").cast(pa.int64())).astype(np.int64, copy=False)
+    values = _numpy(table.column("value").cast(pa.float64())).astype(np.float64, copy=False)
+    times = table.column("time").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+    times = _numpy(times.fill_null(0)).astype(np.int64, copy=False)
+    codes = pc.dictionary_encode(keys).combine_chunks()
+    names = codes.dictionary.to_pylist()
+    idx = np.asarray(codes.indices.to_numpy(zero_copy_only=False))
+    out: dict[str, tuple[Any, Any, Any]] = {}
+    for i, name in enumerate(names):
+        sel = np.flatnonzero(idx == i) if len(names) > 1 else np.arange(len(idx))
+        s, v, t = steps[sel], values[sel], times[sel]
+        order = np.argsort(s, kind="stable")
+        out[str(name)] = (s[order], v[order], t[order])
+    return out
