@@ -38,6 +38,7 @@ LAYERS = {
     "replay": 8,  # reproduce (runner, seeding, rundiff, catalog)
     "sweeps": 8,  # sweeps: trials through the runner, results through the leaderboard
     "api": 9,
+    "ui": 10,  # the dashboard: a server and a report over the services
     "cli": 20,
 }
 

@@ -36,6 +36,8 @@ COMMANDS = {
     "get": "gitexp.cli.remote_cmds:get_cmd",
     "install-hooks": "gitexp.cli.remote_cmds:install_hooks_cmd",
     "sweep": "gitexp.cli.sweep_cmds:sweep_cmd",
+    "ui": "gitexp.cli.ui_cmds:ui_cmd",
+    "report": "gitexp.cli.ui_cmds:report_cmd",
 }
 
 

@@ -1,0 +1,287 @@
+"""The dashboard in a real browser: Debian's chromium driven by Playwright.
+
+One browser for the module; each test starts its own server on a free
+127.0.0.1 port. What a user does: sort, filter (and see an error), select two
+runs and read the diff, select five and see five curves, brush the parallel
+coordinates, open a run page (tag it, read its log), watch a run that is still
+logging, open the static report from file:// with every request blocked; a
+run named like an HTML tag shows as text. A failing test saves a screenshot
+(in $GITEXP_SCREENSHOTS, default the test's tmp directory).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from servers import require
+from uiserver import ui_server
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-dev-shm-usage",
+    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+]
+HOSTILE = "<img src=x onerror=alert(1)>"
+SCRIPT = "<script>alert(2)</script>"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright = None
+    require(sync_playwright is not None, "the playwright package")
+    require(os.path.exists(CHROMIUM) and shutil.which(CHROMIUM) is not None, CHROMIUM)
+    assert sync_playwright is not None
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+class Page:
+    """A page of the browser, recording dialogs (an XSS would open one) and errors."""
+
+    def __init__(self, browser, tmp_path: Path, name: str) -> None:
+        self.ctx = browser.new_context(viewport={"width": 1300, "height": 900})
+        self.page = self.ctx.new_page()
+        self.dialogs: list[str] = []
+        self.errors: list[str] = []
+        self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on(
+            "console",
+            lambda m: self.errors.append(m.text) if m.type == "error" else None,
+        )
+        self.shots = Path(os.environ.get("GITEXP_SCREENSHOTS") or tmp_path)
+        self.name = name
+
+    def close(self, failed: bool) -> None:
+        if failed:
+            self.shots.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(Exception):
+                self.page.screenshot(path=str(self.shots / f"{self.name}.png"), full_page=True)
+        self.ctx.close()
+
+
+@pytest.fixture
+def page(browser, tmp_path, request):
+    p = Page(browser, tmp_path, request.node.name)
+    failed_before = request.session.testsfailed
+    try:
+        yield p
+    finally:
+        # the call's report is logged before teardown: a failure has been counted
+        p.close(request.session.testsfailed > failed_before)
+    assert not p.dialogs, p.dialogs
+
+
+def record_runs(repo: Path) -> list[str]:
+    import gitexp
+
+    refs = []
+    for i, lr in enumerate([0.1, 0.03, 0.01, 0.003, 0.001, 0.0003]):
+        with gitexp.start_run(
+            experiment="mnist",
+            name=HOSTILE if i == 0 else f"lr{lr}",
+            params={"lr": lr, "opt": "adam" if i % 2 else "sgd"},
+            command=["train"],
+        ) as run:
+            for step in range(100):
+                run.log_metrics(
+                    {"loss": math.exp(-lr * step * 10) + 0.01 * i, "acc": 0.9 - lr * (i + 1)},
+                    step=step,
+                )
+            refs.append(run.ref)
+    return refs
+
+
+def column(pg, col: str) -> list[str]:
+    return pg.locator(f"#runs tbody td[data-col='{col}']").all_text_contents()
+
+
+def test_sort_filter_select_diff_curves_and_parallel_coordinates(repo, page, gx):
+    from playwright.sync_api import expect
+
+    record_runs(repo)
+    pg = page.page
+    with ui_server(repo) as srv:
+        pg.goto(srv.url)
+        pg.wait_for_selector("#runs[data-state=ready]")
+        assert pg.locator("#runs tbody tr").count() == 6
+        # the hostile name is text: shown as typed, no element made of it
+        assert HOSTILE in column(pg, "name")
+        assert pg.locator("#runs img").count() == 0
+        # sort by a metric: click its header, ascending then descending
+        pg.click("#runs th[data-col='metrics.acc']")
+        pg.wait_for_selector("#runs th[data-col='metrics.acc'] .arrow")
+        asc = [float(v) for v in column(pg, "metrics.acc")]
+        assert asc == sorted(asc)
+        pg.click("#runs th[data-col='metrics.acc']")
+        pg.wait_for_selector("#runs th[data-col='metrics.acc'] .arrow:has-text('▼')")
+        desc = [float(v) for v in column(pg, "metrics.acc")]
+        assert desc == sorted(asc, reverse=True)
+        # filter with the --where language; a bad expression shows the CLI's message inline
+        pg.fill("#where", "params.lr < 0.005")
+        pg.click("#apply")
+        expect(pg.locator("#runs tbody tr")).to_have_count(3)
+        pg.fill("#where", "params.lr <")
+        pg.click("#apply")
+        expect(pg.locator("#error")).not_to_be_empty()
+        message = pg.text_content("#error")
+        cli = gx("log", "--where", "params.lr <")
+        assert message and message in cli.stderr
+        pg.fill("#where", "")
+        pg.click("#apply")
+        expect(pg.locator("#runs tbody tr")).to_have_count(6)
+        assert pg.text_content("#error") == ""
+        # two runs: the diff
+        boxes = pg.locator("#runs tbody input[type=checkbox]")
+        boxes.nth(0).check()
+        boxes.nth(1).check()
+        pg.wait_for_selector("#diff:not([hidden]) table.diff-params")
+        assert "lr" in pg.locator("#diff table.diff-params").text_content()
+        assert pg.locator("#diff .diff-metrics tr").count() == 3  # header, acc, loss
+        # five runs: five curves on one chart, drawn on its canvas
+        for i in range(2, 5):
+            boxes.nth(i).check()
+        pg.wait_for_selector("#diff", state="hidden")
+        pg.wait_for_selector(".chart[data-series='5']")
+        drawn = pg.evaluate(
+            """() => { const c = document.querySelector('.chart canvas');
+                const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n++; return n; }"""
+        )
+        assert drawn > 1000
+        assert pg.locator(".chart .u-legend .u-series").count() == 6  # x + five runs
+        # parallel coordinates of the five, brushed on the lr axis
+        pg.wait_for_selector("#pc-svg")
+        assert pg.locator("#pc-svg polyline").count() == 5
+        axis = pg.locator("#pc-svg g.axis[data-col='params.lr'] rect.pc-hit")
+        axis.scroll_into_view_if_needed()
+        hit = axis.bounding_box()
+        assert hit is not None
+        x = hit["x"] + hit["width"] / 2
+        pg.mouse.move(x, hit["y"] + hit["height"] * 0.7)
+        pg.mouse.down()
+        pg.mouse.move(x, hit["y"] + hit["height"] - 1, steps=5)
+        pg.mouse.up()
+        inside = int(pg.get_attribute("#pc-svg", "data-in") or "0")
+        assert 0 < inside < 5
+        assert pg.locator("#pc-svg polyline.dim").count() == 5 - inside
+        assert pg.locator("#scatter-svg circle").count() == 5
+    # the one error: the API's 400 for the bad expression, shown above
+    assert [e for e in page.errors if "status of 400" not in e] == [], page.errors
+
+
+def test_run_page_with_curves_artifacts_logs_and_a_tag(repo, page, gx):
+    import gitexp
+
+    with gitexp.start_run(experiment="cv", name=SCRIPT, params={"lr": 0.1}, command=["x"]) as run:
+        for step in range(300):
+            run.log_metric("loss", 1 / (step + 1), step=step)
+        (repo / "out.log").write_text(f"epoch 1 {SCRIPT}\n")
+        run.log_artifact(repo / "out.log", name="logs/stdout", role="log")
+        (repo / "model.bin").write_bytes(b"\0" * 4096)
+        run.log_artifact(repo / "model.bin")
+        ref = run.ref
+    short = ref.removeprefix("refs/experiments/")
+    pg = page.page
+    with ui_server(repo) as srv:
+        pg.goto(srv.url + "#run/" + quote(short, safe=""))
+        pg.wait_for_selector("#run-view[data-state=ready]")
+        assert pg.text_content("#run-title") == SCRIPT
+        assert pg.locator("#run-view script").count() == 0
+        assert "0.1" in pg.locator(".run-params").text_content()
+        pg.wait_for_selector("#run-curves .chart[data-key='loss']")
+        pg.wait_for_selector("pre.log")
+        assert pg.text_content("pre.log") == f"epoch 1 {SCRIPT}\n"
+        rows = pg.locator("#run-artifacts tr").all_text_contents()
+        assert any("model.bin" in r and "4.0 KiB" in r for r in rows)
+        href = pg.get_attribute("#run-artifacts a[download]", "href")
+        got = pg.evaluate(
+            "async (h) => { const r = await fetch(h); return (await r.arrayBuffer()).byteLength; }",
+            href,
+        )
+        assert got in (4096, len(f"epoch 1 {SCRIPT}\n"))
+        pg.fill("#tag-form input", "reviewed")
+        pg.click("#tag-form button")
+        pg.wait_for_selector("#run-tags li:has-text('reviewed')")
+        pg.fill("#note-form input", "checked by hand")
+        pg.click("#note-form button")
+        pg.wait_for_selector("#run-notes li:has-text('checked by hand')")
+    info = json.loads(gx.ok("show", "--json", ref))["info"]
+    assert "reviewed" in info["tags"] and info["notes"][-1]["text"] == "checked by hand"
+    assert not page.errors, page.errors
+
+
+def test_a_run_still_logging_appears_and_updates_without_a_reload(repo, page):
+    import gitexp
+
+    record_runs(repo)
+    pg = page.page
+    with ui_server(repo) as srv:
+        pg.goto(srv.url)
+        pg.wait_for_selector("#runs[data-state=ready]")
+        run = gitexp.start_run(experiment="live", name="still-going", command=["x"])
+        try:
+            for step in range(10):
+                run.log_metric("loss", 1.0 - step / 100, step=step)
+            run.checkpoint()
+            row = "#runs tbody tr:has-text('still-going')"
+            pg.wait_for_selector(row, timeout=10_000)
+            assert "running" in pg.locator(row).text_content()
+            run.log_metric("loss", 0.123, step=10)
+            run.checkpoint()
+            pg.wait_for_selector(
+                f"{row} td[data-col='metrics.loss']:has-text('0.123')", timeout=10_000
+            )
+        finally:
+            run.finish()
+        pg.wait_for_selector(f"{row} td[data-col='status']:has-text('finished')", timeout=10_000)
+    assert not page.errors, page.errors
+
+
+def test_the_report_renders_from_file_with_every_request_blocked(repo, page, gx, tmp_path):
+    record_runs(repo)
+    out = tmp_path / "report.html"
+    gx.ok("report", "-e", "mnist", "-o", str(out))
+    pg = page.page
+    requests: list[str] = []
+    pg.on("request", lambda r: requests.append(r.url))
+    pg.route(
+        "**/*",
+        lambda route: (
+            route.abort() if not route.request.url.startswith("file:") else route.continue_()
+        ),
+    )
+    pg.goto(out.as_uri())
+    pg.wait_for_selector("#runs[data-state=ready]")
+    assert pg.locator("#runs tbody tr").count() == 6
+    assert HOSTILE in column(pg, "name")
+    assert pg.locator("#runs img").count() == 0
+    pg.wait_for_selector(".chart[data-key='acc']")
+    assert pg.locator("#pc-svg polyline").count() == 6
+    assert [u for u in requests if not u.startswith("file:")] == []
+    assert not page.errors, page.errors
