@@ -185,6 +185,7 @@ def test_the_page_has_a_strict_csp_and_a_token(repo, runs):
         assert request(srv, "/static/vendor/uPlot.LICENSE")[0] == 404
 
 
+@pytest.mark.slow
 def test_writes_need_the_token_and_make_the_commits_of_git_exp_tag(repo, runs, gx):
     ref = runs[2]
     path = "/api/runs/" + quote(short(ref), safe="")
@@ -215,6 +216,7 @@ def test_writes_need_the_token_and_make_the_commits_of_git_exp_tag(repo, runs, g
     assert [m.split(" ")[0] for m in log[:2]] == ["note", "tag"]
 
 
+@pytest.mark.slow
 def test_the_report_is_one_file_with_everything_inline(repo, runs, gx, tmp_path):
     out = tmp_path / "report.html"
     proc = gx("report", "-e", "mnist", "-o", str(out))
