@@ -350,13 +350,13 @@ class Catalog:
                 current[ref] = (sha, 0, True)
         racy_ns = scan.racy_ns
         for ref, mtime in scan.loose.items():
-            i = index.get(ref)
-            if i is not None and not old_packed[i] and old_mtime[i] == mtime and mtime < racy_ns:
-                current[ref] = (old_sha[i], mtime, False)
+            at = index.get(ref)
+            if at is not None and not old_packed[at] and old_mtime[at] == mtime and mtime < racy_ns:
+                current[ref] = (old_sha[at], mtime, False)
                 continue
-            sha = self.store.repo.read_loose_ref(ref)
-            if sha is not None:
-                current[ref] = (sha, mtime, False)
+            loose_sha = self.store.repo.read_loose_ref(ref)
+            if loose_sha is not None:
+                current[ref] = (loose_sha, mtime, False)
 
         keep: list[int] = []
         keep_mtime: list[int] = []
@@ -364,9 +364,9 @@ class Catalog:
         to_read: list[tuple[ExpRef, str]] = []
         where: dict[str, tuple[int, bool]] = {}
         for ref, (sha, mtime, is_packed) in current.items():
-            i = index.get(ref)
-            if i is not None and old_sha[i] == sha:
-                keep.append(i)
+            found = index.get(ref)
+            if found is not None and old_sha[found] == sha:
+                keep.append(found)
                 keep_mtime.append(mtime)
                 keep_packed.append(is_packed)
                 continue
@@ -514,6 +514,7 @@ def _merge(
             old = pa.array(keep_packed, types[c])
         else:
             old = kept.column(c)
+        added: list[Any]
         if c in ("ref", "sha", "mtime_ns", "packed"):
             idx = _REF_COLUMNS.index(c)
             added = [row[idx] for row in new]
@@ -637,6 +638,7 @@ class RunTable:
         if cached is not None:
             return cached
         cols = self.table.column_names
+        vals: list[Any]
         if name in cols and name not in JSON_COLUMNS:
             vals = self.table.column(name).to_pylist()
             if name not in _FIXED:

@@ -74,10 +74,10 @@ def check_step(step: Any, key: str) -> int:
     """A step: a non-negative integer (numpy integers too)."""
     if isinstance(step, bool) or not hasattr(step, "__index__"):
         raise InvalidValue(f"metric {key!r}: step {step!r} is not an integer", key)
-    step = int(step)
-    if step < 0 or step >= MAX_STEP:
-        raise InvalidValue(f"metric {key!r}: step {step} is out of range", key)
-    return step
+    n = int(step)
+    if n < 0 or n >= MAX_STEP:
+        raise InvalidValue(f"metric {key!r}: step {n} is out of range", key)
+    return n
 
 
 class MetricBuffer:

@@ -324,3 +324,46 @@ def test_python_api_sweep_records_each_call_as_a_run(project):
     assert len(calls) == 4 and len(run_refs(project)) == 4
     rec = json.loads(git("show", f"refs/sweeps/{best['sweep']}:sweep.json", cwd=project))
     assert rec["executor"] == "python" and rec["best"]["trial"] == 2
+
+
+@pytest.mark.slow
+def test_resume_right_after_a_kill_mid_update_breaks_the_dead_drivers_ref_lock(gx, project):
+    write_spec(project / "s.json", parameters={"lr": {"values": [0.1, 0.01]}})
+    proc = gx("sweep", "s.json", "-q")
+    assert proc.returncode == 0, proc.stderr
+    sweep_id = proc.stdout.strip()
+    # a driver SIGKILLed while it moved its ref leaves the ref's lock behind,
+    # fresh: git itself would wait for it to age; the next driver must not
+    lock = project / ".git" / "refs" / "sweeps" / f"{sweep_id}.lock"
+    lock.write_text("0" * 40 + "\n")
+    proc = gx("sweep", "resume", sweep_id, "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert not lock.exists()
+    fsck(project)
+
+
+@pytest.mark.slow
+def test_a_second_driver_of_a_running_sweep_is_refused_and_changes_nothing(gx, project):
+    write_spec(project / "s.json", parameters={"lr": {"values": [0.1, 0.01]}})
+    env = {**os.environ, "TRIAL_SLEEP": "2"}
+    driver = subprocess.Popen(
+        ["git", "exp", "sweep", "s.json", "-q"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        sweep_id = driver.stdout.readline().strip()
+        proc = gx("sweep", "resume", sweep_id)
+        assert proc.returncode == 7
+        assert "being run by another process" in proc.stderr
+        assert proc.stderr.count("\n") == 1
+    finally:
+        _, err = driver.communicate(timeout=60)
+    assert driver.returncode == 0, err
+    # the refused driver wrote nothing: no "resumed" commit, and each trial ran once
+    log = git("log", "--format=%s", f"refs/sweeps/{sweep_id}", cwd=project)
+    assert "resumed" not in log
+    assert len(run_refs(project)) == 2

@@ -156,6 +156,20 @@ class GitRefs(RepoBase):
         except FileNotFoundError:
             pass
 
+    def break_ref_lock(self, name: str) -> bool:
+        """Remove ``name``'s lock file whatever its age; True when there was one.
+
+        Only for a caller that knows no live process can hold it: the one
+        writer of the ref, which holds a lock of its own over the ref's whole
+        life (the sweep driver).
+        """
+        lock = os.path.join(self.common_dir, *name.split("/")) + ".lock"
+        try:
+            os.unlink(lock)
+        except FileNotFoundError:
+            return False
+        return True
+
     def stale_locks(self, min_age: float) -> list[str]:
         """Lock and temporary files older than ``min_age`` seconds under objects/ and
         refs/experiments/, left by writers killed mid-write (``*.lock``, and the

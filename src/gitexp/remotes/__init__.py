@@ -26,7 +26,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from gitexp import records as fmt
 from gitexp.cas import CHUNK, LocalStore, check_key, copy_hashing, hash_bytes, parse_dir_listing
@@ -409,7 +409,8 @@ class RemoteStore:
             return 0
         with self._open(key) as f:
             try:
-                return local.put_verified(f if on_bytes is None else _Counting(f, on_bytes), key)
+                src = f if on_bytes is None else cast(IO[bytes], _Counting(f, on_bytes))
+                return local.put_verified(src, key)
             except OSError as exc:
                 raise self._wrap(exc, f"cannot download {key[:12]}") from exc
 

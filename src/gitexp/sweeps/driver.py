@@ -482,10 +482,11 @@ def start(
         record = new_record(spec, spec_name, spec_bytes, executor=executor, jobs=jobs)
         driver = Driver(store, spec, record, pool, gpus, on_progress, cwd=cwd)
         record.data["trials_planned"] = driver.progress.total
-        driver._write_record("created")
-        if on_start is not None:
-            on_start(record.id)
-        return driver.run()
+        with rec.driving(store.repo, record.id):
+            driver._write_record("created")
+            if on_start is not None:
+                on_start(record.id)
+            return driver.run()
 
 
 def resume(
@@ -501,18 +502,20 @@ def resume(
     """Go on with a sweep that was interrupted: the trials whose runs ended are not
     run again; the others are, with the same configurations (same seed)."""
     with ExpStore(repo) as store:
-        record = rec.read(store.repo, sweep_id)
-        if record.data.get("executor") == "python":
-            raise SpecError(
-                f"sweep {sweep_id} ran a Python function (gitexp.sweep): call gitexp.sweep again "
-                "with the same seed; git exp sweep resume runs sweeps of commands"
-            )
-        spec = parse_spec(record.data.get("spec"), f"sweep {sweep_id}")
-        reused = recorded_outcomes(store, sweep_id)
-        jobs = jobs or int(record.data.get("jobs") or 1)
-        address = executor or str(record.data.get("executor") or "local")
-        pool = make_executor(address, jobs)
-        driver = Driver(store, spec, record, pool, gpus, on_progress, reused, cwd=os.getcwd())
-        if on_start is not None:
-            on_start(record.id)
-        return driver.run()
+        rec.read(store.repo, sweep_id)  # no such sweep: say so before taking its lock
+        with rec.driving(store.repo, sweep_id):
+            record = rec.read(store.repo, sweep_id)
+            if record.data.get("executor") == "python":
+                raise SpecError(
+                    f"sweep {sweep_id} ran a Python function (gitexp.sweep): call gitexp.sweep "
+                    "again with the same seed; git exp sweep resume runs sweeps of commands"
+                )
+            spec = parse_spec(record.data.get("spec"), f"sweep {sweep_id}")
+            reused = recorded_outcomes(store, sweep_id)
+            jobs = jobs or int(record.data.get("jobs") or 1)
+            address = executor or str(record.data.get("executor") or "local")
+            pool = make_executor(address, jobs)
+            driver = Driver(store, spec, record, pool, gpus, on_progress, reused, cwd=os.getcwd())
+            if on_start is not None:
+                on_start(record.id)
+            return driver.run()

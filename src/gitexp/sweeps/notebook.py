@@ -17,6 +17,7 @@ from typing import Any
 
 from gitexp.store import ExpStore
 from gitexp.sweeps import methods as m
+from gitexp.sweeps import record as rec
 from gitexp.sweeps.driver import Driver, LocalExecutor, SweepResult, _nested, new_record, sweep_tag
 from gitexp.sweeps.spec import parse_spec
 from gitexp.tracking import Run, create_run
@@ -105,4 +106,5 @@ def run_sweep(
         record = new_record(spec, None, None, executor="python", jobs=jobs)
         driver = Driver(store, spec, record, LocalExecutor(jobs), trial=trial)
         record.data["trials_planned"] = driver.progress.total
-        return driver.run()
+        with rec.driving(store.repo, record.id):
+            return driver.run()

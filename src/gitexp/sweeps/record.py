@@ -9,13 +9,16 @@ run refs. docs/format.md describes it.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from gitexp import records as fmt
-from gitexp.errors import FormatError, SweepNotFound, UnsupportedFormat
+from gitexp.errors import FormatError, RunStateError, StoreError, SweepNotFound, UnsupportedFormat
 from gitexp.git import GitRepo
 
 SWEEP_NAMESPACE = "refs/sweeps/"
@@ -76,6 +79,41 @@ def write(repo: GitRepo, record: SweepRecord, message: str) -> str:
             record.sha = sha
             return sha
     raise FormatError(f"could not update {record.ref}: it keeps moving")
+
+
+@contextlib.contextmanager
+def driving(repo: GitRepo, sweep_id: str) -> Iterator[None]:
+    """Hold the sweep's driver lock while its trials run.
+
+    One driver at a time writes a sweep's ref: the lock is an ``flock`` on
+    ``.git/exp/sweeps/<id>.driver``, which the kernel releases when the driver
+    dies however it dies. Holding it, a ``refs/sweeps/<id>.lock`` left behind
+    is the dead driver's (killed mid-update) and is removed at once instead of
+    after git's stale-lock age: ``git exp sweep resume`` right after a SIGKILL
+    works. A second driver of the same sweep is refused.
+    """
+    validate_id(sweep_id)
+    folder = os.path.join(repo.exp_dir, "sweeps")
+    path = os.path.join(folder, sweep_id + ".driver")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise StoreError(f"cannot lock sweep {sweep_id}: {exc.strerror or exc}") from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+            raise RunStateError(
+                f"sweep {sweep_id} is being run by another process (pid {pid})"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode("ascii"), 0)
+        repo.break_ref_lock(SWEEP_NAMESPACE + sweep_id)
+        yield
+    finally:
+        os.close(fd)  # releases the flock
 
 
 def read(repo: GitRepo, sweep_id: str) -> SweepRecord:
