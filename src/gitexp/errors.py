@@ -34,6 +34,7 @@ callers catch the class they care about. The tree::
     │   ├── NoRemote                          no such remote / no remote configured
     │   └── Diverged                          runs not pushed or fetched: histories diverged
     ├── ExecutorError                exit 11  a sweep executor (pool, Dask, Ray) cannot be used
+    ├── MissingExtra                 exit 1   an optional package is not installed; ``extra``
     └── CommandNotFound              exit 127 ``git exp run`` was given a missing program
 """
 
@@ -55,6 +56,7 @@ __all__ = [
     "IntegrityError",
     "InvalidName",
     "InvalidValue",
+    "MissingExtra",
     "NoCommits",
     "NoRemote",
     "NotARepository",
@@ -249,6 +251,16 @@ class ExecutorError(GitExpError):
     """A sweep's executor (local pool, Dask or Ray cluster) cannot be reached or used."""
 
     exit_code = 11
+
+
+class MissingExtra(GitExpError):
+    """An optional dependency is not installed; ``extra`` names the pip extra
+    (``pip install 'git-exp[mlflow]'``) that brings it."""
+
+    def __init__(self, what: str, extra: str, package: str) -> None:
+        super().__init__(f"{what} needs the package {package!r}: pip install 'git-exp[{extra}]'")
+        self.extra = extra
+        self.package = package
 
 
 class CommandNotFound(GitExpError):

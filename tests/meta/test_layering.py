@@ -39,6 +39,7 @@ LAYERS = {
     "sweeps": 8,  # sweeps: trials through the runner, results through the leaderboard
     "api": 9,
     "ui": 10,  # the dashboard: a server and a report over the services
+    "integrations": 10,  # framework callbacks (Lightning, Keras, transformers, XGBoost, LightGBM)
     "cli": 20,
 }
 
