@@ -22,7 +22,11 @@ INTEGRATIONS = {
 @pytest.mark.parametrize("name", sorted(INTEGRATIONS))
 def test_without_its_framework_an_integration_names_the_extra_to_install(name, monkeypatch):
     frameworks, extra = INTEGRATIONS[name]
-    for module in frameworks:  # None in sys.modules: "import x" fails as if not installed
+    # None in sys.modules: "import x" fails as if x were not installed (its submodules
+    # too, when an earlier test imported the framework)
+    for module in frameworks:
+        for loaded in [m for m in sys.modules if m == module or m.startswith(module + ".")]:
+            monkeypatch.setitem(sys.modules, loaded, None)
         monkeypatch.setitem(sys.modules, module, None)
     monkeypatch.delitem(sys.modules, f"gitexp.integrations.{name}", raising=False)
     with pytest.raises(MissingExtra) as caught:
