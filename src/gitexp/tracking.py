@@ -38,7 +38,7 @@ from gitexp.capture import (
     input_source,
     record_path,
 )
-from gitexp.errors import InvalidValue, RunConflict, RunStateError, UsageError
+from gitexp.errors import RunConflict, RunStateError, UsageError
 from gitexp.metrics import MetricBuffer, release_memory, to_parquet
 from gitexp.records import ArtifactEntry, ExpRef
 from gitexp.store import ExpStore, RunDelta, SpoolWriter
@@ -226,6 +226,11 @@ class Run:
         self._start = _clock()
         self._attached = attached
         self._buffer = MetricBuffer()
+        # throughput clocks: name -> (metric key, [monotonic time of the last mark,
+        # items carried over from a call in the same clock tick]); the first mark is
+        # the run's start (metrics.MetricBuffer.append_rate)
+        self._rates: dict[str, tuple[str, list[float]]] = {}
+        self._rates_origin = time.monotonic() - max(0.0, time.time() - start)
         self._pending = RunDelta()
         self._held: list[Any] = []  # point tables a failed write gave back, oldest first
         self._io = threading.RLock()
@@ -238,11 +243,6 @@ class Run:
         self._pid = os.getpid()
         self._work_tree: str | None = None  # set when the code runs outside the work tree
         self._path_map: dict[str, str] = {}  # restored input copies -> original paths
-        # throughput clocks: name -> (metric key, [monotonic time of the last mark,
-        # items carried over from a call in the same clock tick]); the first mark is
-        # the run's start (metrics.MetricBuffer.append_rate)
-        self._rates: dict[str, tuple[str, list[float]]] = {}
-        self._rates_origin = time.monotonic() - max(0.0, time.time() - start)
         self.warnings: list[str] = []
 
     # ---------------------------------------------------------------- facts
@@ -306,34 +306,6 @@ class Run:
             raise UsageError("log_metrics takes a mapping of metric name to value")
         self._buffer.append_many(metrics, step, self._relieve)
 
-    def log_throughput(
-        self, n_items: float, step: int | None = None, *, name: str = "items"
-    ) -> float:
-        """Log the rate of ``n_items`` processed since the previous call for ``name``
-        (or since the run started): the metric ``throughput/<name>_per_sec``, in
-        items per second, at ``step`` (default: one past the last). Returns the rate.
-
-        As cheap as :meth:`log_metric`: a clock read and an append to the buffer.
-        A call in the same clock tick as the previous one logs nothing, returns
-        NaN and carries its items over to the next call.
-        """
-        if self._finished:
-            self._usable()
-        n = n_items if type(n_items) is int and n_items >= 0 else _item_count(n_items, name)
-        rate = self._rates.get(name)
-        if rate is None:
-            rate = self._rates.setdefault(name, (_rate_key(name), [self._rates_origin, 0.0]))
-        return self._buffer.append_rate(rate[0], rate[1], n, step, not self._forked)
-
-    def reset_throughput(self, name: str = "items") -> None:
-        """Start the clock of ``name`` now: the next :meth:`log_throughput` of that
-        name counts from here (a training loop that begins after a long setup calls
-        this before its first batch)."""
-        rate = self._rates.get(name)
-        if rate is None:
-            rate = self._rates.setdefault(name, (_rate_key(name), [self._rates_origin, 0.0]))
-        self._buffer.mark_rate(rate[1])
-
     def _relieve(self) -> None:
         """Past MAX_BUFFERED points (arrays logged faster than the background
         thread spools them), spool in the caller's thread: memory stays bounded."""
@@ -371,6 +343,34 @@ class Run:
         with self._io:
             self._pending.summary.final.update(final)
             self._spool()
+
+    def log_throughput(
+        self, n_items: float, step: int | None = None, *, name: str = "items"
+    ) -> float:
+        """Log the rate of ``n_items`` processed since the previous call for ``name``
+        (or since the run started): the metric ``throughput/<name>_per_sec``, in
+        items per second, at ``step`` (default: one past the last). Returns the rate.
+
+        As cheap as :meth:`log_metric`: a clock read and an append to the buffer.
+        A call in the same clock tick as the previous one logs nothing, returns
+        NaN and carries its items over to the next call.
+        """
+        if self._finished:
+            self._usable()
+        n = n_items if type(n_items) is int and n_items >= 0 else _item_count(n_items, name)
+        rate = self._rates.get(name)
+        if rate is None:
+            rate = self._rates.setdefault(name, (_rate_key(name), [self._rates_origin, 0.0]))
+        return self._buffer.append_rate(rate[0], rate[1], n, step, not self._forked)
+
+    def reset_throughput(self, name: str = "items") -> None:
+        """Start the clock of ``name`` now: the next :meth:`log_throughput` of that
+        name counts from here (a training loop that begins after a long setup calls
+        this before its first batch)."""
+        rate = self._rates.get(name)
+        if rate is None:
+            rate = self._rates.setdefault(name, (_rate_key(name), [self._rates_origin, 0.0]))
+        self._buffer.mark_rate(rate[1])
 
     def log_artifact(
         self, path: str | os.PathLike[str], name: str | None = None, role: str = "output"
@@ -659,6 +659,8 @@ def _rate_key(name: str) -> str:
 
 def _item_count(n_items: Any, name: str) -> float:
     """A count of items: a finite, non-negative number (numpy scalars too)."""
+    from gitexp.errors import InvalidValue
+
     if isinstance(n_items, bool):
         raise InvalidValue(f"throughput {name!r}: item count {n_items!r} is not a number", name)
     if type(n_items) is float:
@@ -887,7 +889,10 @@ def _attach(
         store.close()
         raise
     _attached_refs.add(ref_name)
-    run = Run(store, ref, writer, dict(record.params), _started_at(record.info), attached=True)
+    # throughput counts from the run's start in the command git exp run started for it,
+    # from now in a process that goes on with an older run
+    started = _started_at(record.info) if environ.get(ENV_RUN_REF) == ref_name else time.time()
+    run = Run(store, ref, writer, dict(record.params), started, attached=True)
     run._work_tree = environ.get(ENV_WORK_TREE) or None
     run._path_map = _path_map(environ.get(ENV_PATH_MAP))
     delta = RunDelta(env=environment(environ))
