@@ -56,11 +56,17 @@ class RunBinding:
         repo: str | os.PathLike[str] | None,
     ) -> None:
         self._run = run
+        self._given = run
         self._experiment = experiment
         self._name = name
         self._tags = list(tags or [])
         self._repo = repo
         self.owned = False
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> RunBinding:
+        """A copy (scikit-learn's ``clone`` of an estimator that holds the callback)
+        finds its run anew; a run given explicitly is shared, never copied."""
+        return RunBinding(self._given, self._experiment, self._name, self._tags, self._repo)
 
     @property
     def bound(self) -> bool:
