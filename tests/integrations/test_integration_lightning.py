@@ -179,3 +179,23 @@ def test_under_git_exp_run_the_logger_logs_into_that_run(repo, L):
     assert series["train_loss"][0] == list(range(8))
     assert series["throughput/samples_per_sec"][0] == list(range(8))
     assert artifact_names(rec) == []
+
+
+def test_with_only_pytorch_lightning_the_logger_is_one_of_its_loggers(repo, L, monkeypatch):
+    import importlib
+    import sys
+
+    need("pytorch_lightning", "lightning")  # what the lightning package itself depends on
+    for name in [m for m in sys.modules if m == "lightning" or m.startswith("lightning.")]:
+        monkeypatch.setitem(sys.modules, name, None)  # as if only pytorch_lightning were there
+    monkeypatch.delitem(sys.modules, "gitexp.integrations.lightning")
+    module = importlib.import_module("gitexp.integrations.lightning")
+    monkeypatch.delitem(sys.modules, "gitexp.integrations.lightning")  # restored after the test
+    import pytorch_lightning as pl
+
+    assert issubclass(module.GitExpLogger, pl.loggers.Logger)
+    assert issubclass(module.GitExpThroughput, pl.Callback)
+    logger = module.GitExpLogger(experiment="old")
+    trainer = pl.Trainer(logger=logger, callbacks=[module.GitExpThroughput()], max_epochs=1)
+    assert trainer.logger is logger and logger.name == "old"
+    logger.finish()
