@@ -4,6 +4,7 @@ tiny BERT built from a config in the test: nothing is downloaded from a hub."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -46,11 +47,23 @@ def arguments(out, **kw):
 """
 
 
+OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}  # no hub, ever
+
+
 @pytest.fixture(scope="module")
 def hf():
-    need("torch", "transformers")
-    need("accelerate", "transformers")  # the Trainer needs it
-    transformers = need("transformers", "transformers")
+    before = {k: os.environ.get(k) for k in OFFLINE}
+    os.environ.update(OFFLINE)  # read when huggingface_hub is first imported
+    try:
+        need("torch", "transformers")
+        need("accelerate", "transformers")  # the Trainer needs it
+        transformers = need("transformers", "transformers")
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     namespace: dict = {}
     exec(SETUP, namespace)
     return transformers, namespace
@@ -114,6 +127,7 @@ def test_under_git_exp_run_the_callback_logs_into_that_run(repo, hf):
                           callbacks=[GitExpCallback()])
         trainer.train()
         """,
+        env=OFFLINE,
     )
     assert run_refs(repo) == [ref]
     rec, series = recorded(repo, ref)
