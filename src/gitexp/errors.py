@@ -9,6 +9,7 @@ callers catch the class they care about. The tree::
     │   ├── InvalidName                       experiment/run names, ref paths
     │   ├── InvalidValue                      params and metrics with no faithful form
     │   ├── BranchExists                      ``checkout-code``: the branch is elsewhere
+    │   ├── TargetExists                      a file to write exists and overwriting was not asked
     │   └── ConfigError                       a config file that does not parse
     │       └── SpecError                     a sweep file that is not a valid search
     ├── NotARepository               exit 3   not inside a git repository
@@ -67,6 +68,7 @@ __all__ = [
     "SpecError",
     "StoreError",
     "SweepNotFound",
+    "TargetExists",
     "UnsupportedFormat",
     "UnsupportedRepository",
     "UsageError",
@@ -115,6 +117,15 @@ class BranchExists(UsageError):
         super().__init__(message)
         self.branch = branch
         self.commit = commit
+
+
+class TargetExists(UsageError):
+    """A file or directory to write exists, and overwriting it was not asked for;
+    ``path`` is where."""
+
+    def __init__(self, message: str, path: str = "") -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class ConfigError(UsageError):

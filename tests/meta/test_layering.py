@@ -103,8 +103,7 @@ PYARROW_OWNERS = {
     "catalog",  # the run index, a Parquet file
     "leaderboard",  # result tables (gitexp.runs())
     "export",  # Parquet / CSV files for pandas, polars, DuckDB
-    "remotes",  # pyarrow.fs: the remote artifact stores (S3, GCS, HDFS, local)
-    "cas",  # where the remote store moves to (cas/remote.py)
+    "cas",  # pyarrow.fs: the remote artifact store (cas/remote.py: S3, GCS, HDFS, local)
 }
 
 
@@ -190,7 +189,7 @@ def test_the_core_never_prints_or_exits():
 
 # core modules whose error messages still name a CLI flag (issue 12 section 4): to be
 # reworded so that the CLI names the flag; the list only shrinks
-FLAG_NAMING = {"gitexp.remotes", "gitexp.sweeps.driver"}
+FLAG_NAMING = {"gitexp.sweeps.driver"}
 
 
 def test_core_error_messages_state_facts_not_cli_flags():
