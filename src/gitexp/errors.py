@@ -124,9 +124,12 @@ class BranchExists(UsageError):
         self.commit = commit
 
 
-class UnsupportedCall(UsageError):
+class UnsupportedCall(UsageError, AttributeError):
     """A call of ``gitexp.mlflow`` or ``gitexp.wandb`` that git-exp does not map onto its
-    own API: raised instead of doing nothing. ``call`` names it (``mlflow.log_input``)."""
+    own API: raised instead of doing nothing. ``call`` names it (``mlflow.log_input``).
+
+    Also an ``AttributeError``: an unsupported name is raised when it is looked up,
+    so ``hasattr`` and Python's own machinery (imports, pickle) see a missing name."""
 
     def __init__(self, call: str, why: str = "") -> None:
         super().__init__(

@@ -155,7 +155,7 @@ def parse_run_uri(uri: str) -> tuple[str, str] | None:
 def millis(iso: str | None) -> int | None:
     """An ISO-8601 time as MLflow's milliseconds since the epoch."""
     when = fmt.parse_iso(iso) if iso else None
-    return None if when is None else int(round(when.timestamp() * 1000))
+    return None if when is None else round(when.timestamp() * 1000)
 
 
 def iso_of_millis(ms: float) -> str:
@@ -170,7 +170,7 @@ def end_millis(start: str | None, duration: Any) -> int | None:
     begin = millis(start)
     if begin is None or not isinstance(duration, (int, float)) or isinstance(duration, bool):
         return None
-    return begin + int(round(float(duration) * 1000))
+    return begin + round(float(duration) * 1000)
 
 
 def flat_params(params: Mapping[str, Any]) -> dict[str, str]:
