@@ -468,8 +468,10 @@ class Session:
         if arrays is None:
             return []
         steps, values, times = arrays
-        points = sorted(zip(times.tolist(), steps.tolist(), values.tolist()))
-        return [Metric(key, float(v), int(round(t / 1000)), int(s)) for t, s, v in points]
+        points = sorted(
+            zip(times.tolist(), steps.tolist(), values.tolist()), key=lambda p: (p[0], p[1])
+        )
+        return [Metric(key, float(v), round(t / 1000), int(s)) for t, s, v in points]
 
     def search(
         self,
