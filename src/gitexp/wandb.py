@@ -54,14 +54,12 @@ __all__ = [
     "Run",
     "Table",
     "alert",
-    "config",
     "finish",
     "init",
     "log",
+    "log_artifact",
     "login",
-    "run",
     "save",
-    "summary",
 ]
 
 _lock = threading.RLock()
@@ -676,3 +674,7 @@ def __getattr__(name: str) -> Any:
     if name.startswith("_"):
         raise AttributeError(f"module 'gitexp.wandb' has no attribute {name!r}")
     raise UnsupportedCall(f"wandb.{name}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*__all__, "config", "run", "summary"])
