@@ -263,8 +263,15 @@ def _import_run(
     points: list[Point] = []
     try:
         for key in sorted(data.metrics):
+            seen = set()
             for m in client.get_metric_history(run_id, key):
-                points.append(Point(m.key, int(m.step), float(m.value), m.timestamp / 1000.0))
+                # MLflow's own identity of a point (its SQL stores' key); the file store
+                # can return one twice (a run with a logged model)
+                point = (int(m.step), int(m.timestamp), float(m.value))
+                if point in seen:
+                    continue
+                seen.add(point)
+                points.append(Point(m.key, point[0], point[2], point[1] / 1000.0))
     except Exception as exc:
         raise ForeignStoreError(f"cannot read the metrics: {_line(exc)}") from exc
     run_tags = tag_pairs_as_tags(

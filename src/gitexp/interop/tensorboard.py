@@ -25,12 +25,16 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gitexp import records as fmt
 from gitexp.errors import ForeignStoreError, GitExpError, MissingExtra, UsageError
 from gitexp.interop.imported import ImportedRun, Importer, ImportReport, Point
+from gitexp.records import ExpRef
 from gitexp.store import ExpStore, RunRecord
+
+if TYPE_CHECKING:
+    from gitexp.leaderboard import Query
 
 EVENTS = "tfevents"
 SCALARS_PLUGIN = "scalars"
@@ -306,3 +310,17 @@ def export_tensorboard(
         runs += 1
         points += n
     return TensorBoardExport(directory, runs, points)
+
+
+def export_selected_tensorboard(
+    store: ExpStore, query: Query, directory: str, problems: list[str] | None = None
+) -> TensorBoardExport:
+    """:func:`export_tensorboard` of the runs the leaderboard selects for ``query``."""
+    from gitexp.leaderboard import select
+
+    _require()
+    table = select(store, query, problems)
+    refs = table.table.column("ref").to_pylist()
+    shas = table.table.column("sha").to_pylist()
+    records = (store.read(ExpRef.from_ref(ref), sha) for ref, sha in zip(refs, shas))
+    return export_tensorboard(store, records, directory)
