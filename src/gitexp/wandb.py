@@ -208,7 +208,8 @@ class Config(MutableMapping[str, Any]):
         object.__setattr__(self, "_run", run)
 
     def _params(self) -> dict[str, Any]:
-        return self._run.params
+        run: GitExpRun = self._run
+        return run.params
 
     def __getitem__(self, key: str) -> Any:
         return self._params()[key]
@@ -471,9 +472,8 @@ class Run:
 
     def __exit__(
         self, tp: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
-    ) -> bool:
+    ) -> None:
         self.finish(exit_code=0 if tp is None else 1)
-        return False
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
@@ -592,7 +592,6 @@ def init(
 
 
 def _resume(run_id: str, resume: bool | str | None, repo: str) -> GitExpRun:
-    import gitexp
     from gitexp.catalog import indexed_store
     from gitexp.errors import RunNotFound
     from gitexp.tracking import ENV_REPO, ENV_RUN_REF
@@ -607,8 +606,10 @@ def _resume(run_id: str, resume: bool | str | None, repo: str) -> GitExpRun:
             rec = store.get(run_id)
     except RunNotFound as exc:
         raise UsageError(f"wandb.init(id={run_id!r}, resume=...): no such run") from exc
+    from gitexp.tracking import start_run
+
     environ = {**os.environ, ENV_RUN_REF: str(rec.ref), ENV_REPO: repo}
-    return gitexp.start_run(environ=environ, repo=repo)
+    return start_run(environ=environ, repo=repo)
 
 
 def _active(call: str) -> Run:

@@ -112,7 +112,7 @@ class Importer:
                     use = None
             head = repo.require_head()
             sha = use or head
-            code = {
+            code: dict[str, Any] = {
                 "head": head,
                 "branch": repo.branch(),
                 "remotes": repo.remotes(),

@@ -109,9 +109,8 @@ class ActiveRun(Run):
         tp: type[BaseException] | None,
         value: BaseException | None,
         tb: TracebackType | None,
-    ) -> bool:
+    ) -> None:
         self._close(self.info.run_id, tp, value, tb)
-        return False
 
 
 @dataclass

@@ -284,7 +284,7 @@ def _patch() -> None:
         if fit is None or getattr(fit, _MARK, False):
             continue
         _patched.append((cls, cls.__dict__.get("fit")))
-        cls.fit = _wrap(fit)
+        setattr(cls, "fit", _wrap(fit))  # noqa: B010
 
 
 def _unpatch() -> None:
@@ -294,7 +294,7 @@ def _unpatch() -> None:
             with contextlib.suppress(AttributeError):
                 delattr(cls, "fit")
         else:
-            cls.fit = own
+            setattr(cls, "fit", own)  # noqa: B010
 
 
 @contextlib.contextmanager
