@@ -811,6 +811,22 @@ def _relative_cwd(cwd: Any, work_tree: str | None) -> str | None:
     return None
 
 
+def resume_run(address: str, repo: str | os.PathLike[str] | None = None) -> Run:
+    """Go on recording a run already on its ref (``gitexp.mlflow``'s
+    ``start_run(run_id=...)``, ``gitexp.wandb``'s ``init(id=..., resume=True)``).
+
+    The process becomes one more writer of the run, as a command under
+    ``git exp run`` is: what it logs is added; the run's status and end time
+    stay those recorded (a finish commits what was logged).
+    """
+    store = ExpStore(repo or ".")
+    try:
+        ref = store.resolve(address)
+    finally:
+        store.close()
+    return _attach(str(ref), repo or ".", None, None, None, os.environ)
+
+
 def _attach(
     ref_name: str,
     repo: str | os.PathLike[str],

@@ -594,22 +594,19 @@ def init(
 def _resume(run_id: str, resume: bool | str | None, repo: str) -> GitExpRun:
     from gitexp.catalog import indexed_store
     from gitexp.errors import RunNotFound
-    from gitexp.tracking import ENV_REPO, ENV_RUN_REF
-
     if not resume:
         raise UnsupportedCall(
             "wandb.init(id=...) for a new run",
             "git-exp draws run ids; give resume=True to go on with a run",
         )
+    from gitexp.tracking import resume_run
+
     try:
         with indexed_store(repo) as store:
             rec = store.get(run_id)
     except RunNotFound as exc:
         raise UsageError(f"wandb.init(id={run_id!r}, resume=...): no such run") from exc
-    from gitexp.tracking import start_run
-
-    environ = {**os.environ, ENV_RUN_REF: str(rec.ref), ENV_REPO: repo}
-    return start_run(environ=environ, repo=repo)
+    return resume_run(str(rec.ref), repo)
 
 
 def _active(call: str) -> Run:

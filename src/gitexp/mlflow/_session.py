@@ -57,7 +57,6 @@ class Session:
         self.created: set[str] = set()  # experiments named in this process
         self.open: dict[str, OpenRun] = {}
         self.fluent: list[str] = []  # run ids, innermost last
-        self.ended: set[str] = set()
         self.last_run: str | None = None
 
     # ------------------------------------------------------------ where
@@ -180,21 +179,14 @@ class Session:
             return opened
 
     def _resume(self, run_id: str, fluent: bool, call: str) -> OpenRun:
-        import gitexp
         from gitexp.catalog import indexed_store
-        from gitexp.tracking import ENV_REPO, ENV_RUN_REF
+        from gitexp.tracking import resume_run
 
         if run_id in self.open:
             raise UsageError(f"{call}(run_id={run_id!r}): the run is already active")
-        if run_id in self.ended:
-            raise RunStateError(
-                f"{call}(run_id={run_id!r}): this process recorded that run already; "
-                "git-exp resumes a run once per process"
-            )
         with indexed_store(self.repo_path()) as store:
             rec = store.get(run_id)
-        environ = {**os.environ, ENV_RUN_REF: str(rec.ref), ENV_REPO: self.repo_path()}
-        run = gitexp.start_run(environ=environ, repo=self.repo_path())
+        run = resume_run(str(rec.ref), self.repo_path())
         opened = OpenRun(
             run, rec.name, names.tag_pairs(rec.tags), names.millis(rec.info.get("start_time"))
         )
@@ -235,7 +227,6 @@ class Session:
             opened = self.open.pop(run_id, None)
             if run_id in self.fluent:
                 self.fluent.remove(run_id)
-            self.ended.add(run_id)
             self.last_run = run_id
         if opened is None:
             return

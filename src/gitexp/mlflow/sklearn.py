@@ -223,7 +223,8 @@ _autolog: dict[str, Any] = {
     "extra_tags": {},
     "pos_label": None,
 }
-_patched: list[tuple[type, Any]] = []  # (class, its own fit before patching, or None)
+_patched: list[tuple[type, Any]] = []  # (class, its own fit before patching)
+_hooks: list[tuple[type, Any]] = []  # (BaseEstimator, its own __init_subclass__ or None)
 _local = threading.local()
 _MARK = "_gitexp_autolog"
 
@@ -273,28 +274,52 @@ def autolog(
 
 
 def _patch() -> None:
+    """Wrap the ``fit`` of every estimator class that defines one: those imported
+    now (subclasses of ``BaseEstimator``) and, through ``__init_subclass__``, those
+    imported later; nothing of scikit-learn is imported for it."""
     _sklearn()
-    from sklearn.utils import all_estimators
+    from sklearn.base import BaseEstimator
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        estimators = all_estimators()
-    for _, cls in estimators:
-        fit = getattr(cls, "fit", None)
-        if fit is None or getattr(fit, _MARK, False):
-            continue
-        _patched.append((cls, cls.__dict__.get("fit")))
-        setattr(cls, "fit", _wrap(fit))  # noqa: B010
+    stack = [BaseEstimator]
+    while stack:
+        cls = stack.pop()
+        _patch_class(cls)
+        stack.extend(cls.__subclasses__())
+    if _hooks:
+        return
+    own = BaseEstimator.__dict__.get("__init_subclass__")
+
+    def hook(cls: type, **kwargs: Any) -> None:
+        if own is not None:
+            own.__func__(cls, **kwargs)
+        else:
+            super(BaseEstimator, cls).__init_subclass__(**kwargs)  # type: ignore[misc]
+        if _autolog["enabled"]:
+            _patch_class(cls)
+
+    BaseEstimator.__init_subclass__ = classmethod(hook)  # type: ignore[assignment,method-assign]
+    _hooks.append((BaseEstimator, own))
+
+
+def _patch_class(cls: type) -> None:
+    fit = cls.__dict__.get("fit")
+    if fit is None or not callable(fit) or getattr(fit, _MARK, False):
+        return
+    _patched.append((cls, fit))
+    setattr(cls, "fit", _wrap(fit))  # noqa: B010
 
 
 def _unpatch() -> None:
     while _patched:
         cls, own = _patched.pop()
+        setattr(cls, "fit", own)  # noqa: B010
+    while _hooks:
+        base, own = _hooks.pop()
         if own is None:
             with contextlib.suppress(AttributeError):
-                delattr(cls, "fit")
+                delattr(base, "__init_subclass__")
         else:
-            setattr(cls, "fit", own)  # noqa: B010
+            base.__init_subclass__ = own  # type: ignore[method-assign]
 
 
 @contextlib.contextmanager
