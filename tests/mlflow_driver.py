@@ -57,8 +57,8 @@ def dump(uri: str) -> list[dict]:
             rid = run.info.run_id
             metrics = {}
             for key in run.data.metrics:
-                points = {(m.step, m.timestamp, m.value) for m in client.get_metric_history(rid, key)}
-                metrics[key] = sorted(points)
+                history = client.get_metric_history(rid, key)
+                metrics[key] = sorted({(m.step, m.timestamp, m.value) for m in history})
             with tempfile.TemporaryDirectory() as tmp:
                 artifacts = {}
                 if client.list_artifacts(rid):

@@ -594,6 +594,7 @@ def init(
 def _resume(run_id: str, resume: bool | str | None, repo: str) -> GitExpRun:
     from gitexp.catalog import indexed_store
     from gitexp.errors import RunNotFound
+
     if not resume:
         raise UnsupportedCall(
             "wandb.init(id=...) for a new run",

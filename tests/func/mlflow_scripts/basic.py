@@ -7,7 +7,7 @@ import mlflow
 import numpy as np
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 mlflow.set_experiment("parity")
 with mlflow.start_run(run_name="basic", tags={"team": "nlp"}, description="a first try"):

@@ -21,8 +21,7 @@ client.log_dict(run_id, {"k": 1}, "client.json")
 client.set_terminated(run_id)
 history = client.get_metric_history(run_id, "loss")
 with mlflow.start_run(run_name="client-reader"):
-    mlflow.log_dict({"steps": [m.step for m in history], "values": [m.value for m in history]}, "history.json")
-    mlflow.log_dict(
-        {"params": client.get_run(run_id).data.params, "status": client.get_run(run_id).info.status},
-        "read.json",
-    )
+    steps = [m.step for m in history]
+    mlflow.log_dict({"steps": steps, "values": [m.value for m in history]}, "history.json")
+    read = client.get_run(run_id)
+    mlflow.log_dict({"params": read.data.params, "status": read.info.status}, "read.json")

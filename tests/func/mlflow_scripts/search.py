@@ -12,7 +12,7 @@ named = mlflow.search_runs(
     experiment_names=["parity"], filter_string="attributes.run_name LIKE 'autolog-%'"
 )
 listed = mlflow.search_runs(experiment_names=["parity"], output_format="list")
-basic = [r for r in listed if r.info.run_name == "basic"][0]
+basic = next(r for r in listed if r.info.run_name == "basic")
 with mlflow.start_run(run_name="search"):
     mlflow.log_dict(
         {
