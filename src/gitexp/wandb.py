@@ -409,7 +409,8 @@ class Run:
         safe = key.replace("/", "_")
         with tempfile.TemporaryDirectory(prefix="gitexp-wandb-") as tmp:
             path = value._write(tmp, f"{safe}_{step}")
-            digest = hashlib.sha256(open(path, "rb").read()).hexdigest()[:8]
+            with open(path, "rb") as f:
+                digest = hashlib.sha256(f.read()).hexdigest()[:8]
             ext = ".table.json" if isinstance(value, Table) else os.path.splitext(path)[1] or ".png"
             self._run.log_artifact(path, name=f"media/{kind}/{safe}_{step}_{digest}{ext}")
 
