@@ -29,6 +29,7 @@ from gitexp.store import ExpStore
 
 PAGE = 1000
 FILE_STORE_OPT_IN = "MLFLOW_ALLOW_FILE_STORE"  # MLflow 3 reads an mlruns directory only with it
+NO_TELEMETRY = "MLFLOW_DISABLE_TELEMETRY"  # reading a store sends nothing anywhere else
 
 
 def tracking_uri(source: str) -> str:
@@ -69,6 +70,7 @@ def _quiet_mlflow(uri: str) -> Iterator[None]:
     import logging
 
     before = os.environ.get(FILE_STORE_OPT_IN)
+    os.environ.setdefault(NO_TELEMETRY, "true")
     if uri.startswith("file:"):
         os.environ[FILE_STORE_OPT_IN] = "true"
     logger = logging.getLogger("mlflow")

@@ -19,9 +19,10 @@ client.set_tag(run_id, "kind", "batch-2")
 client.log_text(run_id, "by id\n", "client.txt")
 client.log_dict(run_id, {"k": 1}, "client.json")
 client.set_terminated(run_id)
-history = client.get_metric_history(run_id, "loss")
+history = sorted(client.get_metric_history(run_id, "loss"), key=lambda m: m.step)
 with mlflow.start_run(run_name="client-reader"):
     steps = [m.step for m in history]
     mlflow.log_dict({"steps": steps, "values": [m.value for m in history]}, "history.json")
     read = client.get_run(run_id)
-    mlflow.log_dict({"params": read.data.params, "status": read.info.status}, "read.json")
+    params = dict(sorted(read.data.params.items()))
+    mlflow.log_dict({"params": params, "status": read.info.status}, "read.json")

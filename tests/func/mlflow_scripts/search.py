@@ -21,7 +21,7 @@ with mlflow.start_run(run_name="search"):
                 c for c in found.columns if c in ("params.lr", "metrics.acc", "tags.team", "run_id")
             ),
             "named": sorted(named["tags.mlflow.runName"]),
-            "basic_params": mlflow.get_run(basic.info.run_id).data.params,
+            "basic_params": dict(sorted(mlflow.get_run(basic.info.run_id).data.params.items())),
             "basic_metrics": sorted(mlflow.get_run(basic.info.run_id).data.metrics),
         },
         "search.json",
