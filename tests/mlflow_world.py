@@ -14,6 +14,7 @@ The server is stopped when the session ends.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -86,7 +87,7 @@ def mlflow_world(tmp_path_factory) -> Any:
     env = _env(base)
     port = free_port()
     server_url = f"http://127.0.0.1:{port}"
-    log = open(base / "server.log", "w")  # noqa: SIM115 (open for the session)
+    log = open(base / "server.log", "w")  # open for the session: the server writes to it
     server = subprocess.Popen(
         [
             os.path.join(BIN, "mlflow"),
@@ -141,7 +142,9 @@ def mlflow_world(tmp_path_factory) -> Any:
             assert "\nimport mlflow\n" in text, name
             changed = base / "shim-scripts" / name
             changed.parent.mkdir(exist_ok=True)
-            changed.write_text(text.replace("\nimport mlflow\n", "\nimport gitexp.mlflow as mlflow\n"))
+            changed.write_text(
+                text.replace("\nimport mlflow\n", "\nimport gitexp.mlflow as mlflow\n")
+            )
             scripts.append(str(changed))
         shim = subprocess.run(
             [sys.executable, "-c", SHIM_RUNNER, str(shim_repo), *scripts],
@@ -175,3 +178,47 @@ def mlflow_world(tmp_path_factory) -> Any:
     finally:
         stop(server)
         log.close()
+
+
+def gitexp_runs(repo: Path) -> dict[str, dict[str, Any]]:
+    """Every run of a repository, as the same data the driver dumps from MLflow."""
+    from gitexp.interop import mlflow_names as names
+    from gitexp.mlflow._session import _output_files
+    from gitexp.store import ExpStore
+
+    out: dict[str, dict[str, Any]] = {}
+    with ExpStore(repo) as store:
+        for ref in store.list_refs():
+            rec = store.read(ref)
+            table = store.read_metrics(rec)
+            metrics: dict[str, list[list[Any]]] = {}
+            for key, step, value, time in zip(
+                table.column("key").to_pylist(),
+                table.column("step").to_pylist(),
+                table.column("value").to_pylist(),
+                table.column("time").cast("int64").to_pylist(),
+            ):
+                metrics.setdefault(key, []).append([step, round(time / 1000), value])
+            artifacts = {
+                path: hashlib.sha256(store.cas.get_bytes(key)).hexdigest()
+                for path, key, _, _ in _output_files(store, rec)
+            }
+            out[rec.name or rec.run_id] = {
+                "run_id": rec.run_id,
+                "experiment": rec.experiment,
+                "name": rec.name,
+                "status": names.mlflow_status(rec.status),
+                "start_time": names.millis(rec.info.get("start_time")),
+                "end_time": names.millis(rec.info.get("end_time")),
+                "params": names.flat_params(rec.params),
+                "tags": names.tag_pairs(rec.tags),
+                "metrics": {k: sorted(v) for k, v in metrics.items()},
+                "artifacts": artifacts,
+                "origin": rec.info.get("origin"),
+                "notes": [n["text"] for n in rec.info.get("notes") or []],
+            }
+    return out
+
+
+def user_tags(tags: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in tags.items() if not k.startswith("mlflow.")}

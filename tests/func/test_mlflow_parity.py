@@ -3,62 +3,17 @@
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conftest import fsck
+from mlflow_world import gitexp_runs, user_tags
 
 pytestmark = pytest.mark.slow
 
 # what MLflow writes that the shim does not: autolog's plots and estimator page
 MLFLOW_ONLY = {"estimator.html", "training_confusion_matrix.png"}
-
-
-def gitexp_runs(repo: Path) -> dict[str, dict[str, Any]]:
-    """Every run of a repository, as the same data the driver dumps from MLflow."""
-    from gitexp.interop import mlflow_names as names
-    from gitexp.mlflow._session import _output_files
-    from gitexp.store import ExpStore
-
-    out: dict[str, dict[str, Any]] = {}
-    with ExpStore(repo) as store:
-        for ref in store.list_refs():
-            rec = store.read(ref)
-            table = store.read_metrics(rec)
-            metrics: dict[str, list[list[Any]]] = {}
-            for key, step, value, time in zip(
-                table.column("key").to_pylist(),
-                table.column("step").to_pylist(),
-                table.column("value").to_pylist(),
-                table.column("time").cast("int64").to_pylist(),
-            ):
-                metrics.setdefault(key, []).append([step, round(time / 1000), value])
-            artifacts = {
-                path: hashlib.sha256(store.cas.get_bytes(key)).hexdigest()
-                for path, key, _, _ in _output_files(store, rec)
-            }
-            out[rec.name or rec.run_id] = {
-                "run_id": rec.run_id,
-                "experiment": rec.experiment,
-                "name": rec.name,
-                "status": names.mlflow_status(rec.status),
-                "start_time": names.millis(rec.info.get("start_time")),
-                "end_time": names.millis(rec.info.get("end_time")),
-                "params": names.flat_params(rec.params),
-                "tags": names.tag_pairs(rec.tags),
-                "metrics": {k: sorted(v) for k, v in metrics.items()},
-                "artifacts": artifacts,
-                "origin": rec.info.get("origin"),
-                "notes": [n["text"] for n in rec.info.get("notes") or []],
-            }
-    return out
-
-
-def user_tags(tags: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in tags.items() if not k.startswith("mlflow.")}
 
 
 def series(points: list[list[Any]]) -> list[tuple[int, float]]:
