@@ -73,6 +73,12 @@ class ImportReport:
     warnings: list[str] = field(default_factory=list)
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an error from another tool, for one-line messages."""
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
 def _when(ts: float) -> _dt.datetime:
     return _dt.datetime.fromtimestamp(ts, tz=_dt.timezone.utc)
 

@@ -24,7 +24,14 @@ from typing import Any
 from gitexp import records as fmt
 from gitexp.errors import ForeignStoreError, GitExpError, MissingExtra, UsageError
 from gitexp.interop import mlflow_names as names
-from gitexp.interop.imported import ImportedRun, Importer, ImportReport, Point, tag_pairs_as_tags
+from gitexp.interop.imported import (
+    ImportedRun,
+    Importer,
+    ImportReport,
+    Point,
+    first_line,
+    tag_pairs_as_tags,
+)
 from gitexp.store import ExpStore
 
 PAGE = 1000
@@ -146,7 +153,7 @@ def import_mlflow(
             raise
         except Exception as exc:
             raise ForeignStoreError(
-                f"cannot read MLflow store {shown_uri(uri)}: {_line(exc)}"
+                f"cannot read MLflow store {shown_uri(uri)}: {first_line(exc)}"
             ) from exc
         if only:
             wanted = set(only)
@@ -174,11 +181,6 @@ def import_mlflow(
     return report
 
 
-def _line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
-
-
 def _import_experiment(
     client: Any,
     uri: str,
@@ -196,7 +198,7 @@ def _import_experiment(
         )
     except Exception as exc:
         raise ForeignStoreError(
-            f"cannot list the runs of MLflow experiment {exp.name!r}: {_line(exc)}"
+            f"cannot list the runs of MLflow experiment {exp.name!r}: {first_line(exc)}"
         ) from exc
     models = _logged_models(client, exp.experiment_id)
     starts = {r.info.run_id: r.info.start_time for r in runs}
@@ -240,7 +242,7 @@ def _logged_models(client: Any, experiment_id: str) -> dict[str, list[Any]]:
             if m.source_run_id:
                 out.setdefault(m.source_run_id, []).append(m)
     except Exception as exc:
-        raise ForeignStoreError(f"cannot list the logged models: {_line(exc)}") from exc
+        raise ForeignStoreError(f"cannot list the logged models: {first_line(exc)}") from exc
     return out
 
 
@@ -275,7 +277,7 @@ def _import_run(
                 seen.add(point)
                 points.append(Point(m.key, point[0], point[2], point[1] / 1000.0))
     except Exception as exc:
-        raise ForeignStoreError(f"cannot read the metrics: {_line(exc)}") from exc
+        raise ForeignStoreError(f"cannot read the metrics: {first_line(exc)}") from exc
     run_tags = tag_pairs_as_tags(
         tags,
         report,
@@ -328,7 +330,7 @@ def _import_run(
             if logged:
                 origin["models"] = logged
         except Exception as exc:
-            raise ForeignStoreError(f"cannot download the artifacts: {_line(exc)}") from exc
+            raise ForeignStoreError(f"cannot download the artifacts: {first_line(exc)}") from exc
         imported = ImportedRun(
             identity="mlflow:" + run_id,
             experiment=dest,

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from gitexp import records as fmt
 from gitexp.errors import ForeignStoreError, GitExpError, MissingExtra, UsageError
-from gitexp.interop.imported import ImportedRun, Importer, ImportReport, Point
+from gitexp.interop.imported import ImportedRun, Importer, ImportReport, Point, first_line
 from gitexp.records import ExpRef
 from gitexp.store import ExpStore, RunRecord
 
@@ -156,7 +156,7 @@ def import_tensorboard(
         try:
             read = _read_run([os.path.join(root, rel, f) for f in files])
         except Exception as exc:
-            report.skipped.append(f"{name}: cannot read its event files ({_line(exc)})")
+            report.skipped.append(f"{name}: cannot read its event files ({first_line(exc)})")
             continue
         ignored += read.ignored
         if read.first is None:
@@ -192,11 +192,6 @@ def import_tensorboard(
             "graphs) were not imported"
         )
     return report
-
-
-def _line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
 
 
 def _first_record_hash(path: str) -> str:
