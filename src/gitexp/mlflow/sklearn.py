@@ -289,7 +289,7 @@ def _patch() -> None:
         return
     own = BaseEstimator.__dict__.get("__init_subclass__")
 
-    def hook(cls: type, **kwargs: Any) -> None:
+    def hook(cls: type, /, **kwargs: Any) -> None:
         if own is not None:
             own.__func__(cls, **kwargs)
         else:
@@ -297,7 +297,7 @@ def _patch() -> None:
         if _autolog["enabled"]:
             _patch_class(cls)
 
-    BaseEstimator.__init_subclass__ = classmethod(hook)  # type: ignore[assignment,method-assign]
+    setattr(BaseEstimator, "__init_subclass__", classmethod(hook))  # noqa: B010
     _hooks.append((BaseEstimator, own))
 
 
@@ -319,7 +319,7 @@ def _unpatch() -> None:
             with contextlib.suppress(AttributeError):
                 delattr(base, "__init_subclass__")
         else:
-            base.__init_subclass__ = own  # type: ignore[method-assign]
+            setattr(base, "__init_subclass__", own)  # noqa: B010
 
 
 @contextlib.contextmanager
