@@ -293,7 +293,8 @@ def _patch() -> None:
         if own is not None:
             own.__func__(cls, **kwargs)
         else:
-            super(BaseEstimator, cls).__init_subclass__(**kwargs)  # type: ignore[misc]
+            parent: Any = super(BaseEstimator, cls)
+            parent.__init_subclass__(**kwargs)
         if _autolog["enabled"]:
             _patch_class(cls)
 
