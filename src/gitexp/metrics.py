@@ -80,6 +80,14 @@ def check_step(step: Any, key: str) -> int:
     return n
 
 
+def _timestamp(value: Any, key: str) -> float:
+    """A point's time given by the caller: finite seconds since the epoch."""
+    t = to_float(value, key)
+    if not math.isfinite(t) or not 0 <= t < 1e11:
+        raise InvalidValue(f"metric {key!r}: timestamp {value!r} is not a time in seconds", key)
+    return t
+
+
 class MetricBuffer:
     """Thread-safe in-memory buffer of metric points.
 
@@ -111,13 +119,16 @@ class MetricBuffer:
                     self.names.append(key)
         return kid
 
-    def append(self, key: str, value: Any, step: Any = None) -> None:
-        """Buffer one point."""
+    def append(
+        self, key: str, value: Any, step: Any = None, timestamp: float | None = None
+    ) -> None:
+        """Buffer one point (``timestamp``: its time in seconds since the epoch; now
+        when None)."""
         kid = self.key_ids.get(key)
         if kid is None:
             kid = self._key_id(key)
         v = value if type(value) is float else to_float(value, key)
-        now = time.time()
+        now = time.time() if timestamp is None else _timestamp(timestamp, key)
         with self.lock:
             if step is None:
                 s = self.next_step.get(key, 0)

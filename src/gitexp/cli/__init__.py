@@ -21,6 +21,7 @@ COMMANDS = {
     "show": "gitexp.cli.commands:show_cmd",
     "diff": "gitexp.cli.commands:diff_cmd",
     "export": "gitexp.cli.export_cmds:export_cmd",
+    "import": "gitexp.cli.import_cmds:import_cmd",
     "fsck": "gitexp.cli.maint_cmds:fsck_cmd",
     "gc": "gitexp.cli.maint_cmds:gc_cmd",
     "rm": "gitexp.cli.maint_cmds:rm_cmd",
