@@ -155,11 +155,11 @@ def metric_value(summary: Any, metric: str | None) -> float | None:
 
 
 def settle_outcome(
-    repo: str, ref_name: str | None, status: str, exit_code: int | None, metric: str | None
+    store: ExpStore, ref_name: str | None, status: str, exit_code: int | None, metric: str | None
 ) -> m.Outcome:
     """What a trial's ended run means to the sweep: finished with its metric
     (a finished run that never logged the metric is marked ``failed``, in its
-    own repository), pruned with its last value, killed or failed."""
+    own repository ``store``), pruned with its last value, killed or failed."""
     if ref_name is None:
         return m.Outcome(m.FAILED, error=f"exit code {exit_code}")
     if status not in ("finished", "pruned"):
@@ -167,15 +167,14 @@ def settle_outcome(
         return m.Outcome(state, run=ref_name, error=f"exit code {exit_code}")
     if metric is None:
         return m.Outcome(m.FINISHED if status == "finished" else m.PRUNED, run=ref_name)
-    with ExpStore(repo) as store:
-        ref = ExpRef.from_ref(ref_name)
-        value = metric_value(store.read(ref).summary, metric)
-        if status == "pruned":
-            return m.Outcome(m.PRUNED, value, ref_name)
-        if value is None:
-            error = f"the trial never logged the sweep's metric {metric!r}"
-            store.update(ref, RunDelta(run={"status": "failed", "error": error}), "fail")
-            return m.Outcome(m.FAILED, run=ref_name, error=error)
+    ref = ExpRef.from_ref(ref_name)
+    value = metric_value(store.read(ref).summary, metric)
+    if status == "pruned":
+        return m.Outcome(m.PRUNED, value, ref_name)
+    if value is None:
+        error = f"the trial never logged the sweep's metric {metric!r}"
+        store.update(ref, RunDelta(run={"status": "failed", "error": error}), "fail")
+        return m.Outcome(m.FAILED, run=ref_name, error=error)
     return m.Outcome(m.FINISHED, value, ref_name)
 
 
@@ -284,6 +283,9 @@ class Driver:
         self.stopped: str | None = None
         self.warnings: list[str] = []
         self._last_write = 0.0
+        self._local = threading.local()
+        self._stores: list[ExpStore] = []
+        self._stores_lock = threading.Lock()
         self._gpus: queue.Queue[str] | None = None
         if gpus:
             self._gpus = queue.Queue()
@@ -344,12 +346,28 @@ class Driver:
             if watch is not None:
                 watch("", "")  # closes what it opened
         return settle_outcome(
-            self.repo_path, result.ref, result.status, result.exit_code, spec.metric
+            self.thread_store(), result.ref, result.status, result.exit_code, spec.metric
         )
 
     def finished_outcome(self, ref_name: str) -> m.Outcome:
         """The outcome of a trial whose run finished: its metric, or failed without one."""
-        return settle_outcome(self.repo_path, ref_name, "finished", 0, self.spec.metric)
+        return settle_outcome(self.thread_store(), ref_name, "finished", 0, self.spec.metric)
+
+    def thread_store(self) -> ExpStore:
+        """This executor thread's own store on the sweep's repository (stores are
+        not shared between threads); all are closed when the sweep ends."""
+        store: ExpStore | None = getattr(self._local, "store", None)
+        if store is None:
+            store = self._local.store = ExpStore(self.repo_path)
+            with self._stores_lock:
+                self._stores.append(store)
+        return store
+
+    def _close_stores(self) -> None:
+        with self._stores_lock:
+            for store in self._stores:
+                store.close()
+            self._stores.clear()
 
     # ------------------------------------------------------------ a batch
     def evaluate(self, jobs: Sequence[m.Job]) -> dict[tuple[int, int], m.Outcome]:
@@ -493,6 +511,7 @@ class Driver:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
         self.executor.close()
+        self._close_stores()  # the executor's threads are done with them
         status = "failed" if self.stopped else "finished"
         self.record.data["status"] = status
         self.record.data["reason"] = self.stopped

@@ -139,11 +139,14 @@ def _trial(fn: Callable[[dict[str, Any], Any, Run], Any]) -> Callable[[Driver, m
                     run._finish("pruned")
                     status, value = "pruned", None
                 if value is not None and spec.metric is not None:
-                    run.log_summary({spec.metric: float(value)})
+                    value = float(value)
+                    run.log_summary({spec.metric: value})
         except Exception as exc:
             last = traceback.format_exception_only(type(exc), exc)[-1].strip()
             return m.Outcome(m.FAILED, run=run.ref, error=last)
-        return settle_outcome(driver.repo_path, run.ref, status, 0, spec.metric)
+        if value is not None and spec.metric is not None:
+            return m.Outcome(m.FINISHED, value, run.ref)  # its final value: no need to read
+        return settle_outcome(driver.thread_store(), run.ref, status, 0, spec.metric)
 
     return run_one
 

@@ -208,9 +208,10 @@ def run_trial(task: Mapping[str, Any]) -> dict[str, Any]:
             watch_interval=WATCH_INTERVAL,
         )
         out.update(run=result.ref, status=result.status, exit_code=result.exit_code)
-        outcome = settle_outcome(
-            clone, result.ref, result.status, result.exit_code, task.get("metric")
-        )
+        with ExpStore(clone) as store:
+            outcome = settle_outcome(
+                store, result.ref, result.status, result.exit_code, task.get("metric")
+            )
         if outcome.state == "failed" and result.status == "finished":
             out.update(status="failed", error=outcome.error)
     except GitExpError as exc:
