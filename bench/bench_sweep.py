@@ -89,7 +89,7 @@ def spawn_cost(n: int) -> tuple[float, float]:
     """(wall, CPU) per ``true`` spawned and waited for by Python, as the driver does."""
     cpu0, t0 = child_cpu(), time.perf_counter()
     for _ in range(n):
-        subprocess.run(["true"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        subprocess.run(["true"], capture_output=True)
     return (time.perf_counter() - t0) / n, (child_cpu() - cpu0) / n
 
 
@@ -379,7 +379,8 @@ def report(f: dict[str, Any]) -> str:
         a, g = s["alone"]["per_trial_ms"], s["gitexp"]["per_trial_ms"]
         lines += [
             "",
-            f"S3 Optuna {s['optuna']} (RandomSampler), {s['alone']['trials']} trials, ms per trial:",
+            f"S3 Optuna {s['optuna']} (RandomSampler), {s['alone']['trials']} trials, "
+            "ms per trial:",
             f"  Optuna alone                      {a:8.2f}",
             f"  + gitexp.OptunaCallback           {g:8.2f}   (tracking: {g - a:.2f} ms)",
         ]
@@ -408,7 +409,8 @@ def report(f: dict[str, Any]) -> str:
         s = f["S5"]
         lines += [
             "",
-            f"S5 hidden optimum, {s['seeds']} seeds (true value of the reported best, 1 = optimum):",
+            f"S5 hidden optimum, {s['seeds']} seeds "
+            "(true value of the reported best, 1 = optimum):",
             "  method               budget  runs  mean   median  worst",
         ]
         for method, r in s["summary"].items():

@@ -88,6 +88,12 @@ def test_a_pruner_stops_a_running_command_trial_and_its_run_keeps_its_metrics(gx
     assert rec["method"] == "optuna" and rec["counts"] == {"finished": 1, "pruned": 1}
     assert rec["best"]["run"] == good  # a pruned trial's last value is never the best
     assert "1 pruned" in proc.stderr
+    # resume rebuilds the study from the runs (params, values, steps) and runs nothing again
+    proc = gx("sweep", "resume", sweep_id, "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(run_refs(project)) == sorted(runs)
+    rec = json.loads(git("show", f"refs/sweeps/{sweep_id}:sweep.json", cwd=project))
+    assert rec["status"] == "finished" and rec["counts"] == {"finished": 1, "pruned": 1}
     fsck(project)
 
 
