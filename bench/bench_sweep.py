@@ -96,13 +96,46 @@ def spawn_cost(n: int) -> tuple[float, float]:
 # ------------------------------------------------------------------ S1, S4
 
 
+def run_command_cost(tmp: Path, n: int, round_: int) -> tuple[float, float]:
+    """(wall, CPU) per ``true`` recorded as a run by ``run_command`` in this process,
+    the way a trial is, without a sweep: what recording a run costs by itself."""
+    from gitexp.capture import code_state
+    from gitexp.runner import run_command
+    from gitexp.store import ExpStore
+
+    repo = str(tmp / f"s1-runs-{round_}")
+    make_repo(repo)
+    old = os.environ.copy()
+    os.environ.update(IDENTITY)
+    try:
+        with ExpStore(repo) as store:
+            code = code_state(store.repo, store.cas)
+        r0 = resource.getrusage(resource.RUSAGE_SELF)
+        c0 = child_cpu() + r0.ru_utime + r0.ru_stime
+        t0 = time.perf_counter()
+        for i in range(n):
+            run_command(["true", str(i)], repo=repo, experiment="s1-runs", code=code, cwd=repo)
+        wall = time.perf_counter() - t0
+        r1 = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = child_cpu() + r1.ru_utime + r1.ru_stime - c0
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    return wall / n, cpu / n
+
+
 def s1_overhead(tmp: Path, sizes: tuple[int, int], repeats: int) -> dict[str, Any]:
     out: dict[str, Any] = {"sizes": list(sizes)}
     repo = str(tmp / "s1")
     make_repo(repo)
     walls: dict[int, list[float]] = {n: [] for n in sizes}
     cpus: dict[int, list[float]] = {n: [] for n in sizes}
-    for _ in range(repeats):
+    base_wall: list[float] = []
+    base_cpu: list[float] = []
+    for r in range(repeats):  # interleaved, so that a change of load hits all of them
+        w, c = run_command_cost(tmp, sizes[1], r)
+        base_wall.append(w)
+        base_cpu.append(c)
         for n in sizes:
             spec = {
                 "experiment": f"s1-{n}",
@@ -118,6 +151,7 @@ def s1_overhead(tmp: Path, sizes: tuple[int, int], repeats: int) -> dict[str, An
     wall_slope = (statistics.median(walls[b]) - statistics.median(walls[a])) / (b - a)
     cpu_slope = (statistics.median(cpus[b]) - statistics.median(cpus[a])) / (b - a)
     spawn_wall, spawn_cpu = spawn_cost(200)
+    runs_wall, runs_cpu = statistics.median(base_wall), statistics.median(base_cpu)
     out.update(
         wall_per_trial_ms=1000 * wall_slope,
         cpu_per_trial_ms=1000 * cpu_slope,
@@ -126,6 +160,10 @@ def s1_overhead(tmp: Path, sizes: tuple[int, int], repeats: int) -> dict[str, An
         overhead_wall_ms=1000 * (wall_slope - spawn_wall),
         overhead_cpu_ms=1000 * (cpu_slope - spawn_cpu),
         fixed_s=statistics.median(walls[a]) - a * wall_slope,
+        run_wall_ms=1000 * runs_wall,
+        run_cpu_ms=1000 * runs_cpu,
+        driver_wall_ms=1000 * (wall_slope - runs_wall),
+        driver_cpu_ms=1000 * (cpu_slope - runs_cpu),
         walls={str(k): v for k, v in walls.items()},
     )
     return out
@@ -169,7 +207,18 @@ def s2_function(tmp: Path, trials: int) -> dict[str, Any]:
     )
     took = time.perf_counter() - t0
     assert best is not None
-    return {"trials": trials, "seconds": took, "per_trial_ms": 1000 * took / trials}
+    # baseline: the same runs recorded with start_run, no sweep
+    t0 = time.perf_counter()
+    for i in range(trials):
+        with gitexp.start_run(experiment="s2-runs", params={"x": i / trials}, repo=repo) as run:
+            run.log_summary({"objective": (i / trials - 0.3) ** 2})
+    runs = time.perf_counter() - t0
+    return {
+        "trials": trials,
+        "seconds": took,
+        "per_trial_ms": 1000 * took / trials,
+        "start_run_ms": 1000 * runs / trials,
+    }
 
 
 def s3_optuna_here(tmp: Path, trials: int) -> dict[str, Any]:
@@ -365,6 +414,10 @@ def report(f: dict[str, Any]) -> str:
             f"  overhead (goal <= 20 ms)  {s['overhead_wall_ms']:8.1f} ms",
             f"  CPU per trial             {s['cpu_per_trial_ms']:8.1f} ms "
             f"(overhead {s['overhead_cpu_ms']:.1f} ms)",
+            f"  baseline: `true` recorded as a run by run_command, no sweep: "
+            f"{s['run_wall_ms']:.1f} ms wall, {s['run_cpu_ms']:.1f} ms CPU",
+            f"  the sweep's own share     {s['driver_wall_ms']:8.1f} ms wall, "
+            f"{s['driver_cpu_ms']:.1f} ms CPU",
             f"  fixed cost of a sweep     {s['fixed_s']:8.2f} s",
         ]
     if "S2" in f:
@@ -373,6 +426,8 @@ def report(f: dict[str, Any]) -> str:
             "",
             f"S2 gitexp.sweep, {s['trials']} trials of a trivial function: "
             f"{s['seconds']:.2f} s, {s['per_trial_ms']:.1f} ms per trial",
+            f"  baseline: the same runs through start_run, no sweep: {s['start_run_ms']:.1f} ms "
+            f"per run (the sweep's own share: {s['per_trial_ms'] - s['start_run_ms']:.1f} ms)",
         ]
     if "S3" in f:
         s = f["S3"]
