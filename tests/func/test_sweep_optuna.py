@@ -154,6 +154,7 @@ def test_without_optuna_installed_the_error_names_the_extra(project):
     assert run_refs(project) == []
 
 
+@pytest.mark.slow
 def test_gitexp_sweep_with_optuna_prunes_through_the_run_it_gives_the_function(project):
     import gitexp
 

@@ -291,7 +291,7 @@ class DaskExecutor(LocalExecutor):
         metric = driver.spec.metric
         with self._sync, ExpStore(driver.repo_path) as store:
             try:
-                fetch(store, self._remote_arg())
+                fetch(store, self._remote_arg(), prefix=ref_name)  # this run only
             except GitExpError as exc:
                 return m.Outcome(m.FAILED, run=ref_name, error=f"fetching the run: {exc}")
             ref = ExpRef.from_ref(ref_name)
