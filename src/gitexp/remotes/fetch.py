@@ -15,6 +15,7 @@ from gitexp.errors import (
     RemoteError,
     RunNotFound,
     StoreError,
+    UsageError,
 )
 from gitexp.git import GitRepo, SyncStatus
 from gitexp.records import NAMESPACE, ExpRef
@@ -120,16 +121,24 @@ def _moved(name: str, old: str | None, new: str, ok: bool, status: SyncStatus) -
 
 
 def fetch(
-    store: ExpStore, remote: str | None = None, progress: ProgressFn = no_progress
+    store: ExpStore,
+    remote: str | None = None,
+    progress: ProgressFn = no_progress,
+    prefix: str = NAMESPACE,
 ) -> FetchResult:
-    """Bring the remote's runs into ``refs/experiments/``; never overwrite diverged ones."""
+    """Bring the remote's runs into ``refs/experiments/``; never overwrite diverged ones.
+
+    ``prefix``: only the runs whose refs start with it (one run's full ref, say:
+    a sweep's driver takes each trial's run as it ends)."""
+    if not prefix.startswith(NAMESPACE):
+        raise UsageError(f"fetch: {prefix!r} is not under {NAMESPACE}")
     repo = store.repo
     rem = resolve_remote(repo, remote)
     result = FetchResult(rem)
     progress(Progress("fetching runs"))
     remote_refs = repo.fetch(
         rem.url,
-        NAMESPACE,
+        prefix,
         ssh_command=rem.ssh_command,
         progress=lambda text: progress(Progress("fetching runs", text=text)),
     )

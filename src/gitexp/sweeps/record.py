@@ -37,6 +37,7 @@ class SweepRecord:
     data: dict[str, Any]
     sha: str | None = None
     spec_file: tuple[str, bytes] | None = None  # (name in the tree, bytes)
+    written_code: str | None = None  # the code commit of the commit ``sha`` (a parent of it)
     _trials: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict, repr=False)
 
     @property
@@ -66,17 +67,29 @@ def validate_id(sweep_id: str) -> str:
 
 
 def write(repo: GitRepo, record: SweepRecord, message: str) -> str:
-    """Commit the record on its ref (parent: the previous commit); return the sha."""
+    """Commit the record on its ref; return the sha.
+
+    The parents are the previous commit of the ref and, when the sweep's code
+    commit is new to the record (the first commit, or a resume after the code
+    changed), that code commit: like a run, pushing the sweep's ref pushes the
+    code its trials run (a Dask worker fetches it from there), and gc never
+    loses it.
+    """
     entries = {SWEEP_JSON: (MODE_BLOB, repo.write_blob(fmt.canonical_json(record.to_json())))}
     if record.spec_file is not None:
         name, raw = record.spec_file
         entries[name] = (MODE_BLOB, repo.write_blob(raw))
     tree = repo.write_tree(entries)
+    code = record.data.get("code_commit")
     for _ in range(20):
         old = repo.get_ref(record.ref)
-        sha = repo.write_commit(tree, [old] if old else [], message)
+        parents = [old] if old else []
+        if isinstance(code, str) and code != record.written_code and repo.has_object(code):
+            parents.append(code)
+        sha = repo.write_commit(tree, parents, message)
         if repo.set_ref(record.ref, old, sha, message):
             record.sha = sha
+            record.written_code = code if isinstance(code, str) else None
             return sha
     raise FormatError(f"could not update {record.ref}: it keeps moving")
 
@@ -145,7 +158,8 @@ def _parse(repo: GitRepo, sweep_id: str, sha: str) -> SweepRecord:
     for name in sorted(set(SPEC_NAMES.values())):
         if name in entries:
             spec_file = (name, repo.read_blob(entries[name][1]))
-    record = SweepRecord(sweep_id, data, sha, spec_file)
+    code = data.get("code_commit")
+    record = SweepRecord(sweep_id, data, sha, spec_file, code if isinstance(code, str) else None)
     for entry in trials:
         if isinstance(entry, dict) and isinstance(entry.get("trial"), int):
             record.set_trial(entry)

@@ -120,6 +120,8 @@ class Spec:
     sampler: str | None = None
     pruner: str | None = None
     max_failures: int | None = None
+    sampler_args: dict[str, Any] = field(default_factory=dict)
+    pruner_args: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -274,6 +276,27 @@ def _command(value: Any) -> tuple[str, ...]:
     return tuple(tokens)
 
 
+def _plugin(key: str, body: Any) -> tuple[str | None, dict[str, Any]]:
+    """``sampler``/``pruner``: a name (``tpe``, ``TPESampler``) or ``{name: NAME,
+    ARG: VALUE...}``; the name is checked against Optuna when the sweep starts."""
+    if body is None:
+        return None, {}
+    if isinstance(body, str):
+        name, args = body, {}
+    elif isinstance(body, dict) and isinstance(body.get("name"), str):
+        name, args = body["name"], {k: v for k, v in body.items() if k != "name"}
+    else:
+        raise SpecError(
+            f"{key} must be the name of an Optuna {key} or {{name: NAME, ...arguments}}"
+        )
+    if not _NAME_RE.match(name):
+        raise SpecError(f"{key} {name!r} is not the name of an Optuna {key}")
+    for arg in args:
+        if not isinstance(arg, str) or not _NAME_RE.match(arg):
+            raise SpecError(f"{key}: {arg!r} is not an argument name")
+    return name, fmt.to_jsonable(args, key)
+
+
 def parse_spec(data: Any, where: str = "sweep file", in_process: bool = False) -> Spec:
     """Check a sweep description (already parsed from its file) and return it.
 
@@ -359,9 +382,10 @@ def parse_spec(data: Any, where: str = "sweep file", in_process: bool = False) -
                     f"grid search needs 'values' for every searched parameter; {p.name} has "
                     f"a {p.kind} distribution (use method: random)"
                 )
-    for key in ("sampler", "pruner"):
-        if data.get(key) is not None and not isinstance(data[key], str):
-            raise SpecError(f"{key} must be the name of an Optuna {key}")
+    plugins = {key: _plugin(key, data.get(key)) for key in ("sampler", "pruner")}
+    for key, (plugin, _) in plugins.items():
+        if plugin is not None and method != "optuna":
+            raise SpecError(f"{key} is for method optuna, not {method}")
     max_failures = data.get("max_failures")
     if max_failures is not None and (
         isinstance(max_failures, bool) or not isinstance(max_failures, int) or max_failures < 1
@@ -377,8 +401,10 @@ def parse_spec(data: Any, where: str = "sweep file", in_process: bool = False) -
         budget=budget,
         trials=trials,
         seed=seed,
-        sampler=data.get("sampler"),
-        pruner=data.get("pruner"),
+        sampler=plugins["sampler"][0],
+        pruner=plugins["pruner"][0],
+        sampler_args=plugins["sampler"][1],
+        pruner_args=plugins["pruner"][1],
         max_failures=max_failures,
         raw=fmt.to_jsonable(data),
     )
