@@ -20,12 +20,19 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
-from gitexp.errors import IntegrityError, InvalidName, ObjectMissing, StoreError, UsageError
+from gitexp.errors import (
+    FormatError,
+    IntegrityError,
+    InvalidName,
+    ObjectMissing,
+    StoreError,
+    UsageError,
+)
 
 CHUNK = 1 << 20
 BIG = 64 << 20  # from this size on, hash with all cores
 SMALL = 4 << 20  # up to this size a file is hashed before it is copied (read into memory)
-_KEY_RE = re.compile(r"^[0-9a-f]{64}$")
+_KEY_RE = re.compile(r"[0-9a-f]{64}")  # always fullmatch: "$" would let a "\n" through
 
 
 def _hasher(size_hint: int = 0) -> Any:
@@ -45,7 +52,7 @@ def hash_bytes(data: bytes) -> str:
 
 def check_key(key: str) -> str:
     """Refuse anything that is not a 64-digit lowercase hex BLAKE3 key."""
-    if not isinstance(key, str) or not _KEY_RE.match(key):
+    if not isinstance(key, str) or not _KEY_RE.fullmatch(key):
         raise InvalidName(f"{key!r} is not a BLAKE3 hex digest", str(key))
     return key
 
@@ -173,11 +180,17 @@ class StatCache:
         if row is None:
             return None
         size, mtime_ns, ino, hashed_ns, key = row
+        # a row is a cache, not a record: one that is not what put() writes (a
+        # damaged or edited database) is ignored, never trusted as a key
+        if not isinstance(key, str) or not _KEY_RE.fullmatch(key):
+            return None
+        if not all(type(v) is int for v in (size, mtime_ns, ino, hashed_ns)):
+            return None
         if (size, mtime_ns, ino) != (st.st_size, st.st_mtime_ns, st.st_ino):
             return None
         if mtime_ns >= hashed_ns - self.RACY_NS:
             return None
-        return str(key)
+        return key
 
     def put(self, path: str, st: os.stat_result, key: str) -> None:
         """Remember the key of a file just hashed."""
@@ -519,7 +532,7 @@ class LocalStore:
                 continue
             for rest in sorted(os.listdir(sub)):
                 key = d + rest
-                if _KEY_RE.match(key):
+                if _KEY_RE.fullmatch(key):
                     yield key
 
     def size_on_disk(self) -> int:
@@ -546,9 +559,20 @@ def dir_listing(entries: Iterable[tuple[str, str, int, int]]) -> bytes:
 
 
 def parse_dir_listing(data: bytes) -> list[tuple[str, str, int, int]]:
-    """Inverse of :func:`dir_listing`: (path, key, size, mode) per file."""
+    """Inverse of :func:`dir_listing`: (path, key, size, mode) per file.
+
+    FormatError for anything :func:`dir_listing` would not write (a listing
+    from elsewhere is only as good as its writer).
+    """
     out = []
-    for line in data.decode("utf-8").splitlines():
-        mode, key, size, path = line.split(" ", 3)
-        out.append((path, check_key(key), int(size), int(mode, 8)))
+    try:
+        for line in data.decode("utf-8").splitlines():
+            mode, key, size, path = line.split(" ", 3)
+            if mode not in ("100644", "100755"):
+                raise ValueError(f"mode {mode!r} of {path!r} is not 100644 or 100755")
+            if not size.isdigit():
+                raise ValueError(f"size {size!r} of {path!r} is not a number")
+            out.append((path, check_key(key), int(size), int(mode, 8)))
+    except (ValueError, InvalidName) as exc:  # UnicodeDecodeError is a ValueError
+        raise FormatError(f"a directory listing does not parse: {exc}") from exc
     return out

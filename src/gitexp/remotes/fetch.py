@@ -87,13 +87,14 @@ def _not_a_run(repo: GitRepo, sha: str, name: str) -> str:
         found = repo.lookup_path(info.tree, fmt.RUN_JSON)
         if found is None:
             return "not a git-exp run (no run.json)"
-        run = fmt.parse_json(repo.read_blob(found[1]), fmt.RUN_JSON)
+        limit = fmt.doc_limit(fmt.RUN_JSON)
+        run = fmt.parse_json(repo.read_blob(found[1], limit), fmt.RUN_JSON, limit)
         if not isinstance(run, dict):
             return "run.json is not an object"
         fmt.check_version(run, "the run")
         found = repo.lookup_path(info.tree, fmt.PARAMS_JSON)
         if found is not None and not isinstance(
-            fmt.parse_json(repo.read_blob(found[1]), fmt.PARAMS_JSON), dict
+            fmt.parse_json(repo.read_blob(found[1], fmt.MAX_DOC_BYTES), fmt.PARAMS_JSON), dict
         ):
             return "params.json is not an object"
     except StoreError as exc:

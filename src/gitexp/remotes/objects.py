@@ -72,7 +72,8 @@ def manifest_entries(
     if found is None:
         return [], []
     try:
-        data = fmt.parse_json(repo.read_blob(found[1]), f"{run}: {ARTIFACTS_JSON}")
+        limit = fmt.doc_limit(ARTIFACTS_JSON)
+        data = fmt.parse_json(repo.read_blob(found[1], limit), f"{run}: {ARTIFACTS_JSON}", limit)
     except StoreError as exc:
         return [], [Refusal(run, ARTIFACTS_JSON, str(exc))]
     if not isinstance(data, list):
@@ -117,8 +118,8 @@ def listing_files(data: bytes, label: str) -> list[tuple[str, str, int, int]]:
     """
     try:
         rows = parse_dir_listing(data)
-    except (ValueError, UnicodeDecodeError, InvalidName) as exc:
-        raise IntegrityError(f"{label}: the directory listing does not parse: {exc}") from exc
+    except StoreError as exc:
+        raise IntegrityError(f"{label}: {exc}") from exc
     for path, _key, _size, _mode in rows:
         try:
             norm = fmt.normalize_artifact_path(path)
@@ -141,7 +142,7 @@ def referenced_keys(store: ExpStore, refs: dict[str, str]) -> list[str]:
             keys.append(listing)
             try:
                 rows = parse_dir_listing(store.cas.get_bytes(listing))
-            except (StoreError, ValueError, InvalidName):
+            except StoreError:
                 continue  # not here (counted by the caller) or damaged (refused later)
             keys += [k for _, k, _, _ in rows]
         keys += [k for k in objs.optional if store.cas.has(k)]
