@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import gitexp
-from conftest import finished_run, git, make_repo, run_refs
+from conftest import finished_run, fsck, git, make_repo, run_refs
 from gitexp.errors import FormatError, InvalidName, InvalidValue, UsageError
 from gitexp.store import ExpStore
 from servers import bare
@@ -87,6 +87,67 @@ def amend_run(repo: Path, ref: str, files: dict[str, bytes]) -> str:
 
 def manifest_of(repo: Path, ref: str) -> list[dict]:
     return json.loads(git("show", f"{ref}:artifacts.json", cwd=repo))
+
+
+# ---------------------------------- 4. a shared artifact store: regular files, bounded reads
+
+
+@pytest.fixture
+def shared(tmp_path):
+    """Alice's run with an artifact, pushed to a bare remote whose artifact store
+    is a shared directory (``shared.git/exp``); Bob's clone of it."""
+    alice = make_repo(tmp_path / "alice")
+    (alice / "m.bin").write_bytes(b"model bytes " * 100)
+    with gitexp.start_run(experiment="share", repo=alice, command=["test"]) as run:
+        run.log_artifact(alice / "m.bin")
+    remote = bare(tmp_path, "shared.git")
+    git("remote", "add", "origin", str(remote), cwd=alice)
+    git("push", "-q", "origin", "HEAD:refs/heads/main", cwd=alice)
+    proc = subprocess.run(["git", "exp", "push"], cwd=alice, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    entry = next(a for a in manifest_of(alice, run.ref) if a["path"] == "m.bin")
+    obj = remote / "exp" / "objects" / entry["blake3"][:2] / entry["blake3"][2:]
+    assert obj.is_file()
+    bob = tmp_path / "bob"
+    git("clone", "-q", str(remote), str(bob), cwd=tmp_path)
+    return bob, run.id, entry, obj
+
+
+def _bob_has_nothing_of(bob: Path, key: str) -> None:
+    cas = bob / ".git" / "exp"
+    assert not (cas / "objects" / key[:2] / key[2:]).exists()
+    tmp = cas / "tmp"
+    assert not tmp.exists() or list(tmp.iterdir()) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "larger"])
+def test_a_shared_store_object_that_is_not_its_bytes_is_refused_quickly(shared, kind):
+    bob, run_id, entry, obj = shared
+    os.chmod(obj, 0o644)
+    obj.unlink()
+    if kind == "fifo":  # a reader that opens it waits forever for a writer
+        os.mkfifo(obj)
+    elif kind == "dev-zero":  # endless bytes
+        os.symlink("/dev/zero", obj)
+    else:  # the right bytes, then 256 MiB more (sparse: costs the store nothing)
+        with open(obj, "wb") as f:
+            f.write(b"model bytes " * 100)
+            f.truncate(256 << 20)
+    proc = gx_bounded("pull", cwd=bob)
+    assert proc.returncode == 6, proc.stdout + proc.stderr
+    assert "m.bin" in proc.stderr and "Traceback" not in proc.stderr
+    reason = {"fifo": "not a regular file", "dev-zero": "not a regular file", "larger": "larger"}
+    assert reason[kind] in proc.stderr, proc.stderr
+    _bob_has_nothing_of(bob, entry["blake3"])
+    assert run_refs(bob)  # the run itself arrived
+
+    out = bob / "out.bin"
+    line = one_line(gx_bounded("get", run_id, "m.bin", "-o", str(out), cwd=bob), 6)
+    assert reason[kind] in line
+    assert not out.exists()
+    _bob_has_nothing_of(bob, entry["blake3"])
+    fsck(bob)
 
 
 # ------------------------------------------------- 5. small inputs, bounded memory

@@ -291,9 +291,12 @@ def download_objects(
     files: list[tuple[str, str]] = []
     dirs: list[tuple[str, str]] = []
     optional: set[str] = set()  # listings of directories whose files were not stored
+    sizes: dict[str, int] = {}  # the most bytes each may hold: downloads stop past it
     for name, sha in targets:
         short = name[len(NAMESPACE) :]
         objs = run_objects(store.repo, sha, short)
+        for key, size in objs.sizes.items():
+            sizes[key] = max(size, sizes.get(key, 0))
         result.refused += objs.refused
         files += objs.files
         dirs += objs.dirs
@@ -304,7 +307,7 @@ def download_objects(
         if cas.has(key):
             return True
         try:
-            n = remote_store.download(cas, key)
+            n = remote_store.download(cas, key, size=sizes.get(key))
         except IntegrityError as exc:
             run, _, path = label.partition(": ")
             result.refused.append(Refusal(run, path, str(exc)))
@@ -330,6 +333,8 @@ def download_objects(
             result.refused.append(Refusal(run, path, str(exc).removeprefix(label + ": ")))
             continue
         files += [(k, f"{label}/{p}") for p, k, _, _ in rows]
+        for _, k, size, _ in rows:
+            sizes[k] = max(size, sizes.get(k, 0))
     first: dict[str, str] = {}
     for key, label in files:
         first.setdefault(key, label)
@@ -342,7 +347,7 @@ def download_objects(
     def fetch_one(item: tuple[str, str]) -> tuple[str, str, BaseException | int]:
         key, label = item
         try:
-            return key, label, remote_store.download(cas, key, meter.add_bytes)
+            return key, label, remote_store.download(cas, key, meter.add_bytes, sizes.get(key))
         except (IntegrityError, ObjectMissing) as exc:
             return key, label, exc
         finally:
