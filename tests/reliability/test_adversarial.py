@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import gitexp
-from conftest import finished_run, fsck, git, make_repo, run_refs
+from conftest import finished_run, fsck, git, make_repo, run_refs, user_state
 from gitexp.errors import FormatError, InvalidName, InvalidValue, UsageError
 from gitexp.store import ExpStore
 from servers import bare
@@ -87,6 +87,122 @@ def amend_run(repo: Path, ref: str, files: dict[str, bytes]) -> str:
 
 def manifest_of(repo: Path, ref: str) -> list[dict]:
     return json.loads(git("show", f"{ref}:artifacts.json", cwd=repo))
+
+
+# ------------------------------------------- 1. checkout-code stays inside the repository
+
+
+def _run_with_snapshot_link(repo: Path, target: Path, link: str = "link") -> str:
+    """A run whose snapshot commit holds ``link -> target`` (an untracked symlink
+    when the run was made); the symlink is then removed from the work tree."""
+    os.makedirs(os.path.dirname(repo / link) or repo, exist_ok=True)
+    os.symlink(target, repo / link)
+    ref = finished_run("hostile", repo=repo)
+    code = json.loads(git("show", f"{ref}:code.json", cwd=repo))
+    assert code["dirty"] and git("ls-tree", code["snapshot"], link, cwd=repo).startswith("120000")
+    os.unlink(repo / link)
+    return ref
+
+
+def _code_entry(store: ExpStore, path: str, data: bytes) -> dict:
+    key = store.cas.put_bytes(data)
+    return {"path": path, "blake3": key, "size": len(data), "mode": "100644", "role": "code"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("depth", ["top", "deep", "chain", "on-disk"])
+def test_checkout_code_never_writes_through_a_symlink_out_of_the_repository(
+    repo, gx, tmp_path, depth
+):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    if depth == "top":  # link -> /elsewhere, code file link/newdir/payload
+        ref = _run_with_snapshot_link(repo, outside)
+        hostile = "link/newdir/payload"
+    elif depth == "deep":  # a/b/link -> /elsewhere, code file a/b/link/x/y/payload
+        ref = _run_with_snapshot_link(repo, outside, "a/b/link")
+        hostile = "a/b/link/x/y/payload"
+    elif depth == "chain":  # inner -> hop (inside the repository), hop -> /elsewhere
+        os.symlink(outside, repo / "hop")
+        ref = _run_with_snapshot_link(repo, repo / "hop", "inner")
+        os.unlink(repo / "hop")
+        hostile = "inner/newdir/payload"
+    else:  # not in the code: an untracked symlink of the user's, on disk
+        (repo / "helper.py").write_text("# untracked: in the snapshot\n")
+        ref = finished_run("hostile", repo=repo)
+        (repo / "helper.py").unlink()
+        os.symlink(outside, repo / "data")
+        hostile = "data/newdir/payload"
+    with ExpStore(repo) as store:
+        good = _code_entry(store, "weights.bin", b"large code file " * 100)
+        bad = _code_entry(store, hostile, b"planted by a hostile run\n")
+    amend_run(repo, ref, {"artifacts.json": json.dumps([good, bad]).encode()})
+    run_id = ref.rsplit("/", 1)[1]
+    before = user_state(repo)
+
+    line = one_line(gx("checkout-code", run_id), 6)
+    assert hostile in line and "symlink" in line
+    assert list(outside.iterdir()) == []
+    # all or nothing: no branch created, nothing checked out, the good file not restored
+    assert user_state(repo) == before
+    assert not (repo / "weights.bin").exists()
+    assert git("branch", "--list", f"exp/{run_id}", cwd=repo) == ""
+    # reproduce refuses the same run with the same check (the user's own link is
+    # not in the code: the replay's copy has none, the file lands inside it)
+    proc = gx("reproduce", run_id)
+    if depth != "on-disk":
+        assert proc.returncode == 8 and hostile in proc.stderr, proc.stderr
+    assert list(outside.iterdir()) == []
+    assert user_state(repo) == before
+    fsck(repo)
+
+
+@pytest.mark.slow
+def test_a_damaged_code_file_leaves_no_branch_and_the_work_tree_as_it_was(repo, gx):
+    (repo / "helper.py").write_text("# untracked: in the snapshot\n")
+    ref = finished_run("hostile", repo=repo)
+    (repo / "helper.py").unlink()
+    with ExpStore(repo) as store:
+        good = _code_entry(store, "a/weights.bin", b"large code file " * 100)
+        damaged = _code_entry(store, "b/other.bin", b"these bytes will change")
+        path = store.cas.path_for(damaged["blake3"])
+    os.chmod(path, 0o644)
+    Path(path).write_bytes(b"these bytes did change!")
+    amend_run(repo, ref, {"artifacts.json": json.dumps([good, damaged]).encode()})
+    run_id = ref.rsplit("/", 1)[1]
+    before = user_state(repo)
+    line = one_line(gx("checkout-code", run_id), 6)
+    assert "damaged" in line
+    assert user_state(repo) == before
+    assert not (repo / "a").exists() and not (repo / "b").exists()
+    assert not (repo / "helper.py").exists()
+    assert git("branch", "--list", f"exp/{run_id}", cwd=repo) == ""
+
+
+@pytest.mark.slow
+def test_a_restore_failing_after_the_switch_switches_back_and_removes_the_branch(repo, gx):
+    (repo / "models").mkdir()
+    (repo / "models" / "a.txt").write_text("untracked: in the snapshot as a directory\n")
+    ref = finished_run("hostile", repo=repo)
+    (repo / "models" / "a.txt").unlink()
+    (repo / "models").rmdir()
+    with ExpStore(repo) as store:
+        good = _code_entry(store, "w.bin", b"large code file " * 100)
+        in_the_way = _code_entry(store, "models", b"a file where the code has a directory")
+    amend_run(repo, ref, {"artifacts.json": json.dumps([good, in_the_way]).encode()})
+    run_id = ref.rsplit("/", 1)[1]
+    head = git("rev-parse", "HEAD", cwd=repo)
+    before = user_state(repo)
+    line = one_line(gx("checkout-code", run_id), 6)
+    assert "models" in line and "directory is in the way" in line
+    after = user_state(repo)
+    assert after == before  # switched there and back: the same files, index and refs
+    assert git("rev-parse", "HEAD", cwd=repo) == head
+    assert git("symbolic-ref", "HEAD", cwd=repo).strip() == "refs/heads/main"
+    assert git("branch", "--list", f"exp/{run_id}", cwd=repo) == ""
+    assert not (repo / "w.bin").exists() and not (repo / "models").exists()
+    assert list(repo.glob(".gitexp-*")) == []
+    fsck(repo)
 
 
 # ---------------------------------- 4. a shared artifact store: regular files, bounded reads
@@ -323,6 +439,14 @@ def test_a_directory_listing_mode_other_than_a_file_is_refused():
     with pytest.raises(FormatError, match="mode"):
         parse_dir_listing(f"107777 {'a' * 64} 3 x.bin\n".encode())
     assert parse_dir_listing(f"100755 {'a' * 64} 3 x.bin\n".encode())[0][3] == 0o100755
+
+
+def test_restore_never_makes_a_file_writable_by_others(repo, tmp_path):
+    with ExpStore(repo) as store:
+        key = store.cas.put_bytes(b"bytes")
+        for mode, want in ((0o100644, 0o644), (0o100755, 0o755), (0o107777, 0o755)):
+            store.cas.restore(key, tmp_path / "out", mode)
+            assert os.stat(tmp_path / "out").st_mode & 0o7777 == want
 
 
 @pytest.mark.slow

@@ -453,6 +453,20 @@ class LocalStore:
 
         Nothing is left at ``dest`` when the object is damaged.
         """
+        tmp = self.restore_beside(key, dest, mode)
+        try:
+            os.replace(tmp, dest)
+        except BaseException:
+            _unlink_quiet(tmp)
+            raise
+
+    def restore_beside(
+        self, key: str, dest: str | os.PathLike[str], mode: int | None = None
+    ) -> str:
+        """The verified bytes of an object in a new temporary file next to
+        ``dest`` (its directory created), with ``mode``'s permissions; the caller
+        renames it into place, or removes it. Nothing is left when the object is
+        damaged or missing."""
         dest = os.fspath(dest)
         src_path = self.path_for(key)
         parent = os.path.dirname(os.path.abspath(dest)) or "."
@@ -473,11 +487,11 @@ class LocalStore:
                     f"object {key[:12]} is damaged: its bytes hash to {got[:12]}", key, got
                 )
             if mode is not None:
-                os.chmod(tmp, mode & 0o777)
-            os.replace(tmp, dest)
+                os.chmod(tmp, file_mode(mode))
         except BaseException:
             _unlink_quiet(tmp)
             raise
+        return tmp
 
     def verify(self, key: str) -> None:
         """Raise IntegrityError or ObjectMissing unless the object is intact."""
@@ -538,6 +552,40 @@ class LocalStore:
     def size_on_disk(self) -> int:
         """Total bytes of all objects."""
         return sum(os.path.getsize(self.path_for(k)) for k in self.iter_keys())
+
+
+def contained_path(root: str, rel: str) -> str:
+    """``root/rel`` for a file to restore, refusing a place a symlink leads out of
+    ``root`` (StoreError naming ``rel``).
+
+    A run's snapshot or a work tree may hold symlinks that point anywhere; every
+    directory on the way to the file that exists, at any depth, must resolve
+    inside ``root`` (a link to another place inside it is fine). The file itself
+    may be a symlink: a restore renames over it, never writes through it.
+    Directories that do not exist yet are created by the restore, inside.
+    """
+    parts = rel.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise StoreError(f"{rel!r} is not a normalised relative path")
+    real_root = os.path.realpath(root)
+    path = root
+    for part in parts[:-1]:
+        path = os.path.join(path, part)
+        if not os.path.lexists(path):
+            break
+        real = os.path.realpath(path)
+        if real != real_root and not real.startswith(real_root + os.sep):
+            raise StoreError(
+                f"{rel}: a symlink leads this path out of {root} ({path} -> {real}); refused"
+            )
+    return os.path.join(root, *parts)
+
+
+def file_mode(mode: int) -> int:
+    """The permissions a restored file gets for a recorded mode: ``0o755`` when
+    any execute bit is set, else ``0o644`` (as git checks files out). Never
+    writable by others, never setuid, whatever a manifest from elsewhere says."""
+    return 0o755 if mode & 0o111 else 0o644
 
 
 def _unlink_quiet(path: str) -> None:
