@@ -197,7 +197,7 @@ def compact_json(data: Any) -> bytes:
         ).encode("ascii")
 
 
-def parse_json(data: bytes, what: str, limit: int = MAX_DOC_BYTES) -> Any:
+def parse_json(data: bytes, what: str, limit: int | None = None) -> Any:
     """Parse a JSON file from a run tree or raise FormatError naming it.
 
     Bounded: at most ``limit`` bytes (see :func:`doc_limit`), nesting at most
@@ -205,8 +205,10 @@ def parse_json(data: bytes, what: str, limit: int = MAX_DOC_BYTES) -> Any:
     (canonical JSON never writes them), so that a hostile document is one
     FormatError, never a RecursionError, an OverflowError or a hang.
     """
+    if limit is None:
+        limit = MAX_DOC_BYTES
     if len(data) > limit:
-        raise FormatError(f"{what} is {len(data):,} bytes, more than {limit:,} allowed")
+        raise FormatError(f"{what} is {len(data)} bytes, more than {limit} allowed")
     try:
         value = json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
     except RecursionError:
