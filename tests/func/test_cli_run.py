@@ -342,6 +342,7 @@ def test_minus_c_runs_as_if_started_there(gx, repo, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_minus_c_changes_directory_like_git_for_every_command(gx, repo, tmp_path):
     """git's own -C changes the working directory, so does `git exp -C`: what a
     command writes relative to the working directory lands in PATH; several -C
