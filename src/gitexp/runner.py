@@ -89,9 +89,7 @@ def load_config(path: str) -> dict[str, Any]:
         if ext == ".json":
             data = json.loads(raw.decode("utf-8"))
         elif ext in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(raw.decode("utf-8"))
+            data = _load_yaml(raw.decode("utf-8"), path)
         elif ext == ".toml":
             if sys.version_info >= (3, 11):
                 import tomllib
@@ -111,6 +109,69 @@ def load_config(path: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of params at the top")
     return fmt.to_jsonable(data)  # type: ignore[no-any-return]
+
+
+# the most values a YAML config may expand to: anchors and aliases let a few hundred
+# bytes stand for billions of values ("billion laughs"); a config is a few hundred
+MAX_CONFIG_VALUES = 1_000_000
+
+
+def _load_yaml(text: str, path: str) -> Any:
+    """``yaml.safe_load``, refusing a document whose aliases expand past
+    MAX_CONFIG_VALUES values or into a value that contains itself (ConfigError),
+    counted on the composed node graph before anything is built."""
+    import yaml
+
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expansion(node, path)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _check_expansion(root: Any, path: str) -> None:
+    """How many values the YAML node graph ``root`` stands for once every alias
+    is expanded: each node counted once, with memory, without recursion."""
+    import yaml
+
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        if isinstance(node, yaml.ScalarNode):
+            sizes[id(node)] = 1
+            continue
+        children: list[Any] = (
+            [n for pair in node.value for n in pair]
+            if isinstance(node, yaml.MappingNode)
+            else list(node.value)
+        )
+        if done:
+            open_nodes.discard(id(node))
+            total = 1 + sum(sizes[id(c)] for c in children)
+            if total > MAX_CONFIG_VALUES:
+                raise ConfigError(
+                    f"config file {path}: its aliases expand to more than "
+                    f"{MAX_CONFIG_VALUES:,} values"
+                )
+            sizes[id(node)] = total
+            continue
+        if id(node) in sizes:
+            continue
+        if id(node) in open_nodes:
+            raise ConfigError(f"config file {path}: an alias makes a value contain itself")
+        open_nodes.add(id(node))
+        stack.append((node, True))
+        for child in children:
+            if id(child) in open_nodes:
+                raise ConfigError(f"config file {path}: an alias makes a value contain itself")
+            if id(child) not in sizes:
+                stack.append((child, False))
 
 
 def _parse_problem(exc: Exception) -> str:
@@ -196,7 +257,7 @@ def run_command(
     """
     env = dict(os.environ if environ is None else environ)
     cwd = os.path.abspath(cwd or os.getcwd())
-    experiment = experiment or fmt.DEFAULT_EXPERIMENT
+    experiment = fmt.DEFAULT_EXPERIMENT if experiment is None else experiment
     fmt.validate_experiment(experiment)
     fmt.validate_run_name(name)
     tag_list = sorted({fmt.validate_tag(t) for t in tags})

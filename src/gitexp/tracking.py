@@ -697,7 +697,7 @@ def start_run(
     attach_ref = env.get(ENV_RUN_REF)
     if attach_ref and attach_ref not in _attached_refs:
         return _attach(attach_ref, env.get(ENV_REPO) or repo or ".", name, params, tags, env)
-    experiment = experiment or fmt.DEFAULT_EXPERIMENT
+    experiment = fmt.DEFAULT_EXPERIMENT if experiment is None else experiment
     fmt.validate_experiment(experiment)
     fmt.validate_run_name(name)
     clean_params: dict[str, Any] = {}

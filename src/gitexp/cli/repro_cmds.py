@@ -425,3 +425,9 @@ def checkout_code_cmd(ctx: click.Context, run: str, branch: str | None, as_json:
             "not restored (a file of yours is in the way): " + ", ".join(data["skipped"]),
             err=True,
         )
+    if data["missing"]:
+        echo(
+            "not restored (not in the local artifact store; git exp get RUN fetches them): "
+            + ", ".join(data["missing"]),
+            err=True,
+        )

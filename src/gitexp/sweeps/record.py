@@ -25,7 +25,7 @@ SWEEP_NAMESPACE = "refs/sweeps/"
 SWEEP_JSON = "sweep.json"
 SWEEP_FORMAT = 1
 MODE_BLOB = 0o100644
-_ID_RE = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6,}$")
+_ID_RE = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{6,}")  # always fullmatch
 SPEC_NAMES = {".yaml": "spec.yaml", ".yml": "spec.yaml", ".toml": "spec.toml", ".json": "spec.json"}
 
 
@@ -61,7 +61,7 @@ class SweepRecord:
 
 def validate_id(sweep_id: str) -> str:
     """A sweep id has the shape of a run id; anything else is no sweep here."""
-    if not isinstance(sweep_id, str) or not _ID_RE.match(sweep_id):
+    if not isinstance(sweep_id, str) or not _ID_RE.fullmatch(sweep_id):
         raise SweepNotFound(f"no sweep {sweep_id!r} (sweep ids look like 20261206-035400-1a2b3c)")
     return sweep_id
 
@@ -144,7 +144,8 @@ def _parse(repo: GitRepo, sweep_id: str, sha: str) -> SweepRecord:
     entries = repo.read_tree(info.tree)
     if SWEEP_JSON not in entries:
         raise FormatError(f"sweep {sweep_id} ({sha[:12]}) has no {SWEEP_JSON}")
-    data = fmt.parse_json(repo.read_blob(entries[SWEEP_JSON][1]), f"sweep {sweep_id}: sweep.json")
+    raw = repo.read_blob(entries[SWEEP_JSON][1], fmt.MAX_DOC_BYTES)
+    data = fmt.parse_json(raw, f"sweep {sweep_id}: sweep.json")
     if not isinstance(data, dict):
         raise FormatError(f"sweep {sweep_id}: sweep.json is not an object")
     if data.get("format") != SWEEP_FORMAT:
@@ -157,7 +158,7 @@ def _parse(repo: GitRepo, sweep_id: str, sha: str) -> SweepRecord:
     spec_file = None
     for name in sorted(set(SPEC_NAMES.values())):
         if name in entries:
-            spec_file = (name, repo.read_blob(entries[name][1]))
+            spec_file = (name, repo.read_blob(entries[name][1], fmt.MAX_DOC_BYTES))
     code = data.get("code_commit")
     record = SweepRecord(sweep_id, data, sha, spec_file, code if isinstance(code, str) else None)
     for entry in trials:
@@ -171,7 +172,7 @@ def list_ids(repo: GitRepo) -> dict[str, str]:
     out = {}
     for name, sha in repo.refs_under(SWEEP_NAMESPACE).items():
         sweep_id = name[len(SWEEP_NAMESPACE) :] if name.startswith(SWEEP_NAMESPACE) else name
-        if _ID_RE.match(sweep_id):
+        if _ID_RE.fullmatch(sweep_id):
             out[sweep_id] = sha
     return out
 

@@ -24,7 +24,7 @@ GOALS = ("maximize", "minimize")
 BUDGETED = ("successive_halving", "hyperband")
 SAMPLED = ("random", "successive_halving", "optuna")  # methods that need ``trials``
 MAX_TRIALS = 1_000_000
-_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")  # always fullmatch
 _PLACEHOLDER_RE = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
 _TOP_KEYS = {
     "experiment",
@@ -185,7 +185,7 @@ def _number(where: str, value: Any) -> float:
 
 
 def _param(name: str, body: Any) -> Param:
-    if not _NAME_RE.match(name):
+    if not _NAME_RE.fullmatch(name):
         raise SpecError(f"parameter name {name!r} is not a name (letters, digits, _ . -)")
     where = f"parameters.{name}"
     if not isinstance(body, dict) or not ({"distribution", "values", "value"} & set(body)):
@@ -240,7 +240,7 @@ def _budget(body: Any) -> Budget:
     if extra:
         raise SpecError(f"budget: unknown field {sorted(extra)[0]!r}")
     param = body.get("param")
-    if not isinstance(param, str) or not _NAME_RE.match(param):
+    if not isinstance(param, str) or not _NAME_RE.fullmatch(param):
         raise SpecError("budget.param must name the parameter that takes the budget")
     for key in ("min", "max"):
         if key not in body:
@@ -310,7 +310,9 @@ def parse_spec(data: Any, where: str = "sweep file", in_process: bool = False) -
     method = data.get("method", "random")
     if method not in METHODS:
         raise SpecError(f"unknown method {method!r} (one of {', '.join(METHODS)})")
-    experiment = data.get("experiment") or fmt.DEFAULT_EXPERIMENT
+    experiment = data.get("experiment")
+    if experiment is None:  # absent: the default; empty text is refused below
+        experiment = fmt.DEFAULT_EXPERIMENT
     if not isinstance(experiment, str):
         raise SpecError("experiment must be text")
     fmt.validate_experiment(experiment)
