@@ -9,6 +9,8 @@ callers catch the class they care about. The tree::
     │   ├── InvalidName                       experiment/run names, ref paths
     │   ├── InvalidValue                      params and metrics with no faithful form
     │   ├── BranchExists                      ``checkout-code``: the branch is elsewhere
+    │   ├── TargetExists                      a file to write exists and overwriting was not asked
+    │   ├── UnsupportedCall                   an MLflow/W&B call the shims do not map; ``call``
     │   └── ConfigError                       a config file that does not parse
     │       └── SpecError                     a sweep file that is not a valid search
     ├── NotARepository               exit 3   not inside a git repository
@@ -23,6 +25,8 @@ callers catch the class they care about. The tree::
     │   ├── ObjectMissing                     a CAS or git object is not there
     │   └── FormatError                       a run tree that does not parse
     │       └── UnsupportedFormat             a format version this release cannot read
+    │   └── ForeignStoreError                 an MLflow store or TensorBoard logdir to import from
+    │                                         cannot be read
     ├── RunStateError                exit 7   an operation on a finished/foreign run
     ├── CannotReproduce              exit 8   ``reproduce`` could not replay the run
     │   │                                     (missing code commit or CAS object, input drift)
@@ -50,6 +54,7 @@ __all__ = [
     "DirtyWorkTree",
     "Diverged",
     "ExecutorError",
+    "ForeignStoreError",
     "FormatError",
     "GitExpError",
     "InputDrift",
@@ -69,6 +74,8 @@ __all__ = [
     "SpecError",
     "StoreError",
     "SweepNotFound",
+    "TargetExists",
+    "UnsupportedCall",
     "UnsupportedFormat",
     "UnsupportedRepository",
     "UsageError",
@@ -117,6 +124,31 @@ class BranchExists(UsageError):
         super().__init__(message)
         self.branch = branch
         self.commit = commit
+
+
+class TargetExists(UsageError):
+    """A file or directory to write exists, and overwriting it was not asked for;
+    ``path`` is where."""
+
+    def __init__(self, message: str, path: str = "") -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class UnsupportedCall(UsageError, AttributeError):
+    """A call of ``gitexp.mlflow`` or ``gitexp.wandb`` that git-exp does not map onto its
+    own API: raised instead of doing nothing. ``call`` names it (``mlflow.log_input``).
+
+    Also an ``AttributeError``: an unsupported name is raised when it is looked up,
+    so ``hasattr`` and Python's own machinery (imports, pickle) see a missing name."""
+
+    def __init__(self, call: str, why: str = "") -> None:
+        super().__init__(
+            f"{call} is not supported by git-exp"
+            + (f": {why}" if why else "")
+            + " (docs/migrating.md lists what is)"
+        )
+        self.call = call
 
 
 class ConfigError(UsageError):
@@ -203,6 +235,11 @@ class UnsupportedFormat(FormatError):
     def __init__(self, message: str, version: object = None) -> None:
         super().__init__(message)
         self.version = version
+
+
+class ForeignStoreError(StoreError):
+    """A store of another tool (an MLflow ``mlruns`` directory, database or tracking
+    server, a TensorBoard log directory) that an import cannot read."""
 
 
 class RunStateError(GitExpError):

@@ -9,7 +9,7 @@ import pytest
 
 from contract.blobstore import BlobStoreContract, RemoteStoreContract
 from gitexp.cas import LocalStore
-from gitexp.remotes import RemoteStore
+from gitexp.cas.remote import RemoteStore
 
 
 def _corrupt_local(store: LocalStore, key: str, data: bytes) -> None:

@@ -35,10 +35,13 @@ LAYERS = {
     "export": 7,
     "maintenance": 7,
     "remotes": 7,
+    "interop": 7,  # import from MLflow and TensorBoard, export to TensorBoard; MLflow's names
     "replay": 8,  # reproduce (runner, seeding, rundiff, catalog)
     "sweeps": 8,  # sweeps: trials through the runner, results through the leaderboard
     "api": 9,
     "ui": 10,  # the dashboard: a server and a report over the services
+    "mlflow": 10,  # the MLflow-style API (shim) over tracking, the leaderboard and interop
+    "wandb": 10,  # the W&B-style API (shim) over tracking
     "integrations": 10,  # framework callbacks (Lightning, Keras, transformers, XGBoost, LightGBM)
     "cli": 20,
 }
@@ -104,8 +107,7 @@ PYARROW_OWNERS = {
     "catalog",  # the run index, a Parquet file
     "leaderboard",  # result tables (gitexp.runs())
     "export",  # Parquet / CSV files for pandas, polars, DuckDB
-    "remotes",  # pyarrow.fs: the remote artifact stores (S3, GCS, HDFS, local)
-    "cas",  # where the remote store moves to (cas/remote.py)
+    "cas",  # pyarrow.fs: the remote artifact store (cas/remote.py: S3, GCS, HDFS, local)
 }
 
 
@@ -191,7 +193,7 @@ def test_the_core_never_prints_or_exits():
 
 # core modules whose error messages still name a CLI flag (issue 12 section 4): to be
 # reworded so that the CLI names the flag; the list only shrinks
-FLAG_NAMING = {"gitexp.remotes", "gitexp.sweeps.driver"}
+FLAG_NAMING = {"gitexp.sweeps.driver"}
 
 
 def test_core_error_messages_state_facts_not_cli_flags():

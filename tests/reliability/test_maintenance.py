@@ -346,6 +346,8 @@ while True:
     with open("a.bin", "wb") as f:
         f.write(os.urandom(20000))
     with gitexp.start_run(experiment="kill", params={"i": i}) as run:
+        if i == 0:
+            open("started", "w").close()
         for s in range(30):
             run.log_metrics({"x": float(s)}, step=s)
         run.log_artifact("a.bin")
@@ -359,8 +361,14 @@ def test_sigkill_at_random_moments_never_leaves_a_ref_to_a_missing_object(repo, 
     (repo / "writer.py").write_text(WRITER)
     rng = random.Random(1234)
     for _ in range(15):
+        (repo / "started").unlink(missing_ok=True)
         proc = subprocess.Popen([sys.executable, "writer.py"], cwd=repo)
-        time.sleep(rng.uniform(0.25, 1.0))
+        # the random moment counts from the first run's start, not from an
+        # interpreter start that a loaded machine can stretch past it
+        deadline = time.monotonic() + 60
+        while not (repo / "started").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.75))
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         git("fsck", "--connectivity-only", cwd=repo)

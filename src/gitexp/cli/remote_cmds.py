@@ -335,8 +335,13 @@ def get_cmd(
         if err is not None:
             raise err
         return
+    from gitexp.errors import TargetExists
+
     with open_store(ctx) as store:
-        result = get(store, run, path, dest, remote=remote, force=force, progress=bar)
+        try:
+            result = get(store, run, path, dest, remote=remote, force=force, progress=bar)
+        except TargetExists as exc:
+            raise TargetExists(f"{exc}; use --force to overwrite it", exc.path) from None
     bar.done()
     what = f"{result.files} file(s)" if result.entry.kind == "dir" else "1 file"
     fetched_n = f", {result.downloaded} object(s) fetched" if result.downloaded else ""
