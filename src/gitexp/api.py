@@ -39,6 +39,17 @@ def log_metrics(metrics: Mapping[str, Any], step: int | None = None) -> None:
     _need_active().log_metrics(metrics, step)
 
 
+def log_throughput(n_items: float, step: int | None = None, *, name: str = "items") -> float:
+    """Log ``throughput/<name>_per_sec`` on the active run: ``n_items`` per second
+    since its previous call for ``name`` (or since the run started). Returns the rate."""
+    return _need_active().log_throughput(n_items, step, name=name)
+
+
+def reset_throughput(name: str = "items") -> None:
+    """Start the throughput clock of ``name`` on the active run now."""
+    _need_active().reset_throughput(name)
+
+
 def log_param(key: str, value: Any) -> None:
     """Record a param on the active run."""
     _need_active().log_param(key, value)

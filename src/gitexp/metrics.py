@@ -148,6 +148,52 @@ class MetricBuffer:
             rows.values.append(v)
             rows.times.append(now)
 
+    def append_rate(
+        self, key: str, clock: list[float], items: float, step: Any = None, record: bool = True
+    ) -> float:
+        """Buffer the rate ``items`` per second since the mark of ``clock`` as one
+        point of ``key``, and move the mark; return the rate.
+
+        ``clock`` is ``[monotonic time of the mark, items carried over]``, updated
+        in place under the buffer's lock (calls from several threads are timed in
+        the order they get it). When no time went by since the mark, nothing is
+        buffered, the items are carried over to the next call, and the rate is NaN.
+        ``record=False`` moves the mark without buffering (a forked child).
+        """
+        kid = self.key_ids.get(key)
+        if kid is None:
+            kid = self._key_id(key)
+        with self.lock:
+            mark = time.monotonic()
+            elapsed = mark - clock[0]
+            total = clock[1] + items
+            if elapsed <= 0.0:
+                clock[1] = total
+                return math.nan
+            clock[0] = mark
+            clock[1] = 0.0
+            rate = total / elapsed
+            if not record:
+                return rate
+            if step is None:
+                s = self.next_step.get(key, 0)
+            else:
+                s = step if type(step) is int and 0 <= step < MAX_STEP else check_step(step, key)
+            if s >= self.next_step.get(key, 0):
+                self.next_step[key] = s + 1
+            rows = self.rows
+            rows.keys.append(kid)
+            rows.steps.append(s)
+            rows.values.append(rate)
+            rows.times.append(time.time())
+        return rate
+
+    def mark_rate(self, clock: list[float]) -> None:
+        """Set the mark of a rate ``clock`` (see :meth:`append_rate`) to now."""
+        with self.lock:
+            clock[0] = time.monotonic()
+            clock[1] = 0.0
+
     def append_many(
         self,
         values: Mapping[str, Any],

@@ -17,6 +17,7 @@ import atexit
 import contextlib
 import json
 import logging
+import math
 import os
 import sys
 import threading
@@ -225,6 +226,11 @@ class Run:
         self._start = _clock()
         self._attached = attached
         self._buffer = MetricBuffer()
+        # throughput clocks: name -> (metric key, [monotonic time of the last mark,
+        # items carried over from a call in the same clock tick]); the first mark is
+        # the run's start (metrics.MetricBuffer.append_rate)
+        self._rates: dict[str, tuple[str, list[float]]] = {}
+        self._rates_origin = time.monotonic() - max(0.0, time.time() - start)
         self._pending = RunDelta()
         self._held: list[Any] = []  # point tables a failed write gave back, oldest first
         self._io = threading.RLock()
@@ -342,6 +348,34 @@ class Run:
         with self._io:
             self._pending.summary.final.update(final)
             self._spool()
+
+    def log_throughput(
+        self, n_items: float, step: int | None = None, *, name: str = "items"
+    ) -> float:
+        """Log the rate of ``n_items`` processed since the previous call for ``name``
+        (or since the run started): the metric ``throughput/<name>_per_sec``, in
+        items per second, at ``step`` (default: one past the last). Returns the rate.
+
+        As cheap as :meth:`log_metric`: a clock read and an append to the buffer.
+        A call in the same clock tick as the previous one logs nothing, returns
+        NaN and carries its items over to the next call.
+        """
+        if self._finished:
+            self._usable()
+        n = n_items if type(n_items) is int and n_items >= 0 else _item_count(n_items, name)
+        rate = self._rates.get(name)
+        if rate is None:
+            rate = self._rates.setdefault(name, (_rate_key(name), [self._rates_origin, 0.0]))
+        return self._buffer.append_rate(rate[0], rate[1], n, step, not self._forked)
+
+    def reset_throughput(self, name: str = "items") -> None:
+        """Start the clock of ``name`` now: the next :meth:`log_throughput` of that
+        name counts from here (a training loop that begins after a long setup calls
+        this before its first batch)."""
+        rate = self._rates.get(name)
+        if rate is None:
+            rate = self._rates.setdefault(name, (_rate_key(name), [self._rates_origin, 0.0]))
+        self._buffer.mark_rate(rate[1])
 
     def log_artifact(
         self, path: str | os.PathLike[str], name: str | None = None, role: str = "output"
@@ -615,6 +649,38 @@ class Run:
             self._finish("failed", error="".join(traceback.format_exception(tp, value, tb)))
 
 
+THROUGHPUT_PREFIX = "throughput/"
+THROUGHPUT_SUFFIX = "_per_sec"
+
+
+def _rate_key(name: str) -> str:
+    """The metric key of a throughput ``name``: ``throughput/<name>_per_sec``."""
+    from gitexp.metrics import check_key
+
+    if not isinstance(name, str) or not name:
+        raise UsageError(f"throughput name must be non-empty text, not {name!r}")
+    return check_key(f"{THROUGHPUT_PREFIX}{name}{THROUGHPUT_SUFFIX}")
+
+
+def _item_count(n_items: Any, name: str) -> float:
+    """A count of items: a finite, non-negative number (numpy scalars too)."""
+    from gitexp.errors import InvalidValue
+
+    if isinstance(n_items, bool):
+        raise InvalidValue(f"throughput {name!r}: item count {n_items!r} is not a number", name)
+    if type(n_items) is float:
+        n = n_items
+    else:
+        from gitexp.metrics import to_float
+
+        n = to_float(n_items, f"{THROUGHPUT_PREFIX}{name}{THROUGHPUT_SUFFIX}")
+    if not (n >= 0.0 and n != math.inf):  # NaN fails the first test
+        raise InvalidValue(
+            f"throughput {name!r}: item count must be a finite number >= 0, not {n_items!r}", name
+        )
+    return n
+
+
 def _steps(step: Any, values: Any) -> Any:
     import numpy as np
 
@@ -844,7 +910,10 @@ def _attach(
         store.close()
         raise
     _attached_refs.add(ref_name)
-    run = Run(store, ref, writer, dict(record.params), time.time(), attached=True)
+    # throughput counts from the run's start in the command git exp run started for it,
+    # from now in a process that goes on with an older run
+    started = _started_at(record.info) if environ.get(ENV_RUN_REF) == ref_name else time.time()
+    run = Run(store, ref, writer, dict(record.params), started, attached=True)
     run._work_tree = environ.get(ENV_WORK_TREE) or None
     run._path_map = _path_map(environ.get(ENV_PATH_MAP))
     delta = RunDelta(env=environment(environ))
@@ -860,6 +929,17 @@ def _attach(
     run._pending = delta
     run._spool()
     return _register(run)
+
+
+def _started_at(info: Mapping[str, Any]) -> float:
+    """When an attached run started (its ``start_time``; now if unreadable): its
+    throughput clocks count from there."""
+    now = time.time()
+    try:
+        started = fmt.parse_iso(info.get("start_time"))
+    except (TypeError, ValueError, AttributeError):
+        return now
+    return now if started is None else min(now, started.timestamp())
 
 
 def _path_map(text: str | None) -> dict[str, str]:

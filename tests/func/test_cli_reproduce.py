@@ -817,8 +817,8 @@ class backends:
 
 
 def test_seed_everything_drives_torch_and_jax_when_importable(tmp_path):
-    """torch and jax are not dependencies (and not installed here): stand-ins with
-    their API's shape check what seed_everything calls when they are importable."""
+    """torch and jax are not dependencies: stand-ins with their API's shape check
+    what seed_everything calls when they are importable."""
     (tmp_path / "torch").mkdir()
     (tmp_path / "torch" / "__init__.py").write_text(FAKE_TORCH)
     (tmp_path / "jax").mkdir()
@@ -858,9 +858,15 @@ def test_seed_everything_drives_torch_and_jax_when_importable(tmp_path):
         "XLA_FLAGS": "--xla_gpu_deterministic_ops=true",
     }
 
-    # without them, and with deterministic=False, nothing is imported or set
+    # without them, and with deterministic=False, nothing is imported or set (the test
+    # extra installs the real torch for the framework integrations: hidden here)
     probe = (
         "import os, sys, gitexp\n"
+        "class Hide:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'jax'):\n"
+        "            raise ModuleNotFoundError(name)\n"
+        "sys.meta_path.insert(0, Hide())\n"
         "gitexp.seed_everything(7, deterministic=False)\n"
         "assert 'torch' not in sys.modules and 'jax' not in sys.modules\n"
         "assert 'CUBLAS_WORKSPACE_CONFIG' not in os.environ\n"

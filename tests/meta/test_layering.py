@@ -42,6 +42,7 @@ LAYERS = {
     "ui": 10,  # the dashboard: a server and a report over the services
     "mlflow": 10,  # the MLflow-style API (shim) over tracking, the leaderboard and interop
     "wandb": 10,  # the W&B-style API (shim) over tracking
+    "integrations": 10,  # framework callbacks (Lightning, Keras, transformers, XGBoost, LightGBM)
     "cli": 20,
 }
 
