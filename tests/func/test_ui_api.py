@@ -84,7 +84,7 @@ def test_one_run_is_git_exp_show_json_and_two_are_git_exp_diff(repo, runs, gx):
     with ui_server(repo) as srv:
         got = get_json(srv, "/api/runs/" + quote(short(runs[1]), safe=""))
         want = json.loads(gx.ok("show", "--json", runs[1]))
-        assert {k: v for k, v in got.items() if k != "logs"} == want
+        assert {k: v for k, v in got.items() if k not in ("logs", "version")} == want
         d = get_json(srv, f"/api/diff?a={quote(runs[0])}&b={quote(runs[1])}")
         want = json.loads(gx.ok("diff", "--json", "--code", runs[0], runs[1]))
         assert d == want
@@ -279,3 +279,36 @@ def test_git_exp_ui_prints_its_address_takes_a_free_port_and_stops_on_ctrl_c(rep
         ["git", "exp", "ui", "--port", "70000"], cwd=repo, capture_output=True, text=True
     )
     assert warn.returncode == 2 and "--port" in warn.stderr
+
+
+def test_a_running_run_shows_what_it_spooled_since_its_last_checkpoint(repo, monkeypatch):
+    import gitexp
+    import gitexp.tracking as tracking
+
+    # an hour into a run, checkpoints are minutes apart: the page must not wait for one
+    monkeypatch.setattr(tracking, "MIN_CHECKPOINT", 3600.0)
+    run = gitexp.start_run(experiment="live", name="going", command=["x"])
+    try:
+        for step in range(10):
+            run.log_metric("loss", 1.0 - step / 100, step=step)
+        run.checkpoint()
+        with ui_server(repo) as srv:
+            addr = quote(short(run.ref), safe="")
+            before = get_json(srv, "/api/runs?experiment=live")
+            assert before["runs"][0]["metrics.loss"] == pytest.approx(0.91)
+            shown = get_json(srv, f"/api/runs/{addr}")
+            run.log_metric("loss", 0.123, step=10)
+            run.log_metric("acc", 0.5, step=10)
+            run.flush()  # spooled, not committed
+            assert git("rev-parse", run.ref, cwd=repo).strip() == before["runs"][0]["sha"]
+            after = get_json(srv, "/api/runs?experiment=live")
+            assert after["runs"][0]["metrics.loss"] == 0.123
+            assert after["version"] != before["version"]
+            (s,) = get_json(srv, f"/api/metrics?runs={addr}&keys=loss")["series"]
+            assert s["step"][-1] == 10 and s["value"][-1] == 0.123 and s["points"] == 11
+            page = get_json(srv, f"/api/runs/{addr}")
+            assert page["version"] != shown["version"] and page["sha"] == shown["sha"]
+            assert page["metrics"]["loss"]["count"] == 11
+            assert page["metrics"]["acc"]["last"] == 0.5
+    finally:
+        run.finish()

@@ -16,6 +16,7 @@ import json
 import math
 import os
 import shutil
+import sys
 from pathlib import Path
 from urllib.parse import quote
 
@@ -80,8 +81,10 @@ class Page:
     def close(self, failed: bool) -> None:
         if failed:
             self.shots.mkdir(parents=True, exist_ok=True)
+            shot = self.shots / f"{self.name}.png"
             with contextlib.suppress(Exception):
-                self.page.screenshot(path=str(self.shots / f"{self.name}.png"), full_page=True)
+                self.page.screenshot(path=str(shot), full_page=True)
+                print(f"screenshot of the failed page: {shot}", file=sys.stderr)
         self.ctx.close()
 
 
@@ -93,7 +96,7 @@ def page(browser, tmp_path, request):
         yield p
     finally:
         # the call's report is logged before teardown: a failure has been counted
-        p.close(request.session.testsfailed > failed_before)
+        p.close(request.session.testsfailed > failed_before or bool(p.dialogs))
     assert not p.dialogs, p.dialogs
 
 
@@ -236,9 +239,12 @@ def test_run_page_with_curves_artifacts_logs_and_a_tag(repo, page, gx):
     assert not page.errors, page.errors
 
 
-def test_a_run_still_logging_appears_and_updates_without_a_reload(repo, page):
+def test_a_run_still_logging_appears_and_updates_without_a_reload(repo, page, monkeypatch):
     import gitexp
+    import gitexp.tracking as tracking
 
+    # a run an hour old commits minutes apart: what it spools must show before that
+    monkeypatch.setattr(tracking, "MIN_CHECKPOINT", 3600.0)
     record_runs(repo)
     pg = page.page
     with ui_server(repo) as srv:
@@ -252,11 +258,22 @@ def test_a_run_still_logging_appears_and_updates_without_a_reload(repo, page):
             row = "#runs tbody tr:has-text('still-going')"
             pg.wait_for_selector(row, timeout=10_000)
             assert "running" in pg.locator(row).text_content()
+            sha = run.sha
             run.log_metric("loss", 0.123, step=10)
-            run.checkpoint()
+            run.flush()  # spooled, not committed: the page reads the spool of a live run
             pg.wait_for_selector(
                 f"{row} td[data-col='metrics.loss']:has-text('0.123')", timeout=10_000
             )
+            assert run.sha == sha  # no checkpoint meanwhile
+            # its run page follows it too: the curve grows without a reload
+            pg.click(f"{row} td[data-col='id'] a")
+            pg.wait_for_selector("#run-curves .chart[data-key='loss']")
+            points = "#run-view .run-metrics tr:has-text('loss')"
+            assert "11" in pg.text_content(points)
+            run.log_metric("loss", 0.1, step=11)
+            run.flush()
+            pg.wait_for_selector(f"{points}:has-text('12')", timeout=10_000)
+            pg.click("#run-view a[href='#']")
         finally:
             run.finish()
         pg.wait_for_selector(f"{row} td[data-col='status']:has-text('finished')", timeout=10_000)

@@ -54,6 +54,7 @@ from gitexp.store.spool import (
     list_spool,
     load_spool,
     read_owner,
+    read_pending,
     read_start,
     rmdir_quiet,
     spool_mtime,
@@ -547,6 +548,21 @@ class ExpStore:
             if owner.get("host") != self.host:
                 alive = time.time() - spool_mtime(d) < REMOTE_STALE_SECONDS
             out.append((d, owner, alive))
+        return out
+
+    def pending(self, record: RunRecord, points: bool = True) -> RunDelta:
+        """What the writers of a ``running`` run on this machine spooled since its
+        last commit (points as Parquet bytes, the summary of those points), read
+        without changing anything: a live view between checkpoints. Empty for a
+        run that is not running; without ``points``, the summary alone."""
+        out = RunDelta()
+        if record.status != "running":
+            return out
+        done = record.info.get("writers") or {}
+        for d, _owner, _alive in self.writers_of(record.run_id):
+            after = done.get(os.path.basename(d), -1)
+            out.absorb(read_pending(d, int(after) if isinstance(after, int) else -1, points))
+        out.writer = None
         return out
 
     def settle(self, record: RunRecord) -> RunRecord:

@@ -91,12 +91,15 @@ def report_data(
         {k for r in board["runs"] for k in r if isinstance(k, str) and k.startswith("params.")}
     )
     made = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    sweep = dash.sweep(args["sweep"]) if args.get("sweep") else None
+    what = f"sweep {sweep['id']} · " if sweep else ""
     return jsonable(  # type: ignore[no-any-return]
         {
-            "title": title or f"git exp report · {board['total']} runs · {made}",
+            "title": title or f"git exp report · {what}{board['total']} runs · {made}",
             "runs": board,
             "facets": facets,
             "metrics": {"series": series, "max_points": points},
+            "sweep": sweep,
         }
     )
 

@@ -241,6 +241,8 @@ class Handler(BaseHTTPRequestHandler):
             self._json(dash.diff(args.get("a", ""), args.get("b", "")))
         elif rest == ["sweeps"]:
             self._json({"sweeps": dash.sweeps()})
+        elif len(rest) == 2 and rest[0] == "sweeps":
+            self._json(dash.sweep(rest[1]))
         elif len(rest) == 2 and rest[0] == "runs":
             self._json(dash.run(rest[1]))
         elif len(rest) >= 4 and rest[0] == "runs" and rest[2] == "artifacts":
