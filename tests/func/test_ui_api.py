@@ -20,6 +20,7 @@ from conftest import finished_run, git
 from uiserver import get_json, request, ui_server
 
 HOSTILE = "<img src=x onerror=alert(1)>"
+GIT_EXP = os.path.join(os.path.dirname(sys.executable), "git-exp")
 
 
 @pytest.fixture
@@ -275,10 +276,54 @@ def test_git_exp_ui_prints_its_address_takes_a_free_port_and_stops_on_ctrl_c(rep
             for stream in (proc.stdout, proc.stderr):
                 if stream is not None:
                     stream.close()
-    warn = subprocess.run(
+    bad = subprocess.run(
         ["git", "exp", "ui", "--port", "70000"], cwd=repo, capture_output=True, text=True
     )
-    assert warn.returncode == 2 and "--port" in warn.stderr
+    assert bad.returncode == 2 and "--port" in bad.stderr
+    nosweep = subprocess.run(
+        ["git", "exp", "ui", "--sweep", "20991231-000000-000000"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert nosweep.returncode == 4 and "no sweep" in nosweep.stderr
+    assert len(nosweep.stderr.strip().splitlines()) == 1 and not nosweep.stdout
+
+
+@pytest.mark.slow
+def test_git_exp_ui_on_every_address_warns_and_opens_on_a_sweep(repo, runs):
+    sid = a_sweep(repo)
+    proc = subprocess.Popen(
+        [GIT_EXP, "ui", "--host", "0.0.0.0", "--sweep", sid],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        line = proc.stdout.readline()
+        m = re.fullmatch(rf"http://127\.0\.0\.1:(\d+)/\?sweep={sid}\n", line)
+        assert m, line
+        warning = proc.stderr.readline()
+        assert "warning" in warning and "0.0.0.0" in warning
+        import http.client
+
+        conn = http.client.HTTPConnection("127.0.0.1", int(m.group(1)), timeout=10)
+        conn.request("GET", f"/api/runs?sweep={sid}")
+        res = conn.getresponse()
+        assert res.status == 200 and json.loads(res.read())["total"] == 4
+        conn.close()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
 
 
 def test_a_running_run_shows_what_it_spooled_since_its_last_checkpoint(repo, monkeypatch):
@@ -312,3 +357,40 @@ def test_a_running_run_shows_what_it_spooled_since_its_last_checkpoint(repo, mon
             assert page["metrics"]["acc"]["last"] == 0.5
     finally:
         run.finish()
+
+
+def a_sweep(repo) -> str:
+    """A finished sweep of four trials (the notebook API: no subprocess)."""
+    import gitexp
+
+    def fn(params, budget, run):
+        for epoch in range(3):
+            run.log_metric("val_acc", 1 - abs(params["lr"] - 0.01) - 0.01 * epoch, step=epoch)
+        return 1 - abs(params["lr"] - 0.01)
+
+    best = gitexp.sweep(
+        fn,
+        {"lr": {"values": [0.001, 0.01, 0.1]}, "depth": {"values": [1, 2]}},
+        method="random",
+        trials=4,
+        metric="val_acc",
+        experiment="sw",
+        repo=repo,
+    )
+    assert best is not None
+    return str(best["sweep"])
+
+
+def test_the_api_takes_a_sweep_as_git_exp_log_and_sweep_show_do(repo, runs, gx):
+    sid = a_sweep(repo)
+    with ui_server(repo) as srv:
+        got = get_json(srv, f"/api/runs?sweep={sid}&sort=-val_acc")
+        want = json.loads(gx.ok("log", "--json", "--sweep", sid, "--sort=-val_acc"))
+        assert got["total"] == 4 and got["runs"] == want
+        assert get_json(srv, f"/api/sweeps/{sid}") == json.loads(
+            gx.ok("sweep", "show", "--json", sid)
+        )
+        listed = get_json(srv, "/api/sweeps")["sweeps"]
+        assert [s["id"] for s in listed] == [sid]
+        assert get_json(srv, "/api/sweeps/20991231-000000-000000", status=404)["error"]
+        assert get_json(srv, "/api/runs?sweep=" + quote("../x"), status=404)["error"]

@@ -302,3 +302,80 @@ def test_the_report_renders_from_file_with_every_request_blocked(repo, page, gx,
     assert pg.locator("#pc-svg polyline").count() == 6
     assert [u for u in requests if not u.startswith("file:")] == []
     assert not page.errors, page.errors
+
+
+def hostile_runs(repo: Path) -> list[str]:
+    """Two runs with a string meant as HTML in every place a run holds one."""
+    import gitexp
+
+    refs = []
+    for i in range(2):
+        (repo / "data.csv").write_text(f"{i}\n")
+        with gitexp.start_run(
+            experiment="xss",
+            name=f"{HOSTILE}{i}",
+            params={"lr": 0.1 * (i + 1), HOSTILE: f"{SCRIPT}{i}"},
+            command=["x"],
+        ) as run:
+            run.log_input(repo / "data.csv")
+            for step in range(30):
+                run.log_metrics({HOSTILE: step * (i + 1), "loss": 1 / (step + 1)}, step=step)
+            run.set_tags(HOSTILE, f"t{i}")
+            run.note(SCRIPT)
+            log = repo / "out.log"
+            log.write_text(f"line {SCRIPT} {HOSTILE}\n")
+            run.log_artifact(log, name=f"logs/{HOSTILE}", role="log")
+            refs.append(run.ref)
+    return refs
+
+
+NO_MARKUP = """() => ({
+    img: document.querySelectorAll('img, iframe, object, embed').length,
+    scripts: [...document.scripts].filter((s) => s.type !== 'application/json').length,
+    text: document.body.innerText,
+})"""
+
+
+def test_strings_from_runs_are_text_everywhere_in_the_page_and_the_report(repo, page, gx, tmp_path):
+    refs = hostile_runs(repo)
+    pg = page.page
+    with ui_server(repo) as srv:
+        pg.goto(srv.url)
+        pg.wait_for_selector("#runs[data-state=ready]")
+        boxes = pg.locator("#runs tbody input[type=checkbox]")
+        boxes.nth(0).check()
+        boxes.nth(1).check()
+        pg.wait_for_selector("#diff:not([hidden]) table.diff-params")
+        pg.select_option("#metric-keys", [HOSTILE])
+        pg.wait_for_selector(f".chart[data-key='{HOSTILE}'][data-series='2']")
+        pg.wait_for_selector("#pc-svg")
+        seen = pg.evaluate(NO_MARKUP)
+        assert seen["img"] == 0 and seen["scripts"] == 2
+        text = seen["text"]
+        for shown in (f"{HOSTILE}0", f"{SCRIPT}1", "DATA CHANGED"):
+            assert shown in text, shown
+        assert HOSTILE in pg.text_content("#runs thead")  # the param and metric columns
+        assert HOSTILE in pg.text_content(".chart h4") + pg.text_content(".chart .u-legend")
+        assert HOSTILE[:20] in pg.text_content("#pc-svg")  # axis labels are clipped
+        assert pg.locator("#pc-svg foreignObject, #scatter-svg foreignObject").count() == 0
+        pg.goto(srv.url + "#run/" + quote(refs[0].removeprefix("refs/experiments/"), safe=""))
+        pg.wait_for_selector("pre.log")
+        seen = pg.evaluate(NO_MARKUP)
+        assert seen["img"] == 0 and seen["scripts"] == 2
+        assert pg.text_content("#run-title") == f"{HOSTILE}0"
+        assert HOSTILE in pg.text_content("#run-tags")
+        assert SCRIPT in pg.text_content("#run-notes")
+        assert f"{SCRIPT}0" in pg.text_content(".run-params")
+        assert f"logs/{HOSTILE}" in pg.text_content("#run-artifacts")
+        assert pg.text_content("pre.log") == f"line {SCRIPT} {HOSTILE}\n"
+        assert HOSTILE in pg.text_content(".run-metrics")
+    out = tmp_path / "report.html"
+    gx.ok("report", "-e", "xss", "-o", str(out))
+    assert HOSTILE not in out.read_text() and SCRIPT not in out.read_text()
+    pg.goto(out.as_uri())
+    pg.wait_for_selector(".chart")
+    seen = pg.evaluate(NO_MARKUP)
+    assert seen["img"] == 0 and seen["scripts"] == 2
+    for shown in (f"{HOSTILE}0", f"{SCRIPT}1", HOSTILE):
+        assert shown in seen["text"], shown
+    assert not page.errors, page.errors
