@@ -381,6 +381,7 @@ def a_sweep(repo) -> str:
     return str(best["sweep"])
 
 
+@pytest.mark.slow
 def test_the_api_takes_a_sweep_as_git_exp_log_and_sweep_show_do(repo, runs, gx):
     sid = a_sweep(repo)
     with ui_server(repo) as srv:

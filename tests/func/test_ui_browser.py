@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 import pytest
 
+from conftest import finished_run
 from servers import require
 from uiserver import ui_server
 
@@ -127,7 +128,8 @@ def column(pg, col: str) -> list[str]:
 def test_sort_filter_select_diff_curves_and_parallel_coordinates(repo, page, gx):
     from playwright.sync_api import expect
 
-    record_runs(repo)
+    refs = record_runs(repo)
+    gx.ok("tag", refs[2].removeprefix("refs/experiments/"), "best")
     pg = page.page
     with ui_server(repo) as srv:
         pg.goto(srv.url)
@@ -159,6 +161,24 @@ def test_sort_filter_select_diff_curves_and_parallel_coordinates(repo, page, gx)
         pg.click("#apply")
         expect(pg.locator("#runs tbody tr")).to_have_count(6)
         assert pg.text_content("#error") == ""
+        # group by a param: one row per value, with runs, mean, std and count of each metric
+        pg.fill("#group-by", "opt")
+        pg.click("#apply")
+        expect(pg.locator("#runs tbody tr")).to_have_count(2)
+        for col in ("runs", "mean(metrics.acc)", "std(metrics.acc)", "count(metrics.acc)"):
+            assert pg.locator(f"#runs th[data-col='{col}']").count() == 1, col
+        assert sorted(column(pg, "runs")) == ["3", "3"]
+        assert "group_by=opt" in pg.url  # the filters are in the address
+        # a baseline: a delta column against it, zero on its own row
+        pg.fill("#group-by", "")
+        pg.fill("#baseline", "tag:" + "best")
+        pg.click("#apply")
+        expect(pg.locator("#runs th[data-col='delta(metrics.acc)']")).to_have_count(1)
+        deltas = [float(v) for v in column(pg, "delta(metrics.acc)")]
+        assert 0.0 in deltas and len(set(deltas)) == 6
+        pg.fill("#baseline", "")
+        pg.click("#apply")
+        expect(pg.locator("#runs th[data-col='delta(metrics.acc)']")).to_have_count(0)
         # two runs: the diff
         boxes = pg.locator("#runs tbody input[type=checkbox]")
         boxes.nth(0).check()
@@ -202,8 +222,8 @@ def test_run_page_with_curves_artifacts_logs_and_a_tag(repo, page, gx):
     import gitexp
 
     with gitexp.start_run(experiment="cv", name=SCRIPT, params={"lr": 0.1}, command=["x"]) as run:
-        for step in range(300):
-            run.log_metric("loss", 1 / (step + 1), step=step)
+        for step in range(3000):  # more than the run page asks for: downsampled, with a band
+            run.log_metric("loss", 1 / (step + 1) + 0.1 * (step % 7), step=step)
         (repo / "out.log").write_text(f"epoch 1 {SCRIPT}\n")
         run.log_artifact(repo / "out.log", name="logs/stdout", role="log")
         (repo / "model.bin").write_bytes(b"\0" * 4096)
@@ -217,7 +237,11 @@ def test_run_page_with_curves_artifacts_logs_and_a_tag(repo, page, gx):
         assert pg.text_content("#run-title") == SCRIPT
         assert pg.locator("#run-view script").count() == 0
         assert "0.1" in pg.locator(".run-params").text_content()
-        pg.wait_for_selector("#run-curves .chart[data-key='loss']")
+        pg.wait_for_selector("#run-curves .chart[data-key='loss'][data-bands='1']")
+        # the band's edges are not in the legend, which names the one run
+        legend = pg.locator("#run-curves .u-legend .u-series")
+        assert legend.count() == 4
+        assert [legend.nth(i).is_visible() for i in range(4)] == [True, True, False, False]
         pg.wait_for_selector("pre.log")
         assert pg.text_content("pre.log") == f"epoch 1 {SCRIPT}\n"
         rows = pg.locator("#run-artifacts tr").all_text_contents()
@@ -378,4 +402,42 @@ def test_strings_from_runs_are_text_everywhere_in_the_page_and_the_report(repo, 
     assert seen["img"] == 0 and seen["scripts"] == 2
     for shown in (f"{HOSTILE}0", f"{SCRIPT}1", HOSTILE):
         assert shown in seen["text"], shown
+    assert not page.errors, page.errors
+
+
+def test_a_sweep_in_the_page_and_in_its_report(repo, page, gx, tmp_path):
+    from playwright.sync_api import expect
+    from test_ui_api import a_sweep
+
+    finished_run(experiment="other", params={"lr": 1.0}, metrics={"val_acc": 0.1})
+    sid = a_sweep(repo)
+    pg = page.page
+    with ui_server(repo) as srv:
+        pg.goto(srv.url + "?sweep=" + sid)
+        pg.wait_for_selector("#runs[data-state=ready]")
+        pg.wait_for_selector("#sweep-panel:not([hidden]) .sweep-info")
+        assert pg.locator("#runs tbody tr").count() == 4
+        assert pg.text_content("#sweep-id") == sid
+        assert "random" in pg.text_content(".sweep-info")
+        assert "val_acc (maximize)" in pg.text_content(".sweep-info")
+        assert pg.locator(".sweep-importance tr").count() == 3  # header, lr, depth
+        assert pg.input_value("#pc-metric") == "metrics.val_acc"
+        assert pg.locator("#pc-svg polyline").count() == 4
+        best = pg.locator("#sweep-best a")
+        best.click()
+        pg.wait_for_selector("#run-view[data-state=ready]")
+        pg.go_back()
+        pg.wait_for_selector("#runs[data-state=ready]")
+        pg.select_option("#sweep", "")
+        pg.click("#apply")
+        pg.wait_for_selector("#sweep-panel", state="hidden")
+        expect(pg.locator("#runs tbody tr")).to_have_count(5)
+    out = tmp_path / "sweep.html"
+    gx.ok("report", "--sweep", sid, "-o", str(out))
+    pg.goto(out.as_uri())
+    pg.wait_for_selector("#runs[data-state=ready]")
+    assert pg.locator("#runs tbody tr").count() == 4
+    assert pg.text_content("#sweep-id") == sid
+    assert sid in pg.text_content("#title")
+    pg.wait_for_selector(".chart[data-key='val_acc'][data-series='4']")
     assert not page.errors, page.errors
