@@ -409,7 +409,7 @@ def test_a_sweep_in_the_page_and_in_its_report(repo, page, gx, tmp_path):
     from playwright.sync_api import expect
     from test_ui_api import a_sweep
 
-    finished_run(experiment="other", params={"lr": 1.0}, metrics={"val_acc": 0.1})
+    finished_run(experiment="other", params={"lr": 1.0}, metrics={"acc": 0.1})
     sid = a_sweep(repo)
     pg = page.page
     with ui_server(repo) as srv:
@@ -423,6 +423,10 @@ def test_a_sweep_in_the_page_and_in_its_report(repo, page, gx, tmp_path):
         assert pg.locator(".sweep-importance tr").count() == 3  # header, lr, depth
         assert pg.input_value("#pc-metric") == "metrics.val_acc"
         assert pg.locator("#pc-svg polyline").count() == 4
+        # select the trials: the curves of the metric they have (the sweep's), not the first
+        pg.click("#select-all")
+        pg.wait_for_selector(".chart[data-key='val_acc'][data-series='4']")
+        pg.click("#clear")
         best = pg.locator("#sweep-best a")
         best.click()
         pg.wait_for_selector("#run-view[data-state=ready]")

@@ -151,6 +151,16 @@ class Dashboard:
         self._metrics: OrderedDict[str, dict[str, tuple[Any, Any, Any]]] = OrderedDict()
         self._metric_bytes = 0
 
+    def warm(self) -> None:
+        """Bring the catalog up to date and load what the first page asks for
+        (pyarrow, numpy, the index of runs), so that the first page is as quick
+        as the next ones. A problem is left for the page to show."""
+        try:
+            self.runs({"limit": "1"})
+            self.facets()
+        except GitExpError:
+            pass
+
     def close(self) -> None:
         """Close the store."""
         with self.lock:

@@ -122,10 +122,17 @@ def serve(repo: str = ".", host: str = "127.0.0.1", port: int = 0) -> UiServer:
     ``shutdown`` and ``server_close`` (and its dashboard with ``close``)."""
     dashboard = Dashboard(repo)
     try:
-        return UiServer(dashboard, host, port)
+        server = UiServer(dashboard, host, port)
     except BaseException:
         dashboard.close()
         raise
+    try:
+        dashboard.warm()  # before the address is printed: the first page is a warm one
+    except BaseException:
+        server.server_close()
+        dashboard.close()
+        raise
+    return server
 
 
 def status_of(exc: GitExpError) -> int:

@@ -342,7 +342,12 @@
     if (!runs.length || !state.metricKeys.length) { panel.hidden = true; destroyPlots(); clear(box); return; }
     panel.hidden = false;
     const picked = [...$("metric-keys").selectedOptions].map((o) => o.value);
-    const keys = picked.length ? picked : [state.metricKeys[0]];
+    // nothing picked: the first metric the selected runs have (the sweep's, when one is shown)
+    const rows = [...state.selected.values()];
+    const has = (k) => rows.some((r) => r["metrics." + k] !== null && r["metrics." + k] !== undefined);
+    const sweepKey = state.sweepMetric ? state.sweepMetric.slice("metrics.".length) : null;
+    const fallback = sweepKey && has(sweepKey) ? sweepKey : state.metricKeys.find(has) || state.metricKeys[0];
+    const keys = picked.length ? picked : [fallback];
     let answer;
     try { answer = await source.metrics(runs, keys, 1000); } catch (err) {
       destroyPlots(); clear(box); box.appendChild(el("p", { class: "error" }, err.message)); return;
