@@ -17,7 +17,7 @@ from urllib.parse import quote
 import pytest
 
 from conftest import finished_run, git
-from uiserver import get_json, request, ui_server
+from uiserver import a_sweep, get_json, request, ui_server
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 GIT_EXP = os.path.join(os.path.dirname(sys.executable), "git-exp")
@@ -357,28 +357,6 @@ def test_a_running_run_shows_what_it_spooled_since_its_last_checkpoint(repo, mon
             assert page["metrics"]["acc"]["last"] == 0.5
     finally:
         run.finish()
-
-
-def a_sweep(repo) -> str:
-    """A finished sweep of four trials (the notebook API: no subprocess)."""
-    import gitexp
-
-    def fn(params, budget, run):
-        for epoch in range(3):
-            run.log_metric("val_acc", 1 - abs(params["lr"] - 0.01) - 0.01 * epoch, step=epoch)
-        return 1 - abs(params["lr"] - 0.01)
-
-    best = gitexp.sweep(
-        fn,
-        {"lr": {"values": [0.001, 0.01, 0.1]}, "depth": {"values": [1, 2]}},
-        method="random",
-        trials=4,
-        metric="val_acc",
-        experiment="sw",
-        repo=repo,
-    )
-    assert best is not None
-    return str(best["sweep"])
 
 
 @pytest.mark.slow

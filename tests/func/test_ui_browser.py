@@ -24,7 +24,7 @@ import pytest
 
 from conftest import finished_run
 from servers import require
-from uiserver import ui_server
+from uiserver import a_sweep, ui_server
 
 pytestmark = pytest.mark.slow
 
@@ -198,6 +198,14 @@ def test_sort_filter_select_diff_curves_and_parallel_coordinates(repo, page, gx)
         )
         assert drawn > 1000
         assert pg.locator(".chart .u-legend .u-series").count() == 6  # x + five runs
+        # x as time since each series began, log y, smoothing: redrawn so
+        pg.select_option("#xaxis", "relative")
+        pg.check("#logy")
+        pg.wait_for_selector(".chart[data-x='relative'][data-logy='true'][data-series='5']")
+        assert pg.get_attribute(".chart", "data-x0") == "0"
+        pg.select_option("#xaxis", "step")
+        pg.uncheck("#logy")
+        pg.wait_for_selector(".chart[data-x='step'][data-logy='false']")
         # parallel coordinates of the five, brushed on the lr axis
         pg.wait_for_selector("#pc-svg")
         assert pg.locator("#pc-svg polyline").count() == 5
@@ -407,7 +415,6 @@ def test_strings_from_runs_are_text_everywhere_in_the_page_and_the_report(repo, 
 
 def test_a_sweep_in_the_page_and_in_its_report(repo, page, gx, tmp_path):
     from playwright.sync_api import expect
-    from test_ui_api import a_sweep
 
     finished_run(experiment="other", params={"lr": 1.0}, metrics={"acc": 0.1})
     sid = a_sweep(repo)

@@ -317,7 +317,8 @@
         bandSeries.push(hi, lo);
       }
     });
-    const box = el("div", { class: "chart", "data-key": key, "data-series": String(list.length), "data-bands": String(bands.length) });
+    const box = el("div", { class: "chart", "data-key": key, "data-series": String(list.length), "data-bands": String(bands.length),
+      "data-x": mode, "data-logy": String(logy), "data-x0": String(xs.length ? xs[0] : "") });
     box.appendChild(el("h4", {}, key));
     container.appendChild(box);
     const width = Math.max(320, Math.min(container.clientWidth || 800, 900));
