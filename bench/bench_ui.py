@@ -71,6 +71,7 @@ FLAGS = [
 ]
 VIEWPORT = {"width": 1400, "height": 1000}
 TIMEOUT_MS = 300_000
+ML_TIMEOUT_MS = 600_000
 # a rAF poll: the page's own clock (ms since its navigation started) once `test` holds
 READY = "() => ({test}) ? performance.now() : false"
 GX_TABLE = READY.format(test="document.querySelector('#runs[data-state=ready] tbody tr')")
@@ -284,6 +285,18 @@ def mlflow_ui(uri: str):
             if proc.poll() is not None or time.perf_counter() - t0 > 180:
                 raise RuntimeError("mlflow ui did not start")
             time.sleep(0.5)
+        # ready when its API answers too (uvicorn's workers start after the page does)
+        api = url + "ajax-api/2.0/mlflow/experiments/search?max_results=1"
+        while True:
+            try:
+                with urllib.request.urlopen(api, timeout=60) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.perf_counter() - t0 > 300:
+                raise RuntimeError("mlflow ui's API did not answer")
+            time.sleep(0.5)
         log(f"mlflow ui answered after {time.perf_counter() - t0:.1f} s")
         yield url
     finally:
@@ -320,14 +333,19 @@ class Browser:
         finally:
             ctx.close()
 
-    def navigate(self, url: str, ready: str) -> float:
-        """Seconds from navigation to ``ready`` holding, in a fresh context."""
+    def navigate(self, url: str, ready: str, timeout_ms: int = TIMEOUT_MS) -> float:
+        """Seconds from navigation to ``ready`` holding, in a fresh context
+        (infinity when it never does within ``timeout_ms``)."""
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
         with self.page() as pg:
-            pg.goto(url, wait_until="commit", timeout=TIMEOUT_MS)
-            return (
-                float(pg.wait_for_function(ready, polling="raf", timeout=TIMEOUT_MS).json_value())
-                / 1000
-            )
+            pg.goto(url, wait_until="commit", timeout=timeout_ms)
+            try:
+                got = pg.wait_for_function(ready, polling="raf", timeout=timeout_ms)
+            except PlaywrightTimeout:
+                log(f"{url}: not drawn after {timeout_ms / 1000:.0f} s")
+                return float("inf")
+            return float(got.json_value()) / 1000
 
 
 def mark_after(pg: Any, click: str, mark: str, extra: str = "true") -> float:
@@ -361,6 +379,7 @@ def med(xs: list[float]) -> float:
 
 def t1(br: Browser, sizes: list[int], repeat: int, ml: MLflow | None, cap: float) -> list[dict]:
     rows = []
+    ml_repeat = max(1, min(repeat, 2))  # each takes tens of seconds
     for n in sizes:
         repo = table_repo(n)
         target = 1.0 if n <= 10_000 else 2.0
@@ -395,8 +414,8 @@ def t1(br: Browser, sizes: list[int], repeat: int, ml: MLflow | None, cap: float
             uri, got, exp_id = mlflow_store(ml, n, cap)
             with mlflow_ui(uri) as murl:
                 page = f"{murl}#/experiments/{exp_id}/runs"
-                mfirst = br.navigate(page, ML_TABLE)
-                mnavs = [br.navigate(page, ML_TABLE) for _ in range(repeat)]
+                mfirst = br.navigate(page, ML_TABLE, ML_TIMEOUT_MS)
+                mnavs = [br.navigate(page, ML_TABLE, ML_TIMEOUT_MS) for _ in range(ml_repeat)]
             row["mlflow"] = med(mnavs)
             row["mlflow_first"] = mfirst
             row["mlflow_runs"] = got
@@ -540,14 +559,21 @@ def main() -> int:
     rows: list[dict] = []
     import tempfile
 
+    failed = []
     try:
         with tempfile.TemporaryDirectory(prefix="gitexp-bench-ui-") as tmp:
-            if want("T1"):
-                rows += t1(br, sizes, args.repeat, ml, args.mlflow_create_cap)
-            if want("T2") or want("T3"):
-                rows += t2_t3(br, curve_runs, curve_points, big, args.repeat)
-            if want("T4"):
-                rows += t4(br, report_runs, args.repeat, Path(tmp))
+            steps = [
+                ("T1", lambda: t1(br, sizes, args.repeat, ml, args.mlflow_create_cap)),
+                ("T2", lambda: t2_t3(br, curve_runs, curve_points, big, args.repeat)),
+                ("T4", lambda: t4(br, report_runs, args.repeat, Path(tmp))),
+            ]
+            for name, step in steps:
+                if want(name) or (name == "T2" and want("T3")):
+                    try:
+                        rows += step()
+                    except Exception as exc:  # the other workloads still run
+                        log(f"{name} failed: {exc!r}")
+                        failed.append(name)
     finally:
         br.close()
     print()
@@ -568,7 +594,7 @@ def main() -> int:
     out = RESULTS / f"ui-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps({"machine": info, "rows": rows, "markdown": md}, indent=2))
     print(f"\nfigures: {out}")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

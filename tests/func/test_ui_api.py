@@ -182,6 +182,11 @@ def test_the_page_has_a_strict_csp_and_a_token(repo, runs):
         for name in ("app.js", "app.css", "vendor/uPlot.iife.min.js", "vendor/uPlot.min.css"):
             code, headers, _ = request(srv, "/static/" + name)
             assert code == 200, name
+        # the first table's address, for the browser to preload: the page's filters, escaped
+        _, _, page = request(srv, "/?sort=-acc&where=" + quote('x" onload="alert(1)') + "&x=1")
+        (href,) = re.findall(rb'<link rel="preload" href="([^"]*)" as="fetch"', page)
+        assert href.startswith(b"/api/runs?where=x%22+onload%3D%22alert%281%29&amp;sort=-acc&amp;")
+        assert b"x=1" not in href and b'onload="' not in page
         assert request(srv, "/static/../server.py")[0] == 404
         assert request(srv, "/static/vendor/uPlot.LICENSE")[0] == 404
 

@@ -125,16 +125,24 @@ def column(pg, col: str) -> list[str]:
     return pg.locator(f"#runs tbody td[data-col='{col}']").all_text_contents()
 
 
-def test_sort_filter_select_diff_curves_and_parallel_coordinates(repo, page, gx):
+def test_sort_filter_select_diff_curves_and_parallel_coordinates(repo, page, gx, monkeypatch):
     from playwright.sync_api import expect
+
+    from gitexp.ui.api import Dashboard
 
     refs = record_runs(repo)
     gx.ok("tag", refs[2].removeprefix("refs/experiments/"), "best")
+    asked: list[dict] = []
+    runs = Dashboard.runs
+    monkeypatch.setattr(Dashboard, "runs", lambda self, a, *r: asked.append(a) or runs(self, a, *r))
     pg = page.page
     with ui_server(repo) as srv:
+        asked.clear()
         pg.goto(srv.url)
         pg.wait_for_selector("#runs[data-state=ready]")
         assert pg.locator("#runs tbody tr").count() == 6
+        # the first table was preloaded while the scripts loaded: asked for once
+        assert asked == [{"offset": "0", "limit": "100"}]
         # the hostile name is text: shown as typed, no element made of it
         assert HOSTILE in column(pg, "name")
         assert pg.locator("#runs img").count() == 0

@@ -367,16 +367,14 @@ class Dashboard:
         """``GET /api/sweeps``: the sweeps of the repository (``git exp sweep list``)."""
         from gitexp.sweeps import list_sweeps
 
-        with self.lock:
-            return jsonable(list_sweeps(self.repo))  # type: ignore[no-any-return]
+        return jsonable(list_sweeps(self.repo))  # type: ignore[no-any-return]  # its own store
 
     def sweep(self, sweep_id: str) -> dict[str, Any]:
         """``GET /api/sweeps/<id>``: one sweep as ``git exp sweep show --json`` prints it."""
         from gitexp.sweeps import describe
         from gitexp.sweeps.record import validate_id
 
-        with self.lock:
-            return jsonable(describe(validate_id(sweep_id), self.repo))  # type: ignore[no-any-return]
+        return jsonable(describe(validate_id(sweep_id), self.repo))  # type: ignore[no-any-return]
 
 
 def read_verified(

@@ -105,9 +105,22 @@
     return out;
   }
 
+  // The table's first answer: the page's <link rel=preload> asked for it (the
+  // server wrote the address from the filters of the page's own address) while
+  // the scripts loaded.
+  const preloadEl = document.querySelector('link[rel="preload"][as="fetch"]');
+  let preloaded = preloadEl ? preloadEl.href : null;
+  async function firstRuns() {
+    const url = preloaded; preloaded = null;
+    const res = await fetch(url);
+    const body = await res.json().catch(() => ({ error: res.statusText }));
+    if (!res.ok) throw new Error(body.error || res.statusText);
+    return body;
+  }
+
   // The data source: the API, or the report's inline answers.
   const source = {
-    runs: (q) => REPORT ? Promise.resolve(REPORT.runs) : api("/api/runs", q),
+    runs: (q) => REPORT ? Promise.resolve(REPORT.runs) : preloaded ? firstRuns() : api("/api/runs", q),
     facets: () => REPORT ? Promise.resolve(REPORT.facets) : api("/api/facets"),
     sweeps: () => REPORT ? Promise.resolve({ sweeps: REPORT.sweep ? [REPORT.sweep] : [] }) : api("/api/sweeps"),
     sweep: (id) => REPORT ? Promise.resolve(REPORT.sweep) : api("/api/sweeps/" + encodeURIComponent(id)),
@@ -541,7 +554,7 @@
   }
 
   // ---------------------------------------------------------- sweeps
-  const FILTERS = ["where", "experiment", "status", "tag", "sweep", "columns", "group_by", "baseline", "sort"];
+  const FILTERS = ["where", "experiment", "status", "tag", "sweep", "columns", "group_by", "baseline", "sort"]; // server.py FILTERS
   const INPUT = { group_by: "group-by" };
 
   async function loadSweeps() {
@@ -763,7 +776,10 @@
       return;
     }
     filtersFromUrl();
-    Promise.all([loadFacets(), loadSweeps(), loadTable(false), renderSweep()]).then(() => { route(); setTimeout(poll, POLL_MS); });
+    // the table first (the server answers one call at a time): the pickers can wait
+    loadTable(false)
+      .then(() => Promise.all([loadFacets(), loadSweeps(), renderSweep()]))
+      .then(() => { route(); setTimeout(poll, POLL_MS); });
   }
   init();
 })();
