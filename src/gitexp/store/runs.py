@@ -342,6 +342,38 @@ class ExpStore:
             ]
         )
 
+    def read_metrics_many(self, commits: Sequence[str]) -> list[Any]:
+        """:meth:`read_metrics` of many run commits at once (a report of 1,000
+        runs): their ``metrics/`` trees, then their segments, each through one
+        ``git cat-file`` batch instead of a record parsed per run. A commit
+        without metrics gives an empty table.
+
+        Raises:
+            StoreError: git could not read them; FormatError: a damaged segment.
+        """
+        from gitexp.metrics import concat, from_parquet
+
+        trees = self.repo.cat_batch([f"{sha}:{fmt.METRICS_DIR}" for sha in commits])
+        wanted: list[list[str]] = []
+        for got in trees:
+            if got is None or got[1] != "tree":
+                wanted.append([])
+                continue
+            entries = self.repo.parse_tree(got[2])
+            wanted.append([s for n, (_, s) in sorted(entries.items()) if n.endswith(".parquet")])
+        blobs = self.repo.cat_batch([s for segs in wanted for s in segs])
+        out, i = [], 0
+        for sha, segs in zip(commits, wanted):
+            tables = []
+            for seg in segs:
+                got = blobs[i]
+                i += 1
+                if got is None:
+                    raise StoreError(f"run commit {sha[:12]}: metric segment {seg} is missing")
+                tables.append(from_parquet(got[2], f"run commit {sha[:12]}: segment {seg}"))
+            out.append(concat(tables))
+        return out
+
     # --------------------------------------------------------------- write
     def start_state(
         self,
