@@ -671,6 +671,17 @@ class RunTable:
         self._values[name] = vals
         return vals
 
+    def distinct(self, name: str) -> list[str]:
+        """The distinct non-null values of a text column (``experiment``,
+        ``status``) or of the ``tags`` lists, sorted: computed in Arrow, for the
+        pickers of the dashboard."""
+        import pyarrow.compute as pc
+
+        col = self.table.column(name)
+        if name == "tags":
+            col = pc.list_flatten(col)
+        return sorted(str(v) for v in pc.unique(col.drop_null()).to_pylist())
+
     # ------------------------------------------------------------ operations
     def filter(
         self,

@@ -238,16 +238,13 @@ class Dashboard:
 
         with self.lock:
             table = select(self.store, Query())
-            experiments = sorted({str(e) for e in table.values("experiment")})
-            tags: set[str] = set()
-            for t in table.values("tags"):
-                if isinstance(t, (list, tuple)):
-                    tags.update(str(x) for x in t)
+            experiments = table.distinct("experiment")
+            tags = table.distinct("tags")
             keys = sorted(table.keys)
         return {
             "experiments": experiments,
             "statuses": list(fmt.STATUSES),
-            "tags": sorted(tags),
+            "tags": tags,
             "params": [k for k in keys if k.startswith("params.")],
             "metrics": [k for k in keys if k.startswith("metrics.")],
             "runs": len(table),
