@@ -16,8 +16,11 @@ def _series_sample(steps: Any, values: Any) -> list[float]:
     over the series in step order (a step logged twice: by value)."""
     import numpy as np
 
-    order = np.lexsort((values, steps))
-    n = len(order)
+    n = len(steps)
+    if n > 1 and bool(np.all(steps[1:] > steps[:-1])):  # one point a step, in order
+        order = np.arange(n)
+    else:
+        order = np.lexsort((values, steps))
     if n > SPARK_POINTS:
         stride = n / SPARK_POINTS
         order = order[[int(i * stride) for i in range(SPARK_POINTS - 1)] + [n - 1]]

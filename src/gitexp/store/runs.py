@@ -342,11 +342,12 @@ class ExpStore:
             ]
         )
 
-    def read_metrics_many(self, commits: Sequence[str]) -> list[Any]:
+    def read_metrics_many(self, commits: Sequence[str], dictionary_keys: bool = False) -> list[Any]:
         """:meth:`read_metrics` of many run commits at once (a report of 1,000
         runs): their ``metrics/`` trees, then their segments, each through one
         ``git cat-file`` batch instead of a record parsed per run. A commit
-        without metrics gives an empty table.
+        without metrics gives an empty table. ``dictionary_keys``: see
+        :func:`gitexp.metrics.from_parquet`.
 
         Raises:
             StoreError: git could not read them; FormatError: a damaged segment.
@@ -370,7 +371,8 @@ class ExpStore:
                 i += 1
                 if got is None:
                     raise StoreError(f"run commit {sha[:12]}: metric segment {seg} is missing")
-                tables.append(from_parquet(got[2], f"run commit {sha[:12]}: segment {seg}"))
+                where = f"run commit {sha[:12]}: segment {seg}"
+                tables.append(from_parquet(got[2], where, dictionary_keys))
             out.append(concat(tables))
         return out
 

@@ -287,22 +287,41 @@ class Dashboard:
 
     # -------------------------------------------------------------- curves
     def _key_arrays(self, rec: RunRecord) -> dict[str, tuple[Any, Any, Any]]:
+        return self._read_points([rec])[0]
+
+    def _read_points(self, recs: Sequence[RunRecord]) -> list[dict[str, tuple[Any, Any, Any]]]:
+        """The points of runs (committed), from memory or read, the ones not in
+        memory through one git cat-file batch (C git reads and inflates the
+        segments; pyarrow decodes them)."""
         from gitexp.metrics import key_arrays
 
-        cached = self._metrics.get(rec.sha)
-        if cached is not None:
-            self._metrics.move_to_end(rec.sha)
-            return cached
-        arrays = key_arrays(self.store.read_metrics(rec)) if rec.segments else {}
+        got: dict[str, dict[str, tuple[Any, Any, Any]]] = {}
+        missing: list[RunRecord] = []
+        for rec in recs:
+            cached = self._metrics.get(rec.sha)
+            if cached is not None:
+                self._metrics.move_to_end(rec.sha)
+                got[rec.sha] = cached
+            elif not rec.segments:
+                got[rec.sha] = {}
+            elif rec.sha not in (m.sha for m in missing):
+                missing.append(rec)
+        shas = [m.sha for m in missing]
+        tables = self.store.read_metrics_many(shas, dictionary_keys=True) if missing else []
+        for rec, table in zip(missing, tables):
+            arrays = got[rec.sha] = key_arrays(table)
+            self._keep(rec.sha, arrays)
+        return [got[rec.sha] for rec in recs]
+
+    def _keep(self, sha: str, arrays: dict[str, tuple[Any, Any, Any]]) -> None:
         size = _nbytes(arrays)
         if size > METRIC_CACHE_BYTES:  # too big to keep: read again when asked again
-            return arrays
-        self._metrics[rec.sha] = arrays
+            return
+        self._metrics[sha] = arrays
         self._metric_bytes += size
         while len(self._metrics) > METRIC_CACHE or self._metric_bytes > METRIC_CACHE_BYTES:
             _, old = self._metrics.popitem(last=False)
             self._metric_bytes -= _nbytes(old)
-        return arrays
 
     def metrics(
         self, runs: Sequence[str], keys: Sequence[str] | None = None, max_points: int | None = None
@@ -316,6 +335,7 @@ class Dashboard:
         points = check_points(max_points)
         out = []
         with self.lock:
+            self._read_points([self._get(a) for a in runs])  # the runs not in memory, at once
             for address in runs:
                 rec, arrays, _ = self._live(self._get(address))
                 for key in sorted(arrays) if keys is None else keys:

@@ -67,7 +67,7 @@ def report_data(
 
     shown = [r for r in board["runs"] if r.get("ref") and r.get("sha")]
     with dash.lock:  # every run's segments in two git cat-file batches, not a record per run
-        tables = dash.store.read_metrics_many([str(r["sha"]) for r in shown])
+        tables = dash.store.read_metrics_many([str(r["sha"]) for r in shown], dictionary_keys=True)
     arrays = []
     for row, table in zip(shown, tables):
         exp, _, run_id = str(row["ref"]).removeprefix("refs/experiments/").rpartition("/")
