@@ -444,25 +444,31 @@ def t2_t3(br: Browser, runs: int, points: int, big: int, repeat: int) -> list[di
             }
         )
         log(f"T2: first {times[0]:.2f} s, then {med(times[1:]):.2f} s")
-        api = url + "api/metrics?runs=" + big_addr.replace("/", "%2F") + "&max_points=1000"
-        cold, size = api_time(api)
-        warm = med([api_time(api)[0] for _ in range(repeat)])
+    # a new server: the first look at the big run reads its points (then kept in memory)
+    with gx_ui(repo) as url:
         page = url + "#run/" + big_addr.replace("/", "%2F")
         ready = READY.format(test="performance.getEntriesByName('gitexp:run-curves').length")
+        first = br.navigate(page, ready)
         navs = [br.navigate(page, ready) for _ in range(repeat)]
-        rows.append(
-            {
-                "name": f"T3 a run of {big:,} points: run page to its curve drawn",
-                "gitexp": med(navs),
-                "target": 1.0,
-                "all": navs,
-            }
-        )
-        rows.append(
-            {"name": f"T3   /api/metrics of it, first read ({size:,} bytes)", "gitexp": cold}
-        )
-        rows.append({"name": "T3   /api/metrics of it, cached", "gitexp": warm})
-        log(f"T3: page {med(navs):.2f} s; API first {cold:.2f} s, cached {warm:.3f} s")
+        query = "api/metrics?runs=" + big_addr.replace("/", "%2F") + "&max_points=1000"
+        warm = med([api_time(url + query)[0] for _ in range(repeat)])
+    with gx_ui(repo) as url:  # and the API alone, in a new server again
+        cold, size = api_time(url + query)
+    rows.append(
+        {
+            "name": f"T3 a run of {big:,} points: run page to its curve drawn",
+            "gitexp": med(navs),
+            "first": first,
+            "target": 1.0,
+            "all": navs,
+        }
+    )
+    rows.append({"name": f"T3   /api/metrics of it, first read ({size:,} bytes)", "gitexp": cold})
+    rows.append({"name": "T3   /api/metrics of it, cached", "gitexp": warm})
+    log(
+        f"T3: page first {first:.2f} s, then {med(navs):.2f} s; "
+        f"API first {cold:.2f} s, cached {warm:.3f} s"
+    )
     return rows
 
 

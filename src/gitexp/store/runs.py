@@ -64,6 +64,7 @@ from gitexp.store.validate import LISTING_FILES, parse_record, record_from
 MAX_RETRIES = 50
 BATCH_READS = 32  # read_listings of this many runs or more goes through git cat-file
 BATCH_SIZE = 5000  # ... this many runs per git cat-file process
+DECODE_THREADS = max(1, min(4, os.cpu_count() or 1))  # read_metrics_many's Parquet decoders
 HISTORY_LIMIT = 10_000  # commits history() lists by default (a run's audit trail)
 REMOTE_STALE_SECONDS = 30 * 60  # a run from another host is crashed after this silence
 
@@ -363,17 +364,28 @@ class ExpStore:
             entries = self.repo.parse_tree(got[2])
             wanted.append([s for n, (_, s) in sorted(entries.items()) if n.endswith(".parquet")])
         blobs = self.repo.cat_batch([s for segs in wanted for s in segs])
-        out, i = [], 0
+        jobs: list[tuple[bytes, str]] = []
         for sha, segs in zip(commits, wanted):
-            tables = []
             for seg in segs:
-                got = blobs[i]
-                i += 1
+                got = blobs[len(jobs)]
                 if got is None:
                     raise StoreError(f"run commit {sha[:12]}: metric segment {seg} is missing")
-                where = f"run commit {sha[:12]}: segment {seg}"
-                tables.append(from_parquet(got[2], where, dictionary_keys))
-            out.append(concat(tables))
+                jobs.append((got[2], f"run commit {sha[:12]}: segment {seg}"))
+
+        def decode(job: tuple[bytes, str]) -> Any:
+            return from_parquet(job[0], job[1], dictionary_keys)
+
+        if len(jobs) >= DECODE_THREADS * 4:  # pyarrow decodes without the GIL: every core
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(DECODE_THREADS) as pool:
+                decoded = list(pool.map(decode, jobs))
+        else:
+            decoded = [decode(j) for j in jobs]
+        out, i = [], 0
+        for segs in wanted:
+            out.append(concat(decoded[i : i + len(segs)]))
+            i += len(segs)
         return out
 
     # --------------------------------------------------------------- write
