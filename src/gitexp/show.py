@@ -17,10 +17,12 @@ def _series_sample(steps: Any, values: Any) -> list[float]:
     import numpy as np
 
     n = len(steps)
-    if n > 1 and bool(np.all(steps[1:] > steps[:-1])):  # one point a step, in order
-        order = np.arange(n)
-    else:
-        order = np.lexsort((values, steps))
+    if n <= 1 or bool(np.all(steps[1:] > steps[:-1])):  # one point a step, in order
+        if n > SPARK_POINTS:
+            stride = n / SPARK_POINTS
+            values = values[[int(i * stride) for i in range(SPARK_POINTS - 1)] + [n - 1]]
+        return [float(v) for v in values.tolist()]
+    order = np.lexsort((values, steps))
     if n > SPARK_POINTS:
         stride = n / SPARK_POINTS
         order = order[[int(i * stride) for i in range(SPARK_POINTS - 1)] + [n - 1]]

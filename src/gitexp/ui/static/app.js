@@ -714,6 +714,12 @@
   }
 
   // ---------------------------------------------------------- routing
+  let pickers = null;
+  function loadPickers() {
+    if (!pickers) pickers = Promise.all([loadFacets(), loadSweeps(), renderSweep()]);
+    return pickers;
+  }
+
   function route() {
     const h = location.hash;
     const runView = $("run-view"); const listView = $("list-view");
@@ -723,6 +729,7 @@
     } else {
       runView.hidden = true; listView.hidden = false; clear(runView); state.runPage = null;
       destroyPlots(); refreshCharts();
+      if (!REPORT && !pickers) loadPickers().then(refreshCharts);
     }
   }
 
@@ -776,10 +783,14 @@
       return;
     }
     filtersFromUrl();
-    // the table first (the server answers one call at a time): the pickers can wait
+    // a run page asked for by the address is drawn at once, not after the table
+    const runFirst = location.hash.startsWith("#run/");
+    if (runFirst) route();
+    // the table first (the server answers one call at a time): the pickers can wait,
+    // and wait for the list to be shown when the page opened on a run
     loadTable(false)
-      .then(() => Promise.all([loadFacets(), loadSweeps(), renderSweep()]))
-      .then(() => { route(); setTimeout(poll, POLL_MS); });
+      .then(() => runFirst ? null : loadPickers())
+      .then(() => { if (!runFirst) route(); setTimeout(poll, POLL_MS); });
   }
   init();
 })();
