@@ -66,8 +66,7 @@ def test_runs_are_the_leaderboard_of_git_exp_log(repo, runs, gx):
         assert grouped["grouped"] and [g["runs"] for g in grouped["runs"]] == [2, 1]
         base = get_json(srv, "/api/runs?experiment=mnist&baseline=" + quote(short(runs[0])))
         assert "delta(metrics.acc)" in base["columns"]
-    gx.ok("tag", short(runs[1]), "z", "a b")
-    with ui_server(repo) as srv:
+        srv.dashboard.edit(short(runs[1]), add_tags=["z", "a b"])  # what POST .../tags does
         facets = get_json(srv, "/api/facets")
         assert facets["experiments"] == ["mnist", "other"] and facets["runs"] == 4
         assert facets["tags"] == ["a b", "z"]
