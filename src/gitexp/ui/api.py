@@ -214,14 +214,18 @@ class Dashboard:
                 row[col] = finals[col[len("metrics.") :]]
         return _signature(delta)
 
-    def _live(self, rec: RunRecord) -> tuple[RunRecord, dict[str, tuple[Any, Any, Any]], str]:
+    def _live(
+        self, rec: RunRecord, arrays: dict[str, tuple[Any, Any, Any]] | None = None
+    ) -> tuple[RunRecord, dict[str, tuple[Any, Any, Any]], str]:
         """A run with what its live writers spooled since its last commit: the
-        record (summary merged), its points, and a signature of the spooled part."""
+        record (summary merged), its points (``arrays``: its committed points,
+        when the caller has them), and a signature of the spooled part."""
         from dataclasses import replace
 
         from gitexp.metrics import concat, from_parquet, key_arrays
 
-        arrays = self._key_arrays(rec)
+        if arrays is None:
+            arrays = self._key_arrays(rec)
         delta = self.store.pending(rec)
         if delta.is_empty():
             return rec, arrays, ""
@@ -335,9 +339,10 @@ class Dashboard:
         points = check_points(max_points)
         out = []
         with self.lock:
-            self._read_points([self._get(a) for a in runs])  # the runs not in memory, at once
-            for address in runs:
-                rec, arrays, _ = self._live(self._get(address))
+            recs = [self._get(a) for a in runs]
+            committed = self._read_points(recs)  # the runs not in memory, read at once
+            for rec, stored in zip(recs, committed):
+                rec, arrays, _ = self._live(rec, stored)
                 for key in sorted(arrays) if keys is None else keys:
                     if key not in arrays:
                         continue
