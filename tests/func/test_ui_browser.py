@@ -155,6 +155,7 @@ def test_sort_filter_select_diff_curves_and_parallel_coordinates(repo, page, gx,
         pg.wait_for_selector("#runs th[data-col='metrics.acc'] .arrow:has-text('▼')")
         desc = [float(v) for v in column(pg, "metrics.acc")]
         assert desc == sorted(asc, reverse=True)
+        assert pg.url.endswith("?sort=-metrics.acc")  # a link to this very table
         # filter with the --where language; a bad expression shows the CLI's message inline
         pg.fill("#where", "params.lr < 0.005")
         pg.click("#apply")

@@ -178,7 +178,7 @@
         if (sort === "-" + c) th.appendChild(el("span", { class: "arrow" }, " ▼"));
         th.addEventListener("click", () => {
           state.query.sort = sort === c ? "-" + c : sort === "-" + c ? "" : c;
-          state.query.offset = 0;
+          state.query.offset = 0; filtersToUrl();
           loadTable(false).then(refreshCharts);
         });
       }
