@@ -100,6 +100,35 @@ def w3_create(uri: str, start: int, n: int, total: int, cap_s: float) -> dict:
     return {"created": done, "seconds": time.perf_counter() - t0}
 
 
+def ui_create(uri: str, runs_file: str, start: int, cap_s: float) -> dict:
+    """The runs of ``runs_file`` (JSON lines of ``{"name", "params", "metrics", "status"}``,
+    bench_ui.py writes it) from number ``start`` on, until ``cap_s``: the same runs the
+    git-exp side of bench_ui.py lists."""
+    mlflow = _mlflow(uri)
+    from mlflow.entities import Metric, Param
+
+    client = mlflow.tracking.MlflowClient()
+    exp_id = mlflow.get_experiment_by_name("bench").experiment_id
+    with open(runs_file) as f:
+        runs = [json.loads(line) for line in f]
+    t0 = time.perf_counter()
+    done = start
+    for i in range(start, len(runs)):
+        if time.perf_counter() - t0 > cap_s:
+            break
+        r = runs[i]
+        run = client.create_run(exp_id, run_name=r["name"])
+        now = int(time.time() * 1000)
+        client.log_batch(
+            run.info.run_id,
+            metrics=[Metric(k, v, now, 99) for k, v in r["metrics"].items()],
+            params=[Param(k, str(v)) for k, v in r["params"].items()],
+        )
+        client.set_terminated(run.info.run_id, status=r["status"])
+        done = i + 1
+    return {"created": done, "seconds": time.perf_counter() - t0, "experiment_id": exp_id}
+
+
 def w3_query(uri: str) -> dict:
     """What a fresh process pays to list every run with params and metrics, sorted."""
     mlflow = _mlflow(uri)
@@ -148,6 +177,7 @@ MODES = {
     "w2": w2,
     "w3_create": w3_create,
     "w3_query": w3_query,
+    "ui_create": ui_create,
     "w4": w4,
     "w6_child": w6_child,
     "w6_count": w6_count,

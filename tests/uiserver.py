@@ -51,3 +51,25 @@ def get_json(server: Any, path: str, status: int = 200) -> Any:
     code, _, body = request(server, path)
     assert code == status, (code, body[:500])
     return json.loads(body)
+
+
+def a_sweep(repo) -> str:
+    """A finished sweep of four trials (the notebook API: no subprocess)."""
+    import gitexp
+
+    def fn(params, budget, run):
+        for epoch in range(3):
+            run.log_metric("val_acc", 1 - abs(params["lr"] - 0.01) - 0.01 * epoch, step=epoch)
+        return 1 - abs(params["lr"] - 0.01)
+
+    best = gitexp.sweep(
+        fn,
+        {"lr": {"values": [0.001, 0.01, 0.1]}, "depth": {"values": [1, 2]}},
+        method="random",
+        trials=4,
+        metric="val_acc",
+        experiment="sw",
+        repo=repo,
+    )
+    assert best is not None
+    return str(best["sweep"])

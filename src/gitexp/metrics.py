@@ -630,13 +630,18 @@ def merge_segments(parts: Iterable[tuple[bytes, str]]) -> bytes:
     return bytes(sink.getvalue().to_pybytes())
 
 
-def from_parquet(data: bytes, where: str = "metric segment") -> Any:
-    """Read one Parquet segment back; FormatError when it is damaged."""
+def from_parquet(data: bytes, where: str = "metric segment", dictionary_keys: bool = False) -> Any:
+    """Read one Parquet segment back; FormatError when it is damaged.
+
+    ``dictionary_keys``: the ``key`` column as a dictionary (no string made per
+    point: a reader of millions of points that only splits them by key)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        segment = pq.ParquetFile(pa.BufferReader(data))
+        segment = pq.ParquetFile(
+            pa.BufferReader(data), read_dictionary=["key"] if dictionary_keys else None
+        )
         _check_bounds(segment.metadata, where)
         table = segment.read(use_threads=False)
     except (pa.ArrowException, OSError) as exc:
@@ -645,7 +650,9 @@ def from_parquet(data: bytes, where: str = "metric segment") -> Any:
     if missing:
         raise FormatError(f"{where} lacks columns {sorted(missing)}")
     try:
-        return table.select(["key", "step", "value", "time"]).cast(schema())
+        return table.select(["key", "step", "value", "time"]).cast(
+            _dict_schema() if dictionary_keys else schema()
+        )
     except (pa.ArrowException, ValueError) as exc:
         raise FormatError(f"{where} has columns of the wrong type: {_one_line(exc)}") from exc
 
@@ -733,8 +740,12 @@ def key_arrays(table: Any) -> dict[str, tuple[Any, Any, Any]]:
     """Every key's points of a metrics table as numpy arrays, in step order:
     ``{key: (steps int64, values float64, times int64 µs since the epoch)}``.
 
-    One pass over the table (no Python object per point): the dashboard reads
-    10 million points this way and downsamples them before anything is sent.
+    No Python object per point: the dashboard reads 10 million points this way
+    and downsamples them before anything is sent. Chunk by chunk (a chunk is a
+    segment, or a part of one): a chunk that holds one key (the usual case for a
+    big run, whose segments are written one key at a time) is taken whole, its
+    numbers without a copy; only a chunk of several keys is split by key. A key
+    whose points are already in step order is not sorted again.
     """
     import numpy as np
     import pyarrow as pa
@@ -742,18 +753,41 @@ def key_arrays(table: Any) -> dict[str, tuple[Any, Any, Any]]:
 
     if table.num_rows == 0:
         return {}
-    keys = table.column("key").cast(pa.string())
-    steps = _numpy(table.column("step").cast(pa.int64())).astype(np.int64, copy=False)
-    values = _numpy(table.column("value").cast(pa.float64())).astype(np.float64, copy=False)
-    times = table.column("time").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
-    times = _numpy(times.fill_null(0)).astype(np.int64, copy=False)
-    codes = pc.dictionary_encode(keys).combine_chunks()
-    names = codes.dictionary.to_pylist()
-    idx = np.asarray(codes.indices.to_numpy(zero_copy_only=False))
+    table = table.combine_chunks() if table.column("key").num_chunks > 64 else table
+    parts: dict[str, list[tuple[Any, Any, Any]]] = {}
+    key_col, step_col = table.column("key"), table.column("step")
+    value_col, time_col = table.column("value"), table.column("time")
+    for kc, sc, vc, tc in zip(key_col.chunks, step_col.chunks, value_col.chunks, time_col.chunks):
+        if len(kc) == 0:
+            continue
+        steps = _numpy(sc.cast(pa.int64()))
+        values = _numpy(vc.cast(pa.float64()))
+        tc = tc.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+        times = _numpy(tc.fill_null(0) if tc.null_count else tc)
+        if not pa.types.is_dictionary(kc.type):
+            bounds = pc.min_max(kc)
+            low, high = bounds["min"].as_py(), bounds["max"].as_py()
+            if low == high and kc.null_count == 0:  # one key: the whole chunk
+                parts.setdefault(str(low), []).append((steps, values, times))
+                continue
+            kc = pc.dictionary_encode(kc)
+        names = kc.dictionary.to_pylist()
+        if len(names) == 1 and kc.null_count == 0:  # one key: the whole chunk
+            parts.setdefault(str(names[0]), []).append((steps, values, times))
+            continue
+        idx = np.asarray(kc.indices.to_numpy(zero_copy_only=False))
+        for i, name in enumerate(names):
+            sel = np.flatnonzero(idx == i)
+            if len(sel):
+                parts.setdefault(str(name), []).append((steps[sel], values[sel], times[sel]))
     out: dict[str, tuple[Any, Any, Any]] = {}
-    for i, name in enumerate(names):
-        sel = np.flatnonzero(idx == i) if len(names) > 1 else np.arange(len(idx))
-        s, v, t = steps[sel], values[sel], times[sel]
-        order = np.argsort(s, kind="stable")
-        out[str(name)] = (s[order], v[order], t[order])
+    for name, chunks in parts.items():
+        if len(chunks) == 1:
+            s, v, t = chunks[0]
+        else:
+            s, v, t = (np.concatenate([c[j] for c in chunks]) for j in range(3))
+        if len(s) > 1 and not bool(np.all(s[1:] >= s[:-1])):
+            order = np.argsort(s, kind="stable")
+            s, v, t = s[order], v[order], t[order]
+        out[name] = (s, v, t)
     return out

@@ -17,9 +17,10 @@ from urllib.parse import quote
 import pytest
 
 from conftest import finished_run, git
-from uiserver import get_json, request, ui_server
+from uiserver import a_sweep, get_json, request, ui_server
 
 HOSTILE = "<img src=x onerror=alert(1)>"
+GIT_EXP = os.path.join(os.path.dirname(sys.executable), "git-exp")
 
 
 @pytest.fixture
@@ -65,6 +66,12 @@ def test_runs_are_the_leaderboard_of_git_exp_log(repo, runs, gx):
         assert grouped["grouped"] and [g["runs"] for g in grouped["runs"]] == [2, 1]
         base = get_json(srv, "/api/runs?experiment=mnist&baseline=" + quote(short(runs[0])))
         assert "delta(metrics.acc)" in base["columns"]
+        srv.dashboard.edit(short(runs[1]), add_tags=["z", "a b"])  # what POST .../tags does
+        facets = get_json(srv, "/api/facets")
+        assert facets["experiments"] == ["mnist", "other"] and facets["runs"] == 4
+        assert facets["tags"] == ["a b", "z"]
+        assert {"params.lr", "params.seed"} <= set(facets["params"])
+        assert facets["metrics"] == ["metrics.acc", "metrics.loss"]
 
 
 def test_a_bad_where_is_the_cli_message_as_a_400(repo, runs, gx):
@@ -84,7 +91,7 @@ def test_one_run_is_git_exp_show_json_and_two_are_git_exp_diff(repo, runs, gx):
     with ui_server(repo) as srv:
         got = get_json(srv, "/api/runs/" + quote(short(runs[1]), safe=""))
         want = json.loads(gx.ok("show", "--json", runs[1]))
-        assert {k: v for k, v in got.items() if k != "logs"} == want
+        assert {k: v for k, v in got.items() if k not in ("logs", "version")} == want
         d = get_json(srv, f"/api/diff?a={quote(runs[0])}&b={quote(runs[1])}")
         want = json.loads(gx.ok("diff", "--json", "--code", runs[0], runs[1]))
         assert d == want
@@ -181,6 +188,11 @@ def test_the_page_has_a_strict_csp_and_a_token(repo, runs):
         for name in ("app.js", "app.css", "vendor/uPlot.iife.min.js", "vendor/uPlot.min.css"):
             code, headers, _ = request(srv, "/static/" + name)
             assert code == 200, name
+        # the first table's address, for the browser to preload: the page's filters, escaped
+        _, _, page = request(srv, "/?sort=-acc&where=" + quote('x" onload="alert(1)') + "&x=1")
+        (href,) = re.findall(rb'<link rel="preload" href="([^"]*)" as="fetch"', page)
+        assert href.startswith(b"/api/runs?where=x%22+onload%3D%22alert%281%29&amp;sort=-acc&amp;")
+        assert b"x=1" not in href and b'onload="' not in page
         assert request(srv, "/static/../server.py")[0] == 404
         assert request(srv, "/static/vendor/uPlot.LICENSE")[0] == 404
 
@@ -275,7 +287,100 @@ def test_git_exp_ui_prints_its_address_takes_a_free_port_and_stops_on_ctrl_c(rep
             for stream in (proc.stdout, proc.stderr):
                 if stream is not None:
                     stream.close()
-    warn = subprocess.run(
+    bad = subprocess.run(
         ["git", "exp", "ui", "--port", "70000"], cwd=repo, capture_output=True, text=True
     )
-    assert warn.returncode == 2 and "--port" in warn.stderr
+    assert bad.returncode == 2 and "--port" in bad.stderr
+    nosweep = subprocess.run(
+        ["git", "exp", "ui", "--sweep", "20991231-000000-000000"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert nosweep.returncode == 4 and "no sweep" in nosweep.stderr
+    assert len(nosweep.stderr.strip().splitlines()) == 1 and not nosweep.stdout
+
+
+@pytest.mark.slow
+def test_git_exp_ui_on_every_address_warns_and_opens_on_a_sweep(repo, runs):
+    sid = a_sweep(repo)
+    proc = subprocess.Popen(
+        [GIT_EXP, "ui", "--host", "0.0.0.0", "--sweep", sid],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        line = proc.stdout.readline()
+        m = re.fullmatch(rf"http://127\.0\.0\.1:(\d+)/\?sweep={sid}\n", line)
+        assert m, line
+        warning = proc.stderr.readline()
+        assert "warning" in warning and "0.0.0.0" in warning
+        import http.client
+
+        conn = http.client.HTTPConnection("127.0.0.1", int(m.group(1)), timeout=10)
+        conn.request("GET", f"/api/runs?sweep={sid}")
+        res = conn.getresponse()
+        assert res.status == 200 and json.loads(res.read())["total"] == 4
+        conn.close()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def test_a_running_run_shows_what_it_spooled_since_its_last_checkpoint(repo, monkeypatch):
+    import gitexp
+    import gitexp.tracking as tracking
+
+    # an hour into a run, checkpoints are minutes apart: the page must not wait for one
+    monkeypatch.setattr(tracking, "MIN_CHECKPOINT", 3600.0)
+    run = gitexp.start_run(experiment="live", name="going", command=["x"])
+    try:
+        for step in range(10):
+            run.log_metric("loss", 1.0 - step / 100, step=step)
+        run.checkpoint()
+        with ui_server(repo) as srv:
+            addr = quote(short(run.ref), safe="")
+            before = get_json(srv, "/api/runs?experiment=live")
+            assert before["runs"][0]["metrics.loss"] == pytest.approx(0.91)
+            shown = get_json(srv, f"/api/runs/{addr}")
+            run.log_metric("loss", 0.123, step=10)
+            run.log_metric("acc", 0.5, step=10)
+            run.flush()  # spooled, not committed
+            assert git("rev-parse", run.ref, cwd=repo).strip() == before["runs"][0]["sha"]
+            after = get_json(srv, "/api/runs?experiment=live")
+            assert after["runs"][0]["metrics.loss"] == 0.123
+            assert after["version"] != before["version"]
+            (s,) = get_json(srv, f"/api/metrics?runs={addr}&keys=loss")["series"]
+            assert s["step"][-1] == 10 and s["value"][-1] == 0.123 and s["points"] == 11
+            page = get_json(srv, f"/api/runs/{addr}")
+            assert page["version"] != shown["version"] and page["sha"] == shown["sha"]
+            assert page["metrics"]["loss"]["count"] == 11
+            assert page["metrics"]["acc"]["last"] == 0.5
+    finally:
+        run.finish()
+
+
+@pytest.mark.slow
+def test_the_api_takes_a_sweep_as_git_exp_log_and_sweep_show_do(repo, runs, gx):
+    sid = a_sweep(repo)
+    with ui_server(repo) as srv:
+        got = get_json(srv, f"/api/runs?sweep={sid}&sort=-val_acc")
+        want = json.loads(gx.ok("log", "--json", "--sweep", sid, "--sort=-val_acc"))
+        assert got["total"] == 4 and got["runs"] == want
+        assert get_json(srv, f"/api/sweeps/{sid}") == json.loads(
+            gx.ok("sweep", "show", "--json", sid)
+        )
+        listed = get_json(srv, "/api/sweeps")["sweeps"]
+        assert [s["id"] for s in listed] == [sid]
+        assert get_json(srv, "/api/sweeps/20991231-000000-000000", status=404)["error"]
+        assert get_json(srv, "/api/runs?sweep=" + quote("../x"), status=404)["error"]

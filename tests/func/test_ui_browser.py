@@ -16,13 +16,15 @@ import json
 import math
 import os
 import shutil
+import sys
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
+from conftest import finished_run
 from servers import require
-from uiserver import ui_server
+from uiserver import a_sweep, ui_server
 
 pytestmark = pytest.mark.slow
 
@@ -80,8 +82,10 @@ class Page:
     def close(self, failed: bool) -> None:
         if failed:
             self.shots.mkdir(parents=True, exist_ok=True)
+            shot = self.shots / f"{self.name}.png"
             with contextlib.suppress(Exception):
-                self.page.screenshot(path=str(self.shots / f"{self.name}.png"), full_page=True)
+                self.page.screenshot(path=str(shot), full_page=True)
+                print(f"screenshot of the failed page: {shot}", file=sys.stderr)
         self.ctx.close()
 
 
@@ -93,7 +97,7 @@ def page(browser, tmp_path, request):
         yield p
     finally:
         # the call's report is logged before teardown: a failure has been counted
-        p.close(request.session.testsfailed > failed_before)
+        p.close(request.session.testsfailed > failed_before or bool(p.dialogs))
     assert not p.dialogs, p.dialogs
 
 
@@ -121,15 +125,24 @@ def column(pg, col: str) -> list[str]:
     return pg.locator(f"#runs tbody td[data-col='{col}']").all_text_contents()
 
 
-def test_sort_filter_select_diff_curves_and_parallel_coordinates(repo, page, gx):
+def test_sort_filter_select_diff_curves_and_parallel_coordinates(repo, page, gx, monkeypatch):
     from playwright.sync_api import expect
 
-    record_runs(repo)
+    from gitexp.ui.api import Dashboard
+
+    refs = record_runs(repo)
+    gx.ok("tag", refs[2].removeprefix("refs/experiments/"), "best")
+    asked: list[dict] = []
+    runs = Dashboard.runs
+    monkeypatch.setattr(Dashboard, "runs", lambda self, a, *r: asked.append(a) or runs(self, a, *r))
     pg = page.page
     with ui_server(repo) as srv:
+        asked.clear()
         pg.goto(srv.url)
         pg.wait_for_selector("#runs[data-state=ready]")
         assert pg.locator("#runs tbody tr").count() == 6
+        # the first table was preloaded while the scripts loaded: asked for once
+        assert asked == [{"offset": "0", "limit": "100"}]
         # the hostile name is text: shown as typed, no element made of it
         assert HOSTILE in column(pg, "name")
         assert pg.locator("#runs img").count() == 0
@@ -142,6 +155,7 @@ def test_sort_filter_select_diff_curves_and_parallel_coordinates(repo, page, gx)
         pg.wait_for_selector("#runs th[data-col='metrics.acc'] .arrow:has-text('▼')")
         desc = [float(v) for v in column(pg, "metrics.acc")]
         assert desc == sorted(asc, reverse=True)
+        assert pg.url.endswith("?sort=-metrics.acc")  # a link to this very table
         # filter with the --where language; a bad expression shows the CLI's message inline
         pg.fill("#where", "params.lr < 0.005")
         pg.click("#apply")
@@ -156,6 +170,24 @@ def test_sort_filter_select_diff_curves_and_parallel_coordinates(repo, page, gx)
         pg.click("#apply")
         expect(pg.locator("#runs tbody tr")).to_have_count(6)
         assert pg.text_content("#error") == ""
+        # group by a param: one row per value, with runs, mean, std and count of each metric
+        pg.fill("#group-by", "opt")
+        pg.click("#apply")
+        expect(pg.locator("#runs tbody tr")).to_have_count(2)
+        for col in ("runs", "mean(metrics.acc)", "std(metrics.acc)", "count(metrics.acc)"):
+            assert pg.locator(f"#runs th[data-col='{col}']").count() == 1, col
+        assert sorted(column(pg, "runs")) == ["3", "3"]
+        assert "group_by=opt" in pg.url  # the filters are in the address
+        # a baseline: a delta column against it, zero on its own row
+        pg.fill("#group-by", "")
+        pg.fill("#baseline", "tag:" + "best")
+        pg.click("#apply")
+        expect(pg.locator("#runs th[data-col='delta(metrics.acc)']")).to_have_count(1)
+        deltas = [float(v) for v in column(pg, "delta(metrics.acc)")]
+        assert 0.0 in deltas and len(set(deltas)) == 6
+        pg.fill("#baseline", "")
+        pg.click("#apply")
+        expect(pg.locator("#runs th[data-col='delta(metrics.acc)']")).to_have_count(0)
         # two runs: the diff
         boxes = pg.locator("#runs tbody input[type=checkbox]")
         boxes.nth(0).check()
@@ -175,6 +207,14 @@ def test_sort_filter_select_diff_curves_and_parallel_coordinates(repo, page, gx)
         )
         assert drawn > 1000
         assert pg.locator(".chart .u-legend .u-series").count() == 6  # x + five runs
+        # x as time since each series began, log y, smoothing: redrawn so
+        pg.select_option("#xaxis", "relative")
+        pg.check("#logy")
+        pg.wait_for_selector(".chart[data-x='relative'][data-logy='true'][data-series='5']")
+        assert pg.get_attribute(".chart", "data-x0") == "0"
+        pg.select_option("#xaxis", "step")
+        pg.uncheck("#logy")
+        pg.wait_for_selector(".chart[data-x='step'][data-logy='false']")
         # parallel coordinates of the five, brushed on the lr axis
         pg.wait_for_selector("#pc-svg")
         assert pg.locator("#pc-svg polyline").count() == 5
@@ -199,8 +239,8 @@ def test_run_page_with_curves_artifacts_logs_and_a_tag(repo, page, gx):
     import gitexp
 
     with gitexp.start_run(experiment="cv", name=SCRIPT, params={"lr": 0.1}, command=["x"]) as run:
-        for step in range(300):
-            run.log_metric("loss", 1 / (step + 1), step=step)
+        for step in range(3000):  # more than the run page asks for: downsampled, with a band
+            run.log_metric("loss", 1 / (step + 1) + 0.1 * (step % 7), step=step)
         (repo / "out.log").write_text(f"epoch 1 {SCRIPT}\n")
         run.log_artifact(repo / "out.log", name="logs/stdout", role="log")
         (repo / "model.bin").write_bytes(b"\0" * 4096)
@@ -214,7 +254,11 @@ def test_run_page_with_curves_artifacts_logs_and_a_tag(repo, page, gx):
         assert pg.text_content("#run-title") == SCRIPT
         assert pg.locator("#run-view script").count() == 0
         assert "0.1" in pg.locator(".run-params").text_content()
-        pg.wait_for_selector("#run-curves .chart[data-key='loss']")
+        pg.wait_for_selector("#run-curves .chart[data-key='loss'][data-bands='1']")
+        # the band's edges are not in the legend, which names the one run
+        legend = pg.locator("#run-curves .u-legend .u-series")
+        assert legend.count() == 4
+        assert [legend.nth(i).is_visible() for i in range(4)] == [True, True, False, False]
         pg.wait_for_selector("pre.log")
         assert pg.text_content("pre.log") == f"epoch 1 {SCRIPT}\n"
         rows = pg.locator("#run-artifacts tr").all_text_contents()
@@ -236,9 +280,12 @@ def test_run_page_with_curves_artifacts_logs_and_a_tag(repo, page, gx):
     assert not page.errors, page.errors
 
 
-def test_a_run_still_logging_appears_and_updates_without_a_reload(repo, page):
+def test_a_run_still_logging_appears_and_updates_without_a_reload(repo, page, monkeypatch):
     import gitexp
+    import gitexp.tracking as tracking
 
+    # a run an hour old commits minutes apart: what it spools must show before that
+    monkeypatch.setattr(tracking, "MIN_CHECKPOINT", 3600.0)
     record_runs(repo)
     pg = page.page
     with ui_server(repo) as srv:
@@ -252,11 +299,22 @@ def test_a_run_still_logging_appears_and_updates_without_a_reload(repo, page):
             row = "#runs tbody tr:has-text('still-going')"
             pg.wait_for_selector(row, timeout=10_000)
             assert "running" in pg.locator(row).text_content()
+            sha = run.sha
             run.log_metric("loss", 0.123, step=10)
-            run.checkpoint()
+            run.flush()  # spooled, not committed: the page reads the spool of a live run
             pg.wait_for_selector(
                 f"{row} td[data-col='metrics.loss']:has-text('0.123')", timeout=10_000
             )
+            assert run.sha == sha  # no checkpoint meanwhile
+            # its run page follows it too: the curve grows without a reload
+            pg.click(f"{row} td[data-col='id'] a")
+            pg.wait_for_selector("#run-curves .chart[data-key='loss']")
+            points = "#run-view .run-metrics tr:has-text('loss')"
+            assert "11" in pg.text_content(points)
+            run.log_metric("loss", 0.1, step=11)
+            run.flush()
+            pg.wait_for_selector(f"{points}:has-text('12')", timeout=10_000)
+            pg.click("#run-view a[href='#']")
         finally:
             run.finish()
         pg.wait_for_selector(f"{row} td[data-col='status']:has-text('finished')", timeout=10_000)
@@ -284,4 +342,122 @@ def test_the_report_renders_from_file_with_every_request_blocked(repo, page, gx,
     pg.wait_for_selector(".chart[data-key='acc']")
     assert pg.locator("#pc-svg polyline").count() == 6
     assert [u for u in requests if not u.startswith("file:")] == []
+    assert not page.errors, page.errors
+
+
+def hostile_runs(repo: Path) -> list[str]:
+    """Two runs with a string meant as HTML in every place a run holds one."""
+    import gitexp
+
+    refs = []
+    for i in range(2):
+        (repo / "data.csv").write_text(f"{i}\n")
+        with gitexp.start_run(
+            experiment="xss",
+            name=f"{HOSTILE}{i}",
+            params={"lr": 0.1 * (i + 1), HOSTILE: f"{SCRIPT}{i}"},
+            command=["x"],
+        ) as run:
+            run.log_input(repo / "data.csv")
+            for step in range(30):
+                run.log_metrics({HOSTILE: step * (i + 1), "loss": 1 / (step + 1)}, step=step)
+            run.set_tags(HOSTILE, f"t{i}")
+            run.note(SCRIPT)
+            log = repo / "out.log"
+            log.write_text(f"line {SCRIPT} {HOSTILE}\n")
+            run.log_artifact(log, name=f"logs/{HOSTILE}", role="log")
+            refs.append(run.ref)
+    return refs
+
+
+NO_MARKUP = """() => ({
+    img: document.querySelectorAll('img, iframe, object, embed').length,
+    scripts: [...document.scripts].filter((s) => s.type !== 'application/json').length,
+    text: document.body.innerText,
+})"""
+
+
+def test_strings_from_runs_are_text_everywhere_in_the_page_and_the_report(repo, page, gx, tmp_path):
+    refs = hostile_runs(repo)
+    pg = page.page
+    with ui_server(repo) as srv:
+        pg.goto(srv.url)
+        pg.wait_for_selector("#runs[data-state=ready]")
+        boxes = pg.locator("#runs tbody input[type=checkbox]")
+        boxes.nth(0).check()
+        boxes.nth(1).check()
+        pg.wait_for_selector("#diff:not([hidden]) table.diff-params")
+        pg.select_option("#metric-keys", [HOSTILE])
+        pg.wait_for_selector(f".chart[data-key='{HOSTILE}'][data-series='2']")
+        pg.wait_for_selector("#pc-svg")
+        seen = pg.evaluate(NO_MARKUP)
+        assert seen["img"] == 0 and seen["scripts"] == 2
+        text = seen["text"]
+        for shown in (f"{HOSTILE}0", f"{SCRIPT}1", "DATA CHANGED"):
+            assert shown in text, shown
+        assert HOSTILE in pg.text_content("#runs thead")  # the param and metric columns
+        assert HOSTILE in pg.text_content(".chart h4") + pg.text_content(".chart .u-legend")
+        assert HOSTILE[:20] in pg.text_content("#pc-svg")  # axis labels are clipped
+        assert pg.locator("#pc-svg foreignObject, #scatter-svg foreignObject").count() == 0
+        pg.goto(srv.url + "#run/" + quote(refs[0].removeprefix("refs/experiments/"), safe=""))
+        pg.wait_for_selector("pre.log")
+        seen = pg.evaluate(NO_MARKUP)
+        assert seen["img"] == 0 and seen["scripts"] == 2
+        assert pg.text_content("#run-title") == f"{HOSTILE}0"
+        assert HOSTILE in pg.text_content("#run-tags")
+        assert SCRIPT in pg.text_content("#run-notes")
+        assert f"{SCRIPT}0" in pg.text_content(".run-params")
+        assert f"logs/{HOSTILE}" in pg.text_content("#run-artifacts")
+        assert pg.text_content("pre.log") == f"line {SCRIPT} {HOSTILE}\n"
+        assert HOSTILE in pg.text_content(".run-metrics")
+    out = tmp_path / "report.html"
+    gx.ok("report", "-e", "xss", "-o", str(out))
+    assert HOSTILE not in out.read_text() and SCRIPT not in out.read_text()
+    pg.goto(out.as_uri())
+    pg.wait_for_selector(".chart")
+    seen = pg.evaluate(NO_MARKUP)
+    assert seen["img"] == 0 and seen["scripts"] == 2
+    for shown in (f"{HOSTILE}0", f"{SCRIPT}1", HOSTILE):
+        assert shown in seen["text"], shown
+    assert not page.errors, page.errors
+
+
+def test_a_sweep_in_the_page_and_in_its_report(repo, page, gx, tmp_path):
+    from playwright.sync_api import expect
+
+    finished_run(experiment="other", params={"lr": 1.0}, metrics={"acc": 0.1})
+    sid = a_sweep(repo)
+    pg = page.page
+    with ui_server(repo) as srv:
+        pg.goto(srv.url + "?sweep=" + sid)
+        pg.wait_for_selector("#runs[data-state=ready]")
+        pg.wait_for_selector("#sweep-panel:not([hidden]) .sweep-info")
+        assert pg.locator("#runs tbody tr").count() == 4
+        assert pg.text_content("#sweep-id") == sid
+        assert "random" in pg.text_content(".sweep-info")
+        assert "val_acc (maximize)" in pg.text_content(".sweep-info")
+        assert pg.locator(".sweep-importance tr").count() == 3  # header, lr, depth
+        assert pg.input_value("#pc-metric") == "metrics.val_acc"
+        assert pg.locator("#pc-svg polyline").count() == 4
+        # select the trials: the curves of the metric they have (the sweep's), not the first
+        pg.click("#select-all")
+        pg.wait_for_selector(".chart[data-key='val_acc'][data-series='4']")
+        pg.click("#clear")
+        best = pg.locator("#sweep-best a")
+        best.click()
+        pg.wait_for_selector("#run-view[data-state=ready]")
+        pg.go_back()
+        pg.wait_for_selector("#runs[data-state=ready]")
+        pg.select_option("#sweep", "")
+        pg.click("#apply")
+        pg.wait_for_selector("#sweep-panel", state="hidden")
+        expect(pg.locator("#runs tbody tr")).to_have_count(5)
+    out = tmp_path / "sweep.html"
+    gx.ok("report", "--sweep", sid, "-o", str(out))
+    pg.goto(out.as_uri())
+    pg.wait_for_selector("#runs[data-state=ready]")
+    assert pg.locator("#runs tbody tr").count() == 4
+    assert pg.text_content("#sweep-id") == sid
+    assert sid in pg.text_content("#title")
+    pg.wait_for_selector(".chart[data-key='val_acc'][data-series='4']")
     assert not page.errors, page.errors

@@ -235,3 +235,28 @@ def test_many_runs_are_read_through_git_cat_file_as_dulwich_reads_them(repo):
                 want.code,
                 want.tree,
             )
+
+
+@pytest.mark.slow
+def test_a_catalog_file_that_did_not_change_is_not_read_again(repo, monkeypatch):
+    import pyarrow.parquet as pq
+
+    import gitexp.catalog as catalog
+    from conftest import finished_run
+    from gitexp.catalog import Catalog
+    from gitexp.store import ExpStore
+
+    monkeypatch.setattr(catalog, "RACY_SECONDS", 0.0)  # no racy window: no rewrite to wait for
+    finished_run(params={"lr": 0.1}, metrics={"acc": 0.5})
+    reads = []
+    real = pq.ParquetFile
+    monkeypatch.setattr(pq, "ParquetFile", lambda *a, **k: reads.append(a) or real(*a, **k))
+    with ExpStore(repo) as store:
+        first = Catalog(store).update()
+        Catalog(store).update()
+        n = len(reads)
+        again = Catalog(store).update()
+        assert len(reads) == n  # the same file: the table kept from the last read
+        assert again.table.equals(first.table)
+        finished_run(params={"lr": 0.2}, metrics={"acc": 0.6})
+        assert len(Catalog(store).update()) == 2  # a new run: a new file, read

@@ -198,3 +198,40 @@ def test_damaged_segment_is_a_format_error():
 
 def test_empty_concat_has_the_schema():
     assert concat([]).schema == schema() and concat([]).num_rows == 0
+
+
+@pytest.mark.parametrize("dictionary_keys", [False, True])
+def test_key_arrays_splits_keys_and_orders_steps_whatever_the_chunks(dictionary_keys):
+    import numpy as np
+    import pyarrow as pa
+
+    from gitexp.metrics import concat, from_parquet, key_arrays, to_parquet
+
+    rng = np.random.default_rng(3)
+    chunks = [
+        [("loss", s, float(s)) for s in range(50)],  # one key, in order
+        [("acc", s, s / 10) for s in (5, 3, 9, 1)],  # one key, out of order
+        [(k, s, float(s * len(k))) for s in range(50, 60) for k in ("loss", "acc", "lr")],
+        [("loss", int(s), float(s)) for s in rng.permutation(np.arange(60, 90))],
+    ]
+
+    def segment(rows, dictionary_keys):
+        buf = MetricBuffer()
+        for key, step, value in rows:
+            buf.append(key, value, step)
+        return from_parquet(to_parquet(buf.drain()[0]), dictionary_keys=dictionary_keys)
+
+    table = concat([segment(c, dictionary_keys) for c in chunks])
+    assert table.column("key").num_chunks == 4
+    got = key_arrays(table)
+    rows = [r for c in chunks for r in c]
+    for key in ("loss", "acc", "lr"):
+        mine = [(s, v) for k, s, v in rows if k == key]
+        mine.sort(key=lambda p: p[0])  # stable: ties keep their order
+        steps, values, times = got[key]
+        assert steps.tolist() == [s for s, _ in mine]
+        assert values.tolist() == [v for _, v in mine]
+        assert steps.dtype == np.int64 and values.dtype == np.float64 and times.dtype == np.int64
+    assert sorted(got) == ["acc", "loss", "lr"]
+    one = key_arrays(pa.concat_tables([segment(chunks[0], dictionary_keys)]))
+    assert list(one) == ["loss"] and one["loss"][0].tolist() == list(range(50))

@@ -196,3 +196,25 @@ def test_commit_messages_list_params_in_one_order():
     a = commit_message("checkpoint", ref, run, {"seed": 0, "lr": 0.5, "opt": {"b": 1}}, Summary())
     b = commit_message("checkpoint", ref, run, {"lr": 0.5, "opt": {"b": 1}, "seed": 0}, Summary())
     assert "params: lr=0.5, opt.b=1, seed=0" in a and a == b
+
+
+def test_the_metrics_of_many_runs_read_at_once_are_those_read_one_by_one(store):
+    from gitexp.metrics import summarize
+
+    commits = []
+    for n in (0, 1, 2):  # no segment, one, two
+        ref, sha = _create(store)
+        for s in range(n):
+            buf = MetricBuffer()
+            for i in range(5):
+                buf.append("loss", 1.0 / (i + 1 + s), 10 * s + i)
+            table = buf.drain()[0]
+            sha = store.update(
+                ref, RunDelta(segments=[to_parquet(table)], summary=summarize(table))
+            )
+        commits.append(sha)
+    many = store.read_metrics_many(commits)
+    for sha, table in zip(commits, many):
+        rec = store.read(store.resolve(sha))
+        assert table.num_rows == 5 * len(rec.segments)
+        assert table.equals(store.read_metrics(rec))

@@ -19,8 +19,17 @@ from gitexp.cli import echo, repo_of
     help="Address to listen on (anything but loopback is reachable by others: a warning).",
 )
 @click.option("--open/--no-open", "open_browser", default=False, help="Open the page in a browser.")
+@click.option(
+    "--sweep",
+    "sweep_id",
+    default=None,
+    metavar="ID",
+    help="Open on the trials of sweep ID (git exp sweep list); the address printed says so.",
+)
 @click.pass_context
-def ui_cmd(ctx: click.Context, port: int, host: str, open_browser: bool) -> None:
+def ui_cmd(
+    ctx: click.Context, port: int, host: str, open_browser: bool, sweep_id: str | None
+) -> None:
     """Serve the runs of this repository in a browser.
 
     Prints the page's address (http://127.0.0.1:PORT/) when it is ready; Ctrl-C
@@ -28,14 +37,20 @@ def ui_cmd(ctx: click.Context, port: int, host: str, open_browser: bool) -> None
     The page's JSON API is described in docs/ui.md.
 
     \b
-    Example:
+    Examples:
       git exp ui --port 8765
+      git exp ui --sweep 20261206-040000-1a2b3c
     """
     from gitexp.errors import UsageError
     from gitexp.ui.server import is_loopback, serve
 
     if not 0 <= port <= 65535:
         raise UsageError(f"--port must be between 0 and 65535, not {port}")
+    if sweep_id is not None:
+        from gitexp.sweeps import describe
+        from gitexp.sweeps.record import validate_id
+
+        describe(validate_id(sweep_id), repo_of(ctx))  # no such sweep: an error before serving
     try:
         server = serve(repo_of(ctx), host, port)
     except OSError as exc:
@@ -46,11 +61,12 @@ def ui_cmd(ctx: click.Context, port: int, host: str, open_browser: bool) -> None
             "can read these runs",
             err=True,
         )
-    click.echo(server.url)
+    url = server.url if sweep_id is None else f"{server.url}?sweep={sweep_id}"
+    click.echo(url)
     if open_browser:
         import webbrowser
 
-        webbrowser.open(server.url)
+        webbrowser.open(url)
     try:
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
@@ -65,6 +81,13 @@ def ui_cmd(ctx: click.Context, port: int, host: str, open_browser: bool) -> None
 @click.option("-e", "--experiment", default=None, help="Only this experiment (and those below it).")
 @click.option("-w", "--where", default=None, metavar="EXPR", help="Only runs for which EXPR holds.")
 @click.option("-t", "--tag", "tags", multiple=True, help="Only runs with this tag (repeat: all).")
+@click.option(
+    "--sweep",
+    "sweep_id",
+    default=None,
+    metavar="ID",
+    help="Only the trials of sweep ID, with the sweep's summary (git exp sweep show).",
+)
 @click.option(
     "--sort", default=None, metavar="COLUMN", help="Order of the table; -COLUMN descending."
 )
@@ -84,6 +107,7 @@ def report_cmd(
     experiment: str | None,
     where: str | None,
     tags: tuple[str, ...],
+    sweep_id: str | None,
     sort: str | None,
     limit: int | None,
     title: str | None,
@@ -99,6 +123,7 @@ def report_cmd(
     Examples:
       git exp report -e mnist -w 'metrics.acc > 0.9' -o report.html
       git exp report 20261122-143022-7f3a9c 20261122-150102-19c2d4 -o pr.html
+      git exp report --sweep 20261206-040000-1a2b3c -o sweep.html
     """
     from gitexp.errors import UsageError
     from gitexp.ui.report import build_report, write_report
@@ -109,6 +134,7 @@ def report_cmd(
         "experiment": experiment or "",
         "where": where or "",
         "tag": ",".join(tags),
+        "sweep": sweep_id or "",
         "sort": sort or "",
         "limit": "" if limit is None else str(limit),
     }

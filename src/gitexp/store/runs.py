@@ -55,6 +55,7 @@ from gitexp.store.spool import (
     list_spool,
     load_spool,
     read_owner,
+    read_pending,
     read_start,
     rmdir_quiet,
     spool_mtime,
@@ -64,6 +65,7 @@ from gitexp.store.validate import LISTING_FILES, parse_record, read_manifest, re
 MAX_RETRIES = 50
 BATCH_READS = 32  # read_listings of this many runs or more goes through git cat-file
 BATCH_SIZE = 5000  # ... this many runs per git cat-file process
+DECODE_THREADS = max(1, min(4, os.cpu_count() or 1))  # read_metrics_many's Parquet decoders
 HISTORY_LIMIT = 10_000  # commits history() lists by default (a run's audit trail)
 REMOTE_STALE_SECONDS = 30 * 60  # a run from another host is crashed after this silence
 
@@ -357,6 +359,60 @@ class ExpStore:
             tables.append(from_parquet(data, where))
         return concat(tables)
 
+    def read_metrics_many(self, commits: Sequence[str], dictionary_keys: bool = False) -> list[Any]:
+        """:meth:`read_metrics` of many run commits at once (a report of 1,000
+        runs): their ``metrics/`` trees, then their segments, each through one
+        ``git cat-file`` batch instead of a record parsed per run. A commit
+        without metrics gives an empty table. ``dictionary_keys``: see
+        :func:`gitexp.metrics.from_parquet`.
+
+        Raises:
+            StoreError: git could not read them; FormatError: a damaged segment.
+        """
+        from gitexp.metrics import MAX_SEGMENT_BYTES, concat, from_parquet
+
+        trees = self.repo.cat_batch(
+            [f"{sha}:{fmt.METRICS_DIR}" for sha in commits], fmt.MAX_DOC_BYTES
+        )
+        wanted: list[list[str]] = []
+        for sha, got in zip(commits, trees):
+            if got is None or got[1] != "tree":
+                wanted.append([])
+                continue
+            if not isinstance(got[2], bytes):  # its size: over the bound
+                raise FormatError(f"run commit {sha[:12]}: its metrics tree is too big to read")
+            entries = self.repo.parse_tree(got[2])
+            wanted.append([s for n, (_, s) in sorted(entries.items()) if n.endswith(".parquet")])
+        blobs = self.repo.cat_batch([s for segs in wanted for s in segs], MAX_SEGMENT_BYTES)
+        jobs: list[tuple[bytes, str]] = []
+        for sha, segs in zip(commits, wanted):
+            for seg in segs:
+                got = blobs[len(jobs)]
+                if got is None:
+                    raise StoreError(f"run commit {sha[:12]}: metric segment {seg} is missing")
+                if not isinstance(got[2], bytes):  # its size: over the bound
+                    raise FormatError(
+                        f"run commit {sha[:12]}: metric segment {seg} holds {got[2]} bytes, "
+                        f"more than the {MAX_SEGMENT_BYTES} a segment may"
+                    )
+                jobs.append((got[2], f"run commit {sha[:12]}: segment {seg}"))
+
+        def decode(job: tuple[bytes, str]) -> Any:
+            return from_parquet(job[0], job[1], dictionary_keys)
+
+        if len(jobs) >= DECODE_THREADS * 4:  # pyarrow decodes without the GIL: every core
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(DECODE_THREADS) as pool:
+                decoded = list(pool.map(decode, jobs))
+        else:
+            decoded = [decode(j) for j in jobs]
+        out, i = [], 0
+        for segs in wanted:
+            out.append(concat(decoded[i : i + len(segs)]))
+            i += len(segs)
+        return out
+
     # --------------------------------------------------------------- write
     def start_state(
         self,
@@ -570,6 +626,21 @@ class ExpStore:
             if owner.get("host") != self.host:
                 alive = time.time() - spool_mtime(d) < REMOTE_STALE_SECONDS
             out.append((d, owner, alive))
+        return out
+
+    def pending(self, record: RunRecord, points: bool = True) -> RunDelta:
+        """What the writers of a ``running`` run on this machine spooled since its
+        last commit (points as Parquet bytes, the summary of those points), read
+        without changing anything: a live view between checkpoints. Empty for a
+        run that is not running; without ``points``, the summary alone."""
+        out = RunDelta()
+        if record.status != "running":
+            return out
+        done = record.info.get("writers") or {}
+        for d, _owner, _alive in self.writers_of(record.run_id):
+            after = done.get(os.path.basename(d), -1)
+            out.absorb(read_pending(d, int(after) if isinstance(after, int) else -1, points))
+        out.writer = None
         return out
 
     def settle(self, record: RunRecord) -> RunRecord:

@@ -174,6 +174,30 @@ def load_spool(
     return delta
 
 
+def read_pending(writer_dir: str, after: int, points: bool = True) -> RunDelta:
+    """The entries of a writer after sequence number ``after``, read without
+    changing anything (segments as Parquet bytes): what a live run logged that its
+    ref does not hold yet. An entry that its writer commits (and removes) while
+    this reads is left out, with the entries after it: the ref holds them.
+    ``points=False`` leaves the segments out (the summary is enough)."""
+    delta = RunDelta()
+    for seq in (s for s in list_spool(writer_dir) if s > after):
+        base = os.path.join(writer_dir, f"{seq:08d}")
+        try:
+            with open(base + ".json", encoding="utf-8") as text:
+                part = RunDelta.from_json(json.load(text))
+            if points and os.path.exists(base + ".parquet"):
+                with open(base + ".parquet", "rb") as binary:
+                    part.segments = [binary.read()]
+        except FileNotFoundError:
+            break
+        except (OSError, ValueError, AttributeError, GitExpError) as exc:
+            raise FormatError(f"spool entry {base}.json is unreadable: {exc}") from exc
+        delta.absorb(part)
+        delta.writer = (os.path.basename(writer_dir), seq)
+    return delta
+
+
 class SpoolWriter:
     """This process's spool for one run: durable between checkpoints.
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from gitexp.errors import GitExpError, RunNotFound, UsageError
 from gitexp.leaderboard import Query, leaderboard
-from gitexp.store import ExpStore, RunRecord
+from gitexp.store import ExpStore, RunDelta, RunRecord
 from gitexp.ui.series import check_points, downsample
 
 DEFAULT_LIMIT = 100
@@ -34,7 +34,8 @@ MAX_LIMIT = 100_000
 MAX_RUNS_PER_CURVE_REQUEST = 200
 MAX_TEXT = 256 * 1024  # a log shown in the page: its first 256 KiB
 MAX_CODE_DIFF = 512 * 1024
-METRIC_CACHE = 64  # metric tables of this many run commits kept in memory
+METRIC_CACHE = 64  # the points of at most this many run commits kept in memory ...
+METRIC_CACHE_BYTES = 512 << 20  # ... and at most this many bytes of them
 
 
 class NotFound(RunNotFound):
@@ -76,10 +77,16 @@ def query_of(args: Mapping[str, str], default_limit: int | None = DEFAULT_LIMIT)
     if limit is not None and limit > MAX_LIMIT:
         raise UsageError(f"limit must be at most {MAX_LIMIT}")
     group = args.get("group_by")
+    tags = _split(args.get("tag"))
+    if args.get("sweep"):
+        from gitexp.sweeps import sweep_tag
+        from gitexp.sweeps.record import validate_id
+
+        tags.append(sweep_tag(validate_id(args["sweep"])))
     return Query(
         experiment=args.get("experiment") or None,
         status=_split(args.get("status")),
-        tags=_split(args.get("tag")),
+        tags=tags,
         unless_tags=_split(args.get("unless_tag")),
         where=args.get("where") or None,
         sort=args.get("sort") or None,
@@ -90,6 +97,37 @@ def query_of(args: Mapping[str, str], default_limit: int | None = DEFAULT_LIMIT)
         baseline=args.get("baseline") or None,
         every_param=not args.get("columns"),
     )
+
+
+def _nbytes(arrays: Mapping[str, tuple[Any, Any, Any]]) -> int:
+    return sum(int(a.nbytes) for triple in arrays.values() for a in triple)
+
+
+def _merged(
+    old: Mapping[str, tuple[Any, Any, Any]], new: Mapping[str, tuple[Any, Any, Any]]
+) -> dict[str, tuple[Any, Any, Any]]:
+    """Two sets of key arrays as one, each key in step order."""
+    import numpy as np
+
+    out = dict(old)
+    for key, (s, v, t) in new.items():
+        if key in out:
+            s0, v0, t0 = out[key]
+            s, v, t = np.concatenate([s0, s]), np.concatenate([v0, v]), np.concatenate([t0, t])
+            order = np.argsort(s, kind="stable")
+            s, v, t = s[order], v[order], t[order]
+        out[key] = (s, v, t)
+    return out
+
+
+def _signature(delta: RunDelta) -> str:
+    """Changes when a live run's writers spool more."""
+    import json
+
+    if delta.is_empty():
+        return ""
+    text = json.dumps(delta.summary.to_json(), sort_keys=True, default=str)
+    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:16]
 
 
 @dataclass
@@ -111,6 +149,17 @@ class Dashboard:
         self.store: ExpStore = indexed_store(repo)
         self.lock = threading.RLock()
         self._metrics: OrderedDict[str, dict[str, tuple[Any, Any, Any]]] = OrderedDict()
+        self._metric_bytes = 0
+
+    def warm(self) -> None:
+        """Bring the catalog up to date and load what the first page asks for
+        (pyarrow, numpy, the index of runs), so that the first page is as quick
+        as the next ones. A problem is left for the page to show."""
+        try:
+            self.runs({"limit": "1"})
+            self.facets()
+        except GitExpError:
+            pass
 
     def close(self) -> None:
         """Close the store."""
@@ -133,6 +182,8 @@ class Dashboard:
         digest.update(str(board.total).encode())
         for r in rows:
             digest.update(str(r.get("sha") or r.get("ids")).encode())
+            if not board.grouped and r.get("status") == "running":
+                digest.update(self._live_row(r, board.columns).encode())
         return jsonable(  # type: ignore[no-any-return]
             {
                 "runs": rows,
@@ -146,6 +197,43 @@ class Dashboard:
             }
         )
 
+    def _live_row(self, row: dict[str, Any], columns: Sequence[str]) -> str:
+        """Give the metric columns of a running run's row what its writers spooled
+        since its last commit (the catalog holds the last commit); its signature."""
+        try:
+            with self.lock:
+                rec = self.store.get(str(row.get("ref")))
+                delta = self.store.pending(rec, points=False)
+        except GitExpError:
+            return ""
+        if delta.is_empty():
+            return ""
+        finals = rec.summary.merge(delta.summary).final_values()
+        for col in columns:
+            if col.startswith("metrics.") and col[len("metrics.") :] in finals:
+                row[col] = finals[col[len("metrics.") :]]
+        return _signature(delta)
+
+    def _live(
+        self, rec: RunRecord, arrays: dict[str, tuple[Any, Any, Any]] | None = None
+    ) -> tuple[RunRecord, dict[str, tuple[Any, Any, Any]], str]:
+        """A run with what its live writers spooled since its last commit: the
+        record (summary merged), its points (``arrays``: its committed points,
+        when the caller has them), and a signature of the spooled part."""
+        from dataclasses import replace
+
+        from gitexp.metrics import concat, from_parquet, key_arrays
+
+        if arrays is None:
+            arrays = self._key_arrays(rec)
+        delta = self.store.pending(rec)
+        if delta.is_empty():
+            return rec, arrays, ""
+        segments = [from_parquet(b, "spool entry") for b in delta.segments if isinstance(b, bytes)]
+        if segments:
+            arrays = _merged(arrays, key_arrays(concat(segments)))
+        return replace(rec, summary=rec.summary.merge(delta.summary)), arrays, _signature(delta)
+
     def facets(self) -> dict[str, Any]:
         """``GET /api/facets``: what the filters and pickers offer: experiments,
         statuses, tags, param and metric keys (from the catalog, through the leaderboard)."""
@@ -154,16 +242,13 @@ class Dashboard:
 
         with self.lock:
             table = select(self.store, Query())
-            experiments = sorted({str(e) for e in table.values("experiment")})
-            tags: set[str] = set()
-            for t in table.values("tags"):
-                if isinstance(t, (list, tuple)):
-                    tags.update(str(x) for x in t)
+            experiments = table.distinct("experiment")
+            tags = table.distinct("tags")
             keys = sorted(table.keys)
         return {
             "experiments": experiments,
             "statuses": list(fmt.STATUSES),
-            "tags": sorted(tags),
+            "tags": tags,
             "params": [k for k in keys if k.startswith("params.")],
             "metrics": [k for k in keys if k.startswith("metrics.")],
             "runs": len(table),
@@ -180,8 +265,9 @@ class Dashboard:
         from gitexp.show import describe
 
         with self.lock:
-            rec = self._get(address)
-            data = describe(self.store, rec)
+            rec, arrays, live = self._live(self._get(address))
+            data = describe(self.store, rec, arrays=arrays)
+        data["version"] = f"{rec.sha}:{live}"
         data["logs"] = [a["path"] for a in data["artifacts"] if a.get("role") == "log"]
         return jsonable(data)  # type: ignore[no-any-return]
 
@@ -205,17 +291,41 @@ class Dashboard:
 
     # -------------------------------------------------------------- curves
     def _key_arrays(self, rec: RunRecord) -> dict[str, tuple[Any, Any, Any]]:
+        return self._read_points([rec])[0]
+
+    def _read_points(self, recs: Sequence[RunRecord]) -> list[dict[str, tuple[Any, Any, Any]]]:
+        """The points of runs (committed), from memory or read, the ones not in
+        memory through one git cat-file batch (C git reads and inflates the
+        segments; pyarrow decodes them)."""
         from gitexp.metrics import key_arrays
 
-        cached = self._metrics.get(rec.sha)
-        if cached is not None:
-            self._metrics.move_to_end(rec.sha)
-            return cached
-        arrays = key_arrays(self.store.read_metrics(rec)) if rec.segments else {}
-        self._metrics[rec.sha] = arrays
-        while len(self._metrics) > METRIC_CACHE:
-            self._metrics.popitem(last=False)
-        return arrays
+        got: dict[str, dict[str, tuple[Any, Any, Any]]] = {}
+        missing: list[RunRecord] = []
+        for rec in recs:
+            cached = self._metrics.get(rec.sha)
+            if cached is not None:
+                self._metrics.move_to_end(rec.sha)
+                got[rec.sha] = cached
+            elif not rec.segments:
+                got[rec.sha] = {}
+            elif rec.sha not in (m.sha for m in missing):
+                missing.append(rec)
+        shas = [m.sha for m in missing]
+        tables = self.store.read_metrics_many(shas, dictionary_keys=True) if missing else []
+        for rec, table in zip(missing, tables):
+            arrays = got[rec.sha] = key_arrays(table)
+            self._keep(rec.sha, arrays)
+        return [got[rec.sha] for rec in recs]
+
+    def _keep(self, sha: str, arrays: dict[str, tuple[Any, Any, Any]]) -> None:
+        size = _nbytes(arrays)
+        if size > METRIC_CACHE_BYTES:  # too big to keep: read again when asked again
+            return
+        self._metrics[sha] = arrays
+        self._metric_bytes += size
+        while len(self._metrics) > METRIC_CACHE or self._metric_bytes > METRIC_CACHE_BYTES:
+            _, old = self._metrics.popitem(last=False)
+            self._metric_bytes -= _nbytes(old)
 
     def metrics(
         self, runs: Sequence[str], keys: Sequence[str] | None = None, max_points: int | None = None
@@ -229,9 +339,10 @@ class Dashboard:
         points = check_points(max_points)
         out = []
         with self.lock:
-            for address in runs:
-                rec = self._get(address)
-                arrays = self._key_arrays(rec)
+            recs = [self._get(a) for a in runs]
+            committed = self._read_points(recs)  # the runs not in memory, read at once
+            for rec, stored in zip(recs, committed):
+                rec, arrays, _ = self._live(rec, stored)
                 for key in sorted(arrays) if keys is None else keys:
                     if key not in arrays:
                         continue
@@ -278,8 +389,14 @@ class Dashboard:
         """``GET /api/sweeps``: the sweeps of the repository (``git exp sweep list``)."""
         from gitexp.sweeps import list_sweeps
 
-        with self.lock:
-            return jsonable(list_sweeps(self.repo))  # type: ignore[no-any-return]
+        return jsonable(list_sweeps(self.repo))  # type: ignore[no-any-return]  # its own store
+
+    def sweep(self, sweep_id: str) -> dict[str, Any]:
+        """``GET /api/sweeps/<id>``: one sweep as ``git exp sweep show --json`` prints it."""
+        from gitexp.sweeps import describe
+        from gitexp.sweeps.record import validate_id
+
+        return jsonable(describe(validate_id(sweep_id), self.repo))  # type: ignore[no-any-return]
 
 
 def read_verified(

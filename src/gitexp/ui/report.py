@@ -63,26 +63,27 @@ def report_data(
             wanted = {str(dash.store.resolve(a)) for a in runs}
         board["runs"] = [r for r in board["runs"] if r.get("ref") in wanted]
         board["total"] = len(board["runs"])
-    addresses = [
-        str(r["ref"]).removeprefix("refs/experiments/") for r in board["runs"] if r.get("ref")
-    ]
+    from gitexp.metrics import key_arrays
+
+    shown = [r for r in board["runs"] if r.get("ref") and r.get("sha")]
+    with dash.lock:  # every run's segments in two git cat-file batches, not a record per run
+        tables = dash.store.read_metrics_many([str(r["sha"]) for r in shown], dictionary_keys=True)
     arrays = []
-    with dash.lock:
-        for address in addresses:
-            rec = dash.store.get(address)
-            for key, (steps, values, times) in sorted(dash._key_arrays(rec).items()):
-                arrays.append((rec, key, steps, values, times))
+    for row, table in zip(shown, tables):
+        exp, _, run_id = str(row["ref"]).removeprefix("refs/experiments/").rpartition("/")
+        for key, (steps, values, times) in sorted(key_arrays(table).items()):
+            arrays.append((run_id, exp, row.get("name"), key, steps, values, times))
     points = MAX_REPORT_POINTS
     if arrays:
         points = max(MIN_REPORT_POINTS, min(MAX_REPORT_POINTS, NUMBER_BUDGET // (5 * len(arrays))))
-    series = []
-    for rec, key, steps, values, times in arrays:
+    series = []  # JSON-ready as they are (downsample writes non-finite values as null)
+    for run_id, exp, name, key, steps, values, times in arrays:
         s = downsample(steps, values, times, points)
         for part in ("value", "min", "max"):
             if part in s:
                 s[part] = _rounded(s[part])
         s["time"] = [round(t, 3) for t in s["time"]]
-        s.update(run=rec.run_id, experiment=rec.experiment, name=rec.info.get("name"), key=key)
+        s.update(run=run_id, experiment=exp, name=name, key=key)
         series.append(s)
     facets = dash.facets()
     keys = sorted({str(s["key"]) for s in series})
@@ -91,14 +92,18 @@ def report_data(
         {k for r in board["runs"] for k in r if isinstance(k, str) and k.startswith("params.")}
     )
     made = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return jsonable(  # type: ignore[no-any-return]
+    sweep = dash.sweep(args["sweep"]) if args.get("sweep") else None
+    what = f"sweep {sweep['id']} · " if sweep else ""
+    data: dict[str, Any] = jsonable(
         {
-            "title": title or f"git exp report · {board['total']} runs · {made}",
+            "title": title or f"git exp report · {what}{board['total']} runs · {made}",
             "runs": board,
             "facets": facets,
-            "metrics": {"series": series, "max_points": points},
+            "sweep": sweep,
         }
     )
+    data["metrics"] = {"series": series, "max_points": points}
+    return data
 
 
 def render_report(data: dict[str, Any]) -> str:

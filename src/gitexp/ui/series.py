@@ -46,15 +46,21 @@ def downsample(steps: Any, values: Any, times: Any, max_points: int) -> dict[str
     edges = (np.arange(max_points, dtype=np.int64) * n) // max_points
     last = np.append(edges[1:], n) - 1
     finite = np.isfinite(values)
-    clean = np.where(finite, values, 0.0)
-    counts = np.add.reduceat(finite.astype(np.int64), edges)
-    sums = np.add.reduceat(clean, edges)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-    lo = np.minimum.reduceat(np.where(finite, values, np.inf), edges)
-    hi = np.maximum.reduceat(np.where(finite, values, -np.inf), edges)
-    lo = np.where(counts > 0, lo, np.nan)
-    hi = np.where(counts > 0, hi, np.nan)
+    if finite.all():  # the usual case: no copy of the values, no mask
+        counts = np.diff(np.append(edges, n))
+        mean = np.add.reduceat(values, edges) / counts
+        lo = np.minimum.reduceat(values, edges)
+        hi = np.maximum.reduceat(values, edges)
+    else:
+        clean = np.where(finite, values, 0.0)
+        counts = np.add.reduceat(finite.astype(np.int64), edges)
+        sums = np.add.reduceat(clean, edges)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+        lo = np.minimum.reduceat(np.where(finite, values, np.inf), edges)
+        hi = np.maximum.reduceat(np.where(finite, values, -np.inf), edges)
+        lo = np.where(counts > 0, lo, np.nan)
+        hi = np.where(counts > 0, hi, np.nan)
     return {
         "step": [int(s) for s in steps[last].tolist()],
         "time": [t / 1e6 for t in times[last].tolist()],

@@ -19,6 +19,7 @@ a handful of requests a second; every answer comes from
 from __future__ import annotations
 
 import errno
+import html
 import ipaddress
 import json
 import secrets
@@ -27,7 +28,7 @@ from collections.abc import Callable, Generator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from gitexp.errors import GitExpError, RunConflict, RunNotFound, StoreError, UsageError
 from gitexp.ui.api import Dashboard, read_verified
@@ -44,6 +45,19 @@ STATIC = {
     "vendor/uPlot.min.css": "text/css; charset=utf-8",
 }
 MAX_BODY = 64 * 1024
+# the page's filters (app.js FILTERS): the first table is preloaded with them
+FILTERS = (
+    "where",
+    "experiment",
+    "status",
+    "tag",
+    "sweep",
+    "columns",
+    "group_by",
+    "baseline",
+    "sort",
+)
+PAGE_ROWS = 100
 TOKEN_HEADER = "X-GitExp-Token"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -112,8 +126,14 @@ class UiServer(ThreadingHTTPServer):
                 return False
         return False
 
-    def page(self) -> bytes:
-        return self.index.replace("{{TOKEN}}", self.token).encode()
+    def page(self, args: dict[str, str]) -> bytes:
+        """The page, with its token and the address of its first table (the
+        filters of the page's own address): the browser asks for it while it
+        loads the scripts."""
+        pairs = [(k, args[k]) for k in FILTERS if args.get(k)]
+        first = "/api/runs?" + urlencode([*pairs, ("offset", "0"), ("limit", str(PAGE_ROWS))])
+        page = self.index.replace("{{TOKEN}}", self.token)
+        return page.replace("{{PRELOAD}}", html.escape(first, quote=True)).encode()
 
 
 def serve(repo: str = ".", host: str = "127.0.0.1", port: int = 0) -> UiServer:
@@ -122,10 +142,17 @@ def serve(repo: str = ".", host: str = "127.0.0.1", port: int = 0) -> UiServer:
     ``shutdown`` and ``server_close`` (and its dashboard with ``close``)."""
     dashboard = Dashboard(repo)
     try:
-        return UiServer(dashboard, host, port)
+        server = UiServer(dashboard, host, port)
     except BaseException:
         dashboard.close()
         raise
+    try:
+        dashboard.warm()  # before the address is printed: the first page is a warm one
+    except BaseException:
+        server.server_close()
+        dashboard.close()
+        raise
+    return server
 
 
 def status_of(exc: GitExpError) -> int:
@@ -213,7 +240,7 @@ class Handler(BaseHTTPRequestHandler):
     def _get(self, parts: list[str], args: dict[str, str]) -> None:
         dash = self.server.dashboard
         if parts in ([""], ["index.html"]):
-            self._send(200, self.server.page(), "text/html; charset=utf-8")
+            self._send(200, self.server.page(args), "text/html; charset=utf-8")
             return
         if parts and parts[0] == "static":
             name = "/".join(parts[1:])
@@ -241,6 +268,8 @@ class Handler(BaseHTTPRequestHandler):
             self._json(dash.diff(args.get("a", ""), args.get("b", "")))
         elif rest == ["sweeps"]:
             self._json({"sweeps": dash.sweeps()})
+        elif len(rest) == 2 and rest[0] == "sweeps":
+            self._json(dash.sweep(rest[1]))
         elif len(rest) == 2 and rest[0] == "runs":
             self._json(dash.run(rest[1]))
         elif len(rest) >= 4 and rest[0] == "runs" and rest[2] == "artifacts":

@@ -17,7 +17,7 @@
   const $ = (id) => document.getElementById(id);
 
   const state = {
-    query: { where: "", experiment: "", status: "", tag: "", columns: "", group_by: "",
+    query: { where: "", experiment: "", status: "", tag: "", sweep: "", columns: "", group_by: "",
       baseline: "", sort: "", offset: 0, limit: 100 },
     page: null, version: null, selected: new Map(), facets: null, metricKeys: [],
     chartKeys: [], plots: [], brushes: {}, runPage: null,
@@ -79,6 +79,8 @@
   function artifactUrl(addr, path) {
     return apiRun(addr) + "/artifacts/" + path.split("/").map(encodeURIComponent).join("/");
   }
+  // a User Timing mark per thing drawn: bench/bench_ui.py reads them
+  function mark(name) { if (window.performance && performance.mark) performance.mark(name); }
   function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); }
   function showError(msg) { $("error").textContent = msg ? clip(msg, 2000) : ""; }
 
@@ -103,10 +105,25 @@
     return out;
   }
 
+  // The table's first answer: the page's <link rel=preload> asked for it (the
+  // server wrote the address from the filters of the page's own address) while
+  // the scripts loaded.
+  const preloadEl = document.querySelector('link[rel="preload"][as="fetch"]');
+  let preloaded = preloadEl ? preloadEl.href : null;
+  async function firstRuns() {
+    const url = preloaded; preloaded = null;
+    const res = await fetch(url);
+    const body = await res.json().catch(() => ({ error: res.statusText }));
+    if (!res.ok) throw new Error(body.error || res.statusText);
+    return body;
+  }
+
   // The data source: the API, or the report's inline answers.
   const source = {
-    runs: (q) => REPORT ? Promise.resolve(REPORT.runs) : api("/api/runs", q),
+    runs: (q) => REPORT ? Promise.resolve(REPORT.runs) : preloaded ? firstRuns() : api("/api/runs", q),
     facets: () => REPORT ? Promise.resolve(REPORT.facets) : api("/api/facets"),
+    sweeps: () => REPORT ? Promise.resolve({ sweeps: REPORT.sweep ? [REPORT.sweep] : [] }) : api("/api/sweeps"),
+    sweep: (id) => REPORT ? Promise.resolve(REPORT.sweep) : api("/api/sweeps/" + encodeURIComponent(id)),
     metrics: (runs, keys, maxPoints) => {
       if (!REPORT) return api("/api/metrics", { runs: runs.join(","), keys: keys.join(","), max_points: maxPoints });
       const want = new Set(runs); const k = new Set(keys);
@@ -122,6 +139,7 @@
     q.experiment = $("experiment").value;
     q.status = $("status").value;
     q.tag = $("tag").value.trim();
+    q.sweep = $("sweep").value;
     q.columns = $("columns").value.trim();
     q.group_by = $("group-by").value.trim();
     q.baseline = $("baseline").value.trim();
@@ -160,7 +178,7 @@
         if (sort === "-" + c) th.appendChild(el("span", { class: "arrow" }, " ▼"));
         th.addEventListener("click", () => {
           state.query.sort = sort === c ? "-" + c : sort === "-" + c ? "" : c;
-          state.query.offset = 0;
+          state.query.offset = 0; filtersToUrl();
           loadTable(false).then(refreshCharts);
         });
       }
@@ -204,6 +222,7 @@
     $("prev").disabled = q.offset <= 0;
     $("next").disabled = to >= page.total;
     markTable("ready");
+    mark("gitexp:table");
   }
 
   function selectionChanged() {
@@ -294,7 +313,7 @@
     for (const p of perRun) for (const x of p.x) xsAll.add(x);
     const xs = Float64Array.from([...xsAll].sort((a, b) => a - b));
     const index = new Map(); xs.forEach((x, i) => index.set(x, i));
-    const data = [xs]; const series = [{ label: mode }]; const bands = [];
+    const data = [xs]; const series = [{ label: mode }]; const bands = []; const bandSeries = [];
     const fix = (v) => (v === null || !Number.isFinite(v) || (logy && v <= 0)) ? null : v;
     perRun.forEach((p, i) => {
       const color = COLORS[i % COLORS.length];
@@ -308,9 +327,11 @@
         const lo = data.length; data.push(col(p.s.min));
         series.push({ label: label + " min", stroke: "transparent", spanGaps: true, points: { show: false } });
         bands.push({ series: [hi, lo], fill: color + "33" });
+        bandSeries.push(hi, lo);
       }
     });
-    const box = el("div", { class: "chart", "data-key": key, "data-series": String(list.length) });
+    const box = el("div", { class: "chart", "data-key": key, "data-series": String(list.length), "data-bands": String(bands.length),
+      "data-x": mode, "data-logy": String(logy), "data-x0": String(xs.length ? xs[0] : "") });
     box.appendChild(el("h4", {}, key));
     container.appendChild(box);
     const width = Math.max(320, Math.min(container.clientWidth || 800, 900));
@@ -320,6 +341,9 @@
       legend: { show: true },
       cursor: { drag: { x: true, y: false } },
     }, data, box);
+    // a band's edges are series of their own: out of the legend, which names the runs
+    const rows = plot.root.querySelectorAll(".u-legend .u-series");
+    for (const i of bandSeries) if (rows[i]) rows[i].style.display = "none";
     state.plots.push(plot);
     return plot;
   }
@@ -332,7 +356,12 @@
     if (!runs.length || !state.metricKeys.length) { panel.hidden = true; destroyPlots(); clear(box); return; }
     panel.hidden = false;
     const picked = [...$("metric-keys").selectedOptions].map((o) => o.value);
-    const keys = picked.length ? picked : [state.metricKeys[0]];
+    // nothing picked: the first metric the selected runs have (the sweep's, when one is shown)
+    const rows = [...state.selected.values()];
+    const has = (k) => rows.some((r) => r["metrics." + k] !== null && r["metrics." + k] !== undefined);
+    const sweepKey = state.sweepMetric ? state.sweepMetric.slice("metrics.".length) : null;
+    const fallback = sweepKey && has(sweepKey) ? sweepKey : state.metricKeys.find(has) || state.metricKeys[0];
+    const keys = picked.length ? picked : [fallback];
     let answer;
     try { answer = await source.metrics(runs, keys, 1000); } catch (err) {
       destroyPlots(); clear(box); box.appendChild(el("p", { class: "error" }, err.message)); return;
@@ -345,6 +374,7 @@
       drawChart(box, key, list, opts);
     }
     box.setAttribute("data-state", "ready");
+    mark("gitexp:curves");
   }
 
   // ------------------------------------------------- parallel coordinates
@@ -369,7 +399,7 @@
   function renderParcoords() {
     const panel = $("pc-panel"); const box = $("parcoords");
     const rows = chartRows();
-    const metric = $("pc-metric").value;
+    const metric = usable($("pc-metric"), rows, "metrics.");
     const params = [...new Set(rows.flatMap((r) => Object.keys(r).filter((k) => k.startsWith("params."))))].sort();
     if (rows.length < 2 || !params.length || !metric) { panel.hidden = true; clear(box); return; }
     panel.hidden = false; clear(box);
@@ -442,10 +472,19 @@
     update();
   }
 
+  // a picker's choice, or the first column of that kind the rows have when they lack it
+  function usable(sel, rows, prefix) {
+    const has = (c) => rows.some((r) => r[c] !== null && r[c] !== undefined);
+    if (sel.value && has(sel.value)) return sel.value;
+    const first = [...sel.options].map((o) => o.value).find((c) => c.startsWith(prefix) && has(c));
+    if (first) sel.value = first;
+    return sel.value;
+  }
+
   function renderScatter() {
     const panel = $("scatter-panel"); const box = $("scatter");
     const rows = chartRows();
-    const xc = $("sc-x").value; const yc = $("sc-y").value;
+    const xc = usable($("sc-x"), rows, "params."); const yc = usable($("sc-y"), rows, "metrics.");
     if (rows.length < 2 || !xc || !yc) { panel.hidden = true; clear(box); return; }
     panel.hidden = false; clear(box);
     const ax = axisOf(rows, xc); const ay = axisOf(rows, yc);
@@ -484,21 +523,23 @@
     const sort = state.query.sort.replace(/^-/, "");
     const pcm = $("pc-metric"); const before = pcm.value;
     fillSelect(pcm, f.metrics, false);
-    if (!before && f.metrics.length) pcm.value = f.metrics.includes("metrics." + sort) ? "metrics." + sort : f.metrics.includes(sort) ? sort : f.metrics[0];
+    const prefer = state.sweepMetric && f.metrics.includes(state.sweepMetric) ? state.sweepMetric : null;
+    if (!before && f.metrics.length) pcm.value = prefer || (f.metrics.includes("metrics." + sort) ? "metrics." + sort : f.metrics.includes(sort) ? sort : f.metrics[0]);
     const scx = $("sc-x"); const scy = $("sc-y"); const bx = scx.value; const by = scy.value;
     fillSelect(scx, f.params, false); fillSelect(scy, f.metrics, false);
     if (!bx && f.params.length) scx.value = f.params[0];
-    if (!by && f.metrics.length) scy.value = f.metrics[0];
+    if (!by && f.metrics.length) scy.value = prefer || f.metrics[0];
   }
 
   async function loadFacets() {
     try { state.facets = await source.facets(); } catch (err) { showError(err.message); return; }
     const f = state.facets;
-    const exp = $("experiment"); const cur = exp.value;
+    const exp = $("experiment"); const cur = state.query.experiment;
     clear(exp); exp.appendChild(el("option", { value: "" }, "all"));
     for (const e of f.experiments) exp.appendChild(el("option", { value: e }, clip(e, 80)));
-    exp.value = f.experiments.includes(cur) ? cur : "";
-    const st = $("status"); const curS = st.value;
+    if (cur && !f.experiments.includes(cur)) exp.appendChild(el("option", { value: cur }, clip(cur, 80)));
+    exp.value = cur;
+    const st = $("status"); const curS = state.query.status;
     clear(st); st.appendChild(el("option", { value: "" }, "any"));
     for (const s of f.statuses) st.appendChild(el("option", { value: s }, s));
     st.value = curS;
@@ -512,6 +553,78 @@
     renderScatter();
   }
 
+  // ---------------------------------------------------------- sweeps
+  const FILTERS = ["where", "experiment", "status", "tag", "sweep", "columns", "group_by", "baseline", "sort"]; // server.py FILTERS
+  const INPUT = { group_by: "group-by" };
+
+  async function loadSweeps() {
+    let list;
+    try { list = (await source.sweeps()).sweeps || []; } catch (err) { return; }
+    const sel = $("sweep"); const cur = state.query.sweep;
+    clear(sel); sel.appendChild(el("option", { value: "" }, "none"));
+    for (const w of list) {
+      sel.appendChild(el("option", { value: String(w.id) },
+        clip(`${w.id} · ${w.experiment || ""} · ${w.method || ""}`, 80)));
+    }
+    if (cur && ![...sel.options].some((o) => o.value === cur)) sel.appendChild(el("option", { value: cur }, cur));
+    sel.value = cur;
+  }
+
+  async function renderSweep() {
+    const box = $("sweep-panel"); const id = state.query.sweep;
+    if (!id) { box.hidden = true; clear(box); state.sweepMetric = null; return; }
+    let d;
+    try { d = await source.sweep(id); } catch (err) {
+      box.hidden = false; clear(box); box.appendChild(el("p", { class: "error" }, err.message)); return;
+    }
+    if (!d) { box.hidden = true; return; }
+    clear(box); box.hidden = false;
+    const metric = d.metric || {};
+    state.sweepMetric = metric.name ? "metrics." + metric.name : null;
+    const counts = Object.entries(d.counts || {}).map(([k, v]) => `${v} ${k}`).join(", ");
+    box.appendChild(el("h2", {}, "Sweep ", el("span", { id: "sweep-id" }, String(d.id))));
+    const best = d.best || {};
+    box.appendChild(kvTable(["", ""], [
+      ["experiment", d.experiment], ["method", d.method], ["status", d.status],
+      ["metric", metric.name ? `${metric.name} (${metric.goal || ""})` : ""],
+      ["trials", `${(d.trials || []).length}${counts ? " (" + counts + ")" : ""}`],
+    ], "kv sweep-info"));
+    if (best.run) {
+      const addr = String(best.run).replace(/^refs\/experiments\//, "");
+      box.appendChild(el("p", { id: "sweep-best" }, "best: trial " + String(best.trial) + ", ",
+        REPORT ? el("b", {}, addr) : el("a", { href: runUrl(addr) }, addr),
+        " = " + fmt(num(best.value) ?? best.value) + "  " + clip(JSON.stringify(best.params || {}), 300)));
+    }
+    if (state.sweepMetric && state.facets && state.facets.metrics.includes(state.sweepMetric)) {
+      $("pc-metric").value = state.sweepMetric; $("sc-y").value = state.sweepMetric;
+      renderParcoords(); renderScatter();
+    }
+    if ((d.importance || []).length) {
+      box.appendChild(kvTable(["param", "importance", "measure"],
+        d.importance.map((x) => [x.param, num(x.importance) ?? x.importance, x.measure]), "kv sweep-importance"));
+    }
+  }
+
+  function filtersFromUrl() {
+    const qs = new URLSearchParams(location.search);
+    for (const k of FILTERS) {
+      const v = qs.get(k);
+      if (v === null) continue;
+      state.query[k] = v;
+      const input = $(INPUT[k] || k);
+      if (!input) continue;
+      if (input.tagName === "SELECT" && ![...input.options].some((o) => o.value === v)) input.appendChild(el("option", { value: v }, clip(v, 80)));
+      input.value = v;
+    }
+  }
+
+  function filtersToUrl() {
+    const qs = new URLSearchParams();
+    for (const k of FILTERS) if (state.query[k]) qs.set(k, state.query[k]);
+    const s = qs.toString();
+    history.replaceState(null, "", location.pathname + (s ? "?" + s : "") + location.hash);
+  }
+
   // ---------------------------------------------------------- run page
   function section(title, ...children) { return el("section", { class: "run-section" }, el("h3", {}, title), ...children); }
 
@@ -522,7 +635,7 @@
       if (!quiet) { clear(view); view.appendChild(el("p", { class: "error", role: "alert" }, err.message)); }
       return;
     }
-    if (quiet && state.runPage && state.runPage.sha === d.sha) return;
+    if (quiet && state.runPage && state.runPage.version === d.version) return;
     state.runPage = d;
     destroyPlots(); clear(view);
     const info = d.info || {};
@@ -577,6 +690,8 @@
           const list = ans.series.filter((s) => s.key === k);
           if (list.length) drawChart(curves, k, list, { x: "step", logy: false, smooth: 0 });
         }
+        curves.setAttribute("data-state", "ready");
+        mark("gitexp:run-curves");
       } catch (err) { curves.appendChild(el("p", { class: "error" }, err.message)); }
     }
     for (const path of d.logs || []) {
@@ -599,6 +714,12 @@
   }
 
   // ---------------------------------------------------------- routing
+  let pickers = null;
+  function loadPickers() {
+    if (!pickers) pickers = Promise.all([loadFacets(), loadSweeps(), renderSweep()]);
+    return pickers;
+  }
+
   function route() {
     const h = location.hash;
     const runView = $("run-view"); const listView = $("list-view");
@@ -608,6 +729,7 @@
     } else {
       runView.hidden = true; listView.hidden = false; clear(runView); state.runPage = null;
       destroyPlots(); refreshCharts();
+      if (!REPORT && !pickers) loadPickers().then(refreshCharts);
     }
   }
 
@@ -630,7 +752,8 @@
 
   function init() {
     $("filters").addEventListener("submit", (ev) => {
-      ev.preventDefault(); readFilters(); state.query.offset = 0; loadTable(false).then(refreshCharts);
+      ev.preventDefault(); readFilters(); state.query.offset = 0; filtersToUrl(); renderSweep();
+      loadTable(false).then(refreshCharts);
     });
     $("prev").addEventListener("click", () => { state.query.offset = Math.max(0, state.query.offset - state.query.limit); loadTable(false).then(refreshCharts); });
     $("next").addEventListener("click", () => { state.query.offset += state.query.limit; loadTable(false).then(refreshCharts); });
@@ -653,12 +776,21 @@
       $("title").textContent = clip(REPORT.title || "report", 200);
       $("filters").hidden = true; $("prev").hidden = true; $("next").hidden = true; $("select-all").hidden = true;
       state.facets = REPORT.facets; updatePickers();
+      if (REPORT.sweep) { state.query.sweep = String(REPORT.sweep.id); renderSweep(); }
       state.page = REPORT.runs; renderTable(REPORT.runs);
       for (const r of REPORT.runs.runs.slice(0, 20)) state.selected.set(address(r), r);
       renderTable(REPORT.runs); selectionChanged();
       return;
     }
-    Promise.all([loadFacets(), loadTable(false)]).then(() => { route(); setTimeout(poll, POLL_MS); });
+    filtersFromUrl();
+    // a run page asked for by the address is drawn at once, not after the table
+    const runFirst = location.hash.startsWith("#run/");
+    if (runFirst) route();
+    // the table first (the server answers one call at a time): the pickers can wait,
+    // and wait for the list to be shown when the page opened on a run
+    loadTable(false)
+      .then(() => runFirst ? null : loadPickers())
+      .then(() => { if (!runFirst) route(); setTimeout(poll, POLL_MS); });
   }
   init();
 })();
