@@ -17,14 +17,17 @@ callers catch the class they care about. The tree::
     │   └── UnsupportedRepository             SHA-256 objects, reftable refs: refused at once
     ├── RunNotFound                  exit 4   no run matches an address
     │   ├── AmbiguousRun                      several runs match; ``candidates`` lists them
-    │   └── SweepNotFound                     no sweep matches an id
+    │   ├── SweepNotFound                     no sweep matches an id
+    │   └── ModelNotFound                     no model, version, stage holder or alias matches
     ├── RunConflict                  exit 5   a compare-and-swap on a run ref lost its race
     ├── StoreError                   exit 6   recorded data is missing or damaged
     │   ├── IntegrityError                    bytes do not match their BLAKE3
     │   ├── ObjectMissing                     a CAS or git object is not there
-    │   └── FormatError                       a run tree that does not parse
-    │       └── UnsupportedFormat             a format version this release cannot read
-    ├── RunStateError                exit 7   an operation on a finished/foreign run
+    │   ├── FormatError                       a run tree that does not parse
+    │   │   └── UnsupportedFormat             a format version this release cannot read
+    │   └── SignatureError                    a commit could not be signed as git config asks
+    ├── RunStateError                exit 7   an operation on a finished/foreign run, or one a
+    │                                         model version's stage does not allow
     ├── CannotReproduce              exit 8   ``reproduce`` could not replay the run
     │   │                                     (missing code commit or CAS object, input drift)
     │   ├── InputDrift                        inputs differ from the recorded hashes; ``drift``
@@ -56,6 +59,7 @@ __all__ = [
     "IntegrityError",
     "InvalidName",
     "InvalidValue",
+    "ModelNotFound",
     "NoCommits",
     "NoRemote",
     "NotARepository",
@@ -65,6 +69,7 @@ __all__ = [
     "RunConflict",
     "RunNotFound",
     "RunStateError",
+    "SignatureError",
     "SpecError",
     "StoreError",
     "SweepNotFound",
@@ -169,6 +174,10 @@ class SweepNotFound(RunNotFound):
     """No sweep matches the id given."""
 
 
+class ModelNotFound(RunNotFound):
+    """No model of that name, or no version, stage holder or alias of it that matches."""
+
+
 class RunConflict(GitExpError):
     """A run ref moved under us more often than we were willing to retry."""
 
@@ -212,6 +221,11 @@ class UnsupportedFormat(FormatError):
     def __init__(self, message: str, version: object = None) -> None:
         super().__init__(message)
         self.version = version
+
+
+class SignatureError(StoreError):
+    """A commit could not be signed as the user's git config asks (``commit.gpgSign``):
+    the signing program is missing or failed. Nothing is written unsigned instead."""
 
 
 class RunStateError(GitExpError):

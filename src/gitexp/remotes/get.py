@@ -84,11 +84,36 @@ def get(
             if path in r.path:
                 raise IntegrityError(str(r)) from None
         raise
+    label = f"{ref.short}: {entry.path}"
+    return restore_entry(
+        store, entry, label, dest, inner=inner, remote=remote, force=force, progress=progress
+    )
+
+
+def restore_entry(
+    store: ExpStore,
+    entry: ArtifactEntry,
+    label: str,
+    dest: str | None = None,
+    *,
+    inner: str | None = None,
+    remote: str | None = None,
+    force: bool = False,
+    progress: ProgressFn = no_progress,
+) -> GetResult:
+    """Restore one manifest entry (a file, a directory, or the file ``inner`` of a
+    directory) to ``dest`` (default: its name in the working directory).
+
+    Objects missing from the local CAS are fetched from the remote's store,
+    verified by BLAKE3 on the way in; every restored file is verified again.
+    ``label`` names the entry in messages (``run: path``) and in the result.
+    """
     if not entry.stored and not store.cas.has(entry.blake3):
         raise StoreError(
-            f"{ref.short}: {entry.path}: only its hash was recorded, not its bytes "
+            f"{label}: only its hash was recorded, not its bytes "
             "(inputs keep their bytes when they are stored with the run)"
         )
+    run = label.split(": ", 1)[0]
     remote_store: RemoteStore | None = None
     downloaded = 0
 
@@ -116,7 +141,6 @@ def get(
         if remote_store.download(store.cas, key):
             downloaded += 1
 
-    label = f"{ref.short}: {entry.path}"
     name = inner or entry.path
     target = os.path.abspath(dest if dest else os.path.basename(name))
     if entry.kind == "file" or inner is not None:
@@ -135,7 +159,7 @@ def get(
             raise UsageError(f"{target} is a directory")
         ensure(key, label)
         store.cas.restore(key, target, mode)
-        return GetResult(ref.short, entry, target, 1, size, downloaded)
+        return GetResult(run, entry, target, 1, size, downloaded)
     # a whole directory entry: every file into a fresh directory, swapped in at the end
     ensure(entry.blake3, label)
     rows = listing_files(store.cas.get_bytes(entry.blake3), label)
@@ -166,4 +190,4 @@ def get(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return GetResult(ref.short, entry, target, len(rows), total, downloaded)
+    return GetResult(run, entry, target, len(rows), total, downloaded)
