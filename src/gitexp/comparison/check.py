@@ -299,7 +299,7 @@ def check(
             row.passed = better
             row.reason = "as good or better" if better else "worse"
             if better and (cm < rm if goal == "max" else cm > rm):
-                row.reason = "worse, within the tolerance"
+                row.reason = "worse, within tolerance"
             continue
         row.p_value, row.test = worse_test(cv, rv, goal, row.tolerance)
         if row.p_value is None:
@@ -307,9 +307,5 @@ def check(
             continue
         worse = row.p_value < alpha
         row.passed = not worse
-        row.reason = (
-            f"significantly worse (p < {alpha:g})"
-            if worse
-            else f"not significantly worse (p >= {alpha:g})"
-        )
+        row.reason = f"worse (p < {alpha:g})" if worse else f"not worse (p >= {alpha:g})"
     return CheckResult(cand, ref, rows, alpha)

@@ -11,7 +11,7 @@ be replayed is left as it was, and reported.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,7 +132,7 @@ def _integrate(repo: GitRepo, name: str, mine: str, theirs: str) -> ModelSync:
             theirs,
             "diverged",
             f"{exc.reason}; the other side's history ends at {theirs[:12]} "
-            f"(git log {theirs[:12]}); git exp push --force overwrites the remote's",
+            f"(git log {theirs[:12]}); the local history is kept",
         )
     if not repo.set_ref(ref, mine, new, f"git-exp: replay {name} on {theirs[:12]}"):
         return ModelSync(name, mine, theirs, "diverged", "the model changed here meanwhile; again")
@@ -275,4 +275,4 @@ def fetch_models(store: ExpStore, remote: str | None = None) -> list[ModelSync]:
 
 def results_json(results: list[ModelSync]) -> list[dict[str, Any]]:
     """The results as plain data."""
-    return [json.loads(json.dumps(r.__dict__)) for r in results]
+    return [dataclasses.asdict(r) for r in results]

@@ -6,7 +6,7 @@ nothing): Student's t for the confidence interval of a mean, Welch's t-test
 (``scipy.stats.ttest_ind(equal_var=False)``) for two groups, the one-sample
 t-test for a group against a single run, ``scipy.stats.bootstrap`` for the
 interval of a difference of means. The effect size is Hedges' g (Cohen's d
-with the small-sample correction: a handful of seeds is the usual sample).
+with the exact small-sample correction: a handful of seeds is the usual sample).
 """
 
 from gitexp.stats.significance import (

@@ -47,19 +47,22 @@ def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[fl
 
 def hedges_g(a: Sequence[float], b: Sequence[float]) -> float | None:
     """Hedges' g of B against A: ``(mean(b) - mean(a))`` over the pooled standard
-    deviation, times the small-sample correction ``1 - 3 / (4 (n_a + n_b) - 9)``.
-    None when there is no spread to measure it by (fewer than three runs in all,
-    or every value equal within each group)."""
+    deviation (``n_a + n_b - 2`` degrees of freedom), times the exact small-sample
+    correction ``J(df) = Γ(df/2) / (√(df/2) Γ((df-1)/2))``. None when it is not
+    defined: fewer than two degrees of freedom, or no spread within the groups."""
     na, nb = len(a), len(b)
-    if na + nb < 3 or not (_finite(a) and _finite(b)):
+    df = na + nb - 2
+    if df < 2 or not (_finite(a) and _finite(b)):
         return None
     var_a = statistics.variance(a) if na > 1 else 0.0
     var_b = statistics.variance(b) if nb > 1 else 0.0
-    pooled = math.sqrt(((na - 1) * var_a + (nb - 1) * var_b) / (na + nb - 2))
+    pooled = math.sqrt(((na - 1) * var_a + (nb - 1) * var_b) / df)
     if pooled == 0:
         return None
-    d = (statistics.fmean(b) - statistics.fmean(a)) / pooled
-    return d * (1 - 3 / (4 * (na + nb) - 9))
+    from scipy.special import gammaln
+
+    j = math.exp(float(gammaln(df / 2) - gammaln((df - 1) / 2)) - 0.5 * math.log(df / 2))
+    return (statistics.fmean(b) - statistics.fmean(a)) / pooled * j
 
 
 @contextlib.contextmanager
