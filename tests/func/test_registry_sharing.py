@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from conftest import fsck, git, in_process, make_repo
+from modelruns import make_runs
 from servers import bare
-from test_cli_registry import make_runs
 
 MODEL = "fraud"
 
