@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import fsck, git, in_process, show_json
-from modelruns import make_runs
+from modelruns import isolated_repo, make_runs
 
 MODEL = "fraud"
 
@@ -156,23 +156,16 @@ def test_the_installed_command_registers_and_promotes(repo, runs):
 def shared(tmp_path_factory):
     """One repository for the commands that must change nothing: fraud v1
     (archived), v2 (production), and a run without an artifact (the last ref)."""
-    from conftest import make_repo
+    refs: list[str] = []
 
-    home = tmp_path_factory.mktemp("home")
-    (home / ".gitconfig").write_text(
-        "[user]\n\tname = Test User\n\temail = test@example.com\n[init]\n\tdefaultBranch = main\n"
-    )
-    with pytest.MonkeyPatch.context() as mp:
-        for key in [k for k in os.environ if k.startswith(("GIT_", "GITEXP_"))]:
-            mp.delenv(key)
-        mp.setenv("HOME", str(home))
-        mp.setenv("GIT_CONFIG_NOSYSTEM", "1")
-        repo = make_repo(tmp_path_factory.mktemp("shared") / "project")
-        refs = make_runs(repo, [0.80, 0.82]) + make_runs(repo, [0.5], artifact=False, seed0=9)
+    def build(repo: Path) -> None:
+        refs.extend(make_runs(repo, [0.80, 0.82]))
+        refs.extend(make_runs(repo, [0.5], artifact=False, seed0=9))
         for n, ref in enumerate(refs[:2], 1):
             ok(repo, "model", "register", MODEL, ref)
             ok(repo, "model", "promote", MODEL, str(n), "production")
-    return repo, refs
+
+    return isolated_repo(tmp_path_factory, "shared", build), refs
 
 
 @pytest.mark.parametrize(
