@@ -112,7 +112,8 @@ def promote_cmd(
 ) -> None:
     """Put VERSION of NAME in STAGE, and/or set aliases on it.
 
-    STAGE is development, staging, production or archived. The version that
+    VERSION is a number (3 or v3), or latest, an alias or a stage: the version
+    it names now. STAGE is development, staging, production or archived. The version that
     held staging or production before is archived. An archived version cannot
     be promoted (git exp model rollback brings a stage's previous holder back).
     """

@@ -244,13 +244,6 @@ def register_record(
     return record.read_version(repo, model, model.state.latest)
 
 
-def _version_number(version: int | str) -> int:
-    number = parse_version_number(version)
-    if number is None:
-        raise UsageError(f"{version!r} is not a version number (3 or v3)")
-    return number
-
-
 def promote(
     store: ExpStore,
     name: str,
@@ -259,7 +252,8 @@ def promote(
     aliases: Sequence[str] = (),
     message: str = "",
 ) -> list[Event]:
-    """Put a version in ``stage`` (the version that held an exclusive stage is
+    """Put a version (a number, ``vN``, or ``latest``, an alias or a stage: the
+    version it names) in ``stage`` (the version that held an exclusive stage is
     archived) and/or set ``aliases`` on it; one commit per change. Returns the
     events as applied.
 
@@ -268,7 +262,6 @@ def promote(
         RunStateError: the version is archived.
         UsageError: an unknown stage, a bad alias, or nothing to do.
     """
-    number = _version_number(version)
     if stage is not None and stage not in STAGES:
         raise UsageError(f"unknown stage {stage!r} (one of {', '.join(STAGES)})")
     for alias in aliases:
@@ -277,6 +270,9 @@ def promote(
         raise UsageError("name a stage or an alias to promote to")
 
     def plan(state: ModelState) -> list[Step]:
+        number = parse_version_number(version)
+        if number is None:  # latest, an alias, a stage: the version it names now
+            number = state.resolve(str(version))
         steps: list[Step] = []
         trial = state.copy()
         wanted: list[Event] = []
