@@ -67,7 +67,7 @@ def ci_job(origin: Path, tmp: Path, name: str) -> subprocess.CompletedProcess:
 
 def production(origin: Path) -> dict:
     state = json.loads(git("show", "refs/models/fraud:model.json", cwd=origin))
-    return {"latest": state["latest"], "production": state["stages"]["production"][-1]}
+    return {"latest": state["latest"], "production": state["versions"]["production"][0]}
 
 
 @pytest.mark.slow

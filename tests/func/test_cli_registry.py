@@ -71,12 +71,13 @@ def test_every_change_is_a_commit_that_plain_git_reads(repo, runs):
     chain = git("rev-list", "--parents", f"refs/models/{MODEL}", cwd=repo).splitlines()
     assert [len(line.split()) for line in chain] == [2] * 6 + [1]
     state = show_json(repo, f"refs/models/{MODEL}", "model.json")
-    assert state["versions"] == [
-        {"stage": "production", "version": 1},
-        {"stage": "archived", "version": 2},
-        {"stage": "development", "version": 3},
-    ]
-    assert state["stages"] == {"production": [1]} and state["aliases"] == {"champion": [2]}
+    assert state["versions"] == {
+        "development": [3],
+        "staging": [],
+        "production": [1],
+        "archived": [2],
+    }
+    assert state["holders"] == {"production": [1]} and state["aliases"] == {"champion": [2]}
     assert state["event"]["op"] == "rollback"
     assert state["event"]["by"] == "Test User <test@example.com>"
     # a version: its artifact is the run's, byte for byte what the run recorded

@@ -70,7 +70,7 @@ def test_models_travel_with_push_and_pull_and_their_bytes_follow(team, tmp_path)
     ok(alice, "model", "promote", MODEL, "1", "staging")
     assert "updated     model fraud" in ok(alice, "push")
     assert "updated     model fraud" in ok(bob, "fetch")
-    assert state(bob)["versions"] == [{"stage": "staging", "version": 1}]
+    assert state(bob)["versions"]["staging"] == [1]
     assert "models: 1 up to date" in ok(bob, "push")
     for repo in (alice, bob, remote):
         fsck(repo)
@@ -109,7 +109,7 @@ def test_two_clones_changing_a_model_at_once_both_changes_land(team):
         v: json.loads(git("show", f"refs/models/{MODEL}:versions/{v}/version.json", cwd=remote))
         for v in (2, 3)
     }
-    holder = {s: version[h[-1]]["run"]["ref"] for s, h in got["stages"].items()}
+    holder = {s: version[h[-1]]["run"]["ref"] for s, h in got["holders"].items()}
     assert holder == {"production": mine, "staging": theirs}
     assert version[got["aliases"]["bobs"][-1]]["run"]["ref"] == theirs
     for who in (alice, bob):

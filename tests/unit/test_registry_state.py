@@ -119,9 +119,11 @@ def test_model_json_round_trips_and_hostile_files_are_refused():
     for broken in (
         {**s.to_json(), "format": 2},
         {**s.to_json(), "name": "../x"},
-        {**s.to_json(), "stages": {"production": [9]}},
-        {**s.to_json(), "stages": {"archived": [1]}},
-        {**s.to_json(), "versions": [{"version": 1, "stage": "gone"}]},
+        {**s.to_json(), "holders": {"production": [9]}},
+        {**s.to_json(), "holders": {"archived": [1]}},
+        {**s.to_json(), "versions": {"gone": [1, 2, 3]}},
+        {**s.to_json(), "versions": {"development": [1, 1, 2, 3]}},
+        {**s.to_json(), "versions": {"development": [1, 3]}},
         {**s.to_json(), "event": {"op": "rm -rf"}},
         [],
     ):

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from gitexp.errors import RunNotFound, UsageError
-from gitexp.leaderboard import Query, resolve_column, select
+from gitexp.leaderboard import Query, resolve_column, select, where_table
 from gitexp.stats import Comparison, compare_samples
 from gitexp.store import ExpStore
 
@@ -63,16 +63,25 @@ class CompareResult:
 
 
 def select_side(
-    store: ExpStore, label: str, expression: str, experiment: str | None = None
+    store: ExpStore,
+    label: str,
+    expression: str,
+    experiment: str | None = None,
+    runs: RunTable | None = None,
 ) -> Side:
-    """The runs ``expression`` selects (the ``--where`` language), as one side.
+    """The runs ``expression`` selects (the ``--where`` language), as one side;
+    from ``runs`` when given (the runs of the experiment, selected once for
+    both sides), else through the leaderboard.
 
     Raises:
         RunNotFound: the expression matches no run.
     """
     if not expression or not expression.strip():
         raise UsageError(f"side {label} has no expression")
-    table = select(store, Query(experiment=experiment, where=expression))
+    if runs is not None:
+        table = where_table(runs, expression)
+    else:
+        table = select(store, Query(experiment=experiment, where=expression))
     if not len(table):
         where = f" in experiment {experiment}" if experiment else ""
         raise RunNotFound(f"side {label} ({expression}) matches no run{where}")
@@ -119,8 +128,9 @@ def compare(
     """
     if not (isinstance(alpha, float | int) and 0 < alpha < 1) or math.isnan(alpha):
         raise UsageError(f"alpha must be between 0 and 1, not {alpha}")
-    side_a = select_side(store, "A", a, experiment)
-    side_b = select_side(store, "B", b, experiment)
+    runs = select(store, Query(experiment=experiment))  # the catalog read once for both
+    side_a = select_side(store, "A", a, experiment, runs)
+    side_b = select_side(store, "B", b, experiment, runs)
     cols = metric_columns([side_a, side_b], metrics)
     results = [
         MetricComparison(col, compare_samples(side_a.values(col), side_b.values(col), alpha))

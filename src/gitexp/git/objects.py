@@ -266,6 +266,13 @@ class GitObjects(GitSigning):
         A change is ``bytes`` (stored as a new blob), ``(mode, sha)`` for an
         existing object, or ``None`` to delete.
         """
+        return self._update_tree(base, changes)[0]
+
+    def _update_tree(
+        self, base: str | None, changes: Mapping[str, TreeValue]
+    ) -> tuple[str, bool]:
+        """(the new tree, whether it is empty): an emptied subtree is dropped
+        from its parent without reading the new tree back."""
         entries: dict[str, tuple[int, str]] = dict(self.read_tree(base)) if base else {}
         nested: dict[str, dict[str, TreeValue]] = {}
         for path, value in changes.items():
@@ -281,12 +288,12 @@ class GitObjects(GitSigning):
         for head, sub in nested.items():
             current = entries.get(head)
             sub_base = current[1] if current and current[0] == MODE_TREE else None
-            sub_sha = self.update_tree(sub_base, sub)
-            if self.read_tree(sub_sha):
+            sub_sha, empty = self._update_tree(sub_base, sub)
+            if not empty:
                 entries[head] = (MODE_TREE, sub_sha)
             else:
                 entries.pop(head, None)
-        return self.write_tree(entries)
+        return self.write_tree(entries), not entries
 
     def write_commit(self, tree: str, parents: list[str], message: str) -> str:
         """Write a commit by the user's identity; return its sha. Signed when the

@@ -14,7 +14,7 @@ from typing import Any
 
 from gitexp import records as fmt
 from gitexp.errors import FormatError, GitExpError, ModelNotFound, StoreError
-from gitexp.git import MODE_TREE, GitRepo
+from gitexp.git import MODE_TREE, CommitInfo, GitRepo
 from gitexp.records import ArtifactEntry
 from gitexp.records.models import (
     CODE_TREE,
@@ -242,15 +242,25 @@ def history(repo: GitRepo, name: str, limit: int | None = None) -> Iterator[Hist
 def walk(
     repo: GitRepo, name: str, sha: str | None, limit: int | None = None, stop: str | None = None
 ) -> Iterator[HistoryEntry]:
-    """Commits from ``sha`` back to the first (or up to, not including, ``stop``)."""
-    count = 0
-    while sha is not None and sha != stop and (limit is None or count < limit):
+    """Commits from ``sha`` back to the first (or up to, not including, ``stop``),
+    newest first; their ``model.json`` files read in one batch."""
+    infos: list[CommitInfo] = []
+    while sha is not None and sha != stop and (limit is None or len(infos) < limit):
         info = repo.commit_info(sha)
-        model = _read_commit(repo, name, sha)
-        event = model.state.event or {"op": "register"}
-        yield HistoryEntry(sha, event, info.author, info.commit_time, model.state)
-        count += 1
+        infos.append(info)
         sha = info.parents[0] if info.parents else None
+    if not infos:
+        return
+    blobs = repo.cat_batch([f"{info.tree}:{MODEL_JSON}" for info in infos])
+    for info, got in zip(infos, blobs):
+        what = f"model {name} ({info.sha[:12]}): {MODEL_JSON}"
+        if got is None:
+            raise FormatError(f"model {name} ({info.sha[:12]}) has no {MODEL_JSON}")
+        state = ModelState.from_json(fmt.parse_json(got[2], what), what)
+        if state.name != name:
+            raise FormatError(f"{what} names model {state.name!r}")
+        event = state.event or {"op": "register"}
+        yield HistoryEntry(info.sha, event, info.author, info.commit_time, state)
 
 
 def chain(repo: GitRepo, sha: str | None, limit: int = 1_000_000) -> list[str]:

@@ -14,7 +14,6 @@ top of a remote's history (:func:`replay`), so both follow one set of rules:
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,7 +46,8 @@ def _ints(value: Any, what: str) -> list[int]:
 @dataclass
 class ModelState:
     """What ``model.json`` holds: each version's stage, who held each exclusive
-    stage and each alias (oldest first), and the event that made this state."""
+    stage and each alias (oldest first: ``stages``, ``aliases``), and the event
+    that made this state."""
 
     name: str
     latest: int = 0
@@ -58,13 +58,17 @@ class ModelState:
 
     # ------------------------------------------------------------ the file
     def to_json(self) -> dict[str, Any]:
-        """``model.json`` as data."""
+        """``model.json`` as data: per stage the versions in it now, the versions
+        that held each exclusive stage and each alias (oldest first), the event."""
+        by_stage: dict[str, list[int]] = {s: [] for s in STAGES}
+        for v, s in sorted(self.stage_of.items()):
+            by_stage[s].append(v)
         return {
             "format": MODEL_FORMAT,
             "name": self.name,
             "latest": self.latest,
-            "versions": [{"version": v, "stage": s} for v, s in sorted(self.stage_of.items())],
-            "stages": {s: list(h) for s, h in sorted(self.stages.items()) if h},
+            "versions": by_stage,
+            "holders": {s: list(h) for s, h in sorted(self.stages.items()) if h},
             "aliases": {a: list(h) for a, h in sorted(self.aliases.items()) if h},
             "event": self.event,
         }
@@ -81,24 +85,24 @@ class ModelState:
         if not isinstance(latest, int) or isinstance(latest, bool) or latest < 0:
             raise FormatError(f"{what}: 'latest' is not a version number")
         stage_of: dict[int, str] = {}
-        versions = doc.get("versions") or []
-        if not isinstance(versions, list):
-            raise FormatError(f"{what}: 'versions' is not a list")
-        for item in versions:
-            if not isinstance(item, dict):
-                raise FormatError(f"{what}: a version entry is not an object")
-            v, s = parse_version_number(item.get("version")), item.get("stage")
-            if v is None or v > latest or s not in STAGES:
-                raise FormatError(f"{what}: bad version entry {item!r}")
-            stage_of[v] = str(s)
+        versions = doc.get("versions") or {}
+        if not isinstance(versions, dict) or not set(versions) <= set(STAGES):
+            raise FormatError(f"{what}: 'versions' is not an object of stages")
+        for s, listed in versions.items():
+            for v in _ints(listed, f"{what}: versions.{s}"):
+                if v > latest or v in stage_of:
+                    raise FormatError(f"{what}: version {v} is listed twice or beyond latest")
+                stage_of[v] = str(s)
+        if len(stage_of) != latest:
+            raise FormatError(f"{what}: versions 1 to {latest} are not each in one stage")
         stages: dict[str, list[int]] = {}
-        raw_stages = doc.get("stages") or {}
-        if not isinstance(raw_stages, dict):
-            raise FormatError(f"{what}: 'stages' is not an object")
-        for s, h in raw_stages.items():
+        holders = doc.get("holders") or {}
+        if not isinstance(holders, dict):
+            raise FormatError(f"{what}: 'holders' is not an object")
+        for s, h in holders.items():
             if s not in EXCLUSIVE_STAGES:
-                raise FormatError(f"{what}: 'stages' names {s!r}, not an exclusive stage")
-            stages[s] = _ints(h, f"{what}: stages.{s}")
+                raise FormatError(f"{what}: 'holders' names {s!r}, not an exclusive stage")
+            stages[s] = _ints(h, f"{what}: holders.{s}")
         aliases: dict[str, list[int]] = {}
         raw_aliases = doc.get("aliases") or {}
         if not isinstance(raw_aliases, dict):
@@ -119,7 +123,14 @@ class ModelState:
 
     def copy(self) -> ModelState:
         """An independent copy (events applied to it leave this one alone)."""
-        return copy.deepcopy(self)
+        return ModelState(
+            self.name,
+            self.latest,
+            dict(self.stage_of),
+            {s: list(h) for s, h in self.stages.items()},
+            {a: list(h) for a, h in self.aliases.items()},
+            dict(self.event) if self.event is not None else None,
+        )
 
     # ------------------------------------------------------------- reading
     def holder(self, stage: str) -> int | None:
