@@ -285,3 +285,31 @@ def test_gto_tags_export_and_import_round_trip(repo, runs):
     ]
     assert "5 imported already" in ok(repo, "model", "import-gto")
     fsck(repo)
+
+
+CONCURRENT = """
+import sys
+from gitexp.registry import ops
+from gitexp.store import ExpStore
+with ExpStore(".") as store:
+    for ref in sys.argv[1:]:
+        ops.register(store, "fraud", ref, message=ref)
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_registering_at_once_get_distinct_versions(repo):
+    import subprocess
+    import sys
+
+    runs = make_runs(repo, [0.7 + i / 100 for i in range(8)])
+    procs = [
+        subprocess.Popen([sys.executable, "-c", CONCURRENT, *part], cwd=repo)
+        for part in (runs[:4], runs[4:])
+    ]
+    assert [p.wait(120) for p in procs] == [0, 0]
+    versions = json.loads(ok(repo, "model", "show", MODEL, "--json"))["versions"]
+    assert [v["version"] for v in versions] == list(range(1, 9))
+    assert sorted(v["run"]["ref"] for v in versions) == sorted(runs)  # each once, none lost
+    assert len(subjects(repo)) == 8
+    fsck(repo)

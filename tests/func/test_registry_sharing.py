@@ -67,6 +67,13 @@ def test_models_travel_with_push_and_pull_and_their_bytes_follow(team, tmp_path)
     alice, bob, remote = team
     ok(bob, "model", "get", f"{MODEL}@production", "-o", str(tmp_path / "m.bin"))
     assert (tmp_path / "m.bin").read_bytes() == b"weights 0 " * 64
+    # a clone that took the registry but no bytes: get fetches them from the remote's store
+    carol = tmp_path / "carol"
+    git("clone", "-q", str(remote), str(carol), cwd=tmp_path)
+    ok(carol, "pull", "--no-artifacts")
+    out = ok(carol, "model", "get", f"{MODEL}@production", "-o", str(tmp_path / "c.bin"))
+    assert "1 object(s) fetched" in out and "verified" in out
+    assert (tmp_path / "c.bin").read_bytes() == b"weights 0 " * 64
     ok(alice, "model", "promote", MODEL, "1", "staging")
     assert "updated     model fraud" in ok(alice, "push")
     assert "updated     model fraud" in ok(bob, "fetch")
