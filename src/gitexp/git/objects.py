@@ -268,9 +268,7 @@ class GitObjects(GitSigning):
         """
         return self._update_tree(base, changes)[0]
 
-    def _update_tree(
-        self, base: str | None, changes: Mapping[str, TreeValue]
-    ) -> tuple[str, bool]:
+    def _update_tree(self, base: str | None, changes: Mapping[str, TreeValue]) -> tuple[str, bool]:
         """(the new tree, whether it is empty): an emptied subtree is dropped
         from its parent without reading the new tree back."""
         entries: dict[str, tuple[int, str]] = dict(self.read_tree(base)) if base else {}
