@@ -10,6 +10,7 @@ and changes nothing. The GitLab job must run the same commands.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -60,9 +61,13 @@ def ci_job(origin: Path, tmp: Path, name: str) -> subprocess.CompletedProcess:
     sha = git("rev-parse", "HEAD", cwd=work).strip()
     env = {"RUNS": f"ci-{sha}", "EXPSTORE": str(tmp / "store"), "GITHUB_SHA": sha}
     return subprocess.run(
-        ["bash", "-c", script()], cwd=work, env={**__import__("os").environ, **env},
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        ["bash", "-c", script()],
+        cwd=work,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def production(origin: Path) -> dict:

@@ -74,8 +74,17 @@ def test_compare_gives_means_intervals_and_welchs_p_value_as_scipy_does(runs):
 
 
 def test_a_difference_within_noise_is_not_significant(runs):
-    out = ok(runs, "compare", "-a", 'params.opt == "adam"', "-b", 'params.opt == "adam2"',
-             "-m", "auc", "--json")  # fmt: skip
+    out = ok(
+        runs,
+        "compare",
+        "-a",
+        'params.opt == "adam"',
+        "-b",
+        'params.opt == "adam2"',
+        "-m",
+        "auc",
+        "--json",
+    )
     (auc,) = json.loads(out)
     assert auc["p_value"] == pytest.approx(st.ttest_ind(ADAM2, ADAM, equal_var=False).pvalue)
     assert auc["significant"] is False
@@ -83,8 +92,9 @@ def test_a_difference_within_noise_is_not_significant(runs):
 
 
 def test_one_run_against_seeds_and_bad_arguments(runs):
-    out = ok(runs, "compare", "-a", "tags.deployed", "-b", 'params.opt == "sgd"', "-m", "auc",
-             "--json")  # fmt: skip
+    out = ok(
+        runs, "compare", "-a", "tags.deployed", "-b", 'params.opt == "sgd"', "-m", "auc", "--json"
+    )
     (auc,) = json.loads(out)
     assert auc["n_a"] == 1 and auc["test"] == "one-sample"
     assert auc["p_value"] == pytest.approx(st.ttest_1samp(SGD, ADAM[0]).pvalue)
@@ -138,12 +148,31 @@ def test_with_groups_of_seeds_the_significance_test_decides(runs):
     assert data["rows"][0]["p_value"] == pytest.approx(one_sided)
     # adam2 is a little below adam on average, but within noise: it passes
     assert sum(ADAM2) < sum(ADAM)
-    out = ok(runs, "check", "-w", 'params.opt == "adam2"', "-m", "auc",
-             "--against-where", 'params.opt == "adam"')  # fmt: skip
+    out = ok(
+        runs,
+        "check",
+        "-w",
+        'params.opt == "adam2"',
+        "-m",
+        "auc",
+        "--against-where",
+        'params.opt == "adam"',
+    )
     assert "pass: not worse" in out
     # a group against the model in production (one run): the one-sample test
-    data = json.loads(ok(runs, "check", "-w", 'params.opt == "sgd"', "-m", "auc",
-                         "--against", "fraud@production", "--json"))  # fmt: skip
+    data = json.loads(
+        ok(
+            runs,
+            "check",
+            "-w",
+            'params.opt == "sgd"',
+            "-m",
+            "auc",
+            "--against",
+            "fraud@production",
+            "--json",
+        )
+    )
     assert data["passed"] and data["rows"][0]["test"] == "one-sample"
 
 

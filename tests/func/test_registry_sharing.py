@@ -94,10 +94,15 @@ def test_two_clones_changing_a_model_at_once_both_changes_land(team):
     ok(bob, "model", "promote", MODEL, "2", "staging", "-m", "bob stages")
     ok(bob, "model", "promote", MODEL, "2", "--alias", "bobs", "-m", "bob names it")
     procs = [
-        subprocess.Popen(["git", "exp", "push"], cwd=who, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            ["git", "exp", "push"],
+            cwd=who,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for who in (alice, bob)
-    ]  # fmt: skip
+    ]
     outs = []
     for p in procs:
         out, err = p.communicate(timeout=120)
@@ -145,3 +150,18 @@ def test_a_change_that_no_longer_applies_is_refused_and_kept(team):
     assert tip(remote) == bob_tip
     for repo in (alice, bob, remote):
         fsck(repo)
+
+
+@pytest.mark.slow
+def test_a_hostile_model_from_the_remote_is_refused_by_name(team):
+    _, bob, remote = team
+    doc = '{"format": 1, "name": "../../etc", "latest": 0}\n'
+    blob = git("hash-object", "-w", "--stdin", cwd=remote, input=doc).strip()
+    tree = git("mktree", cwd=remote, input=f"100644 blob {blob}\tmodel.json\n").strip()
+    commit = git("commit-tree", tree, "-m", "evil", cwd=remote).strip()
+    git("update-ref", "refs/models/evil", commit, cwd=remote)
+    proc = in_process(("fetch",), bob)
+    assert proc.returncode == 6, proc.stderr
+    assert "refused     model evil" in proc.stderr and "not valid" in proc.stderr
+    assert git("for-each-ref", "refs/models/", cwd=bob).split()[-1] == f"refs/models/{MODEL}"
+    assert f"model {MODEL}" not in proc.stderr  # the good model is not reported as a problem

@@ -153,10 +153,21 @@ def test_runs_signed_with_gpg_verify(repo, tmp_path, monkeypatch):
     monkeypatch.setenv("GNUPGHOME", str(home))
     try:
         subprocess.run(
-            ["gpg", "--batch", "--passphrase", "", "--quick-gen-key",
-             "Test User <test@example.com>", "ed25519", "sign", "never"],
-            check=True, capture_output=True, timeout=60,
-        )  # fmt: skip
+            [
+                "gpg",
+                "--batch",
+                "--passphrase",
+                "",
+                "--quick-gen-key",
+                "Test User <test@example.com>",
+                "ed25519",
+                "sign",
+                "never",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
         git("config", "commit.gpgSign", "true", cwd=repo)
         register_and_promote(repo)
         for sha in lineage_commits(repo):
@@ -180,11 +191,17 @@ def test_verify_fails_on_a_bad_signature_and_on_damaged_bytes(repo, tmp_path):
     # the promotion rewritten after it was signed: git refuses its signature
     tip = git("rev-parse", f"refs/models/{MODEL}", cwd=repo).strip()
     raw = subprocess.run(["git", "cat-file", "commit", tip], cwd=repo, capture_output=True).stdout
-    forged = subprocess.run(
-        ["git", "hash-object", "-t", "commit", "-w", "--stdin"],
-        cwd=repo, input=raw.replace(b"better auc", b"approved by QA"), capture_output=True,
-        check=True,
-    ).stdout.decode().strip()  # fmt: skip
+    forged = (
+        subprocess.run(
+            ["git", "hash-object", "-t", "commit", "-w", "--stdin"],
+            cwd=repo,
+            input=raw.replace(b"better auc", b"approved by QA"),
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .strip()
+    )
     git("update-ref", f"refs/models/{MODEL}", forged, tip, cwd=repo)
     proc = in_process(("verify", f"{MODEL}@production"), repo)
     assert proc.returncode == 1
