@@ -140,7 +140,7 @@ class GitSigning(RepoBase):
         return self._signer_cache or None
 
     def _read_signer(self) -> Signer | None:
-        stack = self._repo.get_config_stack()
+        stack = self.config_stack()
 
         def get(section: tuple[bytes, ...], name: bytes) -> str | None:
             try:
