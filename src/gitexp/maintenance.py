@@ -18,7 +18,7 @@ from typing import Any
 
 from gitexp import records as fmt
 from gitexp.cas import parse_dir_listing
-from gitexp.errors import GitExpError, RunConflict, StoreError, UsageError
+from gitexp.errors import FormatError, GitExpError, RunConflict, StoreError, UsageError
 from gitexp.records import ArtifactEntry, ExpRef
 from gitexp.records.models import MODELS_NAMESPACE, VERSION_JSON, VERSIONS_DIR, version_artifact
 from gitexp.store import ExpStore, RunDelta
@@ -87,9 +87,11 @@ def model_keys(store: ExpStore, problems: list[str]) -> set[str]:
             names = []
             for _, (_, sub) in sorted(repo.read_tree(found[1]).items()):
                 names += [f"{sub}:{VERSION_JSON}", f"{sub}:run/{fmt.ARTIFACTS_JSON}"]
-            for what, got in zip(names, repo.cat_batch(names)):
+            for what, got in zip(names, repo.cat_batch(names, fmt.MAX_DOC_BYTES)):
                 if got is None:
                     continue
+                if isinstance(got[2], int):
+                    raise FormatError(f"{name}: {what} is {got[2]:,} bytes, too large to read")
                 data = fmt.parse_json(got[2], f"{name}: {what}")
                 entries = (
                     fmt.manifest_from_json(data)
@@ -156,7 +158,7 @@ def fsck(store: ExpStore, runs: Sequence[str] = (), verify_data: bool = True) ->
     """Verify every run (or the given ones): the tree parses, the format version
     is known, metric segments read, the code commit is present, and every CAS
     object the run refers to is present with the right BLAKE3."""
-    from gitexp.metrics import from_parquet
+    from gitexp.metrics import MAX_SEGMENT_BYTES, from_parquet
 
     targets: list[tuple[ExpRef, str]]
     if runs:
@@ -192,7 +194,8 @@ def fsck(store: ExpStore, runs: Sequence[str] = (), verify_data: bool = True) ->
             continue
         for name, blob in rec.segments:
             try:
-                from_parquet(store.repo.read_blob(blob), f"metrics/{name}")
+                data = store.repo.read_blob(blob, MAX_SEGMENT_BYTES)
+                from_parquet(data, f"metrics/{name}")
             except GitExpError as exc:
                 check.problems.append(str(exc))
         commit = rec.code_commit
@@ -306,13 +309,13 @@ def gc(
         try:
             history = store.iter_history(tip)
             for sha in history:
-                try:
-                    rec = store.read(ref, sha)
+                try:  # the manifest only: a bad summary or tags need no object
+                    artifacts = store.read_artifacts(ref, sha)
                 except GitExpError as exc:
                     report.problems.append(f"{ref.short} at {sha[:12]}: {exc}")
                     continue
                 found: list[str] = []
-                keep |= referenced_keys(store, rec.artifacts, found)
+                keep |= referenced_keys(store, artifacts, found)
                 report.problems += [f"{ref.short} at {sha[:12]}: {p}" for p in found]
         except GitExpError as exc:
             report.problems.append(f"{ref.short}: {exc}")
@@ -428,13 +431,13 @@ def _remove_orphan_spools(store: ExpStore, min_age: float, dry_run: bool, now: f
 
 # ----------------------------------------------------------------------- rm
 
-_AGE_RE = re.compile(r"^(\d+)\s*([smhdw])$")
+_AGE_RE = re.compile(r"([0-9]+)\s*([smhdw])")  # always fullmatch
 _AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def parse_age(text: str) -> float:
     """``30d``, ``12h``, ``2w`` -> seconds."""
-    m = _AGE_RE.match(text.strip())
+    m = _AGE_RE.fullmatch(text.strip())
     if not m:
         raise UsageError(f"age {text!r} is not a number with a unit s, m, h, d or w (e.g. 30d)")
     return int(m.group(1)) * _AGE_UNITS[m.group(2)]
@@ -459,7 +462,9 @@ def select_for_removal(
 
     if runs:
         return sorted({store.resolve(r) for r in runs})
-    if not (experiment or older_than or statuses or where is not None or tags or unless_tags):
+    if not (
+        experiment is not None or older_than or statuses or where is not None or tags or unless_tags
+    ):
         raise UsageError("name the runs to remove, or give filters to select them")
     query = Query(
         experiment=experiment, status=statuses, tags=tags, unless_tags=unless_tags, where=where

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -46,6 +46,9 @@ class RunResult:
     warnings: list[str]
     interrupted: bool = False  # a SIGINT, SIGTERM or SIGHUP reached the supervisor
 
+
+# a command a ``watch`` stops gets SIGTERM, then SIGKILL after this long
+STOP_GRACE = 5.0
 
 # after the command exits, how long its output may take to drain: past that, the pipes
 # are held by a process it left running in the background (`cmd &`), which is not waited for
@@ -86,9 +89,7 @@ def load_config(path: str) -> dict[str, Any]:
         if ext == ".json":
             data = json.loads(raw.decode("utf-8"))
         elif ext in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(raw.decode("utf-8"))
+            data = _load_yaml(raw.decode("utf-8"), path)
         elif ext == ".toml":
             if sys.version_info >= (3, 11):
                 import tomllib
@@ -108,6 +109,69 @@ def load_config(path: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of params at the top")
     return fmt.to_jsonable(data)  # type: ignore[no-any-return]
+
+
+# the most values a YAML config may expand to: anchors and aliases let a few hundred
+# bytes stand for billions of values ("billion laughs"); a config is a few hundred
+MAX_CONFIG_VALUES = 1_000_000
+
+
+def _load_yaml(text: str, path: str) -> Any:
+    """``yaml.safe_load``, refusing a document whose aliases expand past
+    MAX_CONFIG_VALUES values or into a value that contains itself (ConfigError),
+    counted on the composed node graph before anything is built."""
+    import yaml
+
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expansion(node, path)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _check_expansion(root: Any, path: str) -> None:
+    """How many values the YAML node graph ``root`` stands for once every alias
+    is expanded: each node counted once, with memory, without recursion."""
+    import yaml
+
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        if isinstance(node, yaml.ScalarNode):
+            sizes[id(node)] = 1
+            continue
+        children: list[Any] = (
+            [n for pair in node.value for n in pair]
+            if isinstance(node, yaml.MappingNode)
+            else list(node.value)
+        )
+        if done:
+            open_nodes.discard(id(node))
+            total = 1 + sum(sizes[id(c)] for c in children)
+            if total > MAX_CONFIG_VALUES:
+                raise ConfigError(
+                    f"config file {path}: its aliases expand to more than "
+                    f"{MAX_CONFIG_VALUES:,} values"
+                )
+            sizes[id(node)] = total
+            continue
+        if id(node) in sizes:
+            continue
+        if id(node) in open_nodes:
+            raise ConfigError(f"config file {path}: an alias makes a value contain itself")
+        open_nodes.add(id(node))
+        stack.append((node, True))
+        for child in children:
+            if id(child) in open_nodes:
+                raise ConfigError(f"config file {path}: an alias makes a value contain itself")
+            if id(child) not in sizes:
+                stack.append((child, False))
 
 
 def _parse_problem(exc: Exception) -> str:
@@ -170,6 +234,8 @@ def run_command(
     work_tree: str | None = None,
     detach: bool = False,
     path_map: Mapping[str, str] | None = None,
+    watch: Callable[[str], bool] | None = None,
+    watch_interval: float = 0.25,
 ) -> RunResult:
     """Run ``argv`` as a tracked run; return its status and exit code.
 
@@ -184,10 +250,14 @@ def run_command(
     from ``kill`` to this process alone (a replay is not interactive).
     ``path_map`` maps restored copies of inputs from outside the repository to the
     original paths they are recorded as (here and in the child).
+    ``watch(ref)`` is called every ``watch_interval`` seconds while the command
+    runs (a sweep's pruner reads the run's live metrics there); when it returns
+    True the command is stopped (SIGTERM, then SIGKILL after STOP_GRACE) and
+    the run ends ``pruned``, with everything it logged kept.
     """
     env = dict(os.environ if environ is None else environ)
     cwd = os.path.abspath(cwd or os.getcwd())
-    experiment = experiment or fmt.DEFAULT_EXPERIMENT
+    experiment = fmt.DEFAULT_EXPERIMENT if experiment is None else experiment
     fmt.validate_experiment(experiment)
     fmt.validate_run_name(name)
     tag_list = sorted({fmt.validate_tag(t) for t in tags})
@@ -243,9 +313,55 @@ def run_command(
             },
             defer=False,  # the command attaches to the run through its ref
         )
-        return _supervise(run, store, list(argv), env, cwd, stdout, stderr, warnings, detach)
+        return _supervise(
+            run,
+            store,
+            list(argv),
+            env,
+            cwd,
+            stdout,
+            stderr,
+            warnings,
+            detach,
+            watch,
+            watch_interval,
+        )
     finally:
         store.close()
+
+
+def _wait(
+    proc: subprocess.Popen[bytes],
+    ref: str,
+    watch: Callable[[str], bool] | None,
+    interval: float,
+    detach: bool,
+) -> bool:
+    """Wait for the command; with ``watch``, ask it every ``interval`` seconds
+    whether to stop the command. True when the command was stopped that way."""
+    if watch is None:
+        proc.wait()
+        return False
+    while True:
+        try:
+            proc.wait(timeout=interval)
+            return False
+        except subprocess.TimeoutExpired:
+            pass
+        if not watch(ref):
+            continue
+        for sig, grace in ((signal.SIGTERM, STOP_GRACE), (signal.SIGKILL, None)):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                if detach:
+                    os.killpg(proc.pid, sig)
+                else:
+                    proc.send_signal(sig)
+            try:
+                proc.wait(timeout=grace)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        return True
 
 
 def _supervise(
@@ -258,6 +374,8 @@ def _supervise(
     stderr: IO[bytes] | None,
     warnings: list[str],
     detach: bool = False,
+    watch: Callable[[str], bool] | None = None,
+    watch_interval: float = 0.25,
 ) -> RunResult:
     env[ENV_RUN_REF] = run.ref
     env[ENV_REPO] = store.repo.work_tree or store.repo.git_dir
@@ -319,7 +437,8 @@ def _supervise(
                 )
                 t.start()
                 pumps.append((t, src))
-            code = proc.wait()
+            stopped = _wait(proc, run.ref, watch, watch_interval, detach)
+            code = proc.returncode
             deadline = time.monotonic() + DRAIN_GRACE
             for t, _ in pumps:
                 t.join(max(0.0, deadline - time.monotonic()))
@@ -335,7 +454,9 @@ def _supervise(
             for t, pipe in pumps:  # drained; a pipe a pump still reads is left to it
                 if pipe is not None and not t.is_alive():
                     pipe.close()
-    if code < 0:
+    if stopped:
+        status, exit_code = "pruned", (128 - code if code < 0 else code)
+    elif code < 0:
         status, exit_code = "killed", 128 - code
     elif interrupted[0] and code != 0:
         status, exit_code = "killed", code

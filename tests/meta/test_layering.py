@@ -36,6 +36,7 @@ LAYERS = {
     "export": 7,
     "maintenance": 7,
     "remotes": 7,
+    "interop": 7,  # import from MLflow and TensorBoard, export to TensorBoard; MLflow's names
     "replay": 8,  # reproduce (runner, seeding, rundiff, catalog)
     "sweeps": 8,  # sweeps: trials through the runner, results through the leaderboard
     "registry": 8,  # models on refs/models/ (store, remotes for bytes, leaderboard to select)
@@ -43,6 +44,8 @@ LAYERS = {
     "comparison": 9,  # git exp compare and check (stats, leaderboard, registry)
     "audit": 9,  # git exp verify (registry, store, remotes' listings)
     "ui": 10,  # the dashboard: a server and a report over the services
+    "mlflow": 10,  # the MLflow-style API (shim) over tracking, the leaderboard and interop
+    "wandb": 10,  # the W&B-style API (shim) over tracking
     "cli": 20,
 }
 

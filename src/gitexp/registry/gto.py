@@ -127,7 +127,9 @@ def _run_of(store: ExpStore, commit: str) -> tuple[Any, str]:
         info = repo.commit_info(commit)
         found = repo.lookup_path(info.tree, fmt.RUN_JSON)
         if found is not None:
-            run = fmt.parse_json(repo.read_blob(found[1]), fmt.RUN_JSON)
+            run = fmt.parse_json(
+                repo.read_blob(found[1], fmt.doc_limit(fmt.RUN_JSON)), fmt.RUN_JSON
+            )
             ref = ExpRef(str(run.get("experiment")), str(run.get("id")))
             return store.read(ref, commit), ""
     except (GitExpError, AttributeError, KeyError) as exc:
@@ -158,8 +160,8 @@ def _artifact_path(store: ExpStore, commit: str, name: str) -> str | None:
         if found is None:
             continue
         try:
-            data = yaml.safe_load(repo.read_blob(found[1])[: fmt.MAX_DOC_BYTES])
-        except yaml.YAMLError:
+            data = yaml.safe_load(repo.read_blob(found[1], fmt.MAX_DOC_BYTES))
+        except (yaml.YAMLError, GitExpError):
             continue
         if file == "dvc.yaml" and isinstance(data, dict):
             data = data.get("artifacts")

@@ -94,6 +94,16 @@ class HistoryEntry:
     state: ModelState = field(repr=False)
 
 
+def batch_doc(got: tuple[str, str, bytes | int] | None, what: str) -> Any:
+    """A JSON document from :meth:`GitRepo.cat_batch` (asked with ``max_size``
+    MAX_DOC_BYTES), parsed and bounded."""
+    if got is None:
+        raise FormatError(f"{what} is missing")
+    if isinstance(got[2], int):
+        raise FormatError(f"{what} is {got[2]:,} bytes, more than {fmt.MAX_DOC_BYTES:,} allowed")
+    return fmt.parse_json(got[2], what)
+
+
 def read(repo: GitRepo, name: str, sha: str | None = None) -> Model:
     """The model at its tip (or at commit ``sha``); a model with no ref and no
     versions when it does not exist yet."""
@@ -114,7 +124,8 @@ def _read_commit(repo: GitRepo, name: str, sha: str) -> Model:
     if found is None:
         raise FormatError(f"model {name} ({sha[:12]}) has no {MODEL_JSON}")
     what = f"model {name} ({sha[:12]}): {MODEL_JSON}"
-    state = ModelState.from_json(fmt.parse_json(repo.read_blob(found[1]), what), what)
+    blob = repo.read_blob(found[1], fmt.MAX_DOC_BYTES)
+    state = ModelState.from_json(fmt.parse_json(blob, what), what)
     if state.name != name:
         raise FormatError(f"{what} names model {state.name!r}")
     return Model(state, sha, info.tree)
@@ -155,7 +166,8 @@ def read_version(repo: GitRepo, model: Model, number: int) -> Version:
     entries = repo.read_tree(found[1])
     if VERSION_JSON not in entries:
         raise FormatError(f"{what} is missing")
-    data = check_format(fmt.parse_json(repo.read_blob(entries[VERSION_JSON][1]), what), what)
+    blob = repo.read_blob(entries[VERSION_JSON][1], fmt.MAX_DOC_BYTES)
+    data = check_format(fmt.parse_json(blob, what), what)
     if data.get("version") != number or data.get("model") != model.name:
         raise FormatError(f"{what} describes another version")
     version_artifact(data, what)  # a version whose artifact entry is malformed is refused
@@ -178,13 +190,11 @@ def read_versions(repo: GitRepo, model: Model) -> list[Version]:
         return []
     numbers = sorted(model.state.stage_of)
     names = [f"{model.tree}:{version_dir(n)}/{VERSION_JSON}" for n in numbers]
-    blobs = repo.cat_batch(names)
+    blobs = repo.cat_batch(names, fmt.MAX_DOC_BYTES)
     out = []
     for n, got in zip(numbers, blobs):
         what = f"{model.name} v{n}: {VERSION_JSON}"
-        if got is None:
-            raise FormatError(f"{what} is missing")
-        data = check_format(fmt.parse_json(got[2], what), what)
+        data = check_format(batch_doc(got, what), what)
         state = model.state
         out.append(Version(model.name, n, state.stage_of[n], state.aliases_of(n), data))
     return out
@@ -251,12 +261,10 @@ def walk(
         sha = info.parents[0] if info.parents else None
     if not infos:
         return
-    blobs = repo.cat_batch([f"{info.tree}:{MODEL_JSON}" for info in infos])
+    blobs = repo.cat_batch([f"{info.tree}:{MODEL_JSON}" for info in infos], fmt.MAX_DOC_BYTES)
     for info, got in zip(infos, blobs):
         what = f"model {name} ({info.sha[:12]}): {MODEL_JSON}"
-        if got is None:
-            raise FormatError(f"model {name} ({info.sha[:12]}) has no {MODEL_JSON}")
-        state = ModelState.from_json(fmt.parse_json(got[2], what), what)
+        state = ModelState.from_json(batch_doc(got, what), what)
         if state.name != name:
             raise FormatError(f"{what} names model {state.name!r}")
         event = state.event or {"op": "register"}

@@ -102,7 +102,7 @@ def _replay_onto(repo: GitRepo, name: str, mine: str, theirs: str) -> tuple[str,
                 raise ReplayConflict(event, f"version {local_number} has no files here")
             entries = repo.read_tree(found[1])
             what = f"{name} v{local_number}: {VERSION_JSON}"
-            doc = fmt.parse_json(repo.read_blob(entries[VERSION_JSON][1]), what)
+            doc = fmt.parse_json(repo.read_blob(entries[VERSION_JSON][1], fmt.MAX_DOC_BYTES), what)
             doc["version"] = new_number
             run_tree = entries.get("run")
             code_tree = entries.get("code")
