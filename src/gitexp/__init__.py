@@ -43,6 +43,7 @@ __all__ = [
     "metric_history",
     "note",
     "params",
+    "registry",
     "reproduce",
     "reset_throughput",
     "runs",
@@ -89,10 +90,10 @@ def __getattr__(name: str) -> Any:
         value = getattr(importlib.import_module(module), attr)
         globals()[name] = value
         return value
-    if name == "errors":
+    if name in ("errors", "registry", "stats"):  # subpackages, imported on first use
         import importlib
 
-        return importlib.import_module("gitexp.errors")
+        return importlib.import_module(f"gitexp.{name}")
     raise AttributeError(f"module 'gitexp' has no attribute {name!r}")
 
 

@@ -18,16 +18,19 @@ callers catch the class they care about. The tree::
     │   └── UnsupportedRepository             SHA-256 objects, reftable refs: refused at once
     ├── RunNotFound                  exit 4   no run matches an address
     │   ├── AmbiguousRun                      several runs match; ``candidates`` lists them
-    │   └── SweepNotFound                     no sweep matches an id
+    │   ├── SweepNotFound                     no sweep matches an id
+    │   └── ModelNotFound                     no model, version, stage holder or alias matches
     ├── RunConflict                  exit 5   a compare-and-swap on a run ref lost its race
     ├── StoreError                   exit 6   recorded data is missing or damaged
     │   ├── IntegrityError                    bytes do not match their BLAKE3
     │   ├── ObjectMissing                     a CAS or git object is not there
-    │   └── FormatError                       a run tree that does not parse
-    │       └── UnsupportedFormat             a format version this release cannot read
-    │   └── ForeignStoreError                 an MLflow store or TensorBoard logdir to import from
-    │                                         cannot be read
-    ├── RunStateError                exit 7   an operation on a finished/foreign run
+    │   ├── FormatError                       a run tree that does not parse
+    │   │   └── UnsupportedFormat             a format version this release cannot read
+    │   ├── ForeignStoreError                 an MLflow store or TensorBoard logdir to import from
+    │   │                                     cannot be read
+    │   └── SignatureError                    a commit could not be signed as git config asks
+    ├── RunStateError                exit 7   an operation on a finished/foreign run, or one a
+    │                                         model version's stage does not allow
     ├── CannotReproduce              exit 8   ``reproduce`` could not replay the run
     │   │                                     (missing code commit or CAS object, input drift)
     │   ├── InputDrift                        inputs differ from the recorded hashes; ``drift``
@@ -62,6 +65,7 @@ __all__ = [
     "InvalidName",
     "InvalidValue",
     "MissingExtra",
+    "ModelNotFound",
     "NoCommits",
     "NoRemote",
     "NotARepository",
@@ -71,6 +75,7 @@ __all__ = [
     "RunConflict",
     "RunNotFound",
     "RunStateError",
+    "SignatureError",
     "SpecError",
     "StoreError",
     "SweepNotFound",
@@ -192,6 +197,10 @@ class SweepNotFound(RunNotFound):
     """No sweep matches the id given."""
 
 
+class ModelNotFound(RunNotFound):
+    """No model of that name, or no version, stage holder or alias of it that matches."""
+
+
 class RunConflict(GitExpError):
     """A run ref moved under us more often than we were willing to retry."""
 
@@ -240,6 +249,11 @@ class UnsupportedFormat(FormatError):
 class ForeignStoreError(StoreError):
     """A store of another tool (an MLflow ``mlruns`` directory, database or tracking
     server, a TensorBoard log directory) that an import cannot read."""
+
+
+class SignatureError(StoreError):
+    """A commit could not be signed as the user's git config asks (``commit.gpgSign``):
+    the signing program is missing or failed. Nothing is written unsigned instead."""
 
 
 class RunStateError(GitExpError):

@@ -15,7 +15,9 @@ columns, so listing 100,000 runs builds no dict per run.
 Grouping (``group_by``) answers "is this 0.2 % real?": one row per distinct
 value of the grouping columns, with ``runs`` (how many runs share it) and, per
 metric, ``mean(metrics.K)``, ``std(metrics.K)`` (sample standard deviation,
-n-1) and ``count(metrics.K)`` (the runs that have the metric). A baseline adds
+n-1), ``count(metrics.K)`` (the runs that have the metric) and
+``ci95(metrics.K)`` (the 95 % confidence interval of the mean, Student's t:
+``[low, high]``, None below two runs; :mod:`gitexp.stats`). A baseline adds
 ``delta(C)`` columns: each row's value of metric column ``C`` minus the
 baseline run's.
 """
@@ -32,6 +34,7 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 from gitexp import records as fmt
 from gitexp.catalog import ABSENT, ARROW_ROWS, BASE_COLUMNS, JSON_COLUMNS, LazyRow
 from gitexp.errors import UsageError
+from gitexp.stats import mean_interval
 
 if TYPE_CHECKING:
     from gitexp.catalog import RunTable
@@ -42,7 +45,7 @@ Row = Mapping[str, Any]
 # the columns a listing shows first, in this order: the first of the run columns
 DEFAULT_COLUMNS = BASE_COLUMNS[:6]
 RUNS = "runs"
-STATS = ("mean", "std", "count")
+STATS = ("mean", "std", "count", "ci95")
 _WRAPS = (*STATS, "delta")
 TAG_ADDRESS = "tag:"
 
@@ -438,9 +441,9 @@ def group_rows(
             bare names resolve to ``params.`` or ``metrics.`` columns).
         metrics: metric columns to summarize (default: all of them).
 
-    A group's ``mean``/``std`` are over the runs that have the metric; a NaN
-    value makes both NaN (a diverged seed must not hide); ``std`` is None for
-    fewer than two values. Groups come in the order of their values, runs
+    A group's ``mean``/``std``/``ci95`` are over the runs that have the metric;
+    a NaN value makes them NaN (a diverged seed must not hide); ``std`` and
+    ``ci95`` are None for fewer than two values. Groups come in the order of their values, runs
     without the grouping param last.
     """
     if not by:
@@ -466,6 +469,8 @@ def group_rows(
             row[f"mean({m})"] = mean
             row[f"std({m})"] = std
             row[f"count({m})"] = len(vals)
+            ci = mean_interval(vals, 0.95)
+            row[f"ci95({m})"] = list(ci) if ci is not None else None
         row["ids"] = [x.get("id") for x in members]
         out.append(row)
     return out
@@ -488,7 +493,7 @@ def group_columns(
     rows: Sequence[Row], by: Sequence[str], metrics: Sequence[str] | None = None
 ) -> list[str]:
     """The columns to show for grouped rows: the group keys, ``runs``, then per
-    metric its mean, std and count."""
+    metric its mean, std, count and 95 % interval."""
     if not rows:
         stats = [f"{s}({m})" for m in metrics or [] for s in STATS]
         return [*by, RUNS, *stats]

@@ -18,8 +18,9 @@ from typing import Any
 
 from gitexp import records as fmt
 from gitexp.cas import parse_dir_listing
-from gitexp.errors import GitExpError, RunConflict, StoreError, UsageError
+from gitexp.errors import FormatError, GitExpError, RunConflict, StoreError, UsageError
 from gitexp.records import ArtifactEntry, ExpRef
+from gitexp.records.models import MODELS_NAMESPACE, VERSION_JSON, VERSIONS_DIR, version_artifact
 from gitexp.store import ExpStore, RunDelta
 from gitexp.store.spool import read_start, spool_artifacts, spool_mtime
 
@@ -69,6 +70,40 @@ def _run_refs(store: ExpStore) -> dict[str, str]:
         if "/experiments/" in name:
             out[name] = sha
     return out
+
+
+def model_keys(store: ExpStore, problems: list[str]) -> set[str]:
+    """CAS keys the registered model versions need: each version's artifact and
+    everything its run recorded (the run tree kept in the registry), so that a
+    model outlives the run it came from. Only the tips are read: a model's
+    versions are never removed, so its tip lists all of them."""
+    repo = store.repo
+    keys: set[str] = set()
+    for name, tip in repo.refs_under(MODELS_NAMESPACE).items():
+        try:
+            found = repo.lookup_path(repo.commit_info(tip).tree, VERSIONS_DIR)
+            if found is None:
+                continue
+            names = []
+            for _, (_, sub) in sorted(repo.read_tree(found[1]).items()):
+                names += [f"{sub}:{VERSION_JSON}", f"{sub}:run/{fmt.ARTIFACTS_JSON}"]
+            for what, got in zip(names, repo.cat_batch(names, fmt.MAX_DOC_BYTES)):
+                if got is None:
+                    continue
+                if isinstance(got[2], int):
+                    raise FormatError(f"{name}: {what} is {got[2]:,} bytes, too large to read")
+                data = fmt.parse_json(got[2], f"{name}: {what}")
+                entries = (
+                    fmt.manifest_from_json(data)
+                    if isinstance(data, list)
+                    else [version_artifact(data, f"{name}: {what}")]
+                )
+                found_problems: list[str] = []
+                keys |= referenced_keys(store, entries, found_problems)
+                problems += [f"{name}: {p}" for p in found_problems]
+        except GitExpError as exc:
+            problems.append(f"{name}: {exc}")
+    return keys
 
 
 def live_keys(store: ExpStore) -> tuple[set[str], bool]:
@@ -214,7 +249,8 @@ class GcReport:
 def gc(
     store: ExpStore, grace: float = DEFAULT_GRACE, dry_run: bool = False, pack: bool = True
 ) -> GcReport:
-    """Free CAS objects that no run on any local ref references.
+    """Free CAS objects that no run on any local ref, and no registered model
+    version, references.
 
     Objects younger than ``grace`` seconds, and objects referenced by runs in
     progress, are kept, so a run being written never loses an object. Leftover
@@ -284,6 +320,7 @@ def gc(
         except GitExpError as exc:
             report.problems.append(f"{ref.short}: {exc}")
             continue
+    keep |= model_keys(store, report.problems)  # a model version outlives its run's ref
     for key, path, mtime, size in candidates:
         if key in keep or report.problems:
             # a run that cannot be read may need any object: free nothing then

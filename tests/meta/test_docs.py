@@ -33,35 +33,64 @@ def test_the_option_reference_is_the_generated_one():
 
 
 def _sections() -> dict[str, str]:
-    """``### git exp NAME`` sections of docs/cli.md, each up to the next heading."""
+    """``### git exp NAME`` (and ``### git exp GROUP SUB``) sections of docs/cli.md,
+    each up to the next heading."""
     text = CLI_MD.read_text(encoding="utf-8")
     out = {}
-    for part in re.split(r"^#{2,3} ", text, flags=re.M):
-        m = re.match(r"git exp ([a-z-]+)\n", part)
+    for part in re.split(r"^#{2,4} ", text, flags=re.M):
+        m = re.match(r"git exp ([a-z-]+)(?: ([a-z-]+))?\n", part)
         if m and m.group(1) in COMMANDS:
-            out[m.group(1)] = part
+            out[" ".join(filter(None, m.groups()))] = part
+    return out
+
+
+def _command(name: str) -> tuple[object, object]:
+    """(click command, its context) for ``NAME`` or ``GROUP SUB``."""
+    import click
+
+    from gitexp.cli import cli
+
+    parts = name.split()
+    ctx = click.Context(cli, info_name="git exp")
+    command = cli
+    for part in parts:
+        sub = command.get_command(ctx, part)  # type: ignore[attr-defined]
+        assert sub is not None, name
+        ctx = click.Context(sub, info_name=part, parent=ctx)
+        command = sub
+    return command, ctx
+
+
+def _all_commands() -> list[str]:
+    """Every command, and every subcommand of a group as ``GROUP SUB``."""
+    import click
+
+    out = []
+    for name in sorted(COMMANDS):
+        out.append(name)
+        command, ctx = _command(name)
+        if isinstance(command, click.Group):
+            for sub in command.list_commands(ctx):  # type: ignore[arg-type]
+                found = command.get_command(ctx, sub)  # type: ignore[arg-type]
+                if found is not None and not found.hidden:
+                    out.append(f"{name} {sub}")
     return out
 
 
 def _click_options(name: str) -> set[str]:
     import click
 
-    from gitexp.cli import cli
-
-    root = click.Context(cli, info_name="git exp")
-    command = cli.get_command(root, name)
-    assert command is not None
-    ctx = click.Context(command, info_name=name, parent=root)
+    command, ctx = _command(name)
     return {
         opt
-        for p in command.get_params(ctx)
+        for p in command.get_params(ctx)  # type: ignore[attr-defined]
         if isinstance(p, click.Option)
         for opt in (*p.opts, *p.secondary_opts)
         if opt not in ("-h", "--help")
     }
 
 
-@pytest.mark.parametrize("command", sorted(COMMANDS))
+@pytest.mark.parametrize("command", _all_commands())
 def test_an_option_table_in_cli_md_agrees_with_the_command(command):
     """Where cli.md gives a command an option table, it lists exactly its options
     (the full reference for every command is the generated cli-reference.md)."""
@@ -81,13 +110,18 @@ def test_an_option_table_in_cli_md_agrees_with_the_command(command):
 
 
 def test_every_option_cli_md_names_for_a_command_exists():
+    commands = set(_all_commands())
     for command, section in _sections().items():
         named = set(re.findall(r"`git exp " + re.escape(command) + r"\b[^`]*`", section))
-        real = _click_options(command)
         for example in named:
+            words = example.strip("`").split()
+            which = command
+            if len(words) > 3 and f"{command} {words[3]}" in commands:
+                which = f"{command} {words[3]}"  # a subcommand of a group
+            real = _click_options(which)
             for opt in re.findall(r"(?<![\w-])(--[a-z][\w-]*)", example.split(" -- ")[0]):
                 assert opt.split("=")[0] in real | {"--help"}, (
-                    f"docs/cli.md shows '{example}': git exp {command} has no {opt}"
+                    f"docs/cli.md shows '{example}': git exp {which} has no {opt}"
                 )
 
 

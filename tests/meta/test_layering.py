@@ -19,6 +19,7 @@ LAYERS = {
     "errors": 0,
     "git": 1,  # objects, refs, snapshots, transport: the only importer of dulwich
     "where": 1,  # the --where language: parse and evaluate
+    "stats": 1,  # intervals, tests, effect sizes (scipy, imported lazily)
     "cas": 2,  # the BLAKE3 store, local and remote
     "records": 2,  # format 1, pure
     "metrics": 3,
@@ -38,7 +39,10 @@ LAYERS = {
     "interop": 7,  # import from MLflow and TensorBoard, export to TensorBoard; MLflow's names
     "replay": 8,  # reproduce (runner, seeding, rundiff, catalog)
     "sweeps": 8,  # sweeps: trials through the runner, results through the leaderboard
+    "registry": 8,  # models on refs/models/ (store, remotes for bytes, leaderboard to select)
     "api": 9,
+    "comparison": 9,  # git exp compare and check (stats, leaderboard, registry)
+    "audit": 9,  # git exp verify (registry, store, remotes' listings)
     "ui": 10,  # the dashboard: a server and a report over the services
     "mlflow": 10,  # the MLflow-style API (shim) over tracking, the leaderboard and interop
     "wandb": 10,  # the W&B-style API (shim) over tracking

@@ -48,6 +48,7 @@ def test_group_by_a_param_gives_mean_std_count_over_seeds():
         "mean(metrics.acc)",
         "std(metrics.acc)",
         "count(metrics.acc)",
+        "ci95(metrics.acc)",
     ]
 
 

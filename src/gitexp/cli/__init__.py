@@ -39,6 +39,10 @@ COMMANDS = {
     "sweep": "gitexp.cli.sweep_cmds:sweep_cmd",
     "ui": "gitexp.cli.ui_cmds:ui_cmd",
     "report": "gitexp.cli.ui_cmds:report_cmd",
+    "model": "gitexp.cli.model_cmds:model_cmd",
+    "compare": "gitexp.cli.compare_cmds:compare_cmd",
+    "check": "gitexp.cli.compare_cmds:check_cmd",
+    "verify": "gitexp.cli.audit_cmds:verify_cmd",
 }
 
 

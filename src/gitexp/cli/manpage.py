@@ -18,8 +18,9 @@ from gitexp.cli import COMMANDS, cli
 
 SEE_ALSO = (
     "docs/cli.md (every command, exit codes, JSON output), docs/python-api.md "
-    "(the tracking API), docs/query.md (--where), docs/format.md (the on-disk "
-    "format), in the git-exp sources; git-exp COMMAND -h for one command's options."
+    "(the tracking API), docs/query.md (--where, compare), docs/registry.md (models), "
+    "docs/ci.md (the CI gate), docs/format.md (the on-disk format), in the git-exp "
+    "sources; git-exp COMMAND -h for one command's options."
 )
 
 
@@ -60,18 +61,22 @@ def _options(ctx: click.Context, command: click.Command) -> list[str]:
 # every code an error class carries is here
 EXIT_CODES = {
     0: "Success.",
-    1: "Any other error: a git subprocess failed, a file could not be read.",
+    1: "git exp check: the candidate is worse; git exp verify: a check failed; any other "
+    "error: a git subprocess failed, a file could not be read.",
     2: "Bad usage: an unknown option, an invalid name, tag, param or metric value, "
     "a config file that does not parse.",
     3: "Not inside a git repository, or the repository has no commits yet.",
-    4: "No run matches the address, or several do (they are listed).",
+    4: "No run matches the address, or several do (they are listed); no such model, "
+    "version, stage holder or alias.",
     5: "A run ref kept moving under a compare-and-swap update; try again.",
     6: "Recorded data is missing or damaged, or in a format this release cannot read.",
-    7: "An operation the run's state does not allow.",
+    7: "An operation the run's state does not allow (or the model version's: an "
+    "archived version is not promoted).",
     8: "git exp reproduce could not replay the run (reproduce exits 1 when it ran "
     "but the results differ).",
     9: "The command would overwrite uncommitted work.",
-    10: "A remote problem: unknown remote, cannot connect, authentication, diverged runs.",
+    10: "A remote problem: unknown remote, cannot connect, authentication, diverged runs "
+    "or models.",
     11: "git exp sweep: the executor cannot be used.",
     70: "An internal error (a bug): set GITEXP_DEBUG=1 for the traceback.",
     127: "git exp run: the command does not exist or is not executable.",
@@ -136,6 +141,18 @@ def render() -> str:
         usage = " ".join(command.collect_usage_pieces(ctx))
         lines += [f".SS {_esc(f'git exp {name} {usage}')}", *_paragraphs(command.help or "")]
         lines += _options(ctx, command)
+        if isinstance(command, click.Group):  # its subcommands, each with its options
+            for sub_name in command.list_commands(ctx):
+                sub = command.get_command(ctx, sub_name)
+                if sub is None or sub.hidden:
+                    continue
+                sub_ctx = click.Context(sub, info_name=f"git exp {name} {sub_name}", parent=ctx)
+                sub_usage = " ".join(sub.collect_usage_pieces(sub_ctx))
+                lines += [
+                    f".SS {_esc(f'git exp {name} {sub_name} {sub_usage}')}",
+                    *_paragraphs(sub.help or ""),
+                    *_options(sub_ctx, sub),
+                ]
     lines += [".SH EXIT STATUS", *_exit_status()]
     lines += [
         ".SH ENVIRONMENT",

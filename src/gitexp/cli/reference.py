@@ -94,6 +94,25 @@ def render() -> str:
             *_prose(command.help or ""),
             *_options(ctx, command),
         ]
+        if isinstance(command, click.Group):  # its subcommands, each with its options
+            for sub_name in command.list_commands(ctx):
+                sub = command.get_command(ctx, sub_name)
+                if sub is None or sub.hidden:
+                    continue
+                sub_ctx = click.Context(sub, info_name=f"git exp {name} {sub_name}", parent=ctx)
+                sub_usage = " ".join(sub.collect_usage_pieces(sub_ctx))
+                lines += [
+                    f'<a id="{_anchor(name + "-" + sub_name)}"></a>',
+                    "",
+                    f"### git exp {name} {sub_name}",
+                    "",
+                    "```",
+                    f"git exp {name} {sub_name} {sub_usage}",
+                    "```",
+                    "",
+                    *_prose(sub.help or ""),
+                    *_options(sub_ctx, sub),
+                ]
     lines += ["## Exit codes", "", "| code | meaning |", "| --- | --- |"]
     lines += [f"| {code} | {_cell(meaning)} |" for code, meaning in EXIT_CODES.items()]
     lines += [

@@ -100,7 +100,9 @@ def push_cmd(
     Artifacts go to the remote's artifact store first (git config
     remote.<name>.expstore, or inside a local remote), then the run refs,
     with the code commits they point at. Only fast-forwards: a run that
-    diverged on the remote is reported and left alone.
+    diverged on the remote is reported and left alone. The model registry
+    (refs/models/) goes too; a model both sides changed gets the local
+    changes replayed on top of the remote's.
 
     \b
     Examples:
@@ -108,16 +110,25 @@ def push_cmd(
       git exp push origin -e mnist
       git exp push origin 20261122-143022-7f3a9c
     """
+    from gitexp.cli.model_cmds import render_model_sync
+    from gitexp.registry.sync import push_models, sync_error
     from gitexp.remotes import push
 
     bar = ProgressLine(quiet)
     with open_store(ctx) as store:
         result = push(store, remote, runs, experiment, progress=bar, force=force, dry_run=dry_run)
+        # the registry (refs/models/) goes with the runs
+        where = result.remote.name or result.remote.url
+        models = push_models(store, where, force=force, dry_run=dry_run)
     bar.done()
     rem = result.remote
+    render_model_sync(models, quiet, dry_run, pushing=True)
+    models_err = sync_error(models, rem.label)
     if not result.refs:
-        if not quiet:
+        if not quiet and not models:
             echo("no runs to push")
+        if models_err is not None:
+            raise models_err
         return
     would = "would " if dry_run else ""
     if not quiet:
@@ -162,7 +173,7 @@ def push_cmd(
             "(git exp pull fetches them)",
             err=True,
         )
-    err = result.error()
+    err = result.error() or models_err
     if err is not None:
         raise err
 
@@ -186,18 +197,24 @@ def _render_fetch(result: Any, quiet: bool) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="Print only problems.")
 @click.pass_context
 def fetch_cmd(ctx: click.Context, remote: str | None, quiet: bool) -> None:
-    """Bring REMOTE's runs into refs/experiments/ (no artifacts).
+    """Bring REMOTE's runs into refs/experiments/ (no artifacts), and its models.
 
     A local run whose history diverged from the remote's is kept and reported.
+    A model both sides changed gets the local changes replayed on top of the
+    remote's.
     """
+    from gitexp.cli.model_cmds import render_model_sync
+    from gitexp.registry.sync import fetch_models, sync_error
     from gitexp.remotes import fetch
 
     bar = ProgressLine(quiet)
     with open_store(ctx) as store:
         result = fetch(store, remote, progress=bar)
+        models = fetch_models(store, result.remote.name or result.remote.url)
     bar.done()
     _render_fetch(result, quiet)
-    err = result.error()
+    render_model_sync(models, quiet)
+    err = result.error() or sync_error(models, result.remote.label)
     if err is not None:
         raise err
 
@@ -215,13 +232,18 @@ def pull_cmd(ctx: click.Context, remote: str | None, no_artifacts: bool, quiet: 
     An artifact whose path is hostile or whose bytes do not match its hash is
     refused; nothing is written outside the local store.
     """
+    from gitexp.cli.model_cmds import render_model_sync
+    from gitexp.registry.sync import fetch_models, sync_error
     from gitexp.remotes import pull
 
     bar = ProgressLine(quiet)
     with open_store(ctx) as store:
         result = pull(store, remote, artifacts=not no_artifacts, progress=bar)
+        fetched_from = result.fetch.remote
+        models = fetch_models(store, fetched_from.name or fetched_from.url)
     bar.done()
     _render_fetch(result.fetch, quiet)
+    render_model_sync(models, quiet)
     rem = result.fetch.remote
     for r in result.refused:
         echo(f"git exp: refused artifact {r}", err=True)
@@ -243,7 +265,7 @@ def pull_cmd(ctx: click.Context, remote: str | None, no_artifacts: bool, quiet: 
             f"artifacts: downloaded {result.objects} object(s), "
             f"{human_size(result.nbytes)}, verified"
         )
-    err = result.error()
+    err = result.error() or sync_error(models, rem.label)
     if err is not None:
         raise err
 

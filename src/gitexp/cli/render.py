@@ -111,6 +111,13 @@ def _cells(col: str, values: Sequence[Any]) -> list[str]:
         texts = [format_time(v) for v in values]
     elif col == "tags":
         texts = [",".join(v or []) for v in values]
+    elif col.startswith("ci95("):  # an interval: [low, high]
+        texts = [
+            f"[{format_number(v[0])}, {format_number(v[1])}]"
+            if isinstance(v, (list, tuple)) and len(v) == 2
+            else format_number(v)
+            for v in values
+        ]
     elif col.startswith("params."):  # a param recorded as None differs from one not recorded
         texts = [
             "" if a else "null" if v is None else format_number(v) for a, v in zip(absent, values)

@@ -12,7 +12,8 @@ Everything above this package sees text: hex shas as ``str``, ref names as
 :class:`GitRepo` is one object made of parts, one module each:
 
 - :mod:`gitexp.git.base`: the open repository, config, identity, HEAD, the ``git`` binary;
-- :mod:`gitexp.git.objects`: blobs, trees, commits (loose objects, ``git cat-file`` batches);
+- :mod:`gitexp.git.objects`: blobs, trees, commits (loose objects, ``git cat-file`` batches), tags;
+- :mod:`gitexp.git.signing`: signed commits (``commit.gpgSign``), ``git verify-commit``;
 - :mod:`gitexp.git.refs`: refs, compare-and-swap, stale locks, the ref files themselves;
 - :mod:`gitexp.git.snapshot`: the work tree's state and snapshot, diffs, exporting a tree;
 - :mod:`gitexp.git.worktree`: branch switching in the user's checkout;
@@ -35,6 +36,7 @@ from gitexp.git.base import (
 )
 from gitexp.git.objects import CommitInfo, TreeValue
 from gitexp.git.refs import GitRefs, RefScan
+from gitexp.git.signing import SignatureCheck, Signer
 from gitexp.git.snapshot import GitSnapshot, StatusProbe, WorkTreeState
 from gitexp.git.transport import GitTransport, RefPush, SyncStatus, remote_refs
 from gitexp.git.worktree import GitWorktree
@@ -76,6 +78,8 @@ __all__ = [
     "GitRepo",
     "RefPush",
     "RefScan",
+    "SignatureCheck",
+    "Signer",
     "StatusProbe",
     "SyncStatus",
     "TreeValue",

@@ -109,6 +109,7 @@ class RepoBase:
         self.work_tree: str | None = None if self.bare else os.path.abspath(self._repo.path)
         self._store: Any = self._repo.object_store
         self._identity: bytes | None = None
+        self._stack: Any = None  # the config stack, read once for identity and signing
 
     # ------------------------------------------------------------- lifecycle
     def close(self) -> None:
@@ -136,6 +137,13 @@ class RepoBase:
             self._identity = self._read_identity()
         return self._identity
 
+    def config_stack(self) -> Any:
+        """git's config stack as it was when first asked for (read once per open
+        repository: the identity and the signing configuration come from it)."""
+        if self._stack is None:
+            self._stack = self._repo.get_config_stack()
+        return self._stack
+
     def _read_identity(self) -> bytes:
         from dulwich.repo import get_user_identity
 
@@ -144,7 +152,7 @@ class RepoBase:
         if name and email:
             return f"{name} <{email}>".encode()
         try:
-            return bytes(get_user_identity(self._repo.get_config_stack()))
+            return bytes(get_user_identity(self.config_stack()))
         except Exception:  # no identity configured: do what git does with a fallback
             import getpass
             import socket

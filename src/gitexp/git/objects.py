@@ -23,9 +23,9 @@ from gitexp.git.base import (
     CAT_SPLIT,
     MODE_FILE,
     MODE_TREE,
-    RepoBase,
     _unlink_quiet,
 )
+from gitexp.git.signing import GitSigning
 
 # A tree change: bytes to store as a blob, an existing blob sha (as ("sha", hex)),
 # or None to delete the path.
@@ -44,7 +44,7 @@ class CommitInfo:
     commit_time: int
 
 
-class GitObjects(RepoBase):
+class GitObjects(GitSigning):
     """Reading and writing git objects."""
 
     def write_blob(self, data: bytes) -> str:
@@ -312,6 +312,11 @@ class GitObjects(RepoBase):
         A change is ``bytes`` (stored as a new blob), ``(mode, sha)`` for an
         existing object, or ``None`` to delete.
         """
+        return self._update_tree(base, changes)[0]
+
+    def _update_tree(self, base: str | None, changes: Mapping[str, TreeValue]) -> tuple[str, bool]:
+        """(the new tree, whether it is empty): an emptied subtree is dropped
+        from its parent without reading the new tree back."""
         entries: dict[str, tuple[int, str]] = dict(self.read_tree(base)) if base else {}
         nested: dict[str, dict[str, TreeValue]] = {}
         for path, value in changes.items():
@@ -327,15 +332,16 @@ class GitObjects(RepoBase):
         for head, sub in nested.items():
             current = entries.get(head)
             sub_base = current[1] if current and current[0] == MODE_TREE else None
-            sub_sha = self.update_tree(sub_base, sub)
-            if self.read_tree(sub_sha):
+            sub_sha, empty = self._update_tree(sub_base, sub)
+            if not empty:
                 entries[head] = (MODE_TREE, sub_sha)
             else:
                 entries.pop(head, None)
-        return self.write_tree(entries)
+        return self.write_tree(entries), not entries
 
     def write_commit(self, tree: str, parents: list[str], message: str) -> str:
-        """Write a commit by the user's identity; return its sha."""
+        """Write a commit by the user's identity; return its sha. Signed when the
+        user's git signs commits (``commit.gpgSign``), as git signs them."""
         from dulwich.objects import Commit
 
         ident = self.identity()
@@ -350,8 +356,52 @@ class GitObjects(RepoBase):
         commit.encoding = b"UTF-8"
         # a command line may hold bytes that are not UTF-8: the message is a summary
         commit.message = message.encode("utf-8", "replace")
+        if self.signer() is not None:  # commit.gpgSign: signed as git signs, or not written
+            sig = self.sign_payload(commit.as_raw_string())
+            assert sig is not None
+            # the header holds the signature's lines, the last one without its newline
+            commit.gpgsig = sig[:-1] if sig.endswith(b"\n") else sig
         self._add(commit)
         return str(commit.id.decode("ascii"))
+
+    def tags(self) -> dict[str, str]:
+        """Every tag (name without ``refs/tags/``) -> the commit it points at,
+        annotated tags peeled; tags of something other than a commit are left out."""
+        from dulwich.objects import Commit, Tag
+
+        out: dict[str, str] = {}
+        for name, sha in self._repo.refs.as_dict(b"refs/tags").items():
+            try:
+                obj = self._store[sha]
+                for _ in range(10):
+                    if not isinstance(obj, Tag):
+                        break
+                    obj = self._store[obj.object[1]]
+            except KeyError:
+                continue
+            if isinstance(obj, Commit):
+                out[name.decode("utf-8", "replace")] = obj.id.decode("ascii")
+        return out
+
+    def create_tag(
+        self,
+        name: str,
+        target: str,
+        message: str,
+        tagger: str | None = None,
+        when: int | None = None,
+    ) -> None:
+        """Create the annotated tag ``name`` on commit ``target`` with ``git tag -a``
+        (so git's own checks of the name apply, and ``tag.gpgSign``). ``tagger``
+        (``Name <email>``) and ``when`` (epoch seconds) set the tagger line."""
+        env: dict[str, str] = {}
+        if tagger:
+            who, _, email = tagger.partition(" <")
+            env["GIT_COMMITTER_NAME"] = who
+            env["GIT_COMMITTER_EMAIL"] = email.rstrip(">")
+        if when is not None:
+            env["GIT_COMMITTER_DATE"] = f"{int(when)} +0000"
+        self._run_git(["tag", "-a", "-m", message, "--", name, target], env=env)
 
     def commit_info(self, sha: str) -> CommitInfo:
         """Read a commit."""

@@ -71,7 +71,10 @@ class GitTransport(GitObjects):
         plan: dict[str, RefPush] = {}
 
         def update_refs(remote: dict[bytes, bytes]) -> dict[bytes, bytes]:
-            new = dict(remote)
+            # only the refs that move: a remote on a local path (moved by dulwich in
+            # this process) then locks nothing else, so concurrent pushes of other
+            # refs do not collide on refs neither of them changes
+            new: dict[bytes, bytes] = {}
             current = {
                 k.decode("utf-8", "replace"): v.decode("ascii")
                 for k, v in remote.items()
@@ -103,6 +106,8 @@ class GitTransport(GitObjects):
             if progress is not None:
                 progress(data.decode("utf-8", "replace"))
 
+        from dulwich.file import FileLocked
+
         try:
             result = client.send_pack(
                 path.encode("utf-8") if isinstance(path, str) else path,
@@ -110,6 +115,16 @@ class GitTransport(GitObjects):
                 generate_pack_data=generate,
                 progress=on_progress,
             )
+        except FileLocked:
+            # a remote on a local path, one of whose refs another push holds locked
+            # (dulwich moves them in this process): what did not move is rejected
+            now = remote_refs(url, "refs/", ssh_command)
+            for step in plan.values():
+                moving = step.status in (SyncStatus.NEW, SyncStatus.UPDATED, SyncStatus.FORCED)
+                if moving and now.get(step.ref) != step.new:
+                    step.status = SyncStatus.REJECTED
+                    step.reason = "another push held the remote ref locked; push again"
+            return [plan[name] for name in refs if name in plan]
         except _transport_errors() as exc:
             raise _remote_error(url, exc) from exc
         for name, err in (result.ref_status or {}).items():

@@ -33,7 +33,7 @@ from gitexp.remotes.fetch import (
     fetch_run_artifacts,
     pull,
 )
-from gitexp.remotes.get import GetResult, get
+from gitexp.remotes.get import GetResult, get, restore_entry
 from gitexp.remotes.ls_remote import RemoteRun, ls_remote
 from gitexp.remotes.objects import Refusal, RunObjects, listing_files, manifest_entries, run_objects
 from gitexp.remotes.progress import BytesFn, Progress, ProgressFn
@@ -67,5 +67,6 @@ __all__ = [
     "pull",
     "push",
     "resolve_remote",
+    "restore_entry",
     "run_objects",
 ]

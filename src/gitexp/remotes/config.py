@@ -100,7 +100,8 @@ def resolve_remote(repo: GitRepo, remote: str | None) -> Remote:
     if local is not None:
         local = os.path.abspath(os.path.join(base, os.path.expanduser(local)))
         url = local if not url.startswith("file://") else "file://" + local
-    store_url = repo.config_get("remote", STORE_KEY, name) if name else None
+    # an empty value (a CI variable that is not set) means no store, as an unset key does
+    store_url = (repo.config_get("remote", STORE_KEY, name) or None) if name else None
     origin = "config" if store_url else "none"
     if store_url is None and local is not None:
         store_url = _default_store(local)

@@ -85,11 +85,36 @@ def get(
             if path in r.path:
                 raise IntegrityError(str(r)) from None
         raise
+    label = f"{ref.short}: {entry.path}"
+    return restore_entry(
+        store, entry, label, dest, inner=inner, remote=remote, force=force, progress=progress
+    )
+
+
+def restore_entry(
+    store: ExpStore,
+    entry: ArtifactEntry,
+    label: str,
+    dest: str | None = None,
+    *,
+    inner: str | None = None,
+    remote: str | None = None,
+    force: bool = False,
+    progress: ProgressFn = no_progress,
+) -> GetResult:
+    """Restore one manifest entry (a file, a directory, or the file ``inner`` of a
+    directory) to ``dest`` (default: its name in the working directory).
+
+    Objects missing from the local CAS are fetched from the remote's store,
+    verified by BLAKE3 on the way in; every restored file is verified again.
+    ``label`` names the entry in messages (``run: path``) and in the result.
+    """
     if not entry.stored and not store.cas.has(entry.blake3):
         raise StoreError(
-            f"{ref.short}: {entry.path}: only its hash was recorded, not its bytes "
+            f"{label}: only its hash was recorded, not its bytes "
             "(inputs keep their bytes when they are stored with the run)"
         )
+    run = label.split(": ", 1)[0]
     remote_store: RemoteStore | None = None
     downloaded = 0
 
@@ -120,7 +145,6 @@ def get(
         except IntegrityError as exc:
             raise IntegrityError(f"{label}: {exc}", exc.expected, exc.got) from None
 
-    label = f"{ref.short}: {entry.path}"
     name = inner or entry.path
     target = os.path.abspath(dest if dest else os.path.basename(name))
     if entry.kind == "file" or inner is not None:
@@ -139,7 +163,7 @@ def get(
             raise UsageError(f"{target} is a directory")
         ensure(key, label, size)
         store.cas.restore(key, target, mode)
-        return GetResult(ref.short, entry, target, 1, size, downloaded)
+        return GetResult(run, entry, target, 1, size, downloaded)
     # a whole directory entry: every file into a fresh directory, swapped in at the end
     ensure(entry.blake3, label, listing_bound(entry))
     rows = listing_files(store.cas.get_bytes(entry.blake3), label)
@@ -170,4 +194,4 @@ def get(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return GetResult(ref.short, entry, target, len(rows), total, downloaded)
+    return GetResult(run, entry, target, len(rows), total, downloaded)
