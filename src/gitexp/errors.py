@@ -25,6 +25,7 @@ callers catch the class they care about. The tree::
     │   └── FormatError                       a run tree that does not parse
     │       └── UnsupportedFormat             a format version this release cannot read
     ├── RunStateError                exit 7   an operation on a finished/foreign run
+    │   └── RunStopped                        the run was stopped early: a metric became NaN
     ├── CannotReproduce              exit 8   ``reproduce`` could not replay the run
     │   │                                     (missing code commit or CAS object, input drift)
     │   ├── InputDrift                        inputs differ from the recorded hashes; ``drift``
@@ -65,6 +66,7 @@ __all__ = [
     "RunConflict",
     "RunNotFound",
     "RunStateError",
+    "RunStopped",
     "SpecError",
     "StoreError",
     "SweepNotFound",
@@ -218,6 +220,15 @@ class RunStateError(GitExpError):
     """An operation that the run's state does not allow."""
 
     exit_code = 7
+
+
+class RunStopped(RunStateError):
+    """The run was stopped early on purpose (a metric became NaN or infinite and the
+    run was asked to stop then): logging into it raises this. ``reason`` says why."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message
 
 
 class CannotReproduce(GitExpError):

@@ -201,6 +201,17 @@ class RepoBase:
         except KeyError:
             return None
 
+    def config_get_all(self, section: str, name: str, sub: str | None = None) -> list[str]:
+        """Every value of a multi-valued key (``git config --add``), in order."""
+        stack = self._repo.get_config_stack()
+        key: tuple[bytes, ...] = (
+            (section.encode(), sub.encode()) if sub is not None else (section.encode(),)
+        )
+        try:
+            return [bytes(v).decode() for v in stack.get_multivar(key, name.encode())]
+        except KeyError:
+            return []
+
     def hooks_dir(self) -> str:
         """Where git looks for hooks (``core.hooksPath`` respected)."""
         out = self._run_git(["rev-parse", "--git-path", "hooks"]).strip()
