@@ -58,4 +58,5 @@ def describe(store: ExpStore, rec: RunRecord, with_series: bool = True) -> dict[
         "inputs": fmt.manifest_to_json(rec.inputs()),
         "code": rec.code,
         "env": rec.env,
+        "alerts": rec.alerts,
     }

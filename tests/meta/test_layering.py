@@ -24,6 +24,7 @@ LAYERS = {
     "metrics": 3,
     "capture": 3,
     "store": 4,  # runs as commits, the spool, liveness
+    "signals": 4,  # system metrics, alert rules and delivery (where, records; no store)
     "catalog": 5,
     "rundiff": 5,
     "show": 5,

@@ -11,6 +11,7 @@ delivered is said once on the ``gitexp`` logger. At the end of a run,
 
 from __future__ import annotations
 
+import encodings.idna  # noqa: F401  (socket looks it up by name; at exit nothing may be imported)
 import json
 import logging
 import queue

@@ -35,7 +35,7 @@ KEYS = (
     "system/memory_percent",  # the machine's memory in use
     "system/disk_read_bytes",  # bytes the tree read from storage since the run started
     "system/disk_write_bytes",  # ... and wrote
-    "system/net_sent_bytes",  # bytes the machine sent over the network since the run started
+    "system/net_sent_bytes",  # bytes the machine sent (loopback aside) since the run started
     "system/net_recv_bytes",  # ... and received
 )
 GPU_KEYS = (
@@ -149,12 +149,25 @@ class SystemSampler:
         import psutil
 
         self._psutil = psutil
-        net = psutil.net_io_counters()
-        self._net0 = (net.bytes_sent, net.bytes_recv) if net is not None else None
+        self._net0 = self._net()
         self._gpus = _Gpus()
         if self._gpus.problem:
             _log.warning("git-exp: %s", self._gpus.problem)
         self._measure(baseline=True)
+
+    def _net(self) -> tuple[int, int] | None:
+        """Bytes sent and received by the machine's interfaces, loopback left out."""
+        try:
+            nics = self._psutil.net_io_counters(pernic=True)
+        except (OSError, RuntimeError):
+            return None
+        sent = recv = 0
+        for name, c in nics.items():
+            if name == "lo" or name.startswith("lo"):
+                continue
+            sent += c.bytes_sent
+            recv += c.bytes_recv
+        return sent, recv
 
     def _tree(self) -> list[Any]:
         psutil = self._psutil
@@ -216,10 +229,10 @@ class SystemSampler:
         if self._io:
             out["system/disk_read_bytes"] = float(self._disk[0])
             out["system/disk_write_bytes"] = float(self._disk[1])
-        net = psutil.net_io_counters()
+        net = self._net()
         if net is not None and self._net0 is not None:
-            out["system/net_sent_bytes"] = float(max(0, net.bytes_sent - self._net0[0]))
-            out["system/net_recv_bytes"] = float(max(0, net.bytes_recv - self._net0[1]))
+            out["system/net_sent_bytes"] = float(max(0, net[0] - self._net0[0]))
+            out["system/net_recv_bytes"] = float(max(0, net[1] - self._net0[1]))
         if self._gpus is not None:
             self._gpus.sample(out)
         return out

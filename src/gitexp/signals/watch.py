@@ -68,6 +68,7 @@ class Watcher:
         self.tags: list[str] = list(self.info.get("tags") or [])
         self.last_activity = clock()
         self.last_metric: tuple[str, int] | None = None
+        self._newest = 0.0  # the time of the newest point seen (system/ ones aside)
 
     # ------------------------------------------------------------- feeding
     def set_run(self, info: Mapping[str, Any], params: Mapping[str, Any]) -> None:
@@ -120,10 +121,12 @@ class Watcher:
     def _check(self, fresh: Summary) -> None:
         user = [k for k in fresh.metrics if not is_system_metric(k)]
         if user:
-            self.last_activity = self._clock()
-            self.stalled_fired = False
             key = max(user, key=lambda k: fresh.metrics[k].last_time)
-            self.last_metric = (key, fresh.metrics[key].last_step)
+            if fresh.metrics[key].last_time > self._newest:  # a point not seen before
+                self._newest = fresh.metrics[key].last_time
+                self.last_activity = self._clock()
+                self.stalled_fired = False
+                self.last_metric = (key, fresh.metrics[key].last_step)
         if "nan" in self.config.events and self.nan is None:
             self._check_nan(fresh)
         if self.rules and len(self.fired_rules) < len(self.rules):
