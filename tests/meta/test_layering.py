@@ -37,6 +37,7 @@ LAYERS = {
     "maintenance": 7,
     "remotes": 7,
     "replay": 8,  # reproduce (runner, seeding, rundiff, catalog)
+    "retention": 8,  # archive: runs pushed (remotes), verified, then removed (maintenance)
     "sweeps": 8,  # sweeps: trials through the runner, results through the leaderboard
     "api": 9,
     "ui": 10,  # the dashboard: a server and a report over the services

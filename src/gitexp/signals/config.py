@@ -88,7 +88,7 @@ def check_rules(rules: Sequence[str]) -> list[str]:
     out = []
     for rule in rules:
         if not isinstance(rule, str) or not rule.strip():
-            raise UsageError("an alert rule is a --where expression, not empty text")
+            raise UsageError("an alert rule is an expression of the query language, not empty text")
         compile_where(rule, label=f"alert rule {rule!r}")
         out.append(rule.strip())
     return out
