@@ -815,6 +815,8 @@ def start_run(
     for key, value in (params or {}).items():
         fmt.set_dotted(clean_params, str(key), fmt.to_jsonable(value, str(key)))
     tag_list = sorted({fmt.validate_tag(t) for t in (tags or [])})
+    if system_interval is not None and not system_interval > 0:
+        raise UsageError("system_interval must be a positive number of seconds")
     store = ExpStore(repo or ".")
     try:
         config = _alert_config(store, alerts, alert_on, alert_stalled, stop_on_nan)
