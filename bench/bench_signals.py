@@ -85,42 +85,48 @@ def bench_overhead(gitexp, repo: str, rounds: int) -> None:
             f"in-process sampler every {interval:g} s ({rounds} rounds of {seconds:g} s, "
             f"alternating): per step {mo:.2f} us off, {mn:.2f} us on (ratio {mn / mo:.3f}); "
             f"{samples} sample(s), {each:.2f} ms of CPU each = "
-            f"{each / 1e3 / interval * 100:.3f}% of one core"
+            f"{each / 1e3 / interval * 100:.3f}% of one core",
+            flush=True,
         )
 
 
 def bench_supervised(repo: str, steps: int) -> None:
+    """The same loop as a command of ``git exp run``, with the supervisor sampling
+    its process tree and without, runs alternating."""
     with open(os.path.join(repo, "loop.py"), "w") as f:
         f.write(LOOP)
-    out: dict[str, list[float]] = {"on": [], "off": []}
-    for r in range(8):
-        flag = "--system-metrics" if r % 2 else "--no-system-metrics"
-        proc = subprocess.run(
-            [
-                "git",
-                "exp",
-                "run",
-                "-q",
-                flag,
-                "--system-interval",
-                "0.1",
-                "--",
-                sys.executable,
-                "loop.py",
-                str(steps),
-            ],
-            cwd=repo,
-            capture_output=True,
-            text=True,
-            check=True,
+    for interval, n_steps, runs in (("5", steps * 10, 6), ("0.1", steps * 4, 8)):
+        out: dict[str, list[float]] = {"on": [], "off": []}
+        for r in range(runs):
+            flag = "--system-metrics" if r % 2 else "--no-system-metrics"
+            proc = subprocess.run(
+                [
+                    "git",
+                    "exp",
+                    "run",
+                    "-q",
+                    flag,
+                    "--system-interval",
+                    interval,
+                    "--",
+                    sys.executable,
+                    "loop.py",
+                    str(n_steps),
+                ],
+                cwd=repo,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            value = float(proc.stdout.split("per_step_us")[1])
+            out["on" if r % 2 else "off"].append(value)
+        mo, mn = statistics.median(out["off"]), statistics.median(out["on"])
+        print(
+            f"git exp run, supervisor sampling every {interval} s ({runs} runs of "
+            f"{n_steps} steps, alternating): per step {mo:.1f} us without, "
+            f"{mn:.1f} us with (ratio {mn / mo:.3f})",
+            flush=True,
         )
-        value = float(proc.stdout.split("per_step_us")[1])
-        out["on" if r % 2 else "off"].append(value)
-    mo, mn = statistics.median(out["off"]), statistics.median(out["on"])
-    print(
-        f"git exp run, supervisor sampling every 0.1 s: per step {mo:.1f} us without, "
-        f"{mn:.1f} us with (ratio {mn / mo:.3f})"
-    )
 
 
 class Receiver:
@@ -221,7 +227,7 @@ def main() -> None:
         repo = os.path.join(tmp, "repo")
         make_repo(repo)
         bench_overhead(gitexp, repo, args.rounds)
-        bench_supervised(repo, args.steps * 4)
+        bench_supervised(repo, args.steps)
         bench_latency(gitexp, repo, args.latency)
 
 

@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from gitexp.records import MAX_ALERTS
 from gitexp.signals.config import (
     DEFAULT_EVENTS,
     EVENTS,
@@ -87,6 +88,8 @@ class RunSignals:
         self._stop = stop
         self.stopped: str | None = None
         self.fired: list[dict[str, Any]] = []
+        self.sent = 0
+        self._lock = threading.Lock()
         self.sampler: SystemSampler | None = None
         self.dispatcher: Dispatcher | None = None
         if self.config.delivering:
@@ -96,7 +99,6 @@ class RunSignals:
         self.watcher: Watcher | None = None
         if self.config.watching:
             self.watcher = Watcher(self.config, self.fire, info=info, params=params)
-        self._lock = threading.Lock()
 
     # --------------------------------------------------------------- alerts
     def fire(self, entry: dict[str, Any]) -> None:
@@ -111,9 +113,18 @@ class RunSignals:
                 self._stop(self.stopped)
 
     def deliver(self, entry: Mapping[str, Any]) -> None:
-        """Queue an alert for the hook and webhooks (returns at once)."""
-        if self.dispatcher is not None:
-            self.dispatcher.send(payload(entry, self.run))
+        """Queue an alert for the hook and webhooks (returns at once). Past
+        MAX_ALERTS alerts in a run (a script raising one per step), no more
+        are sent, and that is said once."""
+        if self.dispatcher is None:
+            return
+        with self._lock:
+            self.sent += 1
+            if self.sent > MAX_ALERTS:
+                if self.sent == MAX_ALERTS + 1:
+                    _log.warning("git-exp: %d alerts raised: no more are sent", MAX_ALERTS)
+                return
+        self.dispatcher.send(payload(entry, self.run))
 
     # ------------------------------------------------------- system metrics
     def start_sampling(
