@@ -218,7 +218,7 @@ def test_a_hanging_and_a_refusing_webhook_never_slow_training_nor_hold_the_exit(
 
 @pytest.mark.slow
 def test_a_refused_webhook_is_retried_with_back_off_until_its_time_limit():
-    from gitexp.signals import Dispatcher
+    from gitexp.signals.deliver import Dispatcher
 
     d = Dispatcher([refused_url()], timeout=1.0)
     started = time.monotonic()
@@ -231,7 +231,7 @@ def test_a_refused_webhook_is_retried_with_back_off_until_its_time_limit():
 
 
 def test_a_webhook_answering_4xx_is_not_retried(receiver):
-    from gitexp.signals import Dispatcher
+    from gitexp.signals.deliver import Dispatcher
 
     receiver.status = 404
     d = Dispatcher([receiver.url], timeout=5.0)

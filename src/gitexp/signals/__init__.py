@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gitexp.records import MAX_ALERTS
 from gitexp.signals.config import (
@@ -28,7 +28,6 @@ from gitexp.signals.config import (
     load,
     parse_events,
 )
-from gitexp.signals.deliver import MAX_EXIT_WAIT, Dispatcher
 from gitexp.signals.system import DEFAULT_INTERVAL, KEYS, SystemSampler, nvidia_present
 from gitexp.signals.watch import Watcher
 
@@ -39,7 +38,6 @@ __all__ = [
     "HOOK_NAME",
     "KEYS",
     "AlertConfig",
-    "Dispatcher",
     "RunSignals",
     "SystemSampler",
     "Watcher",
@@ -49,7 +47,11 @@ __all__ = [
     "payload",
 ]
 
+if TYPE_CHECKING:
+    from gitexp.signals.deliver import Dispatcher
+
 _log = logging.getLogger("gitexp")
+MAX_EXIT_WAIT = 5.0  # at most this long at the end of a run for alerts still on their way
 
 
 def payload(entry: Mapping[str, Any], run: Mapping[str, Any]) -> dict[str, Any]:
@@ -92,7 +94,9 @@ class RunSignals:
         self._lock = threading.Lock()
         self.sampler: SystemSampler | None = None
         self.dispatcher: Dispatcher | None = None
-        if self.config.delivering:
+        if self.config.delivering:  # urllib and its kin are imported only then
+            from gitexp.signals.deliver import Dispatcher
+
             self.dispatcher = Dispatcher(
                 self.config.webhooks, self.config.hook, self.config.timeout, self.config.cwd
             )

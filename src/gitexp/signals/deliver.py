@@ -29,7 +29,6 @@ _log = logging.getLogger("gitexp")
 
 ATTEMPT_TIMEOUT = 5.0  # seconds for one HTTP attempt (within the alert's time limit)
 FIRST_BACKOFF = 0.2  # seconds before the second attempt; doubles after each
-MAX_EXIT_WAIT = 5.0  # at most this long at the end of a run for alerts still queued
 USER_AGENT = "git-exp alerts"
 
 
