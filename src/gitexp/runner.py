@@ -413,7 +413,11 @@ def _supervise(
         except OSError as exc:
             run._finish("failed", error=f"could not start {argv[0]}: {exc.strerror}")
             raise CommandNotFound(f"cannot run {argv[0]}: {exc.strerror}") from exc
-        live, watcher = _start_signals(run, store, proc, detach, watch, stopped)
+        try:
+            live, watcher = _start_signals(run, store, proc, detach, watch, stopped)
+        except Exception as exc:  # the command runs on without system metrics or alerts
+            live, watcher = None, None
+            warnings.append(f"no system metrics or alerts for this run: {exc}")
         previous = {}
         in_main = threading.current_thread() is threading.main_thread()
         if in_main:
