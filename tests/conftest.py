@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from servers import git_daemon, git_http, s3, sshd  # noqa: F401  (server fixtures)
+from mlflow_world import mlflow_world  # noqa: F401  (real MLflow, for the shim and importer)
+from servers import dask_cluster, git_daemon, git_http, s3, sshd  # noqa: F401  (server fixtures)
 
 BIN = os.path.dirname(sys.executable)
 

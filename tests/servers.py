@@ -5,7 +5,8 @@
   as a CGI per request (chunked bodies de-chunked), with a gate that lets a
   test hold a push half-way;
 - ``sshd``: ``/usr/sbin/sshd`` with throwaway host and user keys;
-- ``s3``: a moto S3 server.
+- ``s3``: a moto S3 server;
+- ``dask_cluster``: ``dask scheduler`` and two ``dask worker`` processes.
 
 A server that cannot be had here skips its tests, unless GITEXP_REQUIRE_SERVERS=1
 (CI), where that is a failure.
@@ -17,6 +18,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -345,3 +347,114 @@ def s3():
         yield S3Server(f"127.0.0.1:{port}")
     finally:
         srv.stop()
+
+
+# -------------------------------------------------------------------- dask
+
+
+@dataclass
+class DaskCluster:
+    port: int
+    workers: list[Path]  # each worker's local directory (its clones live below)
+
+    @property
+    def address(self) -> str:
+        return f"dask://127.0.0.1:{self.port}"
+
+
+def _dask_env(home: Path) -> dict[str, str]:
+    """The environment of the cluster's processes: no git or git-exp settings
+    from outside, a git identity of its own (workers commit runs)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "GITEXP_"))}
+    home.mkdir(parents=True, exist_ok=True)
+    (home / ".gitconfig").write_text("[user]\n\tname = Dask Worker\n\temail = worker@example.com\n")
+    env.update(
+        HOME=str(home), GIT_CONFIG_NOSYSTEM="1", TZ="UTC", DASK_DISTRIBUTED__WORKER__DAEMON="False"
+    )
+    return env
+
+
+def _wait_workers(log: Path, n: int, procs: list[subprocess.Popen], timeout: float = 60) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if any(p.poll() is not None for p in procs):
+            raise RuntimeError(f"a Dask process exited: {log.read_text()[-2000:]}")
+        if log.read_text().count("Register worker") >= n:
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{n} Dask workers did not register: {log.read_text()[-2000:]}")
+
+
+@pytest.fixture(scope="module")
+def dask_cluster(tmp_path_factory):
+    """``dask scheduler`` and two ``dask worker`` processes (one thread each) on
+    127.0.0.1, separate processes started from this interpreter's bin/."""
+    bindir = Path(sys.executable).parent
+    dask = bindir / "dask"
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        require(False, "Dask distributed (pip install 'git-exp[dask]')")
+    require(dask.exists(), f"the dask command ({dask})")
+    base = tmp_path_factory.mktemp("dask")
+    env = _dask_env(base / "home")
+    port = free_port()
+    log = base / "scheduler.log"
+    procs: list[subprocess.Popen] = []
+    with open(log, "wb") as out:
+        procs.append(
+            subprocess.Popen(
+                [
+                    str(dask),
+                    "scheduler",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--no-dashboard",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=base,
+            )
+        )
+    workers = []
+    try:  # the workers start beside the scheduler (they retry until it listens)
+        for i in range(2):
+            local = base / f"worker{i}"
+            local.mkdir()
+            workers.append(local)
+            with open(base / f"worker{i}.log", "wb") as out:
+                procs.append(
+                    subprocess.Popen(
+                        [
+                            str(dask),
+                            "worker",
+                            f"tcp://127.0.0.1:{port}",
+                            "--host",
+                            "127.0.0.1",
+                            "--nthreads",
+                            "1",
+                            "--no-dashboard",
+                            "--no-nanny",
+                            "--name",
+                            f"worker{i}",
+                            "--local-directory",
+                            str(local),
+                            "--preload",  # imports what a trial needs before the first one
+                            "gitexp.sweeps.worker",
+                        ],
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        env=env,
+                        cwd=local,
+                    )
+                )
+        _wait_workers(log, 2, procs)
+        yield DaskCluster(port, workers)
+    finally:
+        for p in procs:  # all at once: each takes a moment to close
+            p.terminate()
+        for p in procs:
+            stop(p)

@@ -25,6 +25,7 @@ __version__ = "0.1.0"
 __all__ = [
     "GitExpError",
     "GitExpWarning",
+    "OptunaCallback",
     "Run",
     "__version__",
     "active_run",
@@ -70,6 +71,7 @@ _LAZY = {
     "note": ("gitexp.api", "note"),
     "params": ("gitexp.api", "params"),
     "sweep": ("gitexp.sweeps.notebook", "sweep"),
+    "OptunaCallback": ("gitexp.sweeps.studies", "OptunaCallback"),
     "reproduce": ("gitexp.replay", "reproduce"),
     "seed_everything": ("gitexp.seeding", "seed_everything"),
 }

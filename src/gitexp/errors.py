@@ -10,6 +10,7 @@ callers catch the class they care about. The tree::
     │   ├── InvalidValue                      params and metrics with no faithful form
     │   ├── BranchExists                      ``checkout-code``: the branch is elsewhere
     │   ├── TargetExists                      a file to write exists and overwriting was not asked
+    │   ├── UnsupportedCall                   an MLflow/W&B call the shims do not map; ``call``
     │   └── ConfigError                       a config file that does not parse
     │       └── SpecError                     a sweep file that is not a valid search
     ├── NotARepository               exit 3   not inside a git repository
@@ -24,6 +25,8 @@ callers catch the class they care about. The tree::
     │   ├── ObjectMissing                     a CAS or git object is not there
     │   └── FormatError                       a run tree that does not parse
     │       └── UnsupportedFormat             a format version this release cannot read
+    │   └── ForeignStoreError                 an MLflow store or TensorBoard logdir to import from
+    │                                         cannot be read
     ├── RunStateError                exit 7   an operation on a finished/foreign run
     │   └── RunStopped                        the run was stopped early: a metric became NaN
     ├── CannotReproduce              exit 8   ``reproduce`` could not replay the run
@@ -36,6 +39,7 @@ callers catch the class they care about. The tree::
     │   ├── NoRemote                          no such remote / no remote configured
     │   └── Diverged                          runs not pushed or fetched: histories diverged
     ├── ExecutorError                exit 11  a sweep executor (pool, Dask, Ray) cannot be used
+    ├── MissingExtra                 exit 1   an optional package is not installed; ``extra``
     └── CommandNotFound              exit 127 ``git exp run`` was given a missing program
 """
 
@@ -51,12 +55,14 @@ __all__ = [
     "DirtyWorkTree",
     "Diverged",
     "ExecutorError",
+    "ForeignStoreError",
     "FormatError",
     "GitExpError",
     "InputDrift",
     "IntegrityError",
     "InvalidName",
     "InvalidValue",
+    "MissingExtra",
     "NoCommits",
     "NoRemote",
     "NotARepository",
@@ -71,6 +77,7 @@ __all__ = [
     "StoreError",
     "SweepNotFound",
     "TargetExists",
+    "UnsupportedCall",
     "UnsupportedFormat",
     "UnsupportedRepository",
     "UsageError",
@@ -128,6 +135,22 @@ class TargetExists(UsageError):
     def __init__(self, message: str, path: str = "") -> None:
         super().__init__(message)
         self.path = path
+
+
+class UnsupportedCall(UsageError, AttributeError):
+    """A call of ``gitexp.mlflow`` or ``gitexp.wandb`` that git-exp does not map onto its
+    own API: raised instead of doing nothing. ``call`` names it (``mlflow.log_input``).
+
+    Also an ``AttributeError``: an unsupported name is raised when it is looked up,
+    so ``hasattr`` and Python's own machinery (imports, pickle) see a missing name."""
+
+    def __init__(self, call: str, why: str = "") -> None:
+        super().__init__(
+            f"{call} is not supported by git-exp"
+            + (f": {why}" if why else "")
+            + " (docs/migrating.md lists what is)"
+        )
+        self.call = call
 
 
 class ConfigError(UsageError):
@@ -216,6 +239,11 @@ class UnsupportedFormat(FormatError):
         self.version = version
 
 
+class ForeignStoreError(StoreError):
+    """A store of another tool (an MLflow ``mlruns`` directory, database or tracking
+    server, a TensorBoard log directory) that an import cannot read."""
+
+
 class RunStateError(GitExpError):
     """An operation that the run's state does not allow."""
 
@@ -271,6 +299,16 @@ class ExecutorError(GitExpError):
     """A sweep's executor (local pool, Dask or Ray cluster) cannot be reached or used."""
 
     exit_code = 11
+
+
+class MissingExtra(GitExpError):
+    """An optional dependency is not installed; ``extra`` names the pip extra
+    (``pip install 'git-exp[mlflow]'``) that brings it."""
+
+    def __init__(self, what: str, extra: str, package: str) -> None:
+        super().__init__(f"{what} needs the package {package!r}: pip install 'git-exp[{extra}]'")
+        self.extra = extra
+        self.package = package
 
 
 class CommandNotFound(GitExpError):

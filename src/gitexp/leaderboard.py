@@ -215,7 +215,7 @@ def select(
     from gitexp.catalog import Catalog
 
     check_statuses(query.status)
-    if query.experiment:
+    if query.experiment is not None:
         fmt.validate_experiment(query.experiment)
     everything = Catalog(store).update(problems)
     if scope is not None:

@@ -122,7 +122,7 @@ def fsck(store: ExpStore, runs: Sequence[str] = (), verify_data: bool = True) ->
     """Verify every run (or the given ones): the tree parses, the format version
     is known, metric segments read, the code commit is present, and every CAS
     object the run refers to is present with the right BLAKE3."""
-    from gitexp.metrics import from_parquet
+    from gitexp.metrics import MAX_SEGMENT_BYTES, from_parquet
 
     targets: list[tuple[ExpRef, str]]
     if runs:
@@ -158,7 +158,8 @@ def fsck(store: ExpStore, runs: Sequence[str] = (), verify_data: bool = True) ->
             continue
         for name, blob in rec.segments:
             try:
-                from_parquet(store.repo.read_blob(blob), f"metrics/{name}")
+                data = store.repo.read_blob(blob, MAX_SEGMENT_BYTES)
+                from_parquet(data, f"metrics/{name}")
             except GitExpError as exc:
                 check.problems.append(str(exc))
         commit = rec.code_commit
@@ -271,13 +272,13 @@ def gc(
         try:
             history = store.iter_history(tip)
             for sha in history:
-                try:
-                    rec = store.read(ref, sha)
+                try:  # the manifest only: a bad summary or tags need no object
+                    artifacts = store.read_artifacts(ref, sha)
                 except GitExpError as exc:
                     report.problems.append(f"{ref.short} at {sha[:12]}: {exc}")
                     continue
                 found: list[str] = []
-                keep |= referenced_keys(store, rec.artifacts, found)
+                keep |= referenced_keys(store, artifacts, found)
                 report.problems += [f"{ref.short} at {sha[:12]}: {p}" for p in found]
         except GitExpError as exc:
             report.problems.append(f"{ref.short}: {exc}")
@@ -414,7 +415,9 @@ def select_for_removal(
 
     if runs:
         return sorted({store.resolve(r) for r in runs})
-    if not (experiment or older_than or statuses or where is not None or tags or unless_tags):
+    if not (
+        experiment is not None or older_than or statuses or where is not None or tags or unless_tags
+    ):
         raise UsageError("name the runs to remove, or give filters to select them")
     query = Query(
         experiment=experiment, status=statuses, tags=tags, unless_tags=unless_tags, where=where

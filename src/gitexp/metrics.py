@@ -22,6 +22,12 @@ from gitexp.records import MAX_KEY_LEN, MetricSummary, Summary, has_surrogates
 _SCHEMA: Any = None
 MAX_STEP = 2**63
 DRAIN_POINTS = 1 << 18  # a drain takes at most about this many points (one spool entry)
+# bounds of a segment (docs/format.md), checked from its footer before any data is
+# decoded: a small file from elsewhere must not decode to billions of points. Writers
+# stay far below them: a segment is a drain (DRAIN_POINTS) or a merge of about 2^20.
+MAX_ROW_GROUP = 1 << 17  # rows in one row group (131,072)
+MAX_SEGMENT_ROWS = 1 << 22  # rows in one segment (4,194,304)
+MAX_SEGMENT_BYTES = 256 << 20  # bytes of one segment
 
 
 def schema() -> Any:
@@ -80,6 +86,14 @@ def check_step(step: Any, key: str) -> int:
     return n
 
 
+def _timestamp(value: Any, key: str) -> float:
+    """A point's time given by the caller: finite seconds since the epoch."""
+    t = to_float(value, key)
+    if not math.isfinite(t) or not 0 <= t < 1e11:
+        raise InvalidValue(f"metric {key!r}: timestamp {value!r} is not a time in seconds", key)
+    return t
+
+
 class MetricBuffer:
     """Thread-safe in-memory buffer of metric points.
 
@@ -111,13 +125,16 @@ class MetricBuffer:
                     self.names.append(key)
         return kid
 
-    def append(self, key: str, value: Any, step: Any = None) -> None:
-        """Buffer one point."""
+    def append(
+        self, key: str, value: Any, step: Any = None, timestamp: float | None = None
+    ) -> None:
+        """Buffer one point (``timestamp``: its time in seconds since the epoch; now
+        when None)."""
         kid = self.key_ids.get(key)
         if kid is None:
             kid = self._key_id(key)
         v = value if type(value) is float else to_float(value, key)
-        now = time.time()
+        now = time.time() if timestamp is None else _timestamp(timestamp, key)
         with self.lock:
             if step is None:
                 s = self.next_step.get(key, 0)
@@ -546,7 +563,9 @@ def to_parquet(table: Any, metadata: Mapping[str, str] | None = None) -> bytes:
     # an Arrow buffer, not io.BytesIO: the writer never calls back into Python, so
     # it does not queue for the GIL behind a training loop (10x slower with BytesIO)
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd", use_dictionary=["key"], row_group_size=1 << 17)
+    pq.write_table(
+        table, sink, compression="zstd", use_dictionary=["key"], row_group_size=MAX_ROW_GROUP
+    )
     return bytes(sink.getvalue().to_pybytes())
 
 
@@ -561,7 +580,7 @@ def merge_segments(parts: Iterable[tuple[bytes, str]]) -> bytes:
     sink = pa.BufferOutputStream()
     with pq.ParquetWriter(sink, schema(), compression="zstd", use_dictionary=["key"]) as writer:
         for data, where in parts:
-            writer.write_table(from_parquet(data, where), row_group_size=1 << 17)
+            writer.write_table(from_parquet(data, where), row_group_size=MAX_ROW_GROUP)
     return bytes(sink.getvalue().to_pybytes())
 
 
@@ -571,7 +590,9 @@ def from_parquet(data: bytes, where: str = "metric segment") -> Any:
     import pyarrow.parquet as pq
 
     try:
-        table = pq.ParquetFile(pa.BufferReader(data)).read(use_threads=False)
+        segment = pq.ParquetFile(pa.BufferReader(data))
+        _check_bounds(segment.metadata, where)
+        table = segment.read(use_threads=False)
     except (pa.ArrowException, OSError) as exc:
         raise FormatError(f"{where} is damaged or truncated: {_one_line(exc)}") from exc
     missing = {"key", "step", "value", "time"} - set(table.column_names)
@@ -581,6 +602,27 @@ def from_parquet(data: bytes, where: str = "metric segment") -> Any:
         return table.select(["key", "step", "value", "time"]).cast(schema())
     except (pa.ArrowException, ValueError) as exc:
         raise FormatError(f"{where} has columns of the wrong type: {_one_line(exc)}") from exc
+
+
+def _check_bounds(meta: Any, where: str) -> None:
+    """Refuse a segment whose footer declares more rows than format 1 allows, in
+    all or in one row group (FormatError), before any of its data is decoded."""
+    if meta.num_rows > MAX_SEGMENT_ROWS:
+        raise FormatError(
+            f"{where} declares {meta.num_rows:,} rows, more than the {MAX_SEGMENT_ROWS:,} "
+            "a segment may hold"
+        )
+    total = 0
+    for i in range(meta.num_row_groups):
+        rows = meta.row_group(i).num_rows
+        if rows > MAX_ROW_GROUP or rows < 0:
+            raise FormatError(
+                f"{where} has a row group of {rows:,} rows, more than the {MAX_ROW_GROUP:,} "
+                "format 1 allows"
+            )
+        total += rows
+    if total != meta.num_rows:
+        raise FormatError(f"{where} is damaged: its row groups do not add up to its rows")
 
 
 def _one_line(exc: BaseException) -> str:
@@ -596,9 +638,11 @@ def segment_rows(data: bytes, where: str = "metric segment") -> int:
     import pyarrow.parquet as pq
 
     try:
-        return int(pq.ParquetFile(pa.BufferReader(data)).metadata.num_rows)
+        meta = pq.ParquetFile(pa.BufferReader(data)).metadata
     except (pa.ArrowException, OSError) as exc:
         raise FormatError(f"{where} is damaged or truncated") from exc
+    _check_bounds(meta, where)
+    return int(meta.num_rows)
 
 
 def concat(tables: list[Any]) -> Any:

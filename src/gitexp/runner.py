@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
@@ -35,8 +35,6 @@ if TYPE_CHECKING:
 
 # a second SIGINT this soon after the first is the same Ctrl-C (see _supervise)
 SIGINT_DEBOUNCE = 0.5
-WATCH_INTERVAL = 0.5  # seconds between two looks at what the command logged (alerts)
-STOP_GRACE = 10.0  # a command stopped on a NaN gets SIGTERM, and SIGKILL this much later
 
 
 @dataclass
@@ -51,6 +49,10 @@ class RunResult:
     warnings: list[str]
     interrupted: bool = False  # a SIGINT, SIGTERM or SIGHUP reached the supervisor
 
+
+# a command a ``watch`` stops gets SIGTERM, then SIGKILL after this long
+STOP_GRACE = 5.0
+WATCH_INTERVAL = 0.5  # seconds between two looks at what the command logged (alerts)
 
 # after the command exits, how long its output may take to drain: past that, the pipes
 # are held by a process it left running in the background (`cmd &`), which is not waited for
@@ -91,9 +93,7 @@ def load_config(path: str) -> dict[str, Any]:
         if ext == ".json":
             data = json.loads(raw.decode("utf-8"))
         elif ext in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(raw.decode("utf-8"))
+            data = _load_yaml(raw.decode("utf-8"), path)
         elif ext == ".toml":
             if sys.version_info >= (3, 11):
                 import tomllib
@@ -113,6 +113,69 @@ def load_config(path: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of params at the top")
     return fmt.to_jsonable(data)  # type: ignore[no-any-return]
+
+
+# the most values a YAML config may expand to: anchors and aliases let a few hundred
+# bytes stand for billions of values ("billion laughs"); a config is a few hundred
+MAX_CONFIG_VALUES = 1_000_000
+
+
+def _load_yaml(text: str, path: str) -> Any:
+    """``yaml.safe_load``, refusing a document whose aliases expand past
+    MAX_CONFIG_VALUES values or into a value that contains itself (ConfigError),
+    counted on the composed node graph before anything is built."""
+    import yaml
+
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expansion(node, path)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _check_expansion(root: Any, path: str) -> None:
+    """How many values the YAML node graph ``root`` stands for once every alias
+    is expanded: each node counted once, with memory, without recursion."""
+    import yaml
+
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        if isinstance(node, yaml.ScalarNode):
+            sizes[id(node)] = 1
+            continue
+        children: list[Any] = (
+            [n for pair in node.value for n in pair]
+            if isinstance(node, yaml.MappingNode)
+            else list(node.value)
+        )
+        if done:
+            open_nodes.discard(id(node))
+            total = 1 + sum(sizes[id(c)] for c in children)
+            if total > MAX_CONFIG_VALUES:
+                raise ConfigError(
+                    f"config file {path}: its aliases expand to more than "
+                    f"{MAX_CONFIG_VALUES:,} values"
+                )
+            sizes[id(node)] = total
+            continue
+        if id(node) in sizes:
+            continue
+        if id(node) in open_nodes:
+            raise ConfigError(f"config file {path}: an alias makes a value contain itself")
+        open_nodes.add(id(node))
+        stack.append((node, True))
+        for child in children:
+            if id(child) in open_nodes:
+                raise ConfigError(f"config file {path}: an alias makes a value contain itself")
+            if id(child) not in sizes:
+                stack.append((child, False))
 
 
 def _parse_problem(exc: Exception) -> str:
@@ -175,6 +238,8 @@ def run_command(
     work_tree: str | None = None,
     detach: bool = False,
     path_map: Mapping[str, str] | None = None,
+    watch: Callable[[str], bool] | None = None,
+    watch_interval: float = 0.25,
     system_metrics: bool = True,
     system_interval: float | None = None,
     alert_rules: Sequence[str] = (),
@@ -195,6 +260,10 @@ def run_command(
     from ``kill`` to this process alone (a replay is not interactive).
     ``path_map`` maps restored copies of inputs from outside the repository to the
     original paths they are recorded as (here and in the child).
+    ``watch(ref)`` is called every ``watch_interval`` seconds while the command
+    runs (a sweep's pruner reads the run's live metrics there); when it returns
+    True the command is stopped (SIGTERM, then SIGKILL after STOP_GRACE) and
+    the run ends ``pruned``, with everything it logged kept.
 
     ``system_metrics``: sample the command's process tree and the machine every
     ``system_interval`` seconds as ``system/...`` metrics (this process samples; the
@@ -202,12 +271,12 @@ def run_command(
     ``stop_on_nan``: alerts, added to git config ``exp.alert.*`` (see
     :func:`gitexp.signals.load`); this process watches what the command logs, so
     watching costs the command nothing. With ``stop_on_nan`` a command whose metric
-    becomes NaN or infinite gets SIGTERM (SIGKILL 10 s later) and the run ends
+    becomes NaN or infinite gets SIGTERM (SIGKILL STOP_GRACE later) and the run ends
     ``failed`` with the reason.
     """
     env = dict(os.environ if environ is None else environ)
     cwd = os.path.abspath(cwd or os.getcwd())
-    experiment = experiment or fmt.DEFAULT_EXPERIMENT
+    experiment = fmt.DEFAULT_EXPERIMENT if experiment is None else experiment
     fmt.validate_experiment(experiment)
     fmt.validate_run_name(name)
     tag_list = sorted({fmt.validate_tag(t) for t in tags})
@@ -268,8 +337,20 @@ def run_command(
             },
             defer=False,  # the command attaches to the run through its ref
         )
-        watch = _Signals(alerts, system_metrics, system_interval)
-        return _supervise(run, store, list(argv), env, cwd, stdout, stderr, warnings, detach, watch)
+        return _supervise(
+            run,
+            store,
+            list(argv),
+            env,
+            cwd,
+            stdout,
+            stderr,
+            warnings,
+            detach,
+            watch,
+            watch_interval,
+            _Signals(alerts, system_metrics, system_interval),
+        )
     finally:
         store.close()
 
@@ -356,6 +437,40 @@ class _Watch:
         self.watcher.tick()
 
 
+def _wait(
+    proc: subprocess.Popen[bytes],
+    ref: str,
+    watch: Callable[[str], bool] | None,
+    interval: float,
+    detach: bool,
+) -> bool:
+    """Wait for the command; with ``watch``, ask it every ``interval`` seconds
+    whether to stop the command. True when the command was stopped that way."""
+    if watch is None:
+        proc.wait()
+        return False
+    while True:
+        try:
+            proc.wait(timeout=interval)
+            return False
+        except subprocess.TimeoutExpired:
+            pass
+        if not watch(ref):
+            continue
+        for sig, grace in ((signal.SIGTERM, STOP_GRACE), (signal.SIGKILL, None)):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                if detach:
+                    os.killpg(proc.pid, sig)
+                else:
+                    proc.send_signal(sig)
+            try:
+                proc.wait(timeout=grace)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        return True
+
+
 def _supervise(
     run: Any,
     store: ExpStore,
@@ -366,7 +481,9 @@ def _supervise(
     stderr: IO[bytes] | None,
     warnings: list[str],
     detach: bool = False,
-    watch: _Signals | None = None,
+    watch: Callable[[str], bool] | None = None,
+    watch_interval: float = 0.25,
+    signals: _Signals | None = None,
 ) -> RunResult:
     env[ENV_RUN_REF] = run.ref
     env[ENV_REPO] = store.repo.work_tree or store.repo.git_dir
@@ -379,7 +496,7 @@ def _supervise(
     # handler for the first still runs, and Event.set() would deadlock on its own lock
     interrupted = [False]
     last_sigint = [-math.inf]
-    stopped: list[str | None] = [None]
+    diverged: list[str | None] = [None]  # why the command was stopped on a NaN
 
     def on_signal(signum: int, frame: Any) -> None:
         interrupted[0] = True
@@ -414,7 +531,7 @@ def _supervise(
             run._finish("failed", error=f"could not start {argv[0]}: {exc.strerror}")
             raise CommandNotFound(f"cannot run {argv[0]}: {exc.strerror}") from exc
         try:
-            live, watcher = _start_signals(run, store, proc, detach, watch, stopped)
+            live, watcher = _start_signals(run, store, proc, detach, signals, diverged)
         except Exception as exc:  # the command runs on without system metrics or alerts
             live, watcher = None, None
             warnings.append(f"no system metrics or alerts for this run: {exc}")
@@ -434,7 +551,8 @@ def _supervise(
                 )
                 t.start()
                 pumps.append((t, src))
-            code = proc.wait()
+            stopped = _wait(proc, run.ref, watch, watch_interval, detach)
+            code = proc.returncode
             if live is not None:
                 live.stop_sampling()
             deadline = time.monotonic() + DRAIN_GRACE
@@ -456,8 +574,10 @@ def _supervise(
         watcher.stop()
         watcher.once()  # what the command committed as it ended
     error: str | None = None
-    if stopped[0] is not None:
-        status, exit_code, error = "failed", (128 - code if code < 0 else code), stopped[0]
+    if stopped:
+        status, exit_code = "pruned", (128 - code if code < 0 else code)
+    elif diverged[0] is not None:
+        status, exit_code, error = "failed", (128 - code if code < 0 else code), diverged[0]
     elif code < 0:
         status, exit_code = "killed", 128 - code
     elif interrupted[0] and code != 0:
@@ -470,7 +590,7 @@ def _supervise(
             store.replay(run._ref, d)
             shutil.rmtree(d, ignore_errors=True)
     if watcher is not None:
-        crashed = code < 0 and not interrupted[0] and stopped[0] is None
+        crashed = code < 0 and not (interrupted[0] or stopped or diverged[0] is not None)
         watcher.once()  # and what the spools of a command that died held
         watcher.watcher.end(
             status,
@@ -500,16 +620,16 @@ def _start_signals(
     store: ExpStore,
     proc: subprocess.Popen[bytes],
     detach: bool,
-    watch: _Signals | None,
-    stopped: list[str | None],
+    signals: _Signals | None,
+    diverged: list[str | None],
 ) -> tuple[RunSignals | None, _Watch | None]:
     """Sample the command's process tree, and watch what it logs, from here."""
-    if watch is None or not (watch.system_metrics or watch.alerts.watching):
+    if signals is None or not (signals.system_metrics or signals.alerts.watching):
         return None, None
     from gitexp.signals import DEFAULT_INTERVAL, RunSignals
 
     def stop(reason: str) -> None:
-        stopped[0] = reason
+        diverged[0] = reason
         _terminate(proc, detach, signal.SIGTERM)
         timer = threading.Timer(STOP_GRACE, _terminate, (proc, detach, signal.SIGKILL))
         timer.daemon = True
@@ -527,10 +647,10 @@ def _start_signals(
         "name": info.get("name"),
         "host": info.get("host"),
     }
-    sig = RunSignals(identity, run._record_alert, watch.alerts, stop, info, run._params)
+    sig = RunSignals(identity, run._record_alert, signals.alerts, stop, info, run._params)
     run._signals = sig  # the run's finish waits (briefly) for alerts on their way
-    if watch.system_metrics:
-        sig.start_sampling(run._log_system, proc.pid, watch.interval or DEFAULT_INTERVAL)
+    if signals.system_metrics:
+        sig.start_sampling(run._log_system, proc.pid, signals.interval or DEFAULT_INTERVAL)
     watcher = None
     if sig.watcher is not None:
         watcher = _Watch(store, run, sig.watcher)

@@ -282,11 +282,14 @@ class Run:
             raise RunStateError(f"run {self.id} is finished; start a new run to log more")
         return True
 
-    def log_metric(self, key: str, value: Any, step: int | None = None) -> None:
+    def log_metric(
+        self, key: str, value: Any, step: int | None = None, *, timestamp: float | None = None
+    ) -> None:
         """Log one value of a metric (at ``step``; default: one past the last).
 
         ``value`` may also be a numpy array: one point per element, at
-        consecutive steps.
+        consecutive steps. ``timestamp``: the point's time in seconds since the
+        epoch (default: now), for a value measured earlier.
         """
         if self._forked:
             return
@@ -295,10 +298,12 @@ class Run:
         if self._stop is not None:
             self._stopped()
         if hasattr(value, "__len__") and not isinstance(value, (str, bytes)):
+            if timestamp is not None:
+                raise UsageError("log_metric takes a timestamp for one value, not for an array")
             steps = None if step is None else _steps(step, value)
             self._buffer.append_array(key, value, steps, self._relieve)
         else:
-            self._buffer.append(key, value, step)
+            self._buffer.append(key, value, step, timestamp)
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Log several metrics at one step."""
@@ -808,7 +813,7 @@ def start_run(
     attach_ref = env.get(ENV_RUN_REF)
     if attach_ref and attach_ref not in _attached_refs:
         return _attach(attach_ref, env.get(ENV_REPO) or repo or ".", name, params, tags, env)
-    experiment = experiment or fmt.DEFAULT_EXPERIMENT
+    experiment = fmt.DEFAULT_EXPERIMENT if experiment is None else experiment
     fmt.validate_experiment(experiment)
     fmt.validate_run_name(name)
     clean_params: dict[str, Any] = {}
@@ -945,6 +950,22 @@ def _relative_cwd(cwd: Any, work_tree: str | None) -> str | None:
         if where == root or where.startswith(root + os.sep):
             return os.path.relpath(where, root).replace(os.sep, "/")
     return None
+
+
+def resume_run(address: str, repo: str | os.PathLike[str] | None = None) -> Run:
+    """Go on recording a run already on its ref (``gitexp.mlflow``'s
+    ``start_run(run_id=...)``, ``gitexp.wandb``'s ``init(id=..., resume=True)``).
+
+    The process becomes one more writer of the run, as a command under
+    ``git exp run`` is: what it logs is added; the run's status and end time
+    stay those recorded (a finish commits what was logged).
+    """
+    store = ExpStore(repo or ".")
+    try:
+        ref = store.resolve(address)
+    finally:
+        store.close()
+    return _attach(str(ref), repo or ".", None, None, None, os.environ)
 
 
 def _attach(

@@ -366,6 +366,54 @@ def test_unseeded_randomness_is_reported_as_differing(gx, repo):
 
 
 @pytest.mark.slow
+def test_a_wall_clock_metric_can_be_left_out_of_the_verdict_by_flag_or_config(gx, repo):
+    (repo / "timed.py").write_text(
+        "import time\nimport gitexp\n"
+        "with gitexp.start_run() as run:\n"
+        "    run.log_metrics({'acc': 0.75, 'time/epoch_seconds': time.time()}, step=0)\n"
+    )
+    git("add", "timed.py", cwd=repo)
+    git("commit", "-qm", "timed", cwd=repo)
+    run = record(gx, "--", "python", "timed.py")
+
+    proc = reproduce(gx, run, "-q")
+    assert proc.returncode == 1 and "verdict: DIFFERS" in proc.stdout
+
+    proc = reproduce(gx, run, "-q", "--ignore-metric", "time/*")
+    assert proc.returncode == 0, proc.stdout
+    assert "ignored:     time/epoch_seconds" in proc.stdout
+    assert "verdict: REPRODUCED" in proc.stdout
+
+    # named once for the repository: every reproduce leaves it out
+    git("config", "--add", "exp.reproduce.ignoreMetric", "*_seconds", cwd=repo)
+    v = json.loads(reproduce(gx, run, "-q", "--json").stdout)
+    assert v["verdict"] == "reproduced"
+    assert v["ignored_metrics"] == ["time/epoch_seconds"]
+    assert [m["key"] for m in v["metrics"]] == ["acc"]
+
+
+@pytest.mark.slow
+def test_a_replay_within_tolerance_is_not_called_not_deterministic(gx, repo):
+    (repo / "jitter.py").write_text(
+        "import random\nimport gitexp\n"
+        "with gitexp.start_run() as run:\n"
+        "    run.log_metrics({'score': random.random()})\n"
+    )
+    git("add", "jitter.py", cwd=repo)
+    git("commit", "-qm", "jitter", cwd=repo)
+    run = record(gx, "--", "python", "jitter.py")
+    proc = reproduce(gx, run, "-q", "--atol", "1")
+    assert proc.returncode == 0, proc.stdout
+    assert "verdict: REPRODUCED within tolerance" in proc.stdout
+    why = [ln for ln in proc.stdout.splitlines() if ln.startswith("why:")]
+    assert why == [
+        "why: score moved within the tolerance: the run is not bit-for-bit deterministic "
+        "(unseeded random numbers, time- or order-dependent code, threads, "
+        "non-deterministic GPU kernels)"
+    ]
+
+
+@pytest.mark.slow
 def test_repeated_replays_tell_a_random_program_from_a_changed_world(gx, repo):
     """--repeat N: replays that differ from one another blame the program; replays
     that agree with one another but not with the original blame what changed."""

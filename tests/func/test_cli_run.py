@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -339,6 +340,31 @@ def test_minus_c_runs_as_if_started_there(gx, repo, tmp_path):
     assert json.loads(gx.ok("-C", str(repo), "log", "--json", cwd=elsewhere))[0]["status"] == (
         "finished"
     )
+
+
+@pytest.mark.slow
+def test_minus_c_changes_directory_like_git_for_every_command(gx, repo, tmp_path):
+    """git's own -C changes the working directory, so does `git exp -C`: what a
+    command writes relative to the working directory lands in PATH; several -C
+    are taken in turn, each relative to the one before (as git does)."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (repo / "m.bin").write_bytes(b"model")
+    gx.ok("run", "-q", "--", sys.executable, "-c", "import gitexp; gitexp.log_artifact('m.bin')")
+    run = _only_run(repo).rsplit("/", 1)[1]
+    out = gx("-C", "..", "-C", repo.name, "run", "-q", "--", "pwd", cwd=elsewhere)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(repo)
+    gx.ok("-C", str(repo), "get", run, "m.bin", "-o", "copy.bin", "-f", cwd=elsewhere)
+    assert (repo / "copy.bin").read_bytes() == b"model"
+    assert list(elsewhere.iterdir()) == []
+    from gitexp.cli import cli
+
+    help_text = " ".join(next(p for p in cli.params if p.name == "repo").help.split())
+    assert "working directory" in help_text and "git -C" in help_text
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text()
+    row = next(ln for ln in docs.splitlines() if ln.startswith("| `-C PATH`"))
+    assert "changes the working directory" in row and "Only the repository changes" not in row
 
 
 def test_store_inputs_from_a_subdirectory(gx, repo):

@@ -106,13 +106,15 @@ def test_grid_sweep_runs_every_trial_as_a_linked_run_in_parallel(gx, project):
 @pytest.mark.slow
 def test_trials_overlap_with_j2_and_each_gets_its_own_gpu(gx, project):
     write_spec(project / "s.json", parameters={"lr": {"values": [0.1, 0.2]}})
-    t0 = time.monotonic()
     proc = gx("sweep", "s.json", "-j", "2", "--gpus", "0,1", env={"TRIAL_SLEEP": "1.5"})
-    took = time.monotonic() - t0
     assert proc.returncode == 0, proc.stderr
     gpus = sorted(show_json(project, r, "params.json")["gpu"] for r in run_refs(project))
     assert gpus == ["0", "1"]
-    assert took < 2 * 1.5 + 2.5  # two 1.5 s trials at once, not one after the other
+    # two trials at once, not one after the other: their recorded lifetimes overlap
+    # (read from the runs, so a loaded machine cannot fail it; the speed-up is
+    # measured in bench/bench_sweep.py)
+    a, b = (show_json(project, r, "run.json") for r in run_refs(project))
+    assert a["start_time"] < b["end_time"] and b["start_time"] < a["end_time"]
 
 
 @pytest.mark.parametrize(

@@ -36,11 +36,14 @@ LAYERS = {
     "export": 7,
     "maintenance": 7,
     "remotes": 7,
+    "interop": 7,  # import from MLflow and TensorBoard, export to TensorBoard; MLflow's names
     "replay": 8,  # reproduce (runner, seeding, rundiff, catalog)
     "retention": 8,  # archive: runs pushed (remotes), verified, then removed (maintenance)
     "sweeps": 8,  # sweeps: trials through the runner, results through the leaderboard
     "api": 9,
     "ui": 10,  # the dashboard: a server and a report over the services
+    "mlflow": 10,  # the MLflow-style API (shim) over tracking, the leaderboard and interop
+    "wandb": 10,  # the W&B-style API (shim) over tracking
     "cli": 20,
 }
 

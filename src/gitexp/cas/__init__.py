@@ -20,12 +20,19 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
-from gitexp.errors import IntegrityError, InvalidName, ObjectMissing, StoreError, UsageError
+from gitexp.errors import (
+    FormatError,
+    IntegrityError,
+    InvalidName,
+    ObjectMissing,
+    StoreError,
+    UsageError,
+)
 
 CHUNK = 1 << 20
 BIG = 64 << 20  # from this size on, hash with all cores
 SMALL = 4 << 20  # up to this size a file is hashed before it is copied (read into memory)
-_KEY_RE = re.compile(r"^[0-9a-f]{64}$")
+_KEY_RE = re.compile(r"[0-9a-f]{64}")  # always fullmatch: "$" would let a "\n" through
 
 
 def _hasher(size_hint: int = 0) -> Any:
@@ -45,7 +52,7 @@ def hash_bytes(data: bytes) -> str:
 
 def check_key(key: str) -> str:
     """Refuse anything that is not a 64-digit lowercase hex BLAKE3 key."""
-    if not isinstance(key, str) or not _KEY_RE.match(key):
+    if not isinstance(key, str) or not _KEY_RE.fullmatch(key):
         raise InvalidName(f"{key!r} is not a BLAKE3 hex digest", str(key))
     return key
 
@@ -173,11 +180,17 @@ class StatCache:
         if row is None:
             return None
         size, mtime_ns, ino, hashed_ns, key = row
+        # a row is a cache, not a record: one that is not what put() writes (a
+        # damaged or edited database) is ignored, never trusted as a key
+        if not isinstance(key, str) or not _KEY_RE.fullmatch(key):
+            return None
+        if not all(type(v) is int for v in (size, mtime_ns, ino, hashed_ns)):
+            return None
         if (size, mtime_ns, ino) != (st.st_size, st.st_mtime_ns, st.st_ino):
             return None
         if mtime_ns >= hashed_ns - self.RACY_NS:
             return None
-        return str(key)
+        return key
 
     def put(self, path: str, st: os.stat_result, key: str) -> None:
         """Remember the key of a file just hashed."""
@@ -440,6 +453,20 @@ class LocalStore:
 
         Nothing is left at ``dest`` when the object is damaged.
         """
+        tmp = self.restore_beside(key, dest, mode)
+        try:
+            os.replace(tmp, dest)
+        except BaseException:
+            _unlink_quiet(tmp)
+            raise
+
+    def restore_beside(
+        self, key: str, dest: str | os.PathLike[str], mode: int | None = None
+    ) -> str:
+        """The verified bytes of an object in a new temporary file next to
+        ``dest`` (its directory created), with ``mode``'s permissions; the caller
+        renames it into place, or removes it. Nothing is left when the object is
+        damaged or missing."""
         dest = os.fspath(dest)
         src_path = self.path_for(key)
         parent = os.path.dirname(os.path.abspath(dest)) or "."
@@ -460,11 +487,11 @@ class LocalStore:
                     f"object {key[:12]} is damaged: its bytes hash to {got[:12]}", key, got
                 )
             if mode is not None:
-                os.chmod(tmp, mode & 0o777)
-            os.replace(tmp, dest)
+                os.chmod(tmp, file_mode(mode))
         except BaseException:
             _unlink_quiet(tmp)
             raise
+        return tmp
 
     def verify(self, key: str) -> None:
         """Raise IntegrityError or ObjectMissing unless the object is intact."""
@@ -519,12 +546,46 @@ class LocalStore:
                 continue
             for rest in sorted(os.listdir(sub)):
                 key = d + rest
-                if _KEY_RE.match(key):
+                if _KEY_RE.fullmatch(key):
                     yield key
 
     def size_on_disk(self) -> int:
         """Total bytes of all objects."""
         return sum(os.path.getsize(self.path_for(k)) for k in self.iter_keys())
+
+
+def contained_path(root: str, rel: str) -> str:
+    """``root/rel`` for a file to restore, refusing a place a symlink leads out of
+    ``root`` (StoreError naming ``rel``).
+
+    A run's snapshot or a work tree may hold symlinks that point anywhere; every
+    directory on the way to the file that exists, at any depth, must resolve
+    inside ``root`` (a link to another place inside it is fine). The file itself
+    may be a symlink: a restore renames over it, never writes through it.
+    Directories that do not exist yet are created by the restore, inside.
+    """
+    parts = rel.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise StoreError(f"{rel!r} is not a normalised relative path")
+    real_root = os.path.realpath(root)
+    path = root
+    for part in parts[:-1]:
+        path = os.path.join(path, part)
+        if not os.path.lexists(path):
+            break
+        real = os.path.realpath(path)
+        if real != real_root and not real.startswith(real_root + os.sep):
+            raise StoreError(
+                f"{rel}: a symlink leads this path out of {root} ({path} -> {real}); refused"
+            )
+    return os.path.join(root, *parts)
+
+
+def file_mode(mode: int) -> int:
+    """The permissions a restored file gets for a recorded mode: ``0o755`` when
+    any execute bit is set, else ``0o644`` (as git checks files out). Never
+    writable by others, never setuid, whatever a manifest from elsewhere says."""
+    return 0o755 if mode & 0o111 else 0o644
 
 
 def _unlink_quiet(path: str) -> None:
@@ -546,9 +607,20 @@ def dir_listing(entries: Iterable[tuple[str, str, int, int]]) -> bytes:
 
 
 def parse_dir_listing(data: bytes) -> list[tuple[str, str, int, int]]:
-    """Inverse of :func:`dir_listing`: (path, key, size, mode) per file."""
+    """Inverse of :func:`dir_listing`: (path, key, size, mode) per file.
+
+    FormatError for anything :func:`dir_listing` would not write (a listing
+    from elsewhere is only as good as its writer).
+    """
     out = []
-    for line in data.decode("utf-8").splitlines():
-        mode, key, size, path = line.split(" ", 3)
-        out.append((path, check_key(key), int(size), int(mode, 8)))
+    try:
+        for line in data.decode("utf-8").splitlines():
+            mode, key, size, path = line.split(" ", 3)
+            if mode not in ("100644", "100755"):
+                raise ValueError(f"mode {mode!r} of {path!r} is not 100644 or 100755")
+            if not size.isdigit():
+                raise ValueError(f"size {size!r} of {path!r} is not a number")
+            out.append((path, check_key(key), int(size), int(mode, 8)))
+    except (ValueError, InvalidName) as exc:  # UnicodeDecodeError is a ValueError
+        raise FormatError(f"a directory listing does not parse: {exc}") from exc
     return out

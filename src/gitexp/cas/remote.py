@@ -9,7 +9,9 @@ they enter a local store. Which store goes with which git remote is decided in
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from collections.abc import Callable, Iterable
 from typing import IO, Any, cast
 
@@ -206,9 +208,15 @@ class RemoteStore:
             return self._write(key, src, os.fstat(src.fileno()).st_size, on_bytes)
 
     # -------------------------------------------------------------- reads
-    def _open(self, key: str) -> Any:
+    def _open(self, key: str, size: int | None = None) -> Any:
+        """A reader of the object's bytes that stops past ``size`` (IntegrityError):
+        a store shared with others may hold anything at an object's name. In a
+        directory, only a regular file is opened, never through a symlink, and
+        never blocking (a fifo would hang the reader forever)."""
+        if self.local is not None:
+            return _Bounded(open_regular(self.path_for(key), key, self.url), key, size)
         try:
-            return self.fs.open_input_stream(self.path_for(key))
+            return _Bounded(self.fs.open_input_stream(self.path_for(key)), key, size)
         except FileNotFoundError as exc:
             raise ObjectMissing(f"object {key[:12]} is not in {self.url}", key) from exc
         except OSError as exc:
@@ -216,9 +224,9 @@ class RemoteStore:
                 raise ObjectMissing(f"object {key[:12]} is not in {self.url}", key) from exc
             raise self._wrap(exc, f"cannot read {key[:12]}") from exc
 
-    def get_bytes(self, key: str) -> bytes:
-        """The verified bytes of an object."""
-        with self._open(key) as f:
+    def get_bytes(self, key: str, size: int | None = None) -> bytes:
+        """The verified bytes of an object (of at most ``size`` bytes, when given)."""
+        with self._open(key, size) as f:
             data = f.read()
         got = hash_bytes(bytes(data))
         if got != key:
@@ -229,16 +237,104 @@ class RemoteStore:
             )
         return bytes(data)
 
-    def download(self, local: LocalStore, key: str, on_bytes: BytesFn | None = None) -> int:
-        """Copy one object into a local store, verified; return the bytes read."""
+    def download(
+        self,
+        local: LocalStore,
+        key: str,
+        on_bytes: BytesFn | None = None,
+        size: int | None = None,
+    ) -> int:
+        """Copy one object into a local store, verified; return the bytes read.
+
+        ``size``: what the manifest says the object holds; reading stops past it
+        (IntegrityError), so an object that never ends costs no more than that.
+        """
         if local.has(key):
             return 0
-        with self._open(key) as f:
+        with self._open(key, size) as f:
             try:
                 src = f if on_bytes is None else cast(IO[bytes], _Counting(f, on_bytes))
                 return local.put_verified(src, key)
             except OSError as exc:
                 raise self._wrap(exc, f"cannot download {key[:12]}") from exc
+
+
+class _Bounded:
+    """A binary reader that refuses (IntegrityError) to read past ``size`` bytes."""
+
+    def __init__(self, raw: Any, key: str, size: int | None) -> None:
+        self.raw = raw
+        self.key = key
+        self.size = size
+        self.left = size
+
+    def __enter__(self) -> _Bounded:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.raw.close()
+
+    def close(self) -> None:
+        self.raw.close()
+
+    def _take(self, n: int) -> None:
+        if self.left is None:
+            return
+        self.left -= n
+        if self.left < 0:
+            raise IntegrityError(
+                f"object {self.key[:12]} is larger than the {self.size:,} bytes its manifest "
+                "records; refused",
+                self.key,
+                "",
+            )
+
+    def readinto(self, buf: Any) -> int:
+        view = memoryview(buf)
+        if self.left is not None:
+            view = view[: self.left + 1]  # one byte past the size is enough to know
+        n = int(self.raw.readinto(view) or 0)
+        self._take(n)
+        return n
+
+    def read(self, size: int = -1) -> bytes:
+        if self.left is not None and (size < 0 or size > self.left + 1):
+            size = self.left + 1
+        data = bytes(self.raw.read(size) if size >= 0 else self.raw.read())
+        self._take(len(data))
+        return data
+
+
+def open_regular(path: str, key: str, where: str) -> IO[bytes]:
+    """Open the object file ``path`` for reading: a regular file only, the last
+    component never followed as a symlink, the open never blocking (O_NONBLOCK:
+    a fifo would wait for a writer), checked with fstat on what was opened.
+    ObjectMissing when it is not there, IntegrityError when it is not a file."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError as exc:
+        raise ObjectMissing(f"object {key[:12]} is not in {where}", key) from exc
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # O_NOFOLLOW on a symlink
+            raise IntegrityError(
+                f"object {key[:12]} in {where} is a symlink, not a regular file; refused", key, ""
+            ) from exc
+        raise RemoteError(
+            f"artifact store {where}: cannot read {key[:12]}: {_msg(exc)}", where
+        ) from exc
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise IntegrityError(
+                f"object {key[:12]} in {where} is not a regular file; refused", key, ""
+            )
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _msg(exc: BaseException) -> str:

@@ -21,6 +21,7 @@ COMMANDS = {
     "show": "gitexp.cli.commands:show_cmd",
     "diff": "gitexp.cli.commands:diff_cmd",
     "export": "gitexp.cli.export_cmds:export_cmd",
+    "import": "gitexp.cli.import_cmds:import_cmd",
     "fsck": "gitexp.cli.maint_cmds:fsck_cmd",
     "gc": "gitexp.cli.maint_cmds:gc_cmd",
     "rm": "gitexp.cli.maint_cmds:rm_cmd",
@@ -62,12 +63,16 @@ class LazyGroup(click.Group):
 @click.option(
     "-C",
     "repo",
-    default=".",
+    multiple=True,
     metavar="PATH",
-    help="Run as if git exp was started in PATH.",
+    help=(
+        "Run as if git exp was started in PATH: like git -C, the working directory "
+        "changes, for the repository, the command run and every relative path. "
+        "Several are taken in turn, each relative to the one before."
+    ),
 )
 @click.pass_context
-def cli(ctx: click.Context, repo: str) -> None:
+def cli(ctx: click.Context, repo: tuple[str, ...]) -> None:
     """git-exp: experiment tracking that lives in your git repository.
 
     Every run is a commit on refs/experiments/<experiment>/<run-id>; large
@@ -80,13 +85,16 @@ def cli(ctx: click.Context, repo: str) -> None:
       git exp show 20261122-143022-7f3a9c
       git exp diff <run-a> <run-b>
     """
-    if repo != ".":
+    for path in repo:
         # like `git -C`: everything (the command run, relative --config/--input
-        # paths, the recorded cwd) happens as if started in PATH
+        # and output paths, the recorded cwd) happens as if started in PATH; an
+        # empty PATH leaves the directory as it is, as git's does
+        if not path:
+            continue
         try:
-            os.chdir(repo)
+            os.chdir(path)
         except OSError as exc:
-            raise click.BadParameter(f"cannot change to {repo}: {exc.strerror}") from exc
+            raise click.BadParameter(f"cannot change to {path}: {exc.strerror}") from exc
     ctx.obj = {"repo": "."}
 
 

@@ -149,7 +149,12 @@ def rm_cmd(
 
     with open_store(ctx) as store:
         if not runs and not (
-            experiment or older_than or statuses or tags or unless_tags or where is not None
+            experiment is not None
+            or older_than
+            or statuses
+            or tags
+            or unless_tags
+            or where is not None
         ):
             from gitexp.errors import UsageError
 

@@ -90,6 +90,27 @@ def _exit_status() -> list[str]:
     return out
 
 
+def commands(root: click.Context) -> list[tuple[str, click.Command, click.Context]]:
+    """(name, command, context) of every command, sorted, each group followed by
+    its subcommands (``import``, ``import mlflow``, ``import tensorboard``)."""
+    out: list[tuple[str, click.Command, click.Context]] = []
+    for name in sorted(COMMANDS):
+        command = cli.get_command(root, name)
+        if command is None:
+            continue
+        ctx = click.Context(command, info_name=f"git exp {name}", parent=root)
+        out.append((name, command, ctx))
+        if isinstance(command, click.Group):
+            for sub in sorted(command.list_commands(ctx)):
+                subcommand = command.get_command(ctx, sub)
+                if subcommand is not None:
+                    subctx = click.Context(
+                        subcommand, info_name=f"git exp {name} {sub}", parent=ctx
+                    )
+                    out.append((f"{name} {sub}", subcommand, subctx))
+    return out
+
+
 def render() -> str:
     """The whole page, roff source."""
     from gitexp import __version__
@@ -111,11 +132,7 @@ def render() -> str:
         *_options(root, cli),
         ".SH COMMANDS",
     ]
-    for name in sorted(COMMANDS):
-        command = cli.get_command(root, name)
-        if command is None:
-            continue
-        ctx = click.Context(command, info_name=f"git exp {name}", parent=root)
+    for name, command, ctx in commands(root):
         usage = " ".join(command.collect_usage_pieces(ctx))
         lines += [f".SS {_esc(f'git exp {name} {usage}')}", *_paragraphs(command.help or "")]
         lines += _options(ctx, command)

@@ -14,7 +14,7 @@ import sys
 import click
 
 from gitexp.cli import COMMANDS, cli
-from gitexp.cli.manpage import EXIT_CODES
+from gitexp.cli.manpage import EXIT_CODES, commands
 
 
 def _cell(text: str) -> str:
@@ -54,7 +54,7 @@ def _options(ctx: click.Context, command: click.Command) -> list[str]:
 
 
 def _anchor(name: str) -> str:
-    return "git-exp-" + name
+    return "git-exp-" + name.replace(" ", "-")
 
 
 def render() -> str:
@@ -80,15 +80,12 @@ def render() -> str:
         "",
         *_options(root, cli),
     ]
-    for name in names:
-        command = cli.get_command(root, name)
-        assert command is not None
-        ctx = click.Context(command, info_name=f"git exp {name}", parent=root)
+    for name, command, ctx in commands(root):
         usage = " ".join(command.collect_usage_pieces(ctx))
         lines += [
             f'<a id="{_anchor(name)}"></a>',
             "",
-            f"## git exp {name}",
+            f"{'###' if ' ' in name else '##'} git exp {name}",
             "",
             "```",
             f"git exp {name} {usage}",

@@ -209,7 +209,15 @@ def format_show(d: dict[str, Any]) -> str:
         )
     if info.get("command"):
         lines.append("command    " + " ".join(info["command"]))
-    lines.append(f"host       {info.get('user', '')}@{info.get('host', '')}")
+    if info.get("host"):
+        lines.append(f"host       {info.get('user', '')}@{info.get('host', '')}")
+    elif info.get("user"):
+        lines.append(f"user       {info['user']}")
+    origin = info.get("origin")
+    if isinstance(origin, dict):
+        source = origin.get("uri") or origin.get("logdir") or ""
+        within = origin.get("run_id") or origin.get("run") or ""
+        lines.append(f"imported   from {origin.get('tool', '?')} {source} {within}".rstrip())
     if info.get("tags"):
         lines.append("tags       " + ", ".join(info["tags"]))
     links = {k: v for k, v in (info.get("links") or {}).items() if v}
@@ -266,14 +274,17 @@ def format_show(d: dict[str, Any]) -> str:
         lines.append(f"  remote    {name} {url}")
 
     env = d["env"]
-    lines += ["", "environment"]
+    lines += ["", "environment" if env else "environment (not recorded)"]
     py = env.get("python") or {}
     plat = env.get("platform") or {}
     cpu = env.get("cpu") or {}
-    lines.append(f"  python    {py.get('implementation', '')} {py.get('version', '')}")
-    lines.append(
-        f"  platform  {plat.get('system', '')} {plat.get('release', '')} {plat.get('machine', '')}"
-    )
+    if py:
+        lines.append(f"  python    {py.get('implementation', '')} {py.get('version', '')}")
+    if plat:
+        lines.append(
+            f"  platform  {plat.get('system', '')} {plat.get('release', '')} "
+            f"{plat.get('machine', '')}"
+        )
     if cpu:
         lines.append(f"  cpu       {cpu.get('model', '')} x{cpu.get('count', '')}")
     if env.get("memory_bytes"):
@@ -282,7 +293,8 @@ def format_show(d: dict[str, Any]) -> str:
         lines.append(
             f"  gpu       {gpu.get('name')} (driver {gpu.get('driver')}, {gpu.get('memory')})"
         )
-    lines.append(f"  packages  {len(env.get('packages') or [])}")
+    if env:
+        lines.append(f"  packages  {len(env.get('packages') or [])}")
     for k, v in (env.get("variables") or {}).items():
         lines.append(f"  {k}={v}")
 

@@ -150,6 +150,8 @@ def format_verdict(v: dict[str, Any]) -> str:
             lines.append(f"    {m['key']:<{width}}  {status:<16}  {detail}")
     else:
         lines.append("  metrics:     none logged")
+    if v.get("ignored_metrics"):
+        lines.append("  ignored:     " + ", ".join(v["ignored_metrics"]))
     if v["outputs"]:
         lines.append("  outputs:")
         width = max(len(o["path"]) for o in v["outputs"])
@@ -261,6 +263,14 @@ def _with_flag(exc: CannotReproduce) -> CannotReproduce:
     help="Absolute tolerance for final metrics.",
 )
 @click.option(
+    "--ignore-metric",
+    "ignore_metrics",
+    multiple=True,
+    metavar="KEY",
+    help="Leave this final metric out of the verdict (a glob: 'time/*'; repeat for more). "
+    "Default: the git config values of exp.reproduce.ignoreMetric.",
+)
+@click.option(
     "--allow-input-drift",
     is_flag=True,
     help="Replay even if inputs recorded by hash only have changed since the run.",
@@ -288,6 +298,7 @@ def reproduce_cmd(
     run: str,
     rtol: float | None,
     atol: float | None,
+    ignore_metrics: tuple[str, ...],
     allow_input_drift: bool,
     dry_run: bool,
     keep: bool,
@@ -311,6 +322,7 @@ def reproduce_cmd(
     Examples:
       git exp reproduce 20261122-143022-7f3a9c
       git exp reproduce 1a2b3c4d --rtol 1e-6 --json
+      git exp reproduce 1a2b3c4d --ignore-metric 'time/*'
       git exp reproduce 20261122-143022-7f3a9c --repeat 3 -q
       git exp reproduce example/20261122-143022-7f3a9c --dry-run
     """
@@ -336,6 +348,7 @@ def reproduce_cmd(
                 run,
                 rtol=rtol,
                 atol=atol,
+                ignore_metrics=list(ignore_metrics) or None,
                 allow_input_drift=allow_input_drift,
                 keep=keep,
                 repeat=repeat,
@@ -410,5 +423,11 @@ def checkout_code_cmd(ctx: click.Context, run: str, branch: str | None, as_json:
     if data["skipped"]:
         echo(
             "not restored (a file of yours is in the way): " + ", ".join(data["skipped"]),
+            err=True,
+        )
+    if data["missing"]:
+        echo(
+            "not restored (not in the local artifact store; git exp get RUN fetches them): "
+            + ", ".join(data["missing"]),
             err=True,
         )

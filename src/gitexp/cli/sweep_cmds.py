@@ -28,6 +28,7 @@ def sweep_cmd() -> None:
     Examples:
       git exp sweep sweep.yaml -j 2          # prints the sweep id, then runs the trials
       git exp sweep sweep.yaml --dry-run     # the configurations and budgets, nothing run
+      git exp sweep sweep.yaml --executor dask://10.0.0.5:8786   # trials on a Dask cluster
       git exp sweep show 20261206-040000-1a2b3c
       git exp sweep list
       git exp sweep resume 20261206-040000-1a2b3c
@@ -106,13 +107,26 @@ def _run(starter: Any, metric: str | None, quiet: bool) -> None:
 
 @sweep_cmd.command("start", hidden=True)
 @click.argument("spec_file", metavar="FILE")
-@click.option("-j", "--jobs", type=int, default=1, show_default=True, help="Trials at once.")
+@click.option(
+    "-j",
+    "--jobs",
+    type=int,
+    default=None,
+    help="Trials at once (default: 1; with Dask, the cluster's worker threads).",
+)
 @click.option(
     "--executor",
     default="local",
     show_default=True,
     metavar="ADDRESS",
-    help="Where trials run: local (processes on this machine).",
+    help="Where trials run: local (processes on this machine) or dask://HOST:PORT "
+    "(a Dask distributed scheduler).",
+)
+@click.option(
+    "--remote",
+    default=None,
+    metavar="REMOTE",
+    help="With a cluster: the git remote workers push runs to (default: as git exp push).",
 )
 @click.option(
     "--gpus",
@@ -127,8 +141,9 @@ def _run(starter: Any, metric: str | None, quiet: bool) -> None:
 def start_cmd(
     ctx: click.Context,
     spec_file: str,
-    jobs: int,
+    jobs: int | None,
     executor: str,
+    remote: str | None,
     gpus: str | None,
     dry_run: bool,
     as_json: bool,
@@ -161,6 +176,7 @@ def start_cmd(
             spec_bytes=raw,
             jobs=jobs,
             executor=executor,
+            remote=remote,
             gpus=gpu_list,
             on_start=on_start,
             on_progress=on_progress,
@@ -175,6 +191,12 @@ def start_cmd(
 @click.option(
     "--executor", default=None, metavar="ADDRESS", help="Where trials run (default: as before)."
 )
+@click.option(
+    "--remote",
+    default=None,
+    metavar="REMOTE",
+    help="With a cluster: the git remote (default: as before).",
+)
 @click.option("--gpus", default=None, metavar="IDS", help="Give each trial one of these GPUs.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress display.")
 @click.pass_context
@@ -183,6 +205,7 @@ def resume_cmd(
     sweep_id: str,
     jobs: int | None,
     executor: str | None,
+    remote: str | None,
     gpus: str | None,
     quiet: bool,
 ) -> None:
@@ -199,6 +222,7 @@ def resume_cmd(
             repo=repo_of(ctx),
             jobs=jobs,
             executor=executor,
+            remote=remote,
             gpus=gpu_list,
             on_start=on_start,
             on_progress=on_progress,

@@ -22,6 +22,7 @@ Everything above this package sees text: hex shas as ``str``, ref names as
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 from gitexp.git.base import (
     BIG_BLOB,
@@ -48,6 +49,21 @@ def open_repo(path: str | os.PathLike[str] = ".") -> GitRepo:
     return GitRepo(path)
 
 
+def init_repo(path: str, config: Mapping[tuple[str, str | None, str], str]) -> GitRepo:
+    """Create an empty repository at ``path`` (like ``git init``) with the config
+    values ``{(section, subsection or None, name): value}`` set, and open it."""
+    from dulwich.repo import Repo
+
+    os.makedirs(path, exist_ok=True)
+    with Repo.init(path) as created:
+        cfg = created.get_config()
+        for (section, sub, name), value in config.items():
+            key = (section.encode(), sub.encode()) if sub is not None else (section.encode(),)
+            cfg.set(key, name.encode(), value.encode())
+        cfg.write_to_path()
+    return GitRepo(path)
+
+
 __all__ = [
     "BIG_BLOB",
     "CAT_PROCESSES",
@@ -64,6 +80,7 @@ __all__ = [
     "SyncStatus",
     "TreeValue",
     "WorkTreeState",
+    "init_repo",
     "open_repo",
     "remote_refs",
 ]

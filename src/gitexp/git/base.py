@@ -201,8 +201,8 @@ class RepoBase:
         except KeyError:
             return None
 
-    def config_get_all(self, section: str, name: str, sub: str | None = None) -> list[str]:
-        """Every value of a multi-valued key (``git config --add``), in order."""
+    def config_get_all(self, section: str, sub: str | None, name: str) -> list[str]:
+        """Every value of a multi-valued key (``git config --get-all``), in order."""
         stack = self._repo.get_config_stack()
         key: tuple[bytes, ...] = (
             (section.encode(), sub.encode()) if sub is not None else (section.encode(),)

@@ -7,11 +7,13 @@ import os
 import subprocess
 import tempfile
 import time
+import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from gitexp.errors import (
+    FormatError,
     ObjectMissing,
     StoreError,
 )
@@ -128,9 +130,38 @@ class GitObjects(RepoBase):
         except KeyError as exc:
             raise ObjectMissing(f"git object {sha} is missing from the repository", sha) from exc
 
-    def read_blob(self, sha: str) -> bytes:
-        """The bytes of a blob."""
+    def read_blob(self, sha: str, limit: int | None = None) -> bytes:
+        """The bytes of a blob; with ``limit``, FormatError for a blob larger than
+        that, known from the object's header before its bytes are read."""
+        if limit is not None:
+            size = self.blob_size(sha)
+            if size > limit:
+                raise FormatError(
+                    f"git object {sha[:12]} is {size:,} bytes, more than {limit:,} allowed"
+                )
         return bytes(self._get(sha).as_raw_string())
+
+    def blob_size(self, sha: str) -> int:
+        """The size of an object's content, from its header: the first inflated
+        bytes of a loose object, the entry header of a packed one (and the
+        target size at the start of a delta). Its bytes are not read."""
+        loose = os.path.join(self.common_dir, "objects", sha[:2], sha[2:])
+        try:
+            return _loose_size(loose)
+        except FileNotFoundError:
+            pass
+        for pack in self._store.packs:
+            try:
+                offset = pack.index.object_offset(sha.encode("ascii"))
+            except KeyError:
+                continue
+            if offset is None:
+                continue
+            try:
+                return _packed_size(pack.data.path, offset)
+            except FileNotFoundError:  # repacked meanwhile
+                break
+        return len(self._get(sha).as_raw_string())  # an alternate, or a race with git gc
 
     def read_tree(self, sha: str) -> dict[str, tuple[int, str]]:
         """A tree's entries: name -> (mode, sha)."""
@@ -140,10 +171,13 @@ class GitObjects(RepoBase):
             for e in tree.iteritems()
         }
 
-    def cat_batch(self, names: list[str]) -> list[tuple[str, str, bytes] | None]:
+    def cat_batch(
+        self, names: list[str], max_size: int | None = None
+    ) -> list[tuple[str, str, bytes | int] | None]:
         """(sha, type, content) of each object named (a sha, ``<sha>^{tree}``,
         ``<sha>:<path>``), None for those that do not exist, read by ``git
-        cat-file --batch``: C git reads loose objects ten times faster than
+        cat-file --batch``. An object larger than ``max_size`` is not kept: its
+        size stands for its content. C git reads loose objects ten times faster than
         dulwich, which matters when a listing reads 10,000 new runs. Many names
         are split among CAT_PROCESSES processes at once: loose objects not in the
         page cache are read with that many requests in flight, and both cores
@@ -153,16 +187,18 @@ class GitObjects(RepoBase):
             StoreError: git could not be run, or its output broke off.
         """
         if len(names) < 2 * CAT_SPLIT:
-            return self._cat_batch(names)
+            return self._cat_batch(names, max_size)
         from concurrent.futures import ThreadPoolExecutor
 
         size = -(-len(names) // CAT_PROCESSES)
         parts = [names[i : i + size] for i in range(0, len(names), size)]
         with ThreadPoolExecutor(len(parts)) as pool:
-            results = list(pool.map(self._cat_batch, parts))
+            results = list(pool.map(lambda part: self._cat_batch(part, max_size), parts))
         return [got for part in results for got in part]
 
-    def _cat_batch(self, names: list[str]) -> list[tuple[str, str, bytes] | None]:
+    def _cat_batch(
+        self, names: list[str], max_size: int | None
+    ) -> list[tuple[str, str, bytes | int] | None]:
         import threading
 
         try:
@@ -187,7 +223,7 @@ class GitObjects(RepoBase):
 
         writer = threading.Thread(target=feed, daemon=True)
         writer.start()
-        result: list[tuple[str, str, bytes] | None] = []
+        result: list[tuple[str, str, bytes | int] | None] = []
         try:
             for _ in names:
                 header = out.readline()
@@ -198,10 +234,20 @@ class GitObjects(RepoBase):
                     result.append(None)
                     continue
                 size = int(parts[2])
+                sha, kind = parts[0].decode("ascii"), parts[1].decode("ascii")
+                if max_size is not None and size > max_size:
+                    left = size + 1  # too large to keep: read past it, a MiB at a time
+                    while left:
+                        skipped = out.read(min(left, 1 << 20))
+                        if not skipped:
+                            raise StoreError("git cat-file output broke off")
+                        left -= len(skipped)
+                    result.append((sha, kind, size))
+                    continue
                 data = out.read(size + 1)
                 if len(data) != size + 1:
                     raise StoreError("git cat-file output broke off")
-                result.append((parts[0].decode("ascii"), parts[1].decode("ascii"), data[:-1]))
+                result.append((sha, kind, data[:-1]))
         finally:
             writer.join()
             out.close()
@@ -351,3 +397,77 @@ class GitObjects(RepoBase):
             if isinstance(obj, Commit):
                 todo.extend(obj.parents)
         return False
+
+
+def _loose_size(path: str) -> int:
+    """The size in the header of a loose object (``<type> <size>\\0``), inflating
+    only its first bytes."""
+    inflate = zlib.decompressobj()
+    head = b""
+    with open(path, "rb") as f:
+        while b"\0" not in head and len(head) < 64:
+            chunk = f.read(256)
+            if not chunk:
+                break
+            head += inflate.decompress(chunk, 64 - len(head))
+    _, _, rest = head.partition(b" ")
+    size, nul, _ = rest.partition(b"\0")
+    if not nul or not size.isdigit():
+        raise StoreError(f"loose object {path} has a damaged header")
+    return int(size)
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    """A delta header's size: 7 bits a byte, least significant first."""
+    value = shift = 0
+    while True:
+        if pos >= len(data):
+            raise StoreError("a pack delta header is truncated")
+        byte = data[pos]
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        pos += 1
+        if not byte & 0x80:
+            return value, pos
+
+
+def _packed_size(pack_path: str, offset: int) -> int:
+    """The size of the object at ``offset`` of a pack: from the entry header, or
+    for a delta, the target size the delta's first inflated bytes give."""
+    with open(pack_path, "rb") as f:
+        f.seek(offset)
+        head = f.read(64)
+        if not head:
+            raise StoreError(f"pack {pack_path} is truncated")
+        byte = head[0]
+        kind = (byte >> 4) & 7
+        size = byte & 0x0F
+        shift, pos = 4, 1
+        while byte & 0x80:
+            if pos >= len(head):
+                raise StoreError(f"pack {pack_path} has a damaged entry header")
+            byte = head[pos]
+            size |= (byte & 0x7F) << shift
+            shift += 7
+            pos += 1
+        if kind not in (6, 7):  # not a delta: the header holds the size
+            return size
+        if kind == 6:  # OFS_DELTA: a negative offset, 7 bits a byte, most significant first
+            while head[pos] & 0x80:
+                pos += 1
+            pos += 1
+        else:  # REF_DELTA: the base's 20-byte name
+            pos += 20
+        f.seek(offset + pos)
+        inflate = zlib.decompressobj()
+        delta = b""
+        while len(delta) < 20:
+            chunk = f.read(256)
+            if not chunk:
+                break
+            delta += inflate.decompress(chunk, 20 - len(delta))
+            if inflate.eof:
+                break
+        _, pos = _varint(delta, 0)  # the base's size
+        target, _ = _varint(delta, pos)
+        return target

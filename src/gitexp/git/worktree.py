@@ -45,6 +45,26 @@ class GitWorktree(RepoBase):
         """Check out an existing branch."""
         self._switch([name])
 
+    def switch_back(self, branch: str | None, commit: str) -> None:
+        """Check out again what was checked out before a switch: ``branch``, or
+        ``commit`` detached when HEAD was. For undoing a switch whose follow-up
+        failed: tracked files had no uncommitted changes before it, so any
+        change to them now is the follow-up's, and is discarded."""
+        target = [branch] if branch is not None else ["--detach", commit]
+        self._switch(["--discard-changes", *target])
+
+    def delete_branch(self, name: str, commit: str) -> bool:
+        """Delete branch ``name`` if it still points at ``commit``
+        (compare-and-swap, like ``git update-ref -d``); False when it moved."""
+        ref = f"refs/heads/{name}"
+        proc = subprocess.run(
+            ["git", "update-ref", "-d", ref, commit],
+            cwd=self.work_tree or self.git_dir,
+            env=_git_env(),
+            capture_output=True,
+        )
+        return proc.returncode == 0
+
     def _switch(self, args: list[str]) -> None:
         if shutil.which("git") is None:
             raise GitExpError("the git command is not installed or not on PATH")

@@ -11,6 +11,9 @@ from typing import Any
 from gitexp.errors import FormatError, InvalidName
 from gitexp.records.names import _HEX_RE, ROLES, _has_control, _not_utf8, has_surrogates
 
+FILE_MODES = (0o100644, 0o100755)  # a file, an executable file
+DIR_MODE = 0o040000
+
 
 def normalize_artifact_path(path: str) -> str:
     """Normalise a manifest path; refuse absolute paths and ``..`` components."""
@@ -21,7 +24,7 @@ def normalize_artifact_path(path: str) -> str:
     if has_surrogates(path):
         raise InvalidName(_not_utf8("artifact path", path), path)
     text = path.replace("\\", "/")
-    if text.startswith("/") or re.match(r"^[A-Za-z]:/", text):
+    if text.startswith("/") or re.match(r"[A-Za-z]:/", text):
         raise InvalidName(f"artifact path {path!r} is absolute; give a relative name", path)
     parts = [p for p in PurePosixPath(text).parts if p not in ("", ".")]
     if any(p == ".." for p in parts):
@@ -76,7 +79,7 @@ class ArtifactEntry:
             role = str(data.get("role", "output"))
         except (KeyError, TypeError, ValueError) as exc:
             raise FormatError(f"artifacts.json: malformed entry {data!r}: {exc}") from exc
-        if not _HEX_RE.match(digest):
+        if not _HEX_RE.fullmatch(digest):
             raise FormatError(f"artifacts.json: {path}: {digest!r} is not a BLAKE3 hex digest")
         if size < 0:
             raise FormatError(f"artifacts.json: {path}: negative size")
@@ -85,6 +88,9 @@ class ArtifactEntry:
         kind = str(data.get("kind", "file"))
         if kind not in ("file", "dir"):
             raise FormatError(f"artifacts.json: {path}: unknown kind {kind!r}")
+        if mode not in ((DIR_MODE,) if kind == "dir" else FILE_MODES):
+            allowed = "40000" if kind == "dir" else "100644 or 100755"
+            raise FormatError(f"artifacts.json: {path}: mode {data.get('mode')!r} is not {allowed}")
         files = data.get("files")
         source = data.get("source")
         if (files is not None and not isinstance(files, int)) or (

@@ -40,8 +40,28 @@ def to_jsonable(value: Any, key: str = "") -> Any:
     numpy scalars and arrays, dates, paths, enums, sets and tuples have a
     natural JSON form; NaN and infinities become the strings ``"NaN"``,
     ``"Infinity"`` and ``"-Infinity"``. Anything else is refused rather than
-    stored as an unreadable repr.
+    stored as an unreadable repr, and so is a value nested deeper than
+    MAX_DEPTH or one that contains itself (never a RecursionError).
     """
+    return _jsonable(value, key, 0, set())
+
+
+def _nested(key: str, depth: int, active: set[int], value: Any) -> int:
+    """Enter a container: its depth, refusing one too deep or already open."""
+    if id(value) in active:
+        raise InvalidValue(f"param {_short_key(key)!r}: the value contains itself", key)
+    if depth >= MAX_DEPTH:
+        raise InvalidValue(
+            f"param {_short_key(key)!r}: the value nests deeper than {MAX_DEPTH} levels", key
+        )
+    return depth + 1
+
+
+def _short_key(key: str) -> str:
+    return key if len(key) <= 80 else key[:40] + "..." + key[-37:]
+
+
+def _jsonable(value: Any, key: str, depth: int, active: set[int]) -> Any:
     if isinstance(value, str):
         if has_surrogates(value):
             raise InvalidValue(f"param {key!r}: " + _not_utf8("text", value[:40]), key)
@@ -52,6 +72,42 @@ def to_jsonable(value: Any, key: str = "") -> Any:
         return value
     if isinstance(value, float):
         return _encode_float(value)
+    if isinstance(value, (Mapping, list, tuple, set, frozenset)):
+        inner = _nested(key, depth, active, value)
+        active.add(id(value))
+        try:
+            return _container(value, key, inner, active)
+        finally:
+            active.discard(id(value))
+    if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
+        return value.isoformat()
+    if isinstance(value, _dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, PurePath):  # text like any other: surrogates are refused
+        return _jsonable(str(value), key, depth, active)
+    if isinstance(value, enum.Enum):
+        return _jsonable(value.value, key, depth, active)
+    # numpy without importing it: scalars have .item(), arrays have .tolist()
+    module = type(value).__module__
+    if module == "numpy":
+        dtype = getattr(value, "dtype", None)
+        if dtype is not None and dtype.kind == "f" and dtype.itemsize < 8:
+            # float16/float32: the shortest decimal that reads back as the same value,
+            # as numpy prints it (np.float32(0.1) -> 0.1, not 0.10000000149011612)
+            if value.ndim == 0:
+                return _encode_float(float(str(value)))
+            inner = _nested(key, depth, active, value)
+            return [_jsonable(v, f"{key}[{i}]", inner, active) for i, v in enumerate(value)]
+        if hasattr(value, "tolist"):
+            return _jsonable(value.tolist(), key, depth, active)
+    raise InvalidValue(
+        f"param {key!r}: a {type(value).__name__} has no JSON form "
+        "(convert it to a number, text, list or dict first)",
+        key,
+    )
+
+
+def _container(value: Any, key: str, depth: int, active: set[int]) -> Any:
     if isinstance(value, Mapping):
         out = {}
         for k, v in value.items():
@@ -63,44 +119,26 @@ def to_jsonable(value: Any, key: str = "") -> Any:
             if has_surrogates(k):
                 raise InvalidValue(f"param {key!r}: " + _not_utf8("key", k), key)
             sub = f"{key}.{k}" if key else k
-            out[k] = to_jsonable(v, sub)
+            out[k] = _jsonable(v, sub, depth, active)
         return out
     if isinstance(value, (list, tuple)):
-        return [to_jsonable(v, f"{key}[{i}]") for i, v in enumerate(value)]
-    if isinstance(value, (set, frozenset)):
-        items = [to_jsonable(v, key) for v in value]
-        return sorted(items, key=lambda x: json.dumps(x, sort_keys=True))
-    if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
-        return value.isoformat()
-    if isinstance(value, _dt.timedelta):
-        return value.total_seconds()
-    if isinstance(value, PurePath):  # text like any other: surrogates are refused
-        return to_jsonable(str(value), key)
-    if isinstance(value, enum.Enum):
-        return to_jsonable(value.value, key)
-    # numpy without importing it: scalars have .item(), arrays have .tolist()
-    module = type(value).__module__
-    if module == "numpy":
-        dtype = getattr(value, "dtype", None)
-        if dtype is not None and dtype.kind == "f" and dtype.itemsize < 8:
-            # float16/float32: the shortest decimal that reads back as the same value,
-            # as numpy prints it (np.float32(0.1) -> 0.1, not 0.10000000149011612)
-            if value.ndim == 0:
-                return _encode_float(float(str(value)))
-            return [to_jsonable(v, f"{key}[{i}]") for i, v in enumerate(value)]
-        if hasattr(value, "tolist"):
-            return to_jsonable(value.tolist(), key)
-    raise InvalidValue(
-        f"param {key!r}: a {type(value).__name__} has no JSON form "
-        "(convert it to a number, text, list or dict first)",
-        key,
-    )
+        return [_jsonable(v, f"{key}[{i}]", depth, active) for i, v in enumerate(value)]
+    items = [_jsonable(v, key, depth, active) for v in value]  # a set
+    return sorted(items, key=lambda x: json.dumps(x, sort_keys=True))
 
 
 # bounds on a document read from git: runs arrive from other people's clones, and
 # a small file must not cost unbounded memory, time or stack
 MAX_DOC_BYTES = 64 << 20
 MAX_DEPTH = 100
+# run.json and env.json are small (a command line, times, tags, notes; versions and
+# selected variables): a bound far below the others, since every listing reads run.json
+DOC_LIMITS = {"run.json": 8 << 20, "env.json": 8 << 20}
+
+
+def doc_limit(name: str) -> int:
+    """The most bytes a run-tree document ``name`` may hold (writers and readers)."""
+    return DOC_LIMITS.get(name, MAX_DOC_BYTES)
 
 
 def _refuse_constant(token: str) -> Any:
@@ -159,16 +197,18 @@ def compact_json(data: Any) -> bytes:
         ).encode("ascii")
 
 
-def parse_json(data: bytes, what: str) -> Any:
+def parse_json(data: bytes, what: str, limit: int | None = None) -> Any:
     """Parse a JSON file from a run tree or raise FormatError naming it.
 
-    Bounded: at most MAX_DOC_BYTES, nesting at most MAX_DEPTH deep, integers
-    within Python's digit limit, and no bare ``NaN`` / ``Infinity`` tokens
+    Bounded: at most ``limit`` bytes (see :func:`doc_limit`), nesting at most
+    MAX_DEPTH deep, integers within Python's digit limit, and no bare ``NaN`` / ``Infinity`` tokens
     (canonical JSON never writes them), so that a hostile document is one
     FormatError, never a RecursionError, an OverflowError or a hang.
     """
-    if len(data) > MAX_DOC_BYTES:
-        raise FormatError(f"{what} is {len(data)} bytes, more than {MAX_DOC_BYTES} allowed")
+    if limit is None:
+        limit = MAX_DOC_BYTES
+    if len(data) > limit:
+        raise FormatError(f"{what} is {len(data)} bytes, more than {limit} allowed")
     try:
         value = json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
     except RecursionError:
@@ -202,6 +242,11 @@ def set_dotted(target: dict[str, Any], key: str, value: Any) -> None:
     if has_surrogates(key):
         raise InvalidValue(_not_utf8("param name", key), key)
     parts = key.split(".")
+    # the document's own object, one per dotted part below it, then the value's
+    if len(parts) + json_depth(value) > MAX_DEPTH:
+        raise InvalidValue(
+            f"param {_short_key(key)!r}: the value nests deeper than {MAX_DEPTH} levels", key
+        )
     node = target
     for part in parts[:-1]:
         nxt = node.get(part)

@@ -35,9 +35,9 @@ ROLES = ("output", "input", "log", "config", "code")
 MAX_NAME_LEN = 200
 MAX_KEY_LEN = 250
 
-_RUN_ID_RE = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6,}$")
+_RUN_ID_RE = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{6,}")  # always fullmatch
 _BAD_REF_CHARS = set(" ~^:?*[\\\x7f")
-_HEX_RE = re.compile(r"^[0-9a-f]{64}$")
+_HEX_RE = re.compile(r"[0-9a-f]{64}")  # always fullmatch
 
 
 def _has_control(text: str) -> bool:
@@ -95,7 +95,7 @@ def validate_experiment(name: str) -> str:
             raise InvalidName(
                 f"experiment name {shown}: a component may not start with '.' or '-'", name
             )
-        if _RUN_ID_RE.match(part):
+        if _RUN_ID_RE.fullmatch(part):
             raise InvalidName(
                 f"experiment name {shown}: a component may not have the shape of a run id", name
             )
@@ -139,18 +139,23 @@ def validate_tag(tag: str) -> str:
     return tag
 
 
+MAX_NOTE_BYTES = 1 << 20  # run.json, which holds the notes, stays far below its bound
+
+
 def validate_note(text: Any) -> str:
-    """A note: any text that a UTF-8 file can hold."""
+    """A note: any text that a UTF-8 file can hold, up to a MiB."""
     if not isinstance(text, str):
         raise InvalidValue(f"a note is text, not {type(text).__name__}")
     if has_surrogates(text):
         raise InvalidValue(_not_utf8("note", text[:40]))
+    if len(text) > MAX_NOTE_BYTES // 4 and len(text.encode("utf-8")) > MAX_NOTE_BYTES:
+        raise InvalidValue(f"a note is at most {MAX_NOTE_BYTES:,} bytes (UTF-8)")
     return text
 
 
 def is_run_id(text: str) -> bool:
     """True when ``text`` has the shape of a generated run id."""
-    return bool(_RUN_ID_RE.match(text))
+    return bool(_RUN_ID_RE.fullmatch(text))
 
 
 def new_run_id(now: _dt.datetime | None = None) -> str:

@@ -15,6 +15,7 @@ from gitexp.errors import (
     RemoteError,
     RunNotFound,
     StoreError,
+    UsageError,
 )
 from gitexp.git import GitRepo, SyncStatus
 from gitexp.records import NAMESPACE, ExpRef
@@ -87,13 +88,14 @@ def _not_a_run(repo: GitRepo, sha: str, name: str) -> str:
         found = repo.lookup_path(info.tree, fmt.RUN_JSON)
         if found is None:
             return "not a git-exp run (no run.json)"
-        run = fmt.parse_json(repo.read_blob(found[1]), fmt.RUN_JSON)
+        limit = fmt.doc_limit(fmt.RUN_JSON)
+        run = fmt.parse_json(repo.read_blob(found[1], limit), fmt.RUN_JSON, limit)
         if not isinstance(run, dict):
             return "run.json is not an object"
         fmt.check_version(run, "the run")
         found = repo.lookup_path(info.tree, fmt.PARAMS_JSON)
         if found is not None and not isinstance(
-            fmt.parse_json(repo.read_blob(found[1]), fmt.PARAMS_JSON), dict
+            fmt.parse_json(repo.read_blob(found[1], fmt.MAX_DOC_BYTES), fmt.PARAMS_JSON), dict
         ):
             return "params.json is not an object"
     except StoreError as exc:
@@ -120,16 +122,24 @@ def _moved(name: str, old: str | None, new: str, ok: bool, status: SyncStatus) -
 
 
 def fetch(
-    store: ExpStore, remote: str | None = None, progress: ProgressFn = no_progress
+    store: ExpStore,
+    remote: str | None = None,
+    progress: ProgressFn = no_progress,
+    prefix: str = NAMESPACE,
 ) -> FetchResult:
-    """Bring the remote's runs into ``refs/experiments/``; never overwrite diverged ones."""
+    """Bring the remote's runs into ``refs/experiments/``; never overwrite diverged ones.
+
+    ``prefix``: only the runs whose refs start with it (one run's full ref, say:
+    a sweep's driver takes each trial's run as it ends)."""
+    if not prefix.startswith(NAMESPACE):
+        raise UsageError(f"fetch: {prefix!r} is not under {NAMESPACE}")
     repo = store.repo
     rem = resolve_remote(repo, remote)
     result = FetchResult(rem)
     progress(Progress("fetching runs"))
     remote_refs = repo.fetch(
         rem.url,
-        NAMESPACE,
+        prefix,
         ssh_command=rem.ssh_command,
         progress=lambda text: progress(Progress("fetching runs", text=text)),
     )
@@ -290,9 +300,12 @@ def download_objects(
     files: list[tuple[str, str]] = []
     dirs: list[tuple[str, str]] = []
     optional: set[str] = set()  # listings of directories whose files were not stored
+    sizes: dict[str, int] = {}  # the most bytes each may hold: downloads stop past it
     for name, sha in targets:
         short = name[len(NAMESPACE) :]
         objs = run_objects(store.repo, sha, short)
+        for key, size in objs.sizes.items():
+            sizes[key] = max(size, sizes.get(key, 0))
         result.refused += objs.refused
         files += objs.files
         dirs += objs.dirs
@@ -303,7 +316,7 @@ def download_objects(
         if cas.has(key):
             return True
         try:
-            n = remote_store.download(cas, key)
+            n = remote_store.download(cas, key, size=sizes.get(key))
         except IntegrityError as exc:
             run, _, path = label.partition(": ")
             result.refused.append(Refusal(run, path, str(exc)))
@@ -329,6 +342,8 @@ def download_objects(
             result.refused.append(Refusal(run, path, str(exc).removeprefix(label + ": ")))
             continue
         files += [(k, f"{label}/{p}") for p, k, _, _ in rows]
+        for _, k, size, _ in rows:
+            sizes[k] = max(size, sizes.get(k, 0))
     first: dict[str, str] = {}
     for key, label in files:
         first.setdefault(key, label)
@@ -341,7 +356,7 @@ def download_objects(
     def fetch_one(item: tuple[str, str]) -> tuple[str, str, BaseException | int]:
         key, label = item
         try:
-            return key, label, remote_store.download(cas, key, meter.add_bytes)
+            return key, label, remote_store.download(cas, key, meter.add_bytes, sizes.get(key))
         except (IntegrityError, ObjectMissing) as exc:
             return key, label, exc
         finally:

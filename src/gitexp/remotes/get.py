@@ -22,6 +22,7 @@ from gitexp.errors import (
 from gitexp.records import ArtifactEntry
 from gitexp.remotes.config import STORE_KEY, open_store, resolve_remote
 from gitexp.remotes.objects import (
+    listing_bound,
     listing_files,
     manifest_entries,
 )
@@ -92,7 +93,7 @@ def get(
     remote_store: RemoteStore | None = None
     downloaded = 0
 
-    def ensure(key: str, label: str) -> None:
+    def ensure(key: str, label: str, size: int) -> None:
         nonlocal remote_store, downloaded
         if store.cas.has(key):
             return
@@ -113,8 +114,11 @@ def get(
                     f"{STORE_KEY} <url>)",
                     key,
                 )
-        if remote_store.download(store.cas, key):
-            downloaded += 1
+        try:  # the manifest's size bounds what is read
+            if remote_store.download(store.cas, key, size=size):
+                downloaded += 1
+        except IntegrityError as exc:
+            raise IntegrityError(f"{label}: {exc}", exc.expected, exc.got) from None
 
     label = f"{ref.short}: {entry.path}"
     name = inner or entry.path
@@ -123,7 +127,7 @@ def get(
         if entry.kind == "file":
             key, mode, size = entry.blake3, entry.mode, entry.size
         else:
-            ensure(entry.blake3, label)
+            ensure(entry.blake3, label, listing_bound(entry))
             rows = listing_files(store.cas.get_bytes(entry.blake3), label)
             match = [r for r in rows if r[0] == inner]
             if not match:
@@ -133,16 +137,16 @@ def get(
             raise TargetExists(f"{target} exists", target)
         if os.path.isdir(target):
             raise UsageError(f"{target} is a directory")
-        ensure(key, label)
+        ensure(key, label, size)
         store.cas.restore(key, target, mode)
         return GetResult(ref.short, entry, target, 1, size, downloaded)
     # a whole directory entry: every file into a fresh directory, swapped in at the end
-    ensure(entry.blake3, label)
+    ensure(entry.blake3, label, listing_bound(entry))
     rows = listing_files(store.cas.get_bytes(entry.blake3), label)
     if os.path.lexists(target) and not force:
         raise TargetExists(f"{target} exists", target)
-    for i, (_, key, _, _) in enumerate(rows):
-        ensure(key, label)
+    for i, (_, key, size, _) in enumerate(rows):
+        ensure(key, label, size)
         progress(Progress("restoring", i + 1, len(rows)))
     parent = os.path.dirname(target)
     os.makedirs(parent, exist_ok=True)

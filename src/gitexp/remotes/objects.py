@@ -53,6 +53,20 @@ class Refusal:
         return f"{self.run}: {self.path}: {self.reason}"
 
 
+# the most bytes a line of a directory listing holds (mode, key, size, a path of
+# PATH_MAX), and the most a listing may hold whatever its manifest says
+LISTING_LINE = 4200
+LISTING_MAX = 1 << 30
+
+
+def listing_bound(entry: ArtifactEntry) -> int:
+    """The most bytes the listing of a directory entry can hold: what a download
+    of it may read before it is refused."""
+    if entry.files is None:
+        return fmt.MAX_DOC_BYTES
+    return min(LISTING_MAX, max(entry.files, 1) * LISTING_LINE)
+
+
 @dataclass
 class RunObjects:
     """The CAS objects a run's manifest needs."""
@@ -61,6 +75,13 @@ class RunObjects:
     dirs: list[tuple[str, str]] = field(default_factory=list)  # (listing key, label)
     optional: list[str] = field(default_factory=list)  # listings of unstored dirs
     refused: list[Refusal] = field(default_factory=list)
+    # the most bytes each object may hold (manifest sizes, listing bounds): a
+    # download stops past it
+    sizes: dict[str, int] = field(default_factory=dict)
+
+    def bound(self, key: str, size: int) -> None:
+        """Note that ``key`` holds at most ``size`` bytes (the largest claim wins)."""
+        self.sizes[key] = max(size, self.sizes.get(key, 0))
 
 
 def manifest_entries(
@@ -72,7 +93,8 @@ def manifest_entries(
     if found is None:
         return [], []
     try:
-        data = fmt.parse_json(repo.read_blob(found[1]), f"{run}: {ARTIFACTS_JSON}")
+        limit = fmt.doc_limit(ARTIFACTS_JSON)
+        data = fmt.parse_json(repo.read_blob(found[1], limit), f"{run}: {ARTIFACTS_JSON}", limit)
     except StoreError as exc:
         return [], [Refusal(run, ARTIFACTS_JSON, str(exc))]
     if not isinstance(data, list):
@@ -101,11 +123,13 @@ def run_objects(repo: GitRepo, sha: str, run: str) -> RunObjects:
     for e in entries:
         label = f"{run}: {e.path}"
         if e.kind == "dir":
+            out.bound(e.blake3, listing_bound(e))
             if e.stored:
                 out.dirs.append((e.blake3, label))
             else:
                 out.optional.append(e.blake3)
         elif e.stored:
+            out.bound(e.blake3, e.size)
             out.files.append((e.blake3, label))
     return out
 
@@ -117,8 +141,8 @@ def listing_files(data: bytes, label: str) -> list[tuple[str, str, int, int]]:
     """
     try:
         rows = parse_dir_listing(data)
-    except (ValueError, UnicodeDecodeError, InvalidName) as exc:
-        raise IntegrityError(f"{label}: the directory listing does not parse: {exc}") from exc
+    except StoreError as exc:
+        raise IntegrityError(f"{label}: {exc}") from exc
     for path, _key, _size, _mode in rows:
         try:
             norm = fmt.normalize_artifact_path(path)
@@ -141,7 +165,7 @@ def referenced_keys(store: ExpStore, refs: dict[str, str]) -> list[str]:
             keys.append(listing)
             try:
                 rows = parse_dir_listing(store.cas.get_bytes(listing))
-            except (StoreError, ValueError, InvalidName):
+            except StoreError:
                 continue  # not here (counted by the caller) or damaged (refused later)
             keys += [k for _, k, _, _ in rows]
         keys += [k for k in objs.optional if store.cas.has(k)]

@@ -14,7 +14,7 @@ from gitexp.errors import (
     UsageError,
 )
 from gitexp.git import RefPush
-from gitexp.records import NAMESPACE
+from gitexp.records import NAMESPACE, validate_experiment
 from gitexp.remotes.config import Remote, is_url, open_store, resolve_remote
 from gitexp.remotes.objects import (
     each_in_pool,
@@ -55,8 +55,10 @@ class PushResult:
 
 def _select_refs(store: ExpStore, runs: Iterable[str], experiment: str | None) -> dict[str, str]:
     runs = list(runs)
-    if runs and experiment:
+    if runs and experiment is not None:
         raise UsageError("give either runs or -e EXPERIMENT, not both")
+    if experiment is not None:
+        validate_experiment(experiment)
     if runs:
         out: dict[str, str] = {}
         for address in runs:

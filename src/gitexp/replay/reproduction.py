@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
 from gitexp import records as fmt
@@ -26,6 +26,7 @@ def reproduce_run(
     *,
     rtol: float | None = None,
     atol: float | None = None,
+    ignore_metrics: Sequence[str] | None = None,
     allow_input_drift: bool = False,
     keep: bool = False,
     repeat: int = 1,
@@ -38,12 +39,19 @@ def reproduce_run(
 
     ``repeat``: replay that many times, one new run each; the verdict is that of
     the replay furthest from the original, with every replay listed and the
-    spread of each metric across replays (see :func:`combine_replays`)."""
+    spread of each metric across replays (see :func:`combine_replays`).
+
+    ``ignore_metrics``: glob patterns of final metrics left out of the verdict;
+    None takes the repository's ``exp.reproduce.ignoreMetric`` values (git
+    config, multi-valued), so a metric that measures wall-clock time is named
+    once per repository."""
     for name, value in (("rtol", rtol), ("atol", atol)):
         if value is not None and (not math.isfinite(value) or value < 0):
             raise InvalidValue(f"{name} must be a finite number >= 0, not {value}", name)
     if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
         raise InvalidValue(f"repeat must be a whole number >= 1, not {repeat}", "repeat")
+    if ignore_metrics is None:
+        ignore_metrics = store.repo.config_get_all("exp", "reproduce", "ignoreMetric")
     plan = plan_replay(store, address, allow_input_drift)
     check(plan)
     original = store.read(fmt.ExpRef.from_ref(plan.ref), plan.sha)
@@ -52,7 +60,9 @@ def reproduce_run(
         new, kept, work = replay(
             store, plan, keep=keep, stdout=stdout, stderr=stderr, environ=environ
         )
-        verdicts.append(compare_replay(store, original, new, rtol, atol, plan.paths(work)))
+        verdicts.append(
+            compare_replay(store, original, new, rtol, atol, plan.paths(work), ignore_metrics)
+        )
         verdicts[-1]["kept_dir"] = kept
     verdict = combine_replays(verdicts, rtol, atol) if repeat > 1 else verdicts[0]
     verdict["notes"] = [
@@ -63,7 +73,7 @@ def reproduce_run(
     ]
     if plan.seed is not None:
         verdict["notes"].insert(0, f"seed {plan.seed} {SEED_VIA[str(plan.seed_via)]}")
-    if not verdict["metrics"] and not verdict["outputs"]:
+    if not verdict["metrics"] and not verdict["outputs"] and not verdict["ignored_metrics"]:
         verdict["notes"].insert(
             0,
             "neither run logged metrics or output files: only their status and exit "
@@ -82,6 +92,7 @@ def reproduce(
     atol: float | None = None,
     allow_input_drift: bool = False,
     *,
+    ignore_metrics: Sequence[str] | None = None,
     keep: bool = False,
     dry_run: bool = False,
     stream: bool = False,
@@ -100,6 +111,9 @@ def reproduce(
         rtol, atol: tolerances for final metrics (``|a - b| <= atol + rtol * |a|``);
             without them only identical metrics and output files reproduce.
         allow_input_drift: replay even when inputs recorded by hash only changed.
+        ignore_metrics: glob patterns of final metrics to leave out of the verdict
+            (a metric that measures wall-clock time, say); default: the
+            repository's ``exp.reproduce.ignoreMetric`` git config values.
         keep: keep the replay directory (its path is ``kept_dir`` in the result).
         dry_run: only plan: return what would be run, where, with which inputs.
         stream: copy the replay's stdout/stderr to this process's.
@@ -133,6 +147,7 @@ def reproduce(
             run,
             rtol=rtol,
             atol=atol,
+            ignore_metrics=ignore_metrics,
             allow_input_drift=allow_input_drift,
             keep=keep,
             repeat=repeat,

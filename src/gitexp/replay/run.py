@@ -25,7 +25,7 @@ from collections.abc import Iterator, Mapping
 from typing import IO, Any
 
 from gitexp import records as fmt
-from gitexp.cas import parse_dir_listing
+from gitexp.cas import contained_path, parse_dir_listing
 from gitexp.errors import CannotReproduce, CommandNotFound, ReplayInterrupted, StoreError
 from gitexp.records import ArtifactEntry
 from gitexp.replay.paths import external_path, external_root, remap_text, remap_value
@@ -59,16 +59,14 @@ def _unwind_on_signals() -> Iterator[None]:
 
 
 def _safe_dest(work: str, rel: str) -> str:
-    """``work/rel``, refusing a place reached through a symlink out of ``work``."""
-    dest = os.path.join(work, *rel.split("/"))
-    real_work = os.path.realpath(work)
-    probe = os.path.dirname(dest)
-    while not os.path.lexists(probe):
-        probe = os.path.dirname(probe)
-    real = os.path.realpath(probe)
-    if real != real_work and not real.startswith(real_work + os.sep):
-        raise CannotReproduce(f"{rel}: the code links this path outside the replay directory")
-    return dest
+    """``work/rel``, refusing a place reached through a symlink out of ``work``
+    (the check ``checkout-code`` makes too: :func:`gitexp.cas.contained_path`)."""
+    try:
+        return contained_path(work, rel)
+    except StoreError as exc:
+        raise CannotReproduce(
+            f"{rel}: the code links this path outside the replay directory ({exc})"
+        ) from None
 
 
 def _clear(path: str) -> None:

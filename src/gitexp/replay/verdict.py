@@ -9,6 +9,7 @@ several replays of one run.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import math
 from collections.abc import Sequence
@@ -79,8 +80,13 @@ def compare_replay(
     rtol: float | None = None,
     atol: float | None = None,
     paths: Sequence[tuple[str, str]] = (),
+    ignore_metrics: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The verdict on a replay ``new`` of ``original``, as JSON-ready data.
+
+    ``ignore_metrics``: glob patterns (``fnmatch``) of final metrics left out of
+    the verdict, such as one that measures wall-clock time; the keys left out
+    are listed in ``ignored_metrics``.
 
     ``paths``: (original, replay) absolute paths the replay was pointed at instead
     (:meth:`ReplayPlan.paths`): the work tree the original ran in and its own
@@ -132,8 +138,9 @@ def compare_replay(
         {k: v for k, v in r.summary.final_values().items() if not fmt.is_system_metric(k)}
         for r in (original, new)
     )
+    ignored = sorted(k for k in set(ma) | set(mb) if ignored_metric(k, ignore_metrics))
     metrics: list[dict[str, Any]] = []
-    for key in sorted(set(ma) | set(mb)):
+    for key in sorted((set(ma) | set(mb)) - set(ignored)):
         a, b = ma.get(key), mb.get(key)
         if a is None:
             status = "new"
@@ -221,11 +228,20 @@ def compare_replay(
         if diverging and not differs and not env_differs:
             first = [m for m in metrics if m.get("first_divergent_step") is not None]
             earliest = min((m["first_divergent_step"] for m in first), default=None)
-            explanations.append(
-                f"{NOT_DETERMINISTIC}: the run is not deterministic (unseeded random numbers, "
-                "time- or order-dependent code, threads, non-deterministic GPU kernels)"
-                + (f"; first divergence at step {earliest}" if earliest is not None else "")
-            )
+            at = f"; first divergence at step {earliest}" if earliest is not None else ""
+            if verdict == "reproduced_within_tolerance":
+                # the verdict stands: say why the values moved without contradicting it
+                explanations.append(
+                    f"{', '.join(diverging)} moved within the tolerance: the run is not "
+                    "bit-for-bit deterministic (unseeded random numbers, time- or "
+                    "order-dependent code, threads, non-deterministic GPU kernels)" + at
+                )
+            else:
+                explanations.append(
+                    f"{NOT_DETERMINISTIC}: the run is not deterministic (unseeded random "
+                    "numbers, time- or order-dependent code, threads, non-deterministic "
+                    "GPU kernels)" + at
+                )
         if "inputs" in differs:
             explanations.append("the inputs differ from the recorded ones")
         if "code_tree" in differs:
@@ -248,10 +264,16 @@ def compare_replay(
         "status": run_status,
         "fingerprint": fingerprint,
         "metrics": metrics,
+        "ignored_metrics": ignored,
         "outputs": outputs,
         "env": env,
         "explanations": explanations,
     }
+
+
+def ignored_metric(key: str, patterns: Sequence[str]) -> bool:
+    """True when ``key`` matches one of the glob ``patterns`` (``time/*``, ``*_seconds``)."""
+    return any(fnmatch.fnmatchcase(key, p) for p in patterns)
 
 
 def combine_replays(

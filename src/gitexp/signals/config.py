@@ -122,10 +122,10 @@ def load(
     conf_hooks: list[str] = []
     if repo is not None:
         cfg.cwd = repo.work_tree or repo.git_dir
-        conf_rules = repo.config_get_all(SECTION, "rule", SUB)
-        conf_hooks = repo.config_get_all(SECTION, "webhook", SUB)
+        conf_rules = repo.config_get_all(SECTION, SUB, "rule")
+        conf_hooks = repo.config_get_all(SECTION, SUB, "webhook")
         try:
-            on = repo.config_get_all(SECTION, "on", SUB)
+            on = repo.config_get_all(SECTION, SUB, "on")
             if on and events is None:
                 cfg.events, cfg.explicit = parse_events(on), True
             age = repo.config_get(SECTION, "stalled", SUB)

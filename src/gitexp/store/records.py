@@ -19,7 +19,7 @@ from gitexp.records import (
     Summary,
 )
 
-_SHA_RE = re.compile(r"^[0-9a-f]{40}$")
+_SHA_RE = re.compile(r"[0-9a-f]{40}")  # always fullmatch
 
 
 # ------------------------------------------------------------------ deltas
@@ -153,7 +153,7 @@ class RunStart:
             )
         except (KeyError, TypeError, ValueError, GitExpError) as exc:
             raise FormatError(f"start.json is malformed: {exc}") from exc
-        if not _SHA_RE.match(start.code_commit):
+        if not _SHA_RE.fullmatch(start.code_commit):
             raise FormatError("start.json is malformed: code_commit is not a commit id")
         return start
 

@@ -28,6 +28,7 @@ from gitexp.errors import (
     FormatError,
     GitExpError,
     InvalidName,
+    InvalidValue,
     ObjectMissing,
     RunConflict,
     RunNotFound,
@@ -58,7 +59,7 @@ from gitexp.store.spool import (
     rmdir_quiet,
     spool_mtime,
 )
-from gitexp.store.validate import LISTING_FILES, parse_record, record_from
+from gitexp.store.validate import LISTING_FILES, parse_record, read_manifest, record_from
 
 MAX_RETRIES = 50
 BATCH_READS = 32  # read_listings of this many runs or more goes through git cat-file
@@ -239,6 +240,11 @@ class ExpStore:
                 raise RunNotFound(f"no run at {ref}")
         return parse_record(self.repo, ref, sha)
 
+    def read_artifacts(self, ref: ExpRef, sha: str) -> list[ArtifactEntry]:
+        """The manifest of the run commit ``sha``: what it needs of the artifact
+        store (for gc, which reads every commit of every run)."""
+        return read_manifest(self.repo, ref, sha)
+
     def read_listing(self, ref: ExpRef, sha: str) -> RunRecord:
         """Read what a listing shows of a run (run.json, params, summary, code):
         its ``env``, ``artifacts`` and ``segments`` are left empty. For the catalog."""
@@ -272,23 +278,30 @@ class ExpStore:
         parsed: list[tuple[str, dict[str, tuple[int, str]]] | None] = []
         wanted: list[str] = []
         for got in trees:
-            if got is None or got[1] != "tree":
+            if got is None or got[1] != "tree" or isinstance(got[2], int):
                 parsed.append(None)
                 continue
             entries = self.repo.parse_tree(got[2])
             parsed.append((got[0], entries))
             wanted += [entries[n][1] for n in LISTING_FILES if n in entries]
         unique = list(dict.fromkeys(wanted))
+        most = max(fmt.doc_limit(name) for name in LISTING_FILES)
         blobs = {
             sha: got[2]
-            for sha, got in zip(unique, self.repo.cat_batch(unique))
+            for sha, got in zip(unique, self.repo.cat_batch(unique, most))
             if got is not None and got[1] == "blob"
         }
 
-        def read_blob(sha: str) -> bytes:
+        def read_blob(sha: str, limit: int) -> bytes:
             if sha not in blobs:
                 raise ObjectMissing(f"git object {sha} is missing from the repository", sha)
-            return blobs[sha]
+            got = blobs[sha]
+            size = got if isinstance(got, int) else len(got)
+            if size > limit or isinstance(got, int):
+                raise FormatError(
+                    f"git object {sha[:12]} is {size:,} bytes, more than {limit:,} allowed"
+                )
+            return got
 
         out: list[tuple[ExpRef, str, RunRecord | GitExpError]] = []
         for (ref, sha), p in zip(items, parsed):
@@ -332,14 +345,17 @@ class ExpStore:
 
     def read_metrics(self, record: RunRecord) -> Any:
         """All metric points of a run as one Arrow table (segments concatenated)."""
-        from gitexp.metrics import concat, from_parquet
+        from gitexp.metrics import MAX_SEGMENT_BYTES, concat, from_parquet
 
-        return concat(
-            [
-                from_parquet(self.repo.read_blob(sha), f"run {record.ref.short}: metrics/{name}")
-                for name, sha in record.segments
-            ]
-        )
+        tables = []
+        for name, sha in record.segments:
+            where = f"run {record.ref.short}: metrics/{name}"
+            try:
+                data = self.repo.read_blob(sha, MAX_SEGMENT_BYTES)
+            except FormatError as exc:
+                raise FormatError(f"{where}: {exc}") from None
+            tables.append(from_parquet(data, where))
+        return concat(tables)
 
     # --------------------------------------------------------------- write
     def start_state(
@@ -463,8 +479,15 @@ class ExpStore:
         code = delta.code if delta.code is not None else rec.code
         env = delta.env if delta.env is not None else rec.env
         run["fingerprint"] = self._fingerprint(run, params, code, artifacts.values())
+        run_json = fmt.canonical_json(run)
+        if len(run_json) > fmt.doc_limit(RUN_JSON):  # readers would refuse it
+            raise InvalidValue(
+                f"run {ref.short}: run.json would be {len(run_json):,} bytes, more than the "
+                f"{fmt.doc_limit(RUN_JSON):,} a reader accepts (its notes, tags or command "
+                "line are too long); nothing was written"
+            )
         changes: dict[str, Any] = {
-            RUN_JSON: fmt.canonical_json(run),
+            RUN_JSON: run_json,
             PARAMS_JSON: fmt.canonical_json(params),
             SUMMARY_JSON: fmt.canonical_json(summary.to_json()),
             ARTIFACTS_JSON: fmt.canonical_json(fmt.manifest_to_json(artifacts.values())),

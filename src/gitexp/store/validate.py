@@ -21,6 +21,7 @@ from gitexp.records import (
     PARAMS_JSON,
     RUN_JSON,
     SUMMARY_JSON,
+    ArtifactEntry,
     ExpRef,
     Summary,
 )
@@ -42,6 +43,40 @@ def parse_record(repo: GitRepo, ref: ExpRef, sha: str, listing: bool = False) ->
 LISTING_FILES = (RUN_JSON, PARAMS_JSON, SUMMARY_JSON, CODE_JSON)  # what a listing reads
 
 
+def read_document(
+    read_blob: Callable[[str, int], bytes], blob: str, name: str, where: str
+) -> bytes:
+    """The bytes of the run-tree document ``name`` (blob ``blob``), refused with a
+    FormatError naming it when larger than its bound, before they are read."""
+    try:
+        return read_blob(blob, fmt.doc_limit(name))
+    except FormatError as exc:
+        raise FormatError(f"{where}: {name}: {exc}") from None
+
+
+def read_manifest(repo: GitRepo, ref: ExpRef, sha: str) -> list[ArtifactEntry]:
+    """What a run commit needs of the artifact store: its manifest, once its
+    ``run.json`` says it is a format this release reads (a newer one may need
+    anything). Nothing else of the tree is read: a malformed summary or tags
+    change nothing of what the commit refers to (``gc`` reads every commit of
+    every run this way)."""
+    info = repo.commit_info(sha)
+    entries = repo.read_tree(info.tree)
+    where = f"run {ref.short} ({sha[:12]})"
+    if RUN_JSON not in entries:
+        raise FormatError(f"{where} has no run.json: it is not a git-exp run")
+    data = read_document(repo.read_blob, entries[RUN_JSON][1], RUN_JSON, where)
+    run = fmt.parse_json(data, f"{where}: {RUN_JSON}", fmt.doc_limit(RUN_JSON))
+    if not isinstance(run, dict):
+        raise FormatError(f"{where}: run.json is not an object")
+    fmt.check_version(run, where)
+    if ARTIFACTS_JSON not in entries:
+        return []
+    name = ARTIFACTS_JSON
+    data = read_document(repo.read_blob, entries[name][1], name, where)
+    return fmt.manifest_from_json(fmt.parse_json(data, f"{where}: {name}", fmt.doc_limit(name)))
+
+
 def check_run(repo: GitRepo, ref: ExpRef, sha: str) -> None:
     """Raise FormatError (or StoreError) when the commit ``sha`` is not a run every
     git-exp reader can read as ``ref``: the checks of :meth:`ExpStore.read`, all of
@@ -55,17 +90,21 @@ def record_from(
     sha: str,
     tree: str,
     entries: Mapping[str, tuple[int, str]],
-    read_blob: Callable[[str], bytes],
+    read_blob: Callable[[str, int], bytes],
     listing: bool,
 ) -> RunRecord:
-    """A run record from its tree's entries; every check of a run tree is here."""
+    """A run record from its tree's entries; every check of a run tree is here.
+
+    ``read_blob(sha, limit)`` refuses (FormatError) a blob larger than ``limit``
+    before reading it: each document has its bound (:func:`records.doc_limit`).
+    """
     where = f"run {ref.short} ({sha[:12]})"
 
     def load(name: str, default: Any) -> Any:
         if name not in entries:
             return default
-        data = read_blob(entries[name][1])
-        value = fmt.parse_json(data, f"{where}: {name}")
+        data = read_document(read_blob, entries[name][1], name, where)
+        value = fmt.parse_json(data, f"{where}: {name}", fmt.doc_limit(name))
         if name in (RUN_JSON, PARAMS_JSON, SUMMARY_JSON) and _SURROGATE_ESCAPE.search(data):
             # git-exp writes names, tags, params and metric keys as valid Unicode
             # only; a tree from elsewhere that escapes lone surrogates cannot be

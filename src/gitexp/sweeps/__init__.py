@@ -1,9 +1,14 @@
-"""Hyperparameter sweeps: grid, random, successive halving and Hyperband searches
-whose trials are ordinary git-exp runs.
+"""Hyperparameter sweeps: grid, random, successive halving, Hyperband and Optuna
+searches whose trials are ordinary git-exp runs.
 
 - :mod:`gitexp.sweeps.spec`: the sweep file (YAML, TOML, JSON), checked up front.
 - :mod:`gitexp.sweeps.methods`: configurations, budgets, who goes on to the next rung.
+- :mod:`gitexp.sweeps.studies`: ``method: optuna`` and ``gitexp.OptunaCallback``.
+- :mod:`gitexp.sweeps.live`: a running trial's metric, as a pruner reads it.
 - :mod:`gitexp.sweeps.driver`: runs the jobs on an executor, records, resumes.
+- :mod:`gitexp.sweeps.cluster`: the Dask executor (driver side);
+  :mod:`gitexp.sweeps.worker`: what a Dask worker runs for a trial.
+- :mod:`gitexp.sweeps.notebook`: ``gitexp.sweep()``, trials that are a function.
 - :mod:`gitexp.sweeps.record`: the sweep in git, ``refs/sweeps/<id>``.
 
 docs/sweeps.md is the user's guide; docs/format.md describes the record.
@@ -17,12 +22,14 @@ from typing import Any
 
 from gitexp.sweeps.driver import Progress, SweepResult, resume, start, sweep_tag
 from gitexp.sweeps.methods import iter_brackets_text, plan
+from gitexp.sweeps.notebook import TrialPruned
 from gitexp.sweeps.spec import Spec, load_spec, parse_spec
 
 __all__ = [
     "Progress",
     "Spec",
     "SweepResult",
+    "TrialPruned",
     "describe",
     "dry_run",
     "importance",

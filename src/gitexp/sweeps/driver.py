@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gitexp import records as fmt
 from gitexp.errors import ExecutorError, GitExpError, SpecError
@@ -29,6 +29,9 @@ from gitexp.store import ExpStore, RunDelta
 from gitexp.sweeps import methods as m
 from gitexp.sweeps import record as rec
 from gitexp.sweeps.spec import Spec, parse_spec
+
+if TYPE_CHECKING:
+    from gitexp.sweeps.studies import OptunaSearch
 
 RECORD_INTERVAL = 1.0  # seconds between sweep-record commits while trials finish
 DEFAULT_MAX_FAILURES = 3  # failed trials, with none finished, that stop a sweep
@@ -70,7 +73,10 @@ class SweepResult:
 
 class LocalExecutor:
     """``-j N`` trials at once on this machine: each trial's command is its own process,
-    supervised by one of N threads of the driver."""
+    supervised by one of N threads of the driver.
+
+    The other executors (:class:`gitexp.sweeps.cluster.DaskExecutor`) are built on
+    it: a driver thread per running trial, and hooks the driver calls."""
 
     name = "local"
 
@@ -82,26 +88,52 @@ class LocalExecutor:
         """Start ``fn(*args)`` in a free slot."""
         return self._pool.submit(fn, *args)
 
+    def facts(self) -> dict[str, Any]:
+        """What the sweep record keeps about the executor, beside its address."""
+        return {}
+
+    def check(self, store: ExpStore) -> None:
+        """What must hold before the sweep is recorded (a remote, say)."""
+
+    def prepare(self, driver: Driver) -> None:
+        """After the sweep is recorded, before its first trial."""
+
+    def run_trial(self, driver: Driver, job: m.Job) -> m.Outcome:
+        """Run one job (in an executor thread) and say what became of it."""
+        return driver.run_local_trial(job)
+
+    def sync(self, store: ExpStore) -> None:
+        """Bring the trials' runs into the driver's repository (resume reads them)."""
+
+    def pruned(self, driver: Driver, refs: Sequence[str]) -> None:
+        """The driver marked these runs pruned."""
+
+    def finish(self, driver: Driver) -> None:
+        """The sweep ended (or stopped): its last record is written."""
+
     def close(self, wait: bool = True) -> None:
         """Stop taking trials; with ``wait``, wait for the running ones."""
         self._pool.shutdown(wait=wait, cancel_futures=True)
 
 
-def make_executor(address: str, slots: int) -> LocalExecutor:
-    """The executor an ``--executor`` address names; ExecutorError when it cannot be used."""
-    if slots < 1:
+def make_executor(address: str, slots: int | None, remote: str | None = None) -> LocalExecutor:
+    """The executor an ``--executor`` address names; ExecutorError when it cannot be
+    used (unknown, not installed, not reachable). ``slots`` None: the executor's
+    own number (1 here; the cluster's worker threads for Dask)."""
+    if slots is not None and slots < 1:
         raise SpecError(f"-j must be at least 1, not {slots}")
     if address in ("", "local"):
-        return LocalExecutor(slots)
+        return LocalExecutor(slots or 1)
     scheme = address.split("://", 1)[0] if "://" in address else address
-    if scheme in ("dask", "ray"):
+    if scheme == "dask":
+        from gitexp.sweeps.cluster import DaskExecutor
+
+        return DaskExecutor(address, slots, remote)
+    if scheme == "ray":
         raise ExecutorError(
-            f"executor {address}: the {scheme} executor is not in this release yet "
-            "(use --executor local)"
+            f"executor {address}: the Ray executor is not in this release (use dask://HOST:PORT)"
         )
-    raise ExecutorError(
-        f"unknown executor {address!r} (local, dask://HOST:PORT or ray://HOST:PORT)"
-    )
+    raise ExecutorError(f"unknown executor {address!r} (local or dask://HOST:PORT)")
 
 
 # ---------------------------------------------------------------- helpers
@@ -122,6 +154,53 @@ def metric_value(summary: Any, metric: str | None) -> float | None:
     return None if value is None else float(value)
 
 
+def settle_outcome(
+    store: ExpStore, ref_name: str | None, status: str, exit_code: int | None, metric: str | None
+) -> m.Outcome:
+    """What a trial's ended run means to the sweep: finished with its metric
+    (a finished run that never logged the metric is marked ``failed``, in its
+    own repository ``store``), pruned with its last value, killed or failed."""
+    if ref_name is None:
+        return m.Outcome(m.FAILED, error=f"exit code {exit_code}")
+    if status not in ("finished", "pruned"):
+        state = m.KILLED if status == "killed" else m.FAILED
+        return m.Outcome(state, run=ref_name, error=f"exit code {exit_code}")
+    if metric is None:
+        return m.Outcome(m.FINISHED if status == "finished" else m.PRUNED, run=ref_name)
+    ref = ExpRef.from_ref(ref_name)
+    value = metric_value(store.read(ref).summary, metric)
+    if status == "pruned":
+        return m.Outcome(m.PRUNED, value, ref_name)
+    if value is None:
+        error = f"the trial never logged the sweep's metric {metric!r}"
+        store.update(ref, RunDelta(run={"status": "failed", "error": error}), "fail")
+        return m.Outcome(m.FAILED, run=ref_name, error=error)
+    return m.Outcome(m.FINISHED, value, ref_name)
+
+
+def make_watch(
+    metric: str, report: Callable[[list[tuple[int, float]]], bool]
+) -> Callable[[str, str], bool]:
+    """``watch(repo, ref)``: read the run's new points of ``metric`` and give them to
+    ``report``, which says whether to stop the trial. ``watch("", "")`` closes it."""
+    from gitexp.sweeps.live import LiveMetric
+
+    state: dict[str, LiveMetric] = {}
+
+    def watch(repo: str, ref: str) -> bool:
+        if not ref:
+            for live in state.values():
+                live.close()
+            state.clear()
+            return False
+        if ref not in state:
+            state[ref] = LiveMetric(repo, ref, metric)
+        points = state[ref].poll()
+        return bool(points) and report(points)
+
+    return watch
+
+
 def best_of(spec: Spec, entries: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
     """The best trial: among those with the metric, the largest budget first, then
     the best value (ties: the lower trial number)."""
@@ -130,6 +209,8 @@ def best_of(spec: Spec, entries: Sequence[Mapping[str, Any]]) -> dict[str, Any] 
         v = e.get("value")
         if e.get("state") not in (m.FINISHED, m.PROMOTED, m.PRUNED) or v is None:
             continue
+        if e.get("state") == m.PRUNED and spec.method == "optuna":
+            continue  # stopped part-way: its last value is not at the trial's budget
         if isinstance(v, float) and math.isnan(v):
             continue
         if best is None:
@@ -183,8 +264,15 @@ class Driver:
         self.reused = dict(reused or {})
         self.cwd = os.path.abspath(cwd or os.getcwd())
         self._trial: Callable[[m.Job], m.Outcome] = (
-            self._run_trial if trial is None else (lambda job: trial(self, job))
+            (lambda job: executor.run_trial(self, job))
+            if trial is None
+            else (lambda job: trial(self, job))
         )
+        self.search: OptunaSearch | None = None
+        if spec.method == "optuna":
+            from gitexp.sweeps.studies import OptunaSearch
+
+            self.search = OptunaSearch(spec, record.id)
         self.plan = m.plan(spec)
         total = sum(r.n for b in self.plan.brackets for r in b.rungs) or self.plan.trials
         self.progress = Progress(total)
@@ -195,6 +283,9 @@ class Driver:
         self.stopped: str | None = None
         self.warnings: list[str] = []
         self._last_write = 0.0
+        self._local = threading.local()
+        self._stores: list[ExpStore] = []
+        self._stores_lock = threading.Lock()
         self._gpus: queue.Queue[str] | None = None
         if gpus:
             self._gpus = queue.Queue()
@@ -213,8 +304,17 @@ class Driver:
         """``links.sweep`` of a trial's run."""
         return {"id": self.record.id, "trial": job.trial, "rung": job.rung, "bracket": job.bracket}
 
-    def _run_trial(self, job: m.Job) -> m.Outcome:
-        """Run one job as a tracked run; runs in an executor thread."""
+    def watcher(self, job: m.Job) -> Callable[[str, str], bool] | None:
+        """``watch(repo, ref)`` for a trial's command when a pruner watches the
+        sweep: it feeds the run's new metric points to the pruner and says
+        whether to stop the trial; None when nothing is watched."""
+        search, metric = self.search, self.spec.metric
+        if search is None or not search.prunes or metric is None:
+            return None
+        return make_watch(metric, lambda points: search.report(job.trial, points))
+
+    def run_local_trial(self, job: m.Job) -> m.Outcome:
+        """Run one job as a tracked run on this machine; runs in an executor thread."""
         from gitexp.runner import run_command
 
         spec = self.spec
@@ -224,6 +324,7 @@ class Driver:
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = gpu
         link = self.link(job)
+        watch = self.watcher(job)
         try:
             result = run_command(
                 spec.argv(params),
@@ -235,30 +336,38 @@ class Driver:
                 cwd=self.cwd,
                 extra={"links": {"sweep": link}},
                 code=self.code,
+                watch=None if watch is None else (lambda ref: watch(self.repo_path, ref)),
             )
         except GitExpError as exc:
             return m.Outcome(m.FAILED, error=str(exc))
         finally:
             if gpu is not None and self._gpus is not None:
                 self._gpus.put(gpu)
-        if result.status != "finished":
-            state = m.KILLED if result.status == "killed" else m.FAILED
-            return m.Outcome(state, run=result.ref, error=f"exit code {result.exit_code}")
-        return self.finished_outcome(result.ref)
+            if watch is not None:
+                watch("", "")  # closes what it opened
+        return settle_outcome(
+            self.thread_store(), result.ref, result.status, result.exit_code, spec.metric
+        )
 
     def finished_outcome(self, ref_name: str) -> m.Outcome:
         """The outcome of a trial whose run finished: its metric, or failed without one."""
-        metric = self.spec.metric
-        if metric is None:
-            return m.Outcome(m.FINISHED, run=ref_name)
-        with ExpStore(self.repo_path) as store:
-            ref = ExpRef.from_ref(ref_name)
-            value = metric_value(store.read(ref).summary, metric)
-            if value is None:
-                error = f"the trial never logged the sweep's metric {metric!r}"
-                store.update(ref, RunDelta(run={"status": "failed", "error": error}), "fail")
-                return m.Outcome(m.FAILED, run=ref_name, error=error)
-        return m.Outcome(m.FINISHED, value, ref_name)
+        return settle_outcome(self.thread_store(), ref_name, "finished", 0, self.spec.metric)
+
+    def thread_store(self) -> ExpStore:
+        """This executor thread's own store on the sweep's repository (stores are
+        not shared between threads); all are closed when the sweep ends."""
+        store: ExpStore | None = getattr(self._local, "store", None)
+        if store is None:
+            store = self._local.store = ExpStore(self.repo_path)
+            with self._stores_lock:
+                self._stores.append(store)
+        return store
+
+    def _close_stores(self) -> None:
+        with self._stores_lock:
+            for store in self._stores:
+                store.close()
+            self._stores.clear()
 
     # ------------------------------------------------------------ a batch
     def evaluate(self, jobs: Sequence[m.Job]) -> dict[tuple[int, int], m.Outcome]:
@@ -268,7 +377,12 @@ class Driver:
         for job in jobs:
             if job.key in self.reused:
                 got = self.reused[job.key]
-                out[job.key] = m.Outcome(got.state, got.value, got.run, got.error, reused=True)
+                out[job.key] = m.Outcome(
+                    got.state, got.value, got.run, got.error, reused=True, params=got.params
+                )
+                if self.search is not None and got.params is not None:
+                    job = m.Job(job.trial, got.params, job.budget, job.rung, job.bracket)
+                    self.search.add_recorded(got.params, got, got.intermediate)
                 self._ended(job, out[job.key], write=False)
             else:
                 todo.append(job)
@@ -278,8 +392,10 @@ class Driver:
         running: dict[cf.Future[m.Outcome], m.Job] = {}
         try:
             while pending or running:
-                while pending and len(running) < self.executor.slots and not self.stopped:
+                while pending and len(running) < self.executor.slots and not self._halted():
                     job = pending.pop()
+                    if self.search is not None:
+                        job = self.search.ask(job)  # Optuna picks the configuration now
                     running[self.executor.submit(self._trial, job)] = job
                     self.record.set_trial(_entry(job, self.spec, "running"))
                     self.progress.running += 1
@@ -295,12 +411,18 @@ class Driver:
                         outcome = fut.result()
                     except Exception as exc:  # a bug in a trial's supervision: the trial failed
                         outcome = m.Outcome(m.FAILED, error=f"{type(exc).__name__}: {exc}")
+                    if self.search is not None:
+                        self.search.tell(job, outcome)
                     out[job.key] = outcome
                     self._ended(job, outcome)
         except BaseException:
             self.executor.close(wait=False)
             raise
         return out
+
+    def _halted(self) -> bool:
+        """No more trials start: the sweep stopped, or the search has nothing new."""
+        return bool(self.stopped) or (self.search is not None and self.search.exhausted)
 
     def _ended(self, job: m.Job, outcome: m.Outcome, write: bool = True) -> None:
         self.record.set_trial(_entry(job, self.spec, outcome.state, outcome))
@@ -336,6 +458,13 @@ class Driver:
                     self.store.update(
                         ExpRef.from_ref(ref), RunDelta(run={"status": "pruned"}), "prune"
                     )
+        refs = [
+            str(self.record._trials[j.key].get("run"))
+            for j in pruned
+            if self.record._trials[j.key].get("run")
+        ]
+        if refs:
+            self.executor.pruned(self, refs)
         for job in promoted:
             self.record._trials[job.key]["state"] = m.PROMOTED
         self._write_record(f"rung done: {len(promoted)} promoted, {len(pruned)} pruned")
@@ -364,19 +493,33 @@ class Driver:
         if threading.current_thread() is threading.main_thread():
             previous = signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
+            try:
+                self.executor.prepare(self)
+            except GitExpError as exc:
+                self.record.data["status"] = "failed"
+                self.record.data["reason"] = str(exc)
+                self._write_record("failed before its first trial")
+                raise
             m.run_plan(self.spec, self.plan, self.evaluate, self.on_rung)
         except KeyboardInterrupt:
             self.record.data["status"] = "interrupted"
             self._write_record("interrupted")
+            with contextlib.suppress(GitExpError):
+                self.executor.finish(self)
             raise
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
         self.executor.close()
+        self._close_stores()  # the executor's threads are done with them
         status = "failed" if self.stopped else "finished"
         self.record.data["status"] = status
         self.record.data["reason"] = self.stopped
         self._write_record(status)
+        try:
+            self.executor.finish(self)
+        except GitExpError as exc:
+            self.warnings.append(f"the sweep's record was not shared: {exc}")
         best = self.record.data.get("best")
         return SweepResult(self.record.id, status, best, self.progress, self.warnings, self.stopped)
 
@@ -420,25 +563,49 @@ def new_record(
     return rec.SweepRecord(sweep_id, data, None, spec_file)
 
 
-def check_before_start(spec: Spec, cwd: str) -> None:
-    """What must hold before any trial starts: the program exists."""
+def check_before_start(spec: Spec, cwd: str, executor: str = "local") -> None:
+    """What must hold before any trial starts: the program exists (on this machine,
+    for the local executor), Optuna and the sampler and pruner named (method optuna)."""
     from gitexp.runner import check_program
 
-    if "{" not in spec.command[0]:
+    if spec.method == "optuna":
+        from gitexp.sweeps import studies
+
+        studies.check(spec)
+    if executor in ("", "local") and "{" not in spec.command[0]:
         check_program(list(spec.command), cwd)
 
 
-def recorded_outcomes(store: ExpStore, sweep_id: str) -> dict[tuple[int, int], m.Outcome]:
+def _flat_params(spec: Spec, nested: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A run's params as the sweep names them (``a.b`` is nested in params.json)."""
+    out: dict[str, Any] = {}
+    for p in spec.parameters:
+        node: Any = nested
+        for part in p.name.split("."):
+            if not isinstance(node, Mapping) or part not in node:
+                return None
+            node = node[part]
+        out[p.name] = node
+    return out
+
+
+def recorded_outcomes(
+    store: ExpStore, sweep_id: str, spec: Spec | None = None
+) -> dict[tuple[int, int], m.Outcome]:
     """What the trial runs of a sweep say happened, by (trial, rung): the runs
     that ended (finished, failed, pruned) are kept; crashed, killed or still
-    running ones are run again on resume."""
+    running ones are run again on resume. With ``spec`` of an Optuna sweep, each
+    outcome also carries its configuration (and, with a pruner, its metric by
+    step), for the sampler and pruner to learn from."""
     from gitexp.leaderboard import Query, leaderboard
+    from gitexp.metrics import series
 
     metric_spec = rec.read(store.repo, sweep_id).data.get("metric") or {}
     metric = metric_spec.get("name") if isinstance(metric_spec, dict) else None
     board = leaderboard(store, Query(tags=[sweep_tag(sweep_id)], columns=["id", "ref", "status"]))
     out: dict[tuple[int, int], m.Outcome] = {}
     rank = {m.FINISHED: 3, "pruned": 3, m.FAILED: 2}
+    optuna = spec is not None and spec.method == "optuna"
     for row in board.rows:
         status = row.get("status")
         if status not in rank:
@@ -457,7 +624,17 @@ def recorded_outcomes(store: ExpStore, sweep_id: str) -> dict[tuple[int, int], m
         if state == m.FINISHED and metric is not None and value is None:
             state, error = m.FAILED, f"the trial never logged the sweep's metric {metric!r}"
         if key not in out or rank[status] > rank.get(out[key].state, 0):
-            out[key] = m.Outcome(state, value, str(ref), error)
+            got = m.Outcome(state, value, str(ref), error)
+            if optuna and spec is not None:
+                got.params = _flat_params(spec, run.params)
+                if spec.pruner and metric is not None:
+                    steps, values = series(store.read_metrics(run), metric)
+                    got.intermediate = {
+                        int(st): float(v)
+                        for st, v in zip(steps, values)
+                        if st is not None and v is not None
+                    }
+            out[key] = got
     return out
 
 
@@ -467,26 +644,45 @@ def start(
     repo: str = ".",
     spec_name: str | None = None,
     spec_bytes: bytes | None = None,
-    jobs: int = 1,
+    jobs: int | None = None,
     executor: str = "local",
+    remote: str | None = None,
     gpus: Sequence[str] = (),
     on_start: Callable[[str], None] | None = None,
     on_progress: Callable[[Progress], None] | None = None,
 ) -> SweepResult:
-    """Run a new sweep: check everything, record it, tell ``on_start`` its id, run it."""
+    """Run a new sweep: check everything, record it, tell ``on_start`` its id, run it.
+
+    ``executor``: ``local`` or ``dask://HOST:PORT`` (whose workers share runs
+    through ``remote``, by default the one ``git exp push`` uses)."""
     cwd = os.getcwd()
-    check_before_start(spec, cwd)
-    pool = make_executor(executor, jobs)
-    with ExpStore(repo) as store:
-        store.repo.require_head()
-        record = new_record(spec, spec_name, spec_bytes, executor=executor, jobs=jobs)
-        driver = Driver(store, spec, record, pool, gpus, on_progress, cwd=cwd)
-        record.data["trials_planned"] = driver.progress.total
-        with rec.driving(store.repo, record.id):
-            driver._write_record("created")
-            if on_start is not None:
-                on_start(record.id)
-            return driver.run()
+    check_before_start(spec, cwd, executor)
+    if gpus and executor not in ("", "local"):
+        raise SpecError(
+            "GPUs are handed out by the local executor; a cluster's workers use their own "
+            "CUDA_VISIBLE_DEVICES"
+        )
+    if spec.method == "optuna":
+        from gitexp.sweeps import studies
+
+        studies.quiet()
+    pool = make_executor(executor, jobs, remote)
+    try:
+        with ExpStore(repo) as store:
+            store.repo.require_head()
+            pool.check(store)
+            record = new_record(
+                spec, spec_name, spec_bytes, executor=executor, jobs=pool.slots, **pool.facts()
+            )
+            driver = Driver(store, spec, record, pool, gpus, on_progress, cwd=cwd)
+            record.data["trials_planned"] = driver.progress.total
+            with rec.driving(store.repo, record.id):
+                driver._write_record("created")
+                if on_start is not None:
+                    on_start(record.id)
+                return driver.run()
+    finally:
+        pool.close(wait=False)
 
 
 def resume(
@@ -495,6 +691,7 @@ def resume(
     repo: str = ".",
     jobs: int | None = None,
     executor: str | None = None,
+    remote: str | None = None,
     gpus: Sequence[str] = (),
     on_start: Callable[[str], None] | None = None,
     on_progress: Callable[[Progress], None] | None = None,
@@ -511,11 +708,27 @@ def resume(
                     "again with the same seed; git exp sweep resume runs sweeps of commands"
                 )
             spec = parse_spec(record.data.get("spec"), f"sweep {sweep_id}")
-            reused = recorded_outcomes(store, sweep_id)
-            jobs = jobs or int(record.data.get("jobs") or 1)
             address = executor or str(record.data.get("executor") or "local")
-            pool = make_executor(address, jobs)
-            driver = Driver(store, spec, record, pool, gpus, on_progress, reused, cwd=os.getcwd())
-            if on_start is not None:
-                on_start(record.id)
-            return driver.run()
+            check_before_start(spec, os.getcwd(), address)
+            if spec.method == "optuna":
+                from gitexp.sweeps import studies
+
+                studies.quiet()
+            jobs = jobs or (int(record.data.get("jobs") or 1) if address == "local" else None)
+            was = record.data.get("remote")
+            if remote is None and isinstance(was, dict) and address != "local":
+                remote = was.get("name") or was.get("url")
+            pool = make_executor(address, jobs, remote)
+            try:
+                pool.check(store)
+                pool.sync(store)  # trials that ended on workers after the driver stopped
+                reused = recorded_outcomes(store, sweep_id, spec)
+                record.data.update(executor=address, jobs=pool.slots, **pool.facts())
+                driver = Driver(
+                    store, spec, record, pool, gpus, on_progress, reused, cwd=os.getcwd()
+                )
+                if on_start is not None:
+                    on_start(record.id)
+                return driver.run()
+            finally:
+                pool.close(wait=False)

@@ -58,6 +58,8 @@ class Outcome:
     run: str | None = None  # the run's ref
     error: str | None = None
     reused: bool = False  # recorded before a resume: not run again
+    params: dict[str, Any] | None = None  # the configuration a resume found (method optuna)
+    intermediate: dict[int, float] | None = None  # its metric by step (for Optuna's pruner)
 
 
 Evaluate = Callable[[Sequence[Job]], Mapping[tuple[int, int], Outcome]]

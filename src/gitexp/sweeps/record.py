@@ -25,7 +25,7 @@ SWEEP_NAMESPACE = "refs/sweeps/"
 SWEEP_JSON = "sweep.json"
 SWEEP_FORMAT = 1
 MODE_BLOB = 0o100644
-_ID_RE = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6,}$")
+_ID_RE = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{6,}")  # always fullmatch
 SPEC_NAMES = {".yaml": "spec.yaml", ".yml": "spec.yaml", ".toml": "spec.toml", ".json": "spec.json"}
 
 
@@ -37,6 +37,7 @@ class SweepRecord:
     data: dict[str, Any]
     sha: str | None = None
     spec_file: tuple[str, bytes] | None = None  # (name in the tree, bytes)
+    written_code: str | None = None  # the code commit of the commit ``sha`` (a parent of it)
     _trials: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict, repr=False)
 
     @property
@@ -60,23 +61,35 @@ class SweepRecord:
 
 def validate_id(sweep_id: str) -> str:
     """A sweep id has the shape of a run id; anything else is no sweep here."""
-    if not isinstance(sweep_id, str) or not _ID_RE.match(sweep_id):
+    if not isinstance(sweep_id, str) or not _ID_RE.fullmatch(sweep_id):
         raise SweepNotFound(f"no sweep {sweep_id!r} (sweep ids look like 20261206-035400-1a2b3c)")
     return sweep_id
 
 
 def write(repo: GitRepo, record: SweepRecord, message: str) -> str:
-    """Commit the record on its ref (parent: the previous commit); return the sha."""
+    """Commit the record on its ref; return the sha.
+
+    The parents are the previous commit of the ref and, when the sweep's code
+    commit is new to the record (the first commit, or a resume after the code
+    changed), that code commit: like a run, pushing the sweep's ref pushes the
+    code its trials run (a Dask worker fetches it from there), and gc never
+    loses it.
+    """
     entries = {SWEEP_JSON: (MODE_BLOB, repo.write_blob(fmt.canonical_json(record.to_json())))}
     if record.spec_file is not None:
         name, raw = record.spec_file
         entries[name] = (MODE_BLOB, repo.write_blob(raw))
     tree = repo.write_tree(entries)
+    code = record.data.get("code_commit")
     for _ in range(20):
         old = repo.get_ref(record.ref)
-        sha = repo.write_commit(tree, [old] if old else [], message)
+        parents = [old] if old else []
+        if isinstance(code, str) and code != record.written_code and repo.has_object(code):
+            parents.append(code)
+        sha = repo.write_commit(tree, parents, message)
         if repo.set_ref(record.ref, old, sha, message):
             record.sha = sha
+            record.written_code = code if isinstance(code, str) else None
             return sha
     raise FormatError(f"could not update {record.ref}: it keeps moving")
 
@@ -131,7 +144,8 @@ def _parse(repo: GitRepo, sweep_id: str, sha: str) -> SweepRecord:
     entries = repo.read_tree(info.tree)
     if SWEEP_JSON not in entries:
         raise FormatError(f"sweep {sweep_id} ({sha[:12]}) has no {SWEEP_JSON}")
-    data = fmt.parse_json(repo.read_blob(entries[SWEEP_JSON][1]), f"sweep {sweep_id}: sweep.json")
+    raw = repo.read_blob(entries[SWEEP_JSON][1], fmt.MAX_DOC_BYTES)
+    data = fmt.parse_json(raw, f"sweep {sweep_id}: sweep.json")
     if not isinstance(data, dict):
         raise FormatError(f"sweep {sweep_id}: sweep.json is not an object")
     if data.get("format") != SWEEP_FORMAT:
@@ -144,8 +158,9 @@ def _parse(repo: GitRepo, sweep_id: str, sha: str) -> SweepRecord:
     spec_file = None
     for name in sorted(set(SPEC_NAMES.values())):
         if name in entries:
-            spec_file = (name, repo.read_blob(entries[name][1]))
-    record = SweepRecord(sweep_id, data, sha, spec_file)
+            spec_file = (name, repo.read_blob(entries[name][1], fmt.MAX_DOC_BYTES))
+    code = data.get("code_commit")
+    record = SweepRecord(sweep_id, data, sha, spec_file, code if isinstance(code, str) else None)
     for entry in trials:
         if isinstance(entry, dict) and isinstance(entry.get("trial"), int):
             record.set_trial(entry)
@@ -157,7 +172,7 @@ def list_ids(repo: GitRepo) -> dict[str, str]:
     out = {}
     for name, sha in repo.refs_under(SWEEP_NAMESPACE).items():
         sweep_id = name[len(SWEEP_NAMESPACE) :] if name.startswith(SWEEP_NAMESPACE) else name
-        if _ID_RE.match(sweep_id):
+        if _ID_RE.fullmatch(sweep_id):
             out[sweep_id] = sha
     return out
 

@@ -24,7 +24,7 @@ GOALS = ("maximize", "minimize")
 BUDGETED = ("successive_halving", "hyperband")
 SAMPLED = ("random", "successive_halving", "optuna")  # methods that need ``trials``
 MAX_TRIALS = 1_000_000
-_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")  # always fullmatch
 _PLACEHOLDER_RE = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
 _TOP_KEYS = {
     "experiment",
@@ -120,6 +120,8 @@ class Spec:
     sampler: str | None = None
     pruner: str | None = None
     max_failures: int | None = None
+    sampler_args: dict[str, Any] = field(default_factory=dict)
+    pruner_args: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -183,7 +185,7 @@ def _number(where: str, value: Any) -> float:
 
 
 def _param(name: str, body: Any) -> Param:
-    if not _NAME_RE.match(name):
+    if not _NAME_RE.fullmatch(name):
         raise SpecError(f"parameter name {name!r} is not a name (letters, digits, _ . -)")
     where = f"parameters.{name}"
     if not isinstance(body, dict) or not ({"distribution", "values", "value"} & set(body)):
@@ -238,7 +240,7 @@ def _budget(body: Any) -> Budget:
     if extra:
         raise SpecError(f"budget: unknown field {sorted(extra)[0]!r}")
     param = body.get("param")
-    if not isinstance(param, str) or not _NAME_RE.match(param):
+    if not isinstance(param, str) or not _NAME_RE.fullmatch(param):
         raise SpecError("budget.param must name the parameter that takes the budget")
     for key in ("min", "max"):
         if key not in body:
@@ -274,6 +276,27 @@ def _command(value: Any) -> tuple[str, ...]:
     return tuple(tokens)
 
 
+def _plugin(key: str, body: Any) -> tuple[str | None, dict[str, Any]]:
+    """``sampler``/``pruner``: a name (``tpe``, ``TPESampler``) or ``{name: NAME,
+    ARG: VALUE...}``; the name is checked against Optuna when the sweep starts."""
+    if body is None:
+        return None, {}
+    if isinstance(body, str):
+        name, args = body, {}
+    elif isinstance(body, dict) and isinstance(body.get("name"), str):
+        name, args = body["name"], {k: v for k, v in body.items() if k != "name"}
+    else:
+        raise SpecError(
+            f"{key} must be the name of an Optuna {key} or {{name: NAME, ...arguments}}"
+        )
+    if not _NAME_RE.match(name):
+        raise SpecError(f"{key} {name!r} is not the name of an Optuna {key}")
+    for arg in args:
+        if not isinstance(arg, str) or not _NAME_RE.match(arg):
+            raise SpecError(f"{key}: {arg!r} is not an argument name")
+    return name, fmt.to_jsonable(args, key)
+
+
 def parse_spec(data: Any, where: str = "sweep file", in_process: bool = False) -> Spec:
     """Check a sweep description (already parsed from its file) and return it.
 
@@ -287,7 +310,9 @@ def parse_spec(data: Any, where: str = "sweep file", in_process: bool = False) -
     method = data.get("method", "random")
     if method not in METHODS:
         raise SpecError(f"unknown method {method!r} (one of {', '.join(METHODS)})")
-    experiment = data.get("experiment") or fmt.DEFAULT_EXPERIMENT
+    experiment = data.get("experiment")
+    if experiment is None:  # absent: the default; empty text is refused below
+        experiment = fmt.DEFAULT_EXPERIMENT
     if not isinstance(experiment, str):
         raise SpecError("experiment must be text")
     fmt.validate_experiment(experiment)
@@ -359,9 +384,10 @@ def parse_spec(data: Any, where: str = "sweep file", in_process: bool = False) -
                     f"grid search needs 'values' for every searched parameter; {p.name} has "
                     f"a {p.kind} distribution (use method: random)"
                 )
-    for key in ("sampler", "pruner"):
-        if data.get(key) is not None and not isinstance(data[key], str):
-            raise SpecError(f"{key} must be the name of an Optuna {key}")
+    plugins = {key: _plugin(key, data.get(key)) for key in ("sampler", "pruner")}
+    for key, (plugin, _) in plugins.items():
+        if plugin is not None and method != "optuna":
+            raise SpecError(f"{key} is for method optuna, not {method}")
     max_failures = data.get("max_failures")
     if max_failures is not None and (
         isinstance(max_failures, bool) or not isinstance(max_failures, int) or max_failures < 1
@@ -377,8 +403,10 @@ def parse_spec(data: Any, where: str = "sweep file", in_process: bool = False) -
         budget=budget,
         trials=trials,
         seed=seed,
-        sampler=data.get("sampler"),
-        pruner=data.get("pruner"),
+        sampler=plugins["sampler"][0],
+        pruner=plugins["pruner"][0],
+        sampler_args=plugins["sampler"][1],
+        pruner_args=plugins["pruner"][1],
         max_failures=max_failures,
         raw=fmt.to_jsonable(data),
     )
