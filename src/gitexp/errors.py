@@ -31,6 +31,7 @@ callers catch the class they care about. The tree::
     │   └── SignatureError                    a commit could not be signed as git config asks
     ├── RunStateError                exit 7   an operation on a finished/foreign run, or one a
     │                                         model version's stage does not allow
+    │   └── RunStopped                        the run was stopped early: a metric became NaN
     ├── CannotReproduce              exit 8   ``reproduce`` could not replay the run
     │   │                                     (missing code commit or CAS object, input drift)
     │   ├── InputDrift                        inputs differ from the recorded hashes; ``drift``
@@ -75,6 +76,7 @@ __all__ = [
     "RunConflict",
     "RunNotFound",
     "RunStateError",
+    "RunStopped",
     "SignatureError",
     "SpecError",
     "StoreError",
@@ -260,6 +262,15 @@ class RunStateError(GitExpError):
     """An operation that the run's state does not allow."""
 
     exit_code = 7
+
+
+class RunStopped(RunStateError):
+    """The run was stopped early on purpose (a metric became NaN or infinite and the
+    run was asked to stop then): logging into it raises this. ``reason`` says why."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message
 
 
 class CannotReproduce(GitExpError):

@@ -342,6 +342,8 @@ def _run_columns(table: RunTable, query: Query, available: Iterable[str]) -> lis
         return [resolve_column(c, avail) for c in query.columns]
     present = table.columns()
     metric_cols = sorted(k for k in present if k.startswith("metrics."))
+    if not query.every_param:  # system/... metrics are shown when asked for by name
+        metric_cols = [k for k in metric_cols if not fmt.is_system_metric(k[len("metrics.") :])]
     if query.every_param:
         params = sorted(k for k in present if k.startswith("params."))
         return [*DEFAULT_COLUMNS, "tags", *params, *metric_cols]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
 import subprocess
 import time
@@ -431,16 +430,7 @@ def _remove_orphan_spools(store: ExpStore, min_age: float, dry_run: bool, now: f
 
 # ----------------------------------------------------------------------- rm
 
-_AGE_RE = re.compile(r"([0-9]+)\s*([smhdw])")  # always fullmatch
-_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-def parse_age(text: str) -> float:
-    """``30d``, ``12h``, ``2w`` -> seconds."""
-    m = _AGE_RE.fullmatch(text.strip())
-    if not m:
-        raise UsageError(f"age {text!r} is not a number with a unit s, m, h, d or w (e.g. 30d)")
-    return int(m.group(1)) * _AGE_UNITS[m.group(2)]
+parse_age = fmt.parse_age  # ``30d`` -> seconds (records.times)
 
 
 def select_for_removal(

@@ -21,14 +21,17 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from gitexp import records as fmt
 from gitexp.capture import CodeState, input_source, record_path
 from gitexp.errors import CommandNotFound, ConfigError, UsageError
 from gitexp.records import ArtifactEntry
-from gitexp.store import ExpStore
+from gitexp.store import ExpStore, list_spool, read_entry
 from gitexp.tracking import ENV_PATH_MAP, ENV_REPO, ENV_RUN_REF, ENV_WORK_TREE, create_run
+
+if TYPE_CHECKING:
+    from gitexp.signals import AlertConfig, RunSignals, Watcher
 
 # a second SIGINT this soon after the first is the same Ctrl-C (see _supervise)
 SIGINT_DEBOUNCE = 0.5
@@ -49,6 +52,7 @@ class RunResult:
 
 # a command a ``watch`` stops gets SIGTERM, then SIGKILL after this long
 STOP_GRACE = 5.0
+WATCH_INTERVAL = 0.5  # seconds between two looks at what the command logged (alerts)
 
 # after the command exits, how long its output may take to drain: past that, the pipes
 # are held by a process it left running in the background (`cmd &`), which is not waited for
@@ -236,6 +240,12 @@ def run_command(
     path_map: Mapping[str, str] | None = None,
     watch: Callable[[str], bool] | None = None,
     watch_interval: float = 0.25,
+    system_metrics: bool = True,
+    system_interval: float | None = None,
+    alert_rules: Sequence[str] = (),
+    alert_on: str | Sequence[str] | None = None,
+    alert_stalled: float | str | None = None,
+    stop_on_nan: bool = False,
 ) -> RunResult:
     """Run ``argv`` as a tracked run; return its status and exit code.
 
@@ -254,6 +264,15 @@ def run_command(
     runs (a sweep's pruner reads the run's live metrics there); when it returns
     True the command is stopped (SIGTERM, then SIGKILL after STOP_GRACE) and
     the run ends ``pruned``, with everything it logged kept.
+
+    ``system_metrics``: sample the command's process tree and the machine every
+    ``system_interval`` seconds as ``system/...`` metrics (this process samples; the
+    command itself never does). ``alert_rules``, ``alert_on``, ``alert_stalled`` and
+    ``stop_on_nan``: alerts, added to git config ``exp.alert.*`` (see
+    :func:`gitexp.signals.load`); this process watches what the command logs, so
+    watching costs the command nothing. With ``stop_on_nan`` a command whose metric
+    becomes NaN or infinite gets SIGTERM (SIGKILL STOP_GRACE later) and the run ends
+    ``failed`` with the reason.
     """
     env = dict(os.environ if environ is None else environ)
     cwd = os.path.abspath(cwd or os.getcwd())
@@ -272,9 +291,14 @@ def run_command(
         if not os.path.exists(p):
             raise UsageError(f"input {p}: no such file or directory")
 
+    if system_interval is not None and not system_interval > 0:
+        raise UsageError("the system metrics interval must be a positive number of seconds")
     store = ExpStore(repo)
     try:
         store.repo.require_head()  # before the config and inputs go to the CAS
+        from gitexp.signals import load
+
+        alerts = load(store.repo, alert_rules, alert_on, alert_stalled, stop_on_nan=stop_on_nan)
         entries = list(artifacts)
         warnings: list[str] = []
         if config:
@@ -325,9 +349,92 @@ def run_command(
             detach,
             watch,
             watch_interval,
+            _Signals(alerts, system_metrics, system_interval),
         )
     finally:
         store.close()
+
+
+@dataclass
+class _Signals:
+    """What the supervisor samples and watches for."""
+
+    alerts: AlertConfig
+    system_metrics: bool
+    interval: float | None
+
+
+class _Watch:
+    """The supervisor's view of what its command logs: every WATCH_INTERVAL, the
+    run's tip and the entries its writers spooled since, fed to the watcher.
+
+    A spool entry is fed once; when the tip moves (a checkpoint, the command's
+    last commit) the watcher's state is reset to the tip's summary plus the
+    entries the tip does not hold yet, so what was committed before it was seen
+    (the last points of a command that exits) is checked too.
+    """
+
+    def __init__(self, store: ExpStore, run: Any, watcher: Watcher) -> None:
+        self.store = store
+        self.run = run
+        self.watcher = watcher
+        self.tip: str | None = None
+        self.done: dict[str, int] = {}
+        self.seen: dict[tuple[str, int], Any] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="gitexp-watch", daemon=True)
+        self._reported = False
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(WATCH_INTERVAL):
+            self.once()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5.0)
+
+    def once(self) -> None:
+        """One look; a problem is said once and never stops the run."""
+        try:
+            self._look()
+        except Exception as exc:
+            if not self._reported:
+                self._reported = True
+                import logging
+
+                logging.getLogger("gitexp").warning("git-exp: alerts: cannot read the run: %s", exc)
+
+    def _look(self) -> None:
+        from gitexp.records import Summary
+
+        ref = self.run._ref
+        tip = self.store.repo.get_ref(str(ref))
+        if tip is not None and tip != self.tip:
+            rec = self.store.read_listing(ref, tip)
+            self.tip = tip
+            self.done = {k: int(v) for k, v in (rec.info.get("writers") or {}).items()}
+            self.seen = {k: d for k, d in self.seen.items() if k[1] > self.done.get(k[0], -1)}
+            self.watcher.set_run(rec.info, rec.params)
+            summary = rec.summary
+            for delta in self.seen.values():  # spooled, seen, not on the tip yet
+                summary = summary.merge(delta.summary)
+                self.watcher.observe(Summary(), delta.params, delta.tags_add, delta.tags_remove)
+            self.watcher.reset(summary)
+        for d, _, _ in self.store.writers_of(ref.run_id):
+            wid = os.path.basename(d)
+            for seq in list_spool(d):
+                if seq <= self.done.get(wid, -1) or (wid, seq) in self.seen:
+                    continue
+                delta = read_entry(d, seq)
+                if delta is None:
+                    continue  # committed meanwhile: the next look finds it on the tip
+                self.seen[(wid, seq)] = delta
+                self.watcher.observe(delta.summary, delta.params, delta.tags_add, delta.tags_remove)
+        self.watcher.tick()
 
 
 def _wait(
@@ -376,6 +483,7 @@ def _supervise(
     detach: bool = False,
     watch: Callable[[str], bool] | None = None,
     watch_interval: float = 0.25,
+    signals: _Signals | None = None,
 ) -> RunResult:
     env[ENV_RUN_REF] = run.ref
     env[ENV_REPO] = store.repo.work_tree or store.repo.git_dir
@@ -388,6 +496,7 @@ def _supervise(
     # handler for the first still runs, and Event.set() would deadlock on its own lock
     interrupted = [False]
     last_sigint = [-math.inf]
+    diverged: list[str | None] = [None]  # why the command was stopped on a NaN
 
     def on_signal(signum: int, frame: Any) -> None:
         interrupted[0] = True
@@ -421,6 +530,11 @@ def _supervise(
         except OSError as exc:
             run._finish("failed", error=f"could not start {argv[0]}: {exc.strerror}")
             raise CommandNotFound(f"cannot run {argv[0]}: {exc.strerror}") from exc
+        try:
+            live, watcher = _start_signals(run, store, proc, detach, signals, diverged)
+        except Exception as exc:  # the command runs on without system metrics or alerts
+            live, watcher = None, None
+            warnings.append(f"no system metrics or alerts for this run: {exc}")
         previous = {}
         in_main = threading.current_thread() is threading.main_thread()
         if in_main:
@@ -439,6 +553,8 @@ def _supervise(
                 pumps.append((t, src))
             stopped = _wait(proc, run.ref, watch, watch_interval, detach)
             code = proc.returncode
+            if live is not None:
+                live.stop_sampling()
             deadline = time.monotonic() + DRAIN_GRACE
             for t, _ in pumps:
                 t.join(max(0.0, deadline - time.monotonic()))
@@ -454,8 +570,14 @@ def _supervise(
             for t, pipe in pumps:  # drained; a pipe a pump still reads is left to it
                 if pipe is not None and not t.is_alive():
                     pipe.close()
+    if watcher is not None:
+        watcher.stop()
+        watcher.once()  # what the command committed as it ended
+    error: str | None = None
     if stopped:
         status, exit_code = "pruned", (128 - code if code < 0 else code)
+    elif diverged[0] is not None:
+        status, exit_code, error = "failed", (128 - code if code < 0 else code), diverged[0]
     elif code < 0:
         status, exit_code = "killed", 128 - code
     elif interrupted[0] and code != 0:
@@ -467,10 +589,80 @@ def _supervise(
         if not alive and d != run._writer.dir:
             store.replay(run._ref, d)
             shutil.rmtree(d, ignore_errors=True)
+    if watcher is not None:
+        crashed = code < 0 and not (interrupted[0] or stopped or diverged[0] is not None)
+        watcher.once()  # and what the spools of a command that died held
+        watcher.watcher.end(
+            status,
+            exit_code,
+            error,
+            event="crashed" if crashed else None,
+            detail=f"the command died of {_signal_name(-code)}" if code < 0 else "",
+        )
     logs = []
     for path, label in ((out_path, "stdout.log"), (err_path, "stderr.log")):
         logs.append(record_path(path, f"logs/{label}", "log", store.cas, True).entry)
     run._pending.artifacts += logs
     run._pending.run.update({"exit_code": exit_code})
-    run._finish(status)
+    run._finish(status, error=error)
     return RunResult(run.ref, run.id, run.experiment, status, exit_code, warnings, interrupted[0])
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def _start_signals(
+    run: Any,
+    store: ExpStore,
+    proc: subprocess.Popen[bytes],
+    detach: bool,
+    signals: _Signals | None,
+    diverged: list[str | None],
+) -> tuple[RunSignals | None, _Watch | None]:
+    """Sample the command's process tree, and watch what it logs, from here."""
+    if signals is None or not (signals.system_metrics or signals.alerts.watching):
+        return None, None
+    from gitexp.signals import DEFAULT_INTERVAL, RunSignals
+
+    def stop(reason: str) -> None:
+        diverged[0] = reason
+        _terminate(proc, detach, signal.SIGTERM)
+        timer = threading.Timer(STOP_GRACE, _terminate, (proc, detach, signal.SIGKILL))
+        timer.daemon = True
+        timer.start()
+
+    start = run._writer.start
+    info = dict(start.run) if start is not None else {}
+    if not info:
+        record = store.read(run._ref)
+        info = dict(record.info)
+    identity = {
+        "ref": run.ref,
+        "id": run.id,
+        "experiment": run.experiment,
+        "name": info.get("name"),
+        "host": info.get("host"),
+    }
+    sig = RunSignals(identity, run._record_alert, signals.alerts, stop, info, run._params)
+    run._signals = sig  # the run's finish waits (briefly) for alerts on their way
+    if signals.system_metrics:
+        sig.start_sampling(run._log_system, proc.pid, signals.interval or DEFAULT_INTERVAL)
+    watcher = None
+    if sig.watcher is not None:
+        watcher = _Watch(store, run, sig.watcher)
+        watcher.start()
+    return sig, watcher
+
+
+def _terminate(proc: subprocess.Popen[bytes], detach: bool, signum: int) -> None:
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if detach:
+            os.killpg(proc.pid, signum)
+        else:
+            proc.send_signal(signum)

@@ -81,4 +81,5 @@ def describe(
         "inputs": fmt.manifest_to_json(rec.inputs()),
         "code": rec.code,
         "env": rec.env,
+        "alerts": rec.alerts,
     }

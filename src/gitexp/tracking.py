@@ -27,7 +27,7 @@ import warnings
 import weakref
 from collections.abc import Iterable, Mapping
 from types import TracebackType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from gitexp import records as fmt
 from gitexp.capture import (
@@ -38,10 +38,13 @@ from gitexp.capture import (
     input_source,
     record_path,
 )
-from gitexp.errors import RunConflict, RunStateError, UsageError
+from gitexp.errors import RunConflict, RunStateError, RunStopped, UsageError
 from gitexp.metrics import MetricBuffer, release_memory, to_parquet
 from gitexp.records import ArtifactEntry, ExpRef
 from gitexp.store import ExpStore, RunDelta, SpoolWriter
+
+if TYPE_CHECKING:
+    from gitexp.signals import RunSignals, Watcher
 
 ENV_RUN_REF = "GITEXP_RUN_REF"
 ENV_REPO = "GITEXP_REPO"
@@ -244,6 +247,9 @@ class Run:
         self._work_tree: str | None = None  # set when the code runs outside the work tree
         self._path_map: dict[str, str] = {}  # restored input copies -> original paths
         self.warnings: list[str] = []
+        self._signals: RunSignals | None = None  # system sampler, alert watcher, delivery
+        self._feed: Watcher | None = None  # the watcher this run's own flushes feed
+        self._stop: str | None = None  # why logging must stop (a NaN with stop_on_nan)
 
     # ---------------------------------------------------------------- facts
     @property
@@ -295,6 +301,8 @@ class Run:
             return
         if self._finished:
             self._usable()
+        if self._stop is not None:
+            self._stopped()
         if hasattr(value, "__len__") and not isinstance(value, (str, bytes)):
             if timestamp is not None:
                 raise UsageError("log_metric takes a timestamp for one value, not for an array")
@@ -307,9 +315,15 @@ class Run:
         """Log several metrics at one step."""
         if not self._usable():
             return
+        if self._stop is not None:
+            self._stopped()
         if not isinstance(metrics, Mapping):
             raise UsageError("log_metrics takes a mapping of metric name to value")
         self._buffer.append_many(metrics, step, self._relieve)
+
+    def _stopped(self) -> NoReturn:
+        assert self._stop is not None
+        raise RunStopped(f"run {self.id} was {self._stop}", self._stop)
 
     def _relieve(self) -> None:
         """Past MAX_BUFFERED points (arrays logged faster than the background
@@ -362,6 +376,8 @@ class Run:
         """
         if self._finished:
             self._usable()
+        if self._stop is not None:
+            self._stopped()
         n = n_items if type(n_items) is int and n_items >= 0 else _item_count(n_items, name)
         rate = self._rates.get(name)
         if rate is None:
@@ -452,6 +468,70 @@ class Run:
             self._pending.notes.append({"time": fmt.iso(fmt.utc_now()) or "", "text": text})
             self._spool()
 
+    # --------------------------------------------------------------- alerts
+    def alert(self, title: str, text: str = "", level: str = "info") -> dict[str, Any] | None:
+        """Raise an alert: recorded in the run (``alerts.json``, durable when the
+        call returns) and sent in the background to the alert hook program and
+        webhooks (git config ``exp.alert.webhook``), never blocking this call.
+
+        ``level`` is ``info``, ``warning`` or ``error``. Returns the alert as
+        recorded (None in a forked child).
+        """
+        if not self._usable():
+            return None
+        entry = fmt.alert_entry(title, text, level, "user", fmt.iso(fmt.utc_now()) or "")
+        with self._io:
+            self._record_alert(entry)
+            self._spool()
+        self._alert_signals().deliver(entry)
+        return entry
+
+    def _record_alert(self, entry: dict[str, Any]) -> None:
+        """Add an alert to what is spooled next (alerts.json keeps MAX_ALERTS)."""
+        with self._io:
+            self._pending.alerts.append(entry)
+
+    def _alert_signals(self) -> RunSignals:
+        """This run's signals; made on first use from the repository's alert config."""
+        if self._signals is None:
+            from gitexp.signals import RunSignals, load
+
+            self._signals = RunSignals(self._identity(), self._record_alert, load(self._store.repo))
+        return self._signals
+
+    def _identity(self) -> dict[str, Any]:
+        return {"ref": self.ref, "id": self.id, "experiment": self.experiment}
+
+    def _start_signals(
+        self,
+        system_metrics: bool,
+        interval: float | None,
+        config: Any,
+        info: Mapping[str, Any],
+    ) -> None:
+        """Start sampling system metrics and watching for alerts (``start_run``)."""
+        from gitexp.signals import DEFAULT_INTERVAL, RunSignals
+
+        sig = RunSignals(
+            {**self._identity(), "name": info.get("name"), "host": info.get("host")},
+            self._record_alert,
+            config,
+            stop=self._stop_logging,
+            info=info,
+            params=self._params,
+        )
+        self._signals = sig
+        self._feed = sig.watcher
+        if system_metrics:
+            sig.start_sampling(self._log_system, None, interval or DEFAULT_INTERVAL)
+
+    def _log_system(self, values: dict[str, float], step: int) -> None:
+        if not (self._forked or self._finished):
+            self._buffer.append_many(values, step)
+
+    def _stop_logging(self, reason: str) -> None:
+        self._stop = reason
+
     def _warn(self, messages: list[str]) -> None:
         for m in messages:
             self.warnings.append(m)
@@ -500,6 +580,10 @@ class Run:
                     self._give_back(delta, table)
                     raise
                 self._last_spool = _clock()
+                if self._feed is not None:  # alerts it fires are spooled next time
+                    self._feed.observe(
+                        delta.summary, delta.params, delta.tags_add, delta.tags_remove
+                    )
                 if not self._buffer.pending():
                     return
 
@@ -548,6 +632,8 @@ class Run:
                     wrote = True
                 self._last_commit = now
             self._writer.touch()
+            if self._feed is not None:
+                self._feed.tick()
             if wrote:
                 release_memory()
         finally:
@@ -568,6 +654,9 @@ class Run:
         self._finish(status=status)
 
     def _finish(self, status: str, error: str | None = None, exit_code: int | None = None) -> None:
+        sig = self._signals
+        if sig is not None:
+            sig.stop_sampling()
         with self._io:
             if self._finished:
                 return
@@ -575,6 +664,11 @@ class Run:
                 self._spool(FINISH_DRAIN_POINTS)  # spool in small drains
                 release_memory()
             taken, table = self._take(FINISH_DRAIN_POINTS)
+            if self._feed is not None:  # the last points, then the end: in the last commit
+                self._feed.observe(taken.summary, taken.params, taken.tags_add, taken.tags_remove)
+                self._feed.end(status, exit_code, error)
+                fired, self._pending = self._pending, RunDelta()
+                taken.absorb(fired)
             delta = RunDelta()
             delta.absorb(taken)
             try:
@@ -592,6 +686,8 @@ class Run:
             if self in _active:
                 _active.remove(self)
         self._store.close()
+        if sig is not None:
+            sig.close()  # alerts still on their way: a bounded wait
 
     def _final_state(self, status: str, error: str | None, exit_code: int | None) -> dict[str, Any]:
         """The run.json fields a finish writes (an attached run's are the runner's)."""
@@ -742,6 +838,13 @@ def start_run(
     repo: str | os.PathLike[str] | None = None,
     command: list[str] | None = None,
     environ: Mapping[str, str] | None = None,
+    *,
+    system_metrics: bool = True,
+    system_interval: float | None = None,
+    alerts: Iterable[str] = (),
+    alert_on: str | Iterable[str] | None = None,
+    alert_stalled: float | str | None = None,
+    stop_on_nan: bool = False,
 ) -> Run:
     """Start recording a run, or attach to the one ``git exp run`` started.
 
@@ -753,6 +856,21 @@ def start_run(
         repo: a path inside the git repository (default: the working directory).
         command: the command line to record (default: this interpreter's argv).
         environ: the environment to read (default: ``os.environ``).
+        system_metrics: sample CPU, memory, disk and network I/O and GPUs of this
+            process and its children as ``system/...`` metrics, in a background thread.
+        system_interval: seconds between samples (default 5).
+        alerts: rules in the ``--where`` language (``"metrics.val_acc > 0.95"``): an
+            alert the first time one holds. Added to git config ``exp.alert.rule``.
+        alert_on: built-in events to alert on (``nan``, ``stalled``, ``finished``,
+            ``failed``, ``killed``, ``crashed``; default ``exp.alert.on``, else
+            nan, failed and crashed).
+        alert_stalled: an alert when no metric comes for this long (seconds or ``"30m"``).
+        stop_on_nan: when a metric becomes NaN or infinite, the next logging call
+            raises :class:`~gitexp.errors.RunStopped` (the run ends ``failed``).
+
+    Under ``git exp run`` the run is the command's: these options are the
+    command line's there (its supervisor samples the whole process tree and
+    watches for alerts), and those given here are ignored.
 
     Raises:
         NotARepository: outside a git repository.
@@ -770,9 +888,12 @@ def start_run(
     for key, value in (params or {}).items():
         fmt.set_dotted(clean_params, str(key), fmt.to_jsonable(value, str(key)))
     tag_list = sorted({fmt.validate_tag(t) for t in (tags or [])})
+    if system_interval is not None and not system_interval > 0:
+        raise UsageError("system_interval must be a positive number of seconds")
     store = ExpStore(repo or ".")
     try:
-        return create_run(
+        config = _alert_config(store, alerts, alert_on, alert_stalled, stop_on_nan)
+        run = create_run(
             store,
             experiment=experiment,
             name=name,
@@ -784,6 +905,28 @@ def start_run(
     except BaseException:
         store.close()
         raise
+    start = run._writer.start
+    info = dict(start.run) if start is not None else {"id": run.id, "experiment": experiment}
+    try:
+        run._start_signals(system_metrics, system_interval, config, info)
+    except BaseException:
+        run._finish("failed", error="could not start its system metrics or alerts")
+        raise
+    return run
+
+
+def _alert_config(
+    store: ExpStore,
+    rules: Iterable[str],
+    events: str | Iterable[str] | None,
+    stalled: float | str | None,
+    stop_on_nan: bool,
+) -> Any:
+    """The alerts of a run started here: git config plus the arguments (checked
+    before anything is written)."""
+    from gitexp.signals import load
+
+    return load(store.repo, list(rules), events, stalled, stop_on_nan=stop_on_nan)
 
 
 def create_run(

@@ -27,19 +27,26 @@ account::
   ``add_file``/``add_dir`` and ``run.log_artifact``; ``login()`` returns True
   (there is no account).
 
-Every other call raises :class:`gitexp.errors.UnsupportedCall`, which names it;
-``alert()`` among them until alerts land in git-exp.
+- ``wandb.alert(title, text, level, wait_duration)`` (and ``run.alert``):
+  ``run.alert()`` of git-exp: recorded in the run and sent to the alert hook
+  and webhooks (``AlertLevel.INFO``/``WARN``/``ERROR`` or their names); an
+  alert with a title sent less than ``wait_duration`` ago is not sent again.
+
+Every other call raises :class:`gitexp.errors.UnsupportedCall`, which names it.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
+import enum
 import glob
 import hashlib
 import json
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from types import TracebackType
 from typing import Any
@@ -49,6 +56,7 @@ from gitexp.errors import InvalidValue, RunStateError, UnsupportedCall, UsageErr
 from gitexp.tracking import Run as GitExpRun
 
 __all__ = [
+    "AlertLevel",
     "Artifact",
     "Image",
     "Run",
@@ -73,6 +81,30 @@ def _unsupported_args(call: str, **given: Any) -> None:
 
 
 # ---------------------------------------------------------------- media
+
+
+class AlertLevel(str, enum.Enum):
+    """W&B's alert levels."""
+
+    INFO = "INFO"
+    WARN = "WARN"
+    ERROR = "ERROR"
+
+
+_LEVELS = {"info": "info", "warn": "warning", "warning": "warning", "error": "error"}
+
+
+def _alert_level(level: Any) -> str:
+    name = str(level.value if isinstance(level, enum.Enum) else level or "info").lower()
+    if name not in _LEVELS:
+        raise InvalidValue(f"wandb.alert: level {level!r} is not INFO, WARN or ERROR")
+    return _LEVELS[name]
+
+
+def _seconds(wait: Any) -> float:
+    if isinstance(wait, _dt.timedelta):
+        return wait.total_seconds()
+    return float(wait)
 
 
 class Image:
@@ -340,6 +372,7 @@ class Run:
         self._final: dict[str, float] = {}
         self._saves: list[str] = []
         self._finished = False
+        self._alerted: dict[str, float] = {}  # alert title -> when it was last sent
         self.project = project or run.experiment
         self.group = group
         self.job_type = job_type
@@ -465,8 +498,16 @@ class Run:
                 _current = None
 
     def alert(self, title: str, text: str, level: Any = None, wait_duration: Any = None) -> None:
-        """Not supported yet: git-exp's alerts are coming (issue 17)."""
-        raise UnsupportedCall("wandb.alert", "git-exp has no alerts yet")
+        """Raise an alert (git-exp's ``run.alert``), unless one with this title went
+        less than ``wait_duration`` (seconds or a timedelta) ago."""
+        lvl = _alert_level(level)
+        now = time.monotonic()
+        if wait_duration is not None:
+            last = self._alerted.get(title)
+            if last is not None and now - last < _seconds(wait_duration):
+                return
+        self._alerted[title] = now
+        self._run.alert(title, text, lvl)
 
     def __enter__(self) -> Run:
         return self
@@ -659,8 +700,8 @@ def login(*args: Any, **kwargs: Any) -> bool:
 
 
 def alert(title: str, text: str, level: Any = None, wait_duration: Any = None) -> None:
-    """Not supported yet: git-exp's alerts are coming (issue 17)."""
-    raise UnsupportedCall("wandb.alert", "git-exp has no alerts yet")
+    """Raise an alert on the active run (see :meth:`Run.alert`)."""
+    _active("wandb.alert").alert(title, text, level, wait_duration)
 
 
 def __getattr__(name: str) -> Any:

@@ -43,6 +43,7 @@ __all__ = [
     "UnknownName",
     "compile_where",
     "filter_rows",
+    "names_in",
 ]
 
 # columns a bare name may refer to before it is tried as a metric or param
@@ -728,6 +729,19 @@ def compile_where(
     tokens = _Tokenizer(text, label).run()
     cols = set(columns) if columns is not None else None
     return _Parser(text, tokens, cols, label).parse()
+
+
+def names_in(text: str, label: str = "--where") -> list[str]:
+    """The names an expression reads (``metrics.acc``, ``lr``...), in order, once each.
+
+    Raises:
+        QuerySyntaxError: the text does not tokenize.
+    """
+    out: list[str] = []
+    for tok in _Tokenizer(text, label).run():
+        if tok.kind == "name" and tok.value not in out:
+            out.append(tok.value)
+    return out
 
 
 def filter_rows(rows: Sequence[Row], text: str | None, label: str = "--where") -> list[Row]:

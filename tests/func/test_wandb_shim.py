@@ -164,10 +164,6 @@ def test_calls_the_shim_does_not_map_raise_an_error_naming_them(wandb):
     with pytest.raises(RunStateError, match=r"wandb\.init"):
         wandb.log({"x": 1})
     run = wandb.init(project="calls")
-    with pytest.raises(UnsupportedCall, match=r"wandb\.alert is not supported"):
-        wandb.alert(title="loss is NaN", text="stop")
-    with pytest.raises(UnsupportedCall, match=r"wandb\.alert"):
-        run.alert(title="t", text="x")
     with pytest.raises(UnsupportedCall, match=r"wandb\.watch"):
         wandb.watch(object())
     with pytest.raises(UnsupportedCall, match=r"wandb\.Run\.define_metric"):
@@ -195,3 +191,21 @@ def test_under_git_exp_run_init_attaches_to_the_run_git_exp_started(gx, repo):
     assert ref.startswith("refs/experiments/cli/")
     assert show_json(repo, ref, "params.json") == {"lr": 0.1}
     assert show_json(repo, ref, "summary.json")["metrics"]["loss"]["count"] == 3
+
+
+def test_wandb_alert_is_git_exps_alert_recorded_in_the_run(wandb, repo):
+    from conftest import show_json
+
+    run = wandb.init(project="alerts")
+    wandb.alert(title="loss is NaN", text="stop", level=wandb.AlertLevel.ERROR)
+    run.alert(title="slow", text="epoch took 2 h", level="WARN", wait_duration=300)
+    run.alert(title="slow", text="again", level="WARN", wait_duration=300)  # within 300 s
+    with pytest.raises(ValueError, match="INFO, WARN or ERROR"):
+        run.alert(title="t", text="x", level="LOUD")
+    ref = f"refs/experiments/{run._run.experiment}/{run.id}"
+    wandb.finish()
+    alerts = show_json(repo, ref, "alerts.json")
+    assert [(a["title"], a["level"], a["event"]) for a in alerts] == [
+        ("loss is NaN", "error", "user"),
+        ("slow", "warning", "user"),
+    ]

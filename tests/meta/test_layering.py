@@ -25,6 +25,7 @@ LAYERS = {
     "metrics": 3,
     "capture": 3,
     "store": 4,  # runs as commits, the spool, liveness
+    "signals": 4,  # system metrics, alert rules and delivery (where, records; no store)
     "catalog": 5,
     "rundiff": 5,
     "show": 5,
@@ -38,6 +39,7 @@ LAYERS = {
     "remotes": 7,
     "interop": 7,  # import from MLflow and TensorBoard, export to TensorBoard; MLflow's names
     "replay": 8,  # reproduce (runner, seeding, rundiff, catalog)
+    "retention": 8,  # archive: runs pushed (remotes), verified, then removed (maintenance)
     "sweeps": 8,  # sweeps: trials through the runner, results through the leaderboard
     "registry": 8,  # models on refs/models/ (store, remotes for bytes, leaderboard to select)
     "api": 9,

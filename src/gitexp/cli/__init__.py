@@ -25,6 +25,7 @@ COMMANDS = {
     "fsck": "gitexp.cli.maint_cmds:fsck_cmd",
     "gc": "gitexp.cli.maint_cmds:gc_cmd",
     "rm": "gitexp.cli.maint_cmds:rm_cmd",
+    "archive": "gitexp.cli.maint_cmds:archive_cmd",
     "tag": "gitexp.cli.maint_cmds:tag_cmd",
     "note": "gitexp.cli.maint_cmds:note_cmd",
     "reindex": "gitexp.cli.maint_cmds:reindex_cmd",

@@ -45,6 +45,45 @@ from gitexp.cli import echo, open_store, repo_of
 )
 @click.option("-t", "--tag", "tags", multiple=True, help="A tag; repeat for more.")
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the run summary line at the end.")
+@click.option(
+    "--system-metrics/--no-system-metrics",
+    default=True,
+    show_default=True,
+    help="Sample CPU, memory, disk and network I/O and GPUs of the command as system/... metrics.",
+)
+@click.option(
+    "--system-interval",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="Seconds between two system metric samples [default: 5].",
+)
+@click.option(
+    "--alert",
+    "alert_rules",
+    multiple=True,
+    metavar="EXPR",
+    help="Alert the first time EXPR holds, e.g. 'metrics.val_acc > 0.95' "
+    "(the --where language); repeat for more.",
+)
+@click.option(
+    "--alert-on",
+    default=None,
+    metavar="EVENTS",
+    help="Built-in alerts: nan, stalled, finished, failed, killed, crashed, or none "
+    "[default: git config exp.alert.on, else nan,failed,crashed].",
+)
+@click.option(
+    "--alert-stalled",
+    default=None,
+    metavar="AGE",
+    help="Alert when the command logs no metric for AGE (30m, 2h).",
+)
+@click.option(
+    "--stop-on-nan",
+    is_flag=True,
+    help="End the run as failed as soon as a metric becomes NaN or infinite.",
+)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
 @click.pass_context
 def run_cmd(
@@ -57,6 +96,12 @@ def run_cmd(
     store_inputs: bool,
     tags: tuple[str, ...],
     quiet: bool,
+    system_metrics: bool,
+    system_interval: float | None,
+    alert_rules: tuple[str, ...],
+    alert_on: str | None,
+    alert_stalled: str | None,
+    stop_on_nan: bool,
     command: tuple[str, ...],
 ) -> None:
     """Run COMMAND and record it as a run.
@@ -65,9 +110,14 @@ def run_cmd(
     the run; a Python script that uses gitexp logs into the same run. The exit
     code is the command's.
 
+    Alerts (rules, NaN, the run's end...) are recorded in the run and sent
+    to the hook .git/hooks/exp-alert and the webhooks of git config
+    exp.alert.webhook (docs/monitoring.md).
+
     \b
-    Example:
+    Examples:
       git exp run -e mnist -p lr=0.01 --input data/ -- python train.py --epochs 5
+      git exp run --alert 'metrics.val_acc > 0.95' --stop-on-nan -- python train.py
     """
     from gitexp.runner import run_command
 
@@ -84,6 +134,12 @@ def run_cmd(
         tags=tags,
         stdout=sys.stdout.buffer,
         stderr=sys.stderr.buffer,
+        system_metrics=system_metrics,
+        system_interval=system_interval,
+        alert_rules=alert_rules,
+        alert_on=alert_on,
+        alert_stalled=alert_stalled,
+        stop_on_nan=stop_on_nan,
     )
     for w in result.warnings:
         echo(f"git exp: warning: {w}", err=True)

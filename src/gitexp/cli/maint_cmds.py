@@ -185,6 +185,101 @@ def rm_cmd(
         echo("no runs matched", err=True)
 
 
+@click.command("archive")
+@click.argument("runs", nargs=-1)
+@click.option(
+    "--to", "remote", required=True, metavar="REMOTE", help="The archive remote (a name or URL)."
+)
+@click.option("-e", "--experiment", default=None, help="Only runs of this experiment.")
+@click.option(
+    "--older-than", default=None, metavar="AGE", help="Only runs started before AGE ago (90d, 6mo)."
+)
+@click.option("-s", "--status", "statuses", multiple=True, help="Only runs with this status.")
+@click.option(
+    "-t", "--tag", "tags", multiple=True, help="Only runs with this tag (repeat: all of them)."
+)
+@click.option(
+    "--unless-tag",
+    "unless_tags",
+    multiple=True,
+    metavar="TAG",
+    help="Leave out runs with this tag (repeat: any of them).",
+)
+@click.option(
+    "-w",
+    "--where",
+    default=None,
+    metavar="EXPR",
+    help="Only runs for which EXPR holds (as for 'git exp log --where').",
+)
+@click.option("--dry-run", is_flag=True, help="List what would be archived; change nothing.")
+@click.pass_context
+def archive_cmd(
+    ctx: click.Context,
+    runs: tuple[str, ...],
+    remote: str,
+    experiment: str | None,
+    older_than: str | None,
+    statuses: tuple[str, ...],
+    tags: tuple[str, ...],
+    unless_tags: tuple[str, ...],
+    where: str | None,
+    dry_run: bool,
+) -> None:
+    """Move runs to an archive remote: push them with their artifacts, check the
+    remote holds them, then remove them here.
+
+    A run is removed here only once the remote shows its ref at the commit
+    pushed and has every artifact object it refers to. 'git exp ls-remote
+    REMOTE' lists archived runs; 'git exp pull REMOTE' brings them back;
+    'git exp gc' frees the local bytes.
+
+    \b
+    Examples:
+      git exp archive --to archive --older-than 90d --unless-tag important
+      git exp archive --to archive -e sweeps -s failed --dry-run
+      git exp archive --to /mnt/nas/exp-archive.git 20261122-143022-7f3a9c
+    """
+    from gitexp.errors import UsageError
+    from gitexp.retention import archive
+
+    if not runs and not (
+        experiment or older_than or statuses or tags or unless_tags or where is not None
+    ):
+        raise UsageError(
+            "name the runs to archive, or give filters (-e, -s, -t, --unless-tag, -w, --older-than)"
+        )
+    with open_store(ctx) as store:
+        result = archive(
+            store,
+            remote,
+            runs,
+            experiment,
+            older_than,
+            statuses,
+            where,
+            tags,
+            unless_tags,
+            dry_run=dry_run,
+        )
+    verb = "would archive" if dry_run else "archived"
+    for name in result.archived:
+        echo(f"{verb} {name}")
+    for name, why in sorted(result.kept.items()):
+        echo(f"kept {name}: {why}", err=True)
+    if not result.selected:
+        echo("no runs matched", err=True)
+    elif not dry_run and result.archived:
+        echo(
+            f"{len(result.archived)} run(s) now only on {result.remote}; "
+            "'git exp gc' frees their bytes here",
+            err=True,
+        )
+    err = result.error()
+    if err is not None:
+        raise err
+
+
 @click.command("tag")
 @click.argument("run")
 @click.argument("tags", nargs=-1, required=True)

@@ -309,6 +309,11 @@ def format_show(d: dict[str, Any]) -> str:
         lines += ["", "notes"]
         for n in info["notes"]:
             lines.append(f"  {format_time(n.get('time'))}  {n.get('text')}")
+    if d.get("alerts"):
+        lines += ["", "alerts"]
+        for a in d["alerts"]:
+            lines.append(f"  {format_time(a.get('time'))}  [{a.get('level')}] {a.get('title')}")
+            lines += ["      " + ln for ln in str(a.get("text") or "").splitlines()[:4]]
     if info.get("error"):
         lines += ["", "error"]
         lines += ["  " + ln for ln in str(info["error"]).rstrip().splitlines()[-8:]]

@@ -16,6 +16,16 @@ Callers import from the package (``from gitexp import records as fmt``).
 
 from __future__ import annotations
 
+from gitexp.records.alerts import (
+    ALERT_EVENTS,
+    ALERT_LEVELS,
+    END_EVENTS,
+    MAX_ALERTS,
+    SYSTEM_PREFIX,
+    alert_entry,
+    is_system_metric,
+    parse_alerts,
+)
 from gitexp.records.artifacts import (
     ArtifactEntry,
     manifest_from_json,
@@ -38,6 +48,7 @@ from gitexp.records.jsonform import (
 )
 from gitexp.records.names import (
     _HEX_RE,
+    ALERTS_JSON,
     ARTIFACTS_JSON,
     CODE_JSON,
     DEFAULT_EXPERIMENT,
@@ -76,17 +87,23 @@ from gitexp.records.summary import (
 )
 from gitexp.records.times import (
     iso,
+    parse_age,
     parse_iso,
     utc_now,
 )
 
 __all__ = [
+    "ALERTS_JSON",
+    "ALERT_EVENTS",
+    "ALERT_LEVELS",
     "ARTIFACTS_JSON",
     "CODE_JSON",
     "DEFAULT_EXPERIMENT",
+    "END_EVENTS",
     "ENV_JSON",
     "FINAL_STATUSES",
     "FORMAT_VERSION",
+    "MAX_ALERTS",
     "MAX_DEPTH",
     "MAX_DOC_BYTES",
     "MAX_KEY_LEN",
@@ -98,6 +115,7 @@ __all__ = [
     "RUN_JSON",
     "STATUSES",
     "SUMMARY_JSON",
+    "SYSTEM_PREFIX",
     "_HEX_RE",
     "ArtifactEntry",
     "CodeInfo",
@@ -108,6 +126,7 @@ __all__ = [
     "Note",
     "RunInfo",
     "Summary",
+    "alert_entry",
     "canonical_json",
     "check_version",
     "compact_json",
@@ -117,12 +136,15 @@ __all__ = [
     "flatten",
     "has_surrogates",
     "is_run_id",
+    "is_system_metric",
     "iso",
     "json_depth",
     "manifest_from_json",
     "manifest_to_json",
     "new_run_id",
     "normalize_artifact_path",
+    "parse_age",
+    "parse_alerts",
     "parse_iso",
     "parse_json",
     "set_dotted",

@@ -25,6 +25,7 @@ SUMMARY_JSON = "summary.json"
 ARTIFACTS_JSON = "artifacts.json"
 ENV_JSON = "env.json"
 CODE_JSON = "code.json"
+ALERTS_JSON = "alerts.json"  # present once the run raised an alert
 METRICS_DIR = "metrics"
 
 STATUSES = ("running", "finished", "failed", "crashed", "killed", "pruned")

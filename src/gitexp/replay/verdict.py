@@ -133,7 +133,11 @@ def compare_replay(
         ],
     }
 
-    ma, mb = original.summary.final_values(), new.summary.final_values()
+    # system/... metrics describe the machine, not the result: never part of the verdict
+    ma, mb = (
+        {k: v for k, v in r.summary.final_values().items() if not fmt.is_system_metric(k)}
+        for r in (original, new)
+    )
     ignored = sorted(k for k in set(ma) | set(mb) if ignored_metric(k, ignore_metrics))
     metrics: list[dict[str, Any]] = []
     for key in sorted((set(ma) | set(mb)) - set(ignored)):

@@ -24,6 +24,7 @@ from gitexp.store.spool import (
     SpoolWriter,
     list_spool,
     load_spool,
+    read_entry,
     read_start,
     spool_mtime,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "parse_record",
     "pid_alive",
     "process_start",
+    "read_entry",
     "read_start",
     "spool_mtime",
 ]

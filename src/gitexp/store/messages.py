@@ -42,7 +42,7 @@ def commit_message(
         shown = ", ".join(f"{k}={_fmt_value(v)}" for k, v in sorted(flat.items())[:12])
         more = f" (+{len(flat) - 12} more)" if len(flat) > 12 else ""
         lines.append(f"params: {shown}{more}")
-    finals = summary.final_values()
+    finals = {k: v for k, v in summary.final_values().items() if not fmt.is_system_metric(k)}
     if finals:
         shown = ", ".join(f"{k}={v:.6g}" for k, v in sorted(finals.items())[:12])
         more = f" (+{len(finals) - 12} more)" if len(finals) > 12 else ""

@@ -34,6 +34,7 @@ class RunDelta:
     tags_add: list[str] = field(default_factory=list)
     tags_remove: list[str] = field(default_factory=list)
     notes: list[dict[str, str]] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)  # appended to alerts.json
     artifacts: list[ArtifactEntry] = field(default_factory=list)
     # Parquet bytes, or (mode, blob sha) of a segment already written as a git blob
     segments: list[bytes | tuple[int, str]] = field(default_factory=list)
@@ -50,6 +51,7 @@ class RunDelta:
             or self.tags_add
             or self.tags_remove
             or self.notes
+            or self.alerts
             or self.artifacts
             or self.segments
             or self.summary.metrics
@@ -67,6 +69,7 @@ class RunDelta:
             other.tags_remove
         )
         self.notes += other.notes
+        self.alerts += other.alerts
         self.artifacts += other.artifacts
         self.segments += other.segments
         self.summary = self.summary.merge(other.summary)
@@ -85,6 +88,7 @@ class RunDelta:
             "tags_add": self.tags_add,
             "tags_remove": self.tags_remove,
             "notes": self.notes,
+            "alerts": self.alerts,
             "artifacts": fmt.manifest_to_json(self.artifacts),
             "summary": self.summary.to_json(),
             "env": self.env,
@@ -99,6 +103,7 @@ class RunDelta:
             tags_add=list(data.get("tags_add") or []),
             tags_remove=list(data.get("tags_remove") or []),
             notes=list(data.get("notes") or []),
+            alerts=list(data.get("alerts") or []),
             artifacts=fmt.manifest_from_json(data.get("artifacts") or []),
             summary=Summary.from_json(data.get("summary") or {}),
             env=data.get("env"),
@@ -185,6 +190,7 @@ class RunRecord:
     code: dict[str, Any]
     segments: list[tuple[str, str]]  # (name, blob sha) in order
     tree: str
+    alerts: list[dict[str, Any]] = field(default_factory=list)  # alerts.json (not in listings)
 
     @property
     def run_id(self) -> str:

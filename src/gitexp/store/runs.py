@@ -548,6 +548,9 @@ class ExpStore:
             SUMMARY_JSON: fmt.canonical_json(summary.to_json()),
             ARTIFACTS_JSON: fmt.canonical_json(fmt.manifest_to_json(artifacts.values())),
         }
+        if delta.alerts:
+            alerts = [*rec.alerts, *delta.alerts][: fmt.MAX_ALERTS]
+            changes[fmt.ALERTS_JSON] = fmt.canonical_json(alerts)
         if first or delta.code is not None:
             changes[CODE_JSON] = fmt.canonical_json(code)
         if first or delta.env is not None:

@@ -103,6 +103,23 @@ def list_spool(writer_dir: str) -> list[int]:
     return sorted(int(n[:-5]) for n in names if n.endswith(".json") and n[:-5].isdigit())
 
 
+def read_entry(writer_dir: str, seq: int) -> RunDelta | None:
+    """One spool entry's change (without its points), or None when it is gone:
+    committed and removed since it was listed. For watching a live run.
+
+    Raises:
+        FormatError: it does not parse.
+    """
+    path = os.path.join(writer_dir, f"{seq:08d}.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return RunDelta.from_json(json.load(f))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, AttributeError, GitExpError) as exc:
+        raise FormatError(f"spool entry {path} is unreadable: {exc}") from exc
+
+
 def spool_artifacts(writer_dir: str) -> list[ArtifactEntry]:
     """The artifacts of every spool entry of a writer, read entry by entry: an
     entry committed (and removed) while we read is skipped, not the ones after

@@ -13,6 +13,7 @@ from gitexp.errors import (
 )
 from gitexp.git import MODE_TREE, GitRepo
 from gitexp.records import (
+    ALERTS_JSON,
     ARTIFACTS_JSON,
     CODE_JSON,
     ENV_JSON,
@@ -149,4 +150,5 @@ def record_from(
         code=code,
         segments=segments,
         tree=tree,
+        alerts=[] if listing else fmt.parse_alerts(load(ALERTS_JSON, []), where),
     )
