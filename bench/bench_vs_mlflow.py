@@ -352,7 +352,7 @@ def _gx_count(repo: Path, run_id: str) -> int:
     from gitexp.store import ExpStore
 
     with ExpStore(repo) as store:
-        rec = store.get(run_id)
+        rec = store.read_settled(run_id)
         return int(store.read_metrics(rec).num_rows)
 
 

@@ -151,7 +151,7 @@ def get_run(address: str, repo: str | os.PathLike[str] = ".") -> dict[str, Any]:
     from gitexp.show import describe
 
     with indexed_store(repo) as store:
-        return describe(store, store.get(address))
+        return describe(store, store.read_settled(address))
 
 
 def metric_history(
@@ -173,7 +173,7 @@ def metric_history(
     addresses = [runs] if isinstance(runs, str) else list(runs)
     wanted = [keys] if isinstance(keys, str) else (list(keys) if keys is not None else None)
     with indexed_store(repo) as store:
-        records = [store.get(a) for a in addresses]
+        records = [store.read_settled(a) for a in addresses]
         return history(store, records, wanted)
 
 
@@ -183,4 +183,4 @@ def diff(a: str, b: str, repo: str | os.PathLike[str] = ".") -> dict[str, Any]:
     from gitexp.rundiff import diff_records
 
     with indexed_store(repo) as store:
-        return diff_records(store, store.get(a), store.get(b))
+        return diff_records(store, store.read_settled(a), store.read_settled(b))

@@ -418,7 +418,7 @@ def baseline_row(store: ExpStore, address: str, everything: RunTable | None = No
         if not len(tagged):
             raise UsageError(f"no run has the tag {tag!r} (for the baseline {address!r})")
         return tagged.slice(0, 1).rows()[0]
-    return row_of(store.get(address))
+    return row_of(store.read_settled(address))
 
 
 # ------------------------------------------------------ operations on rows

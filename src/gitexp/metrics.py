@@ -47,7 +47,7 @@ def schema() -> Any:
     return _SCHEMA
 
 
-def check_key(key: Any) -> str:
+def check_metric_key(key: Any) -> str:
     """A metric key: non-empty text of at most 250 characters, no control characters."""
     if not isinstance(key, str):
         raise InvalidValue(f"metric key must be text, not {type(key).__name__}", str(key))
@@ -118,7 +118,7 @@ class MetricBuffer:
         """The id of a key, checked and registered the first time it is seen."""
         kid = self.key_ids.get(key)
         if kid is None:
-            check_key(key)
+            check_metric_key(key)
             with self.lock:
                 kid = self.key_ids.setdefault(key, len(self.names))
                 if kid == len(self.names):

@@ -356,9 +356,9 @@ class Run:
         """Record explicit final metrics (shown instead of the last logged value)."""
         if not self._usable():
             return
-        from gitexp.metrics import check_key, to_float
+        from gitexp.metrics import check_metric_key, to_float
 
-        final = {check_key(k): to_float(v, k) for k, v in metrics.items()}
+        final = {check_metric_key(k): to_float(v, k) for k, v in metrics.items()}
         with self._io:
             self._pending.summary.final.update(final)
             self._spool()
@@ -751,11 +751,11 @@ THROUGHPUT_SUFFIX = "_per_sec"
 
 def _rate_key(name: str) -> str:
     """The metric key of a throughput ``name``: ``throughput/<name>_per_sec``."""
-    from gitexp.metrics import check_key
+    from gitexp.metrics import check_metric_key
 
     if not isinstance(name, str) or not name:
         raise UsageError(f"throughput name must be non-empty text, not {name!r}")
-    return check_key(f"{THROUGHPUT_PREFIX}{name}{THROUGHPUT_SUFFIX}")
+    return check_metric_key(f"{THROUGHPUT_PREFIX}{name}{THROUGHPUT_SUFFIX}")
 
 
 def _item_count(n_items: Any, name: str) -> float:

@@ -646,7 +646,7 @@ def _resume(run_id: str, resume: bool | str | None, repo: str) -> GitExpRun:
 
     try:
         with indexed_store(repo) as store:
-            rec = store.get(run_id)
+            rec = store.read_settled(run_id)
     except RunNotFound as exc:
         raise UsageError(f"wandb.init(id={run_id!r}, resume=...): no such run") from exc
     return resume_run(str(rec.ref), repo)

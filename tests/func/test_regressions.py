@@ -36,7 +36,7 @@ def test_a_forked_child_never_writes_the_parents_run(repo):
     run.log_metric("parent", 1.0)
     run.finish()
     with ExpStore(repo) as store:
-        rec = store.get(run.id)
+        rec = store.read_settled(run.id)
     assert rec.artifacts == [] and rec.params == {}
     assert set(rec.summary.metrics) == {"parent"}
 

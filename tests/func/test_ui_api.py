@@ -132,7 +132,7 @@ def test_artifacts_come_from_the_manifest_only_and_are_verified(repo, runs, gx):
     from gitexp.store import ExpStore
 
     with ExpStore(repo) as st:
-        rec = st.get(runs[1])
+        rec = st.read_settled(runs[1])
         (entry,) = [a for a in rec.artifacts if a.path == "out/model.bin"]
         obj = st.cas.path_for(entry.blake3)
     want = Path(obj).read_bytes()

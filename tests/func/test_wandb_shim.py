@@ -124,9 +124,8 @@ def test_images_tables_and_artifacts_become_run_artifacts(wandb, repo, tmp_path)
     from gitexp.store import ExpStore
 
     with ExpStore(repo) as store:
-        entry = next(
-            a for a in store.get(run.id).artifacts if a.path.startswith("media/tables/preds")
-        )
+        artifacts = store.read_settled(run.id).artifacts
+        entry = next(a for a in artifacts if a.path.startswith("media/tables/preds"))
         assert json.loads(store.cas.get_bytes(entry.blake3)) == {
             "columns": ["x", "y"],
             "data": [[1, 2]],

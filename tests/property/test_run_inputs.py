@@ -137,7 +137,7 @@ def test_params_are_stored_as_documented_or_refused_naming_the_key(repo, params)
     stored = json.loads(git("show", f"{run.ref}:params.json", cwd=repo))
     assert stored == want
     with ExpStore(repo) as store:
-        assert store.get(run.id).params == want
+        assert store.read_settled(run.id).params == want
 
 
 metric_keys = st.one_of(
@@ -174,7 +174,7 @@ def test_metric_points_are_kept_exactly_or_refused_without_harm(repo, calls):
         accepted.append((key, s, float(value)))
     run.finish()
     with ExpStore(repo) as store:
-        rec = store.get(run.id)
+        rec = store.read_settled(run.id)
         table = store.read_metrics(rec)
     got = list(
         zip(
@@ -202,7 +202,7 @@ def test_run_names_and_tags_round_trip_or_are_refused(repo, gx, name, tags):
         return
     run.finish()
     with ExpStore(repo) as store:
-        rec = store.get(run.id)
+        rec = store.read_settled(run.id)
     assert rec.name == name and rec.tags == sorted(set(tags))
     row = next(r for r in json.loads(gx.ok("log", "--json", "-e", "n")) if r["id"] == run.id)
     assert row["name"] == name

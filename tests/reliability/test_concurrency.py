@@ -117,7 +117,7 @@ def test_tag_edits_racing_with_a_finishing_run_are_never_lost(repo, gx):
     for t in threads:
         t.join()
     with ExpStore(repo) as store:
-        rec = store.get(run.id)
+        rec = store.read_settled(run.id)
     assert rec.status == "finished"
     assert set(tags) <= set(rec.tags)
     assert rec.summary.metrics["x"].count == 200

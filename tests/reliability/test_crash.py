@@ -77,7 +77,7 @@ def test_sigkill_keeps_points_params_and_artifacts_and_shows_crashed(repo, gx, t
     out = json.loads(gx.ok("log", "--json", "-e", "crash"))
     assert len(out) == 1 and out[0]["status"] == "crashed"
     with ExpStore(repo) as store:
-        rec = store.get(out[0]["id"])
+        rec = store.read_settled(out[0]["id"])
         table = store.read_metrics(rec)
         steps = sorted(table.column("step").to_pylist())
     assert steps[: must_have + 1] == list(range(must_have + 1)), "points were lost"
@@ -222,7 +222,7 @@ def test_git_exp_run_killed_alone_keeps_the_child_data_and_its_output(repo, gx):
         time.sleep(0.2)  # the orphaned child dies at its next print
     assert out[0]["status"] == "crashed"
     with ExpStore(repo) as store:
-        rec = store.get(out[0]["id"])
+        rec = store.read_settled(out[0]["id"])
         steps = store.read_metrics(rec).column("step").to_pylist()
         log = next(a for a in rec.artifacts if a.path == "logs/stdout.log")
         text = store.cas.get_bytes(log.blake3).decode()
@@ -376,6 +376,6 @@ def test_a_simulated_ten_hour_run_stays_within_the_object_budget(repo, monkeypat
     print(f"10 h: {commits} commits, {len(objects)} objects, {overhead} B besides metrics")
     assert overhead < 3 << 20, overhead
     with ExpStore(repo) as store:
-        rec = store.get(run.id)
+        rec = store.read_settled(run.id)
         assert store.read_metrics(rec).num_rows == step * 20
     fsck(repo)

@@ -53,7 +53,7 @@ def test_nan_and_infinities_are_stored_and_shown_faithfully(repo, gx):
         run.log_metric("v", float("-inf"))
         run.log_metric("w", np.float32("nan"))
     with ExpStore(repo) as store:
-        rec = store.get(run.id)
+        rec = store.read_settled(run.id)
         values = store.read_metrics(rec).column("value").to_pylist()
     assert math.isnan(values[0]) and values[1] == math.inf and values[2] == -math.inf
     shown = gx.ok("show", run.id)
@@ -78,7 +78,7 @@ def test_non_numeric_values_and_bad_keys_are_refused_without_losing_the_run(repo
         run.log_metric("step", 1.0, step=-1)
     run.finish()
     with ExpStore(repo) as store:
-        rec = store.get(run.id)
+        rec = store.read_settled(run.id)
     assert rec.status == "finished" and rec.summary.metrics["ok"].count == 1
 
 
@@ -87,10 +87,10 @@ def test_steps_out_of_order_and_repeated_are_kept_as_logged(repo):
         for step in (5, 3, 3, 9, 0):
             run.log_metric("x", float(step), step=step)
     with ExpStore(repo) as store:
-        table = store.read_metrics(store.get(run.id))
+        table = store.read_metrics(store.read_settled(run.id))
     assert table.column("step").to_pylist() == [5, 3, 3, 9, 0]
     with ExpStore(repo) as store:
-        assert store.get(run.id).summary.metrics["x"].last == 0.0
+        assert store.read_settled(run.id).summary.metrics["x"].last == 0.0
 
 
 @pytest.mark.slow
@@ -98,7 +98,7 @@ def test_ten_thousand_distinct_keys_in_one_run(repo, gx):
     with gitexp.start_run(experiment="wide", repo=repo) as run:
         run.log_metrics({f"layer{i}.grad_norm": float(i) for i in range(10_000)}, step=0)
     with ExpStore(repo) as store:
-        assert len(store.get(run.id).summary.metrics) == 10_000
+        assert len(store.read_settled(run.id).summary.metrics) == 10_000
     assert gx("show", run.id).returncode == 0
 
 
@@ -211,7 +211,7 @@ def test_artifact_names_that_escape_are_refused(repo):
                 run.log_artifact(repo / "m.bin", name=bad)
         run.log_artifact(repo / "m.bin", name="./sub//m.bin")
     with ExpStore(repo) as store:
-        assert [a.path for a in store.get(run.id).artifacts] == ["sub/m.bin"]
+        assert [a.path for a in store.read_settled(run.id).artifacts] == ["sub/m.bin"]
 
 
 def test_symlinks_out_of_a_directory_are_not_followed_and_fifos_are_skipped(repo, tmp_path):
@@ -348,7 +348,7 @@ def test_unknown_format_version_is_refused_naming_it(repo, gx):
     line = one_line_error(gx("show", run.id), 6)
     assert "99" in line and "version" in line
     with ExpStore(repo) as store, pytest.raises(UnsupportedFormat) as info:
-        store.get(run.id)
+        store.read_settled(run.id)
     assert info.value.version == 99
 
 
@@ -364,14 +364,14 @@ def test_a_truncated_metric_segment_is_reported(repo, gx):
     _rewrite_file_in_run(repo, run.ref, f"metrics/{seg}", raw[: len(raw) // 2])
     assert "truncated" in one_line_error(gx("show", run.id), 6)
     with ExpStore(repo) as store, pytest.raises(FormatError):
-        store.read_metrics(store.get(run.id))
+        store.read_metrics(store.read_settled(run.id))
     assert gx("fsck").returncode == 1
 
 
 def test_a_damaged_cas_object_is_refused_on_restore_and_reported_by_fsck(repo, gx, tmp_path):
     run = _run_with_artifact(repo)
     with ExpStore(repo) as store:
-        entry = next(a for a in store.get(run.id).artifacts if a.path == "m.bin")
+        entry = next(a for a in store.read_settled(run.id).artifacts if a.path == "m.bin")
         path = store.cas.path_for(entry.blake3)
         os.chmod(path, 0o644)
         Path(path).write_bytes(b"tampered bytes")
@@ -427,7 +427,7 @@ def test_bare_repository(tmp_path, gx):
         run.log_metric("x", 1.0)
     assert gx.ok("log", cwd=bare).count("bare") == 1
     with ExpStore(bare) as store:
-        rec = store.get(run.id)
+        rec = store.read_settled(run.id)
     assert (
         rec.code["dirty"] is False
         and rec.code["commit"] == git("rev-parse", "HEAD", cwd=bare).strip()
@@ -586,7 +586,7 @@ def test_full_disk_while_writing_git_objects_and_refs(tmp_path, gx):
         filler.unlink()
         run.finish()
         with ExpStore(repo) as store:
-            rec = store.get(run.id)
+            rec = store.read_settled(run.id)
             table = store.read_metrics(rec)
         assert rec.status == "finished" and rec.params == {"lr": 0.1, "late": 1}
         assert table.num_rows == 1 + 399 * 20

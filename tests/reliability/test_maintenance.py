@@ -56,7 +56,7 @@ def test_fsck_reports_per_run_what_is_wrong_in_text_and_json(repo, gx):
     seg = git("rev-parse", f"{no_blob.ref}:metrics/000000.parquet", cwd=repo).strip()
     _drop_object(repo, seg)
     with ExpStore(repo) as store:
-        entry = store.get(damaged.id).artifacts[0]
+        entry = store.read_settled(damaged.id).artifacts[0]
         path = store.cas.path_for(entry.blake3)
     os.chmod(path, 0o644)
     with open(path, "ab") as f:
@@ -149,7 +149,7 @@ def test_gc_keeps_objects_of_a_run_in_progress(repo, gx):
     gx.ok("gc", "--grace", "0s")
     run.finish()
     with ExpStore(repo) as store:
-        entry = store.get(run.id).artifacts[0]
+        entry = store.read_settled(run.id).artifacts[0]
         assert store.cas.get_bytes(entry.blake3) == b"logged by a live run"
 
 

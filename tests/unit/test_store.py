@@ -98,7 +98,7 @@ def test_resolve_every_address_form(store):
     # an older commit of the run resolves to the run too
     new_tip = store.update(ref, RunDelta(tags_add=["x"]))
     assert store.resolve(sha[:10]) == ref and new_tip != sha
-    assert store.get(ref.run_id).sha == new_tip
+    assert store.read_settled(ref.run_id).sha == new_tip
 
 
 @pytest.mark.parametrize(
@@ -168,7 +168,7 @@ def test_delete_removes_the_ref(store, repo):
 def test_a_running_run_without_a_local_spool_is_not_rewritten(store, repo):
     """A run fetched from a clone on this host: only its own repository can settle it."""
     ref, sha = _create(store)
-    rec = store.get(ref.run_id)
+    rec = store.read_settled(ref.run_id)
     assert rec.status == "running" and rec.sha == sha
     assert store.repo.get_ref(str(ref)) == sha
     old = "2000-01-01T00:00:00Z"
@@ -180,7 +180,7 @@ def test_a_running_run_without_a_local_spool_is_not_rewritten(store, repo):
         store.repo.head(),
         {},
     )
-    rec2 = store.get(ref2.run_id)
+    rec2 = store.read_settled(ref2.run_id)
     assert rec2.status == "crashed"  # a stale heartbeat reads as crashed...
     assert store.repo.get_ref(str(ref2)) == sha2  # ...without a commit on a ref we do not own
 

@@ -387,7 +387,7 @@ def test_a_killed_process_keeps_what_it_flushed_and_reads_as_crashed(repo):
     assert proc.returncode == -9
     run_id = proc.stdout.split()[0]
     with ExpStore(repo) as s:
-        rec = s.get(run_id)
+        rec = s.read_settled(run_id)
         assert rec.status == "crashed"
         assert rec.summary.metrics["loss"].last == 0.5
         assert rec.info["notes"][0]["text"] == "before the kill"

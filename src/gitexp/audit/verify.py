@@ -310,7 +310,7 @@ def verify_version(store: ExpStore, version: Version, strict: bool = False) -> R
 def verify_run(store: ExpStore, address: str, strict: bool = False) -> Report:
     """Check one run's lineage: its commits' signatures, its outputs' bytes,
     its code, its inputs."""
-    rec = store.get(address)
+    rec = store.read_settled(address)
     report = Report(f"run {rec.ref.short}", _run_facts(rec, None), strict=strict)
     report.facts["artifacts"] = fmt.manifest_to_json(a for a in rec.artifacts if a.role == "output")
     commits = [(sha, f"run commit {sha[:12]}") for sha in store.history(rec.sha)]

@@ -321,7 +321,7 @@ def show_cmd(ctx: click.Context, run: str, as_json: bool) -> None:
     from gitexp.show import describe
 
     with open_store(ctx) as store:
-        data = describe(store, store.get(run))
+        data = describe(store, store.read_settled(run))
     echo(format_json(data) if as_json else format_show(data))
 
 
@@ -339,7 +339,7 @@ def diff_cmd(ctx: click.Context, a: str, b: str, as_json: bool, with_code: bool)
     from gitexp.rundiff import diff_records
 
     with open_store(ctx) as store:
-        data = diff_records(store, store.get(a), store.get(b))
+        data = diff_records(store, store.read_settled(a), store.read_settled(b))
         source = ""
         if with_code and data["code"]["a"] and data["code"]["b"]:
             source = store.repo.diff_text(

@@ -147,7 +147,7 @@ def _mean(values: Sequence[float]) -> float | None:
 def _party_of_run(store: ExpStore, address: str, columns: Sequence[str]) -> Party:
     from gitexp.catalog import row_of
 
-    rec = store.get(address)
+    rec = store.read_settled(address)
     row = row_of(rec)
     values = {}
     for c in columns:

@@ -27,9 +27,9 @@ from gitexp.git.base import (
 )
 from gitexp.git.signing import GitSigning
 
-# A tree change: bytes to store as a blob, an existing blob sha (as ("sha", hex)),
-# or None to delete the path.
-TreeValue = Any
+# A tree change (``update_tree``): bytes to store as a new blob, ``(mode, sha)``
+# of an existing object, or None to delete the path.
+TreeValue = bytes | bytearray | memoryview | tuple[int, str] | None
 
 
 @dataclass

@@ -181,9 +181,9 @@ class Importer:
             for p in sorted(run.points, key=lambda p: (p.time, p.step)):
                 kid = ids.get(p.key)
                 if kid is None:
-                    from gitexp.metrics import check_key
+                    from gitexp.metrics import check_metric_key
 
-                    kid = ids[check_key(p.key)] = len(rows.names)
+                    kid = ids[check_metric_key(p.key)] = len(rows.names)
                     rows.names.append(p.key)
                 rows.keys.append(kid)
                 rows.steps.append(_step(p))

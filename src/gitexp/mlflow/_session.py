@@ -185,7 +185,7 @@ class Session:
         if run_id in self.open:
             raise UsageError(f"{call}(run_id={run_id!r}): the run is already active")
         with indexed_store(self.repo_path()) as store:
-            rec = store.get(run_id)
+            rec = store.read_settled(run_id)
         run = resume_run(str(rec.ref), self.repo_path())
         opened = OpenRun(
             run, rec.name, names.tag_pairs(rec.tags), names.millis(rec.info.get("start_time"))
@@ -359,7 +359,7 @@ class Session:
         from gitexp.maintenance import edit
 
         with indexed_store(self.repo_path()) as store:
-            rec = store.get(run_id)
+            rec = store.read_settled(run_id)
             have = names.tag_pairs(rec.tags)
             add, remove = [], []
             for key, raw in tags.items():
@@ -375,7 +375,7 @@ class Session:
             from gitexp.maintenance import edit
 
             with indexed_store(self.repo_path()) as store:
-                rec = store.get(run_id)
+                rec = store.read_settled(run_id)
                 have = names.tag_pairs(rec.tags)
                 if key not in have:
                     raise UsageError(f"{call}: run {run_id} has no tag {key!r}")
@@ -442,7 +442,7 @@ class Session:
 
         self.sync([run_id])
         with indexed_store(self.repo_path()) as store:
-            return store.get(run_id)
+            return store.read_settled(run_id)
 
     def get_run(self, run_id: str) -> Run:
         return run_entity(self.record(run_id))
@@ -453,7 +453,7 @@ class Session:
 
         self.sync([run_id])
         with indexed_store(self.repo_path()) as store:
-            rec = store.get(run_id)
+            rec = store.read_settled(run_id)
             table = store.read_metrics(rec)
         arrays = key_arrays(table).get(key)
         if arrays is None:

@@ -139,7 +139,7 @@ def _run_of(store: ExpStore, commit: str) -> tuple[Any, str]:
     table = select(store, Query(where=f'code_commit == "{commit}"'))
     refs = [r for r in table.values("ref")]
     if len(refs) == 1:
-        return store.get(str(refs[0])), ""
+        return store.read_settled(str(refs[0])), ""
     if not refs:
         return None, f"{commit[:12]} is not a run commit, and no run was made from it"
     return None, f"{len(refs)} runs were made from {commit[:12]}: tag a run commit instead"

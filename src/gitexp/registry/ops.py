@@ -207,7 +207,7 @@ def register(
         UsageError: the run has no such artifact, or only its hash.
     """
     validate_model_name(name)
-    return register_record(store, name, store.get(run), artifact, message, source)
+    return register_record(store, name, store.read_settled(run), artifact, message, source)
 
 
 def register_record(

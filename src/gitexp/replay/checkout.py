@@ -37,7 +37,7 @@ def checkout_code(store: ExpStore, address: str, branch: str | None = None) -> d
     if repo.work_tree is None:
         raise UsageError("checkout-code needs a work tree; this repository is bare")
     root = repo.work_tree
-    rec = store.get(address)
+    rec = store.read_settled(address)
     commit = rec.code_commit
     if not commit or not repo.has_object(commit):
         raise CannotReproduce(

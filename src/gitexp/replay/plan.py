@@ -331,7 +331,7 @@ def plan_replay(store: ExpStore, address: str, allow_input_drift: bool = False) 
     ``allow_input_drift`` is false) are listed in ``problems``; :func:`check`
     turns them into :class:`~gitexp.errors.CannotReproduce`.
     """
-    rec = store.get(address)
+    rec = store.read_settled(address)
     problems: list[str] = []
     notes: list[str] = []
     if rec.status == "running":

@@ -214,7 +214,7 @@ def replay(
                 )
             except CommandNotFound as exc:
                 raise CannotReproduce(f"cannot reproduce {plan.run}: {exc}") from exc
-            new = store.get(result.ref)
+            new = store.read_settled(result.ref)
             if result.status == "killed" or result.interrupted:
                 raise ReplayInterrupted(
                     f"replay of {plan.run} interrupted; recorded as {result.status} run "

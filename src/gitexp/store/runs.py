@@ -317,8 +317,12 @@ class ExpStore:
             out.append((ref, sha, rec))
         return out
 
-    def get(self, address: str) -> RunRecord:
-        """Resolve an address, settle the run if its writers died, and read it."""
+    def read_settled(self, address: str) -> RunRecord:
+        """Resolve an address, settle the run if its writers died, and read it.
+
+        Settling writes: a run whose writers are all dead is recorded as
+        ``crashed`` (a commit on its ref) before it is returned. :meth:`read`
+        reads a ref as it is and never writes."""
         ref = self.resolve(address)
         return self.settle(self.read(ref))
 

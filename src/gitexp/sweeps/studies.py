@@ -349,9 +349,9 @@ class OptunaCallback:
         repo: str | os.PathLike[str] = ".",
         tags: Iterable[str] = (),
     ) -> None:
-        from gitexp.metrics import check_key
+        from gitexp.metrics import check_metric_key
 
-        self.metric = check_key(metric)
+        self.metric = check_metric_key(metric)
         self.experiment = experiment or fmt.DEFAULT_EXPERIMENT
         fmt.validate_experiment(self.experiment)
         self.repo = os.fspath(repo)

@@ -202,7 +202,7 @@ class Dashboard:
         since its last commit (the catalog holds the last commit); its signature."""
         try:
             with self.lock:
-                rec = self.store.get(str(row.get("ref")))
+                rec = self.store.read_settled(str(row.get("ref")))
                 delta = self.store.pending(rec, points=False)
         except GitExpError:
             return ""
@@ -258,7 +258,7 @@ class Dashboard:
     def _get(self, address: str) -> RunRecord:
         if not address or len(address) > 512:
             raise RunNotFound("no such run")
-        return self.store.get(address)
+        return self.store.read_settled(address)
 
     def run(self, address: str) -> dict[str, Any]:
         """``GET /api/runs/<run>``: what ``git exp show --json`` prints."""
