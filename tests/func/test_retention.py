@@ -101,11 +101,11 @@ def test_archive_deletes_nothing_when_the_remote_cannot_hold_the_runs(repo, gx, 
     """A remote without an artifact store would lose the bytes, and an unreachable
     one holds nothing: every run stays."""
     before = run_refs(repo)
-    git("init", "-q", "--bare", str(git_daemon.base / "nostore.git"))
-    proc = gx("archive", "--to", git_daemon.url("nostore.git"), "--older-than", "90d")
+    git("init", "-q", "--bare", str(git_daemon.base / "archive-nostore.git"))
+    proc = gx("archive", "--to", git_daemon.url("archive-nostore.git"), "--older-than", "90d")
     assert proc.returncode == 10, proc.stderr
     assert "no artifact store" in proc.stderr and "nothing was archived" in proc.stderr
-    assert git("for-each-ref", cwd=git_daemon.base / "nostore.git") == ""
+    assert git("for-each-ref", cwd=git_daemon.base / "archive-nostore.git") == ""
     proc = gx("archive", "--to", str(repo.parent / "no-such.git"), aged["old"].id)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert run_refs(repo) == before

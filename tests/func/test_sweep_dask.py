@@ -191,8 +191,8 @@ def test_a_cluster_sweep_without_a_usable_remote_stops_before_any_trial(
     proc = gx("sweep", "s.json", "--executor", dask_cluster.address)
     assert proc.returncode == 10 and "no remote" in proc.stderr, proc.stderr
     assert proc.stderr.count("\n") == 1 and proc.stdout == ""
-    bare(git_daemon.base, "nostore.git")
-    git("remote", "add", "origin", git_daemon.url("nostore.git"), cwd=repo)
+    bare(git_daemon.base, "dask-nostore.git")
+    git("remote", "add", "origin", git_daemon.url("dask-nostore.git"), cwd=repo)
     proc = gx("sweep", "s.json", "--executor", dask_cluster.address)
     assert proc.returncode == 10 and "has no artifact store" in proc.stderr, proc.stderr
     assert run_refs(repo) == [] and git("for-each-ref", "refs/sweeps/", cwd=repo) == ""
