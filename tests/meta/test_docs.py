@@ -132,3 +132,18 @@ def test_the_exit_code_table_lists_every_code():
     table = text[text.index("### Exit codes") :]
     listed = {int(m) for m in re.findall(r"^\| (\d+) \|", table, flags=re.M)}
     assert listed == set(EXIT_CODES), set(EXIT_CODES) ^ listed
+
+
+def test_the_command_list_of_help_says_what_each_command_says_of_itself():
+    """`git exp -h` lists the commands from SUMMARIES without importing them; the
+    summaries stay the first sentence of each command's own help."""
+    import click
+
+    from gitexp.cli import SUMMARIES, cli
+
+    ctx = click.Context(cli)
+    assert set(SUMMARIES) == set(COMMANDS)
+    for name in COMMANDS:
+        cmd = cli.get_command(ctx, name)
+        assert cmd is not None
+        assert SUMMARIES[name] == cmd.get_short_help_str(limit=10**6), name

@@ -232,10 +232,13 @@ def test_importing_the_cli_and_help_stay_light():
         "    heavy = sorted(m for m in ('pyarrow', 'dulwich', 'numpy', 'blake3')\n"
         "                   if m in sys.modules)\n"
         "    print('HEAVY', heavy)\n"
+        "    print('COMMAND MODULES', sorted(m for m in sys.modules\n"
+        "                                    if m.startswith('gitexp.cli.')))\n"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "HEAVY []" in out.stdout
+    assert "COMMAND MODULES []" in out.stdout  # the list comes from SUMMARIES
     assert "Commands:" in out.stdout
 
 

@@ -47,11 +47,81 @@ COMMANDS = {
 }
 
 
+# the first sentence of each command's help, which `git exp -h` lists beside it
+# (tests/meta/test_docs.py keeps them equal to the commands' own): listing the
+# commands imports none of their modules
+SUMMARIES = {
+    "archive": (
+        "Move runs to an archive remote: push them with their artifacts, check the remote"
+        " holds them, then remove them here."
+    ),
+    "check": (
+        "The CI gate: exit 0 when RUN (or the group -w selects) passes, 1 when it is "
+        "worse, with a table of what was compared."
+    ),
+    "checkout-code": "Create a branch at RUN's code commit and check it out.",
+    "compare": (
+        "Is B different from A, or is it noise? Each side is a group of runs (one run, or"
+        " several seeds) selected by a --where expression."
+    ),
+    "diff": "Compare two runs: params, metrics, data, code, environment, artifacts.",
+    "export": (
+        "Write all runs (one row each: params, final metrics, status, times, tags) to a "
+        "Parquet or CSV file, for pandas, polars or DuckDB."
+    ),
+    "fetch": "Bring REMOTE's runs into refs/experiments/ (no artifacts), and its models.",
+    "fsck": (
+        "Verify runs: trees parse, format known, code commits and artifacts present and "
+        "intact (BLAKE3)."
+    ),
+    "gc": "Free artifact-store objects that no run references, and pack git objects.",
+    "get": "Restore artifact or input PATH of RUN (a file, or a whole directory entry).",
+    "import": "Bring runs from another tracker into this repository, as git-exp runs.",
+    "install-hooks": "Install the pre-push hook: `git push` then also pushes your runs.",
+    "log": "List runs as a leaderboard.",
+    "ls-remote": "List the runs REMOTE has, from its refs alone (nothing is downloaded).",
+    "model": (
+        "The model registry: versions made from runs' artifacts, promoted through stages "
+        "(development, staging, production, archived), aliases, rollback."
+    ),
+    "note": "Attach a note to a run.",
+    "pull": "Fetch REMOTE's runs, then download their artifacts, verified by BLAKE3.",
+    "push": "Push runs (all, -e EXPERIMENT, or the RUNs named) and their artifacts to REMOTE.",
+    "reindex": "Rebuild the run catalog (.git/exp/catalog) from the refs.",
+    "report": (
+        "Write one self-contained HTML file: the runs table, their overlaid curves and "
+        "parallel coordinates (scripts, styles and data inline; opening it makes no "
+        "network request)."
+    ),
+    "reproduce": "Replay RUN from its recorded code, params, config and inputs; compare.",
+    "rm": "Delete runs (their refs), here and with --remote on a git remote too.",
+    "run": "Run COMMAND and record it as a run.",
+    "show": "Show everything about one run.",
+    "sweep": "Search hyperparameters: every trial is an ordinary run, linked to its sweep.",
+    "tag": "Add tags to a run (or remove them with -d).",
+    "ui": "Serve the runs of this repository in a browser.",
+    "verify": (
+        "Check a model version's (or a run's) lineage and say who trained it, when, from "
+        "which code and data."
+    ),
+}
+
+
 class LazyGroup(click.Group):
     """A group whose commands are imported when they are used."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list of ``-h`` as click makes it, from SUMMARIES: no command
+        module is imported."""
+        names = self.list_commands(ctx)
+        if names:
+            limit = formatter.width - 6 - max(len(n) for n in names)
+            rows = [(n, _shorten(SUMMARIES.get(n, ""), limit)) for n in names]
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         target = COMMANDS.get(cmd_name)
@@ -60,6 +130,15 @@ class LazyGroup(click.Group):
         module, attr = target.split(":")
         cmd = getattr(importlib.import_module(module), attr)
         return cmd  # type: ignore[no-any-return]
+
+
+def _shorten(text: str, limit: int) -> str:
+    """``text`` in at most ``limit`` characters, cut between words with ``...``
+    (as click shortens a command's help)."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 3].rsplit(" ", 1)[0].rstrip(",;:")
+    return cut + "..."
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
