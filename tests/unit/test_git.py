@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import pytest
 
-from conftest import git, git_objects, user_state
+from conftest import git, git_objects, make_repo, user_state
 from gitexp.capture import code_state
 from gitexp.cas import LocalStore, hash_bytes
 from gitexp.errors import NoCommits, NotARepository, ObjectMissing
@@ -208,3 +209,22 @@ def test_recorded_diff_stat_ignores_the_users_color_config(grepo, repo):
     state = code_state(grepo, LocalStore(grepo.exp_dir))
     assert "train.py" in state.data["diff_stat"]
     assert "\x1b" not in state.data["diff_stat"]  # no terminal escapes stored in code.json
+
+
+def test_hooks_dir_is_where_git_itself_looks_for_hooks(tmp_path, monkeypatch):
+    def git_says(where: Path) -> str:
+        out = git("rev-parse", "--git-path", "hooks", cwd=where).strip()
+        return os.path.normpath(os.path.join(where, out))
+
+    main = make_repo(tmp_path / "main")
+    linked = tmp_path / "linked"
+    git("worktree", "add", "-q", str(linked), cwd=main)
+    bare = tmp_path / "bare.git"
+    git("init", "-q", "--bare", str(bare))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for setting in (None, "my-hooks", "/abs/hooks", "~/hooks"):
+        for where in (main, linked, bare):
+            if setting is not None:
+                git("config", "core.hooksPath", setting, cwd=where)
+            with GitRepo(str(where)) as repo:
+                assert repo.hooks_dir() == git_says(where), (setting, where)

@@ -199,8 +199,9 @@ class RepoBase:
         return out
 
     def config_get(self, section: str, name: str, sub: str | None = None) -> str | None:
-        """A value from the repository's config stack, or None."""
-        stack = self._repo.get_config_stack()
+        """A value from the repository's config stack (as :meth:`config_stack`
+        read it), or None."""
+        stack = self.config_stack()
         key: tuple[bytes, ...] = (
             (section.encode(), sub.encode()) if sub is not None else (section.encode(),)
         )
@@ -211,7 +212,7 @@ class RepoBase:
 
     def config_get_all(self, section: str, sub: str | None, name: str) -> list[str]:
         """Every value of a multi-valued key (``git config --get-all``), in order."""
-        stack = self._repo.get_config_stack()
+        stack = self.config_stack()
         key: tuple[bytes, ...] = (
             (section.encode(), sub.encode()) if sub is not None else (section.encode(),)
         )
@@ -221,10 +222,16 @@ class RepoBase:
             return []
 
     def hooks_dir(self) -> str:
-        """Where git looks for hooks (``core.hooksPath`` respected)."""
-        out = self._run_git(["rev-parse", "--git-path", "hooks"]).strip()
-        base = self.work_tree or self.git_dir
-        return os.path.normpath(os.path.join(base, out))
+        """Where git looks for hooks: ``core.hooksPath`` (``~`` expanded, relative
+        to the top of the work tree, or to the git directory of a bare
+        repository), else the ``hooks`` directory of the common git directory
+        (shared by linked worktrees), as ``git rev-parse --git-path hooks`` says;
+        read from the config, without starting git (every run start asks)."""
+        configured = self.config_get("core", "hooksPath")
+        if configured:
+            base = self.work_tree or self.git_dir
+            return os.path.normpath(os.path.join(base, os.path.expanduser(configured)))
+        return os.path.join(self.common_dir, "hooks")
 
     def _run_git(
         self, args: list[str], env: Mapping[str, str] | None = None, check: bool = True

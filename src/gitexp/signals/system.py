@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 DEFAULT_INTERVAL = 5.0  # seconds between samples
+PRIME_DELAY = 0.5  # seconds after the start before the baseline is taken
 MIN_INTERVAL = 0.05
 
 _log = logging.getLogger("gitexp")
@@ -146,14 +147,20 @@ class SystemSampler:
         """Import psutil and NVML and take the baseline a first share is measured
         from: everything a sample will use is loaded now (nothing is imported
         later, at interpreter exit or in a background thread)."""
+        self._load()
+        self._net0 = self._net()
+        self._measure(baseline=True)
+
+    def _load(self) -> None:
+        """Import psutil (and NVML, when an NVIDIA device is there)."""
+        if self._gpus is not None:
+            return
         import psutil
 
         self._psutil = psutil
-        self._net0 = self._net()
         self._gpus = _Gpus()
         if self._gpus.problem:
             _log.warning("git-exp: %s", self._gpus.problem)
-        self._measure(baseline=True)
 
     def _net(self) -> tuple[int, int] | None:
         """Bytes sent and received by the machine's interfaces, loopback left out."""
@@ -255,14 +262,28 @@ class SystemSampler:
 
     # --------------------------------------------------------------- thread
     def start(self) -> None:
-        """Prime, then sample every ``interval`` seconds until :meth:`stop`."""
+        """Sample every ``interval`` seconds until :meth:`stop`.
+
+        psutil is imported here, in the caller's thread (nothing is imported in
+        the background or at exit); the baseline (a walk of the process tree,
+        the machine's counters: a few milliseconds of CPU) is taken by the
+        sampler's own thread after PRIME_DELAY (or one interval, if shorter):
+        a run shorter than that is not slowed by it, and records no samples."""
         if self._thread is not None:
             return
-        self.prime()
+        self._load()
         self._thread = threading.Thread(target=self._loop, name="gitexp-sampler", daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
+        if self._stop.wait(min(self.interval, PRIME_DELAY)):
+            return
+        try:
+            self.prime()
+        except Exception as exc:  # never break the run; say it once
+            self._reported = True
+            _log.warning("git-exp: system metrics not sampled: %s", exc)
+            return
         while not self._stop.wait(self.interval):
             try:
                 self.sample_and_log()
