@@ -31,6 +31,7 @@ concurrent update at worst redoes work.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import tempfile
@@ -182,6 +183,7 @@ class Catalog:
         self.reads = 0  # runs read from git objects by the last update (for tests/benchmarks)
         # ref -> (sha, error) of the runs the last update could not read
         self.skipped: dict[str, tuple[str, str]] = {}
+        self._known: Mapping[str, RunRecord] = {}
 
     # ------------------------------------------------------------ persistence
     def _load(self) -> tuple[Any, dict[str, Any]]:
@@ -220,11 +222,21 @@ class Catalog:
             raise
 
     # ---------------------------------------------------------------- update
-    def update(self, problems: list[str] | None = None) -> RunTable:
+    def exists(self) -> bool:
+        """True when a catalog has been written (it may be stale)."""
+        return os.path.exists(self.path)
+
+    def update(
+        self, problems: list[str] | None = None, known: Mapping[str, RunRecord] | None = None
+    ) -> RunTable:
         """Bring the catalog up to date with the refs; return every run, newest first.
 
         A run that cannot be read is left out (its error goes to ``problems``).
+        ``known``: runs a caller has just read (ref -> record), taken as they are
+        when the ref is still at the record's sha instead of being read again
+        (``pull`` knows exactly which refs it moved, and read them to check them).
         """
+        self._known = known or {}
         started = time.time_ns()
         # runs whose writer died before their first commit get their ref first (one
         # that cannot be recorded now is, like a run that cannot be settled, left to
@@ -383,12 +395,24 @@ class Catalog:
         dropped = [i for i in range(len(old_refs)) if i not in kept]
         table, keys = _merge(table, keys, keep, keep_mtime, keep_packed, dropped, [])
         new: list[tuple[str, str, int, bool, dict[str, Any]]] = []
-        for exp_ref, sha, rec in self.store.read_listings(to_read):
+        hinted = [
+            (exp_ref, sha, self._known[str(exp_ref)])
+            for exp_ref, sha in to_read
+            if str(exp_ref) in self._known and self._known[str(exp_ref)].sha == sha
+        ]
+        taken = {str(r) for r, _, _ in hinted}
+        if taken:
+            to_read = [(r, sha) for r, sha in to_read if str(r) not in taken]
+        reads: Iterator[tuple[ExpRef, str, RunRecord | GitExpError]] = itertools.chain(
+            hinted, self.store.read_listings(to_read)
+        )
+        for exp_ref, sha, rec in reads:
             ref = str(exp_ref)
             if isinstance(rec, GitExpError):
                 self.skipped[ref] = (sha, str(rec))
                 continue
-            self.reads += 1
+            if ref not in taken:
+                self.reads += 1
             mtime, is_packed = where[ref]
             new.append((ref, sha, mtime, is_packed, _row_data(rec)))
             if len(new) >= MERGE_EVERY:  # rows as Arrow columns, not Python dicts, early

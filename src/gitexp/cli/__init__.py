@@ -32,6 +32,7 @@ COMMANDS = {
     "push": "gitexp.cli.remote_cmds:push_cmd",
     "fetch": "gitexp.cli.remote_cmds:fetch_cmd",
     "pull": "gitexp.cli.remote_cmds:pull_cmd",
+    "clone": "gitexp.cli.remote_cmds:clone_cmd",
     "ls-remote": "gitexp.cli.remote_cmds:ls_remote_cmd",
     "get": "gitexp.cli.remote_cmds:get_cmd",
     "install-hooks": "gitexp.cli.remote_cmds:install_hooks_cmd",

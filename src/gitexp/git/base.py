@@ -37,6 +37,30 @@ def _git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+# git's location variables, set for hooks: never let them point our git elsewhere
+_LOCATION_VARS = (
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_COMMON_DIR",
+    "GIT_NAMESPACE",
+    "GIT_QUARANTINE_PATH",
+    "GIT_PREFIX",
+)
+
+
+def _located_git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """:func:`_git_env` for a git given its repository with ``--git-dir``: the
+    location variables a hook may have set (``GIT_DIR``, ``GIT_OBJECT_DIRECTORY``,
+    ...) removed, so that they cannot point it at another object store."""
+    env = _git_env(extra)
+    for var in _LOCATION_VARS:
+        env.pop(var, None)
+    return env
+
+
 def _unlink_quiet(path: str | None) -> None:
     if path is not None:
         try:
@@ -109,6 +133,8 @@ class RepoBase:
         self.work_tree: str | None = None if self.bare else os.path.abspath(self._repo.path)
         self._store: Any = self._repo.object_store
         self._identity: bytes | None = None
+        # objects read ahead in one batch (GitObjects.preloaded): sha -> (type, raw)
+        self._preload: dict[bytes, tuple[int, bytes]] = {}
 
     # ------------------------------------------------------------- lifecycle
     def close(self) -> None:
@@ -200,6 +226,14 @@ class RepoBase:
             return bytes(stack.get(key, name.encode())).decode()
         except KeyError:
             return None
+
+    def config_add(self, section: str, name: str, value: str, sub: str | None = None) -> None:
+        """Add a value to a multi-valued key of the repository's own config
+        (``git config --add``), unless the key already has exactly that value."""
+        key = f"{section}.{sub}.{name}" if sub is not None else f"{section}.{name}"
+        have = self._run_git(["config", "--get-all", key], check=False).splitlines()
+        if value not in have:
+            self._run_git(["config", "--add", key, value])
 
     def hooks_dir(self) -> str:
         """Where git looks for hooks (``core.hooksPath`` respected)."""

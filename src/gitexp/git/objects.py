@@ -3,11 +3,12 @@ pack per run), read through dulwich or a batch of ``git cat-file``."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,48 @@ from gitexp.git.base import (
     RepoBase,
     _unlink_quiet,
 )
+
+_TYPE_NUMS = {"commit": 1, "tree": 2, "blob": 3, "tag": 4}
+_HEX = frozenset(b"0123456789abcdef")
+
+
+def _parse_commit(sha: str, raw: bytes) -> CommitInfo | None:
+    """A commit's raw bytes as :meth:`GitObjects.commit_info` reads them, or None
+    when they are anything but the plain form (dulwich reads those)."""
+    head, sep, message = raw.partition(b"\n\n")
+    if not sep:
+        head, message = raw.rstrip(b"\n"), b""
+    tree = ""
+    parents: list[str] = []
+    author = b""
+    commit_time = -1
+    for line in head.split(b"\n"):
+        if line.startswith(b" "):
+            continue  # a continuation (gpgsig, mergetag)
+        key, _, value = line.partition(b" ")
+        if key == b"tree":
+            tree = value.decode("ascii", "replace")
+        elif key == b"parent":
+            parents.append(value.decode("ascii", "replace"))
+        elif key == b"author":
+            author = value.rsplit(b" ", 2)[0]
+        elif key == b"committer":
+            try:
+                commit_time = int(value.rsplit(b" ", 2)[1])
+            except (IndexError, ValueError):
+                return None
+    shas = [tree, *parents]
+    if commit_time < 0 or any(len(x) != 40 or not _HEX.issuperset(x.encode()) for x in shas):
+        return None
+    return CommitInfo(
+        sha=sha,
+        tree=tree,
+        parents=parents,
+        message=message.decode("utf-8", "replace"),
+        author=author.decode("utf-8", "replace"),
+        commit_time=commit_time,
+    )
+
 
 # A tree change: bytes to store as a blob, an existing blob sha (as ("sha", hex)),
 # or None to delete the path.
@@ -115,8 +158,36 @@ class GitObjects(RepoBase):
         """True when the object store holds ``sha``."""
         return sha.encode("ascii") in self._store
 
+    @contextlib.contextmanager
+    def preloaded(self, names: Sequence[str]) -> Iterator[int]:
+        """Read the objects ``names`` (``git cat-file`` names: ``<sha>``,
+        ``<sha>^{tree}``, ``<sha>:<path>``) in one ``git cat-file --batch`` and
+        serve :meth:`commit_info`, :meth:`read_tree` and :meth:`read_blob` of
+        them from memory inside the block: checking 10,000 fetched runs reads
+        their objects ten times faster than dulwich does one by one. Names
+        that do not exist are skipped (reading them fails as usual). Yields how
+        many objects were read; the caller bounds the memory by the batch size.
+        """
+        got = self.cat_batch(list(names))
+        cache: dict[bytes, tuple[int, bytes]] = {}
+        for item in got:
+            if item is not None and item[1] in _TYPE_NUMS:
+                cache[item[0].encode("ascii")] = (_TYPE_NUMS[item[1]], item[2])
+        previous = self._preload
+        self._preload = {**previous, **cache} if previous else cache
+        try:
+            yield len(cache)
+        finally:
+            self._preload = previous
+
     def _get(self, sha: str) -> Any:
         key = sha.encode("ascii")
+        if self._preload:
+            raw = self._preload.get(key)
+            if raw is not None:
+                from dulwich.objects import ShaFile
+
+                return ShaFile.from_raw_string(raw[0], raw[1], sha=key)  # type: ignore[arg-type]
         try:
             return self._store[key]
         except KeyError:
@@ -130,10 +201,18 @@ class GitObjects(RepoBase):
 
     def read_blob(self, sha: str) -> bytes:
         """The bytes of a blob."""
+        if self._preload:
+            raw = self._preload.get(sha.encode("ascii"))
+            if raw is not None:
+                return raw[1]
         return bytes(self._get(sha).as_raw_string())
 
     def read_tree(self, sha: str) -> dict[str, tuple[int, str]]:
         """A tree's entries: name -> (mode, sha)."""
+        if self._preload:
+            raw = self._preload.get(sha.encode("ascii"))
+            if raw is not None and raw[0] == _TYPE_NUMS["tree"]:
+                return self.parse_tree(raw[1])
         tree = self._get(sha)
         return {
             e.path.decode("utf-8", "surrogateescape"): (e.mode, e.sha.decode("ascii"))
@@ -311,6 +390,12 @@ class GitObjects(RepoBase):
         """Read a commit."""
         from dulwich.objects import Commit
 
+        if self._preload:
+            raw = self._preload.get(sha.encode("ascii"))
+            if raw is not None and raw[0] == _TYPE_NUMS["commit"]:
+                quick = _parse_commit(sha, raw[1])
+                if quick is not None:
+                    return quick
         obj = self._get(sha)
         if not isinstance(obj, Commit):
             raise StoreError(f"{sha} is not a commit")

@@ -107,6 +107,9 @@ def _refuse_constant(token: str) -> Any:
     raise ValueError(f"{token} is not JSON (format 1 writes it as the string {token!r})")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)  # one, not one per document
+
+
 def json_depth(value: Any) -> int:
     """How deeply lists and objects nest in ``value`` (0 for a scalar), iteratively."""
     deepest = 0
@@ -170,12 +173,13 @@ def parse_json(data: bytes, what: str) -> Any:
     if len(data) > MAX_DOC_BYTES:
         raise FormatError(f"{what} is {len(data)} bytes, more than {MAX_DOC_BYTES} allowed")
     try:
-        value = json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
+        value = _DECODER.decode(data.decode("utf-8"))
     except RecursionError:
         raise FormatError(f"{what} nests deeper than {MAX_DEPTH} levels") from None
     except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError, too many digits
         raise FormatError(f"{what} does not parse as JSON: {_first_line(exc)}") from exc
-    if json_depth(value) > MAX_DEPTH:
+    # a document cannot nest deeper than it has brackets: most are not walked at all
+    if data.count(b"[") + data.count(b"{") > MAX_DEPTH and json_depth(value) > MAX_DEPTH:
         raise FormatError(f"{what} nests deeper than {MAX_DEPTH} levels")
     return value
 
