@@ -24,6 +24,10 @@ import pytest
 from servers import git_daemon, git_http, s3, sshd  # noqa: F401  (server fixtures)
 
 BIN = os.path.dirname(sys.executable)
+# GITEXP_TEST_AUTOPACK=1: every test's git config asks for background packing at
+# the lowest thresholds, so that `git gc --auto` runs beside everything the tests
+# do (the reliability suite must pass that way too)
+AUTOPACK = os.environ.get("GITEXP_TEST_AUTOPACK") == "1"
 
 
 @pytest.fixture(autouse=True)
@@ -41,6 +45,7 @@ def isolate(tmp_path_factory, monkeypatch):
         "[user]\n\tname = Test User\n\temail = test@example.com\n"
         "[init]\n\tdefaultBranch = main\n"
         '[protocol "file"]\n\tallow = always\n'
+        + ("[gc]\n\tauto = 1\n\tautoPackLimit = 1\n" if AUTOPACK else "")
     )
     yield home
     # a run a test left open (one whose finish failed on purpose, say) must not

@@ -227,6 +227,19 @@ class RepoBase:
         except KeyError:
             return None
 
+    def config_get_all(self, section: str, name: str, sub: str | None = None) -> list[str]:
+        """Every value of a multi-valued key (``remote.<name>.fetch``), in order."""
+        stack = self._repo.get_config_stack()
+        key: tuple[bytes, ...] = (
+            (section.encode(), sub.encode()) if sub is not None else (section.encode(),)
+        )
+        try:
+            return [
+                bytes(v).decode("utf-8", "replace") for v in stack.get_multivar(key, name.encode())
+            ]
+        except KeyError:
+            return []
+
     def config_add(self, section: str, name: str, value: str, sub: str | None = None) -> None:
         """Add a value to a multi-valued key of the repository's own config
         (``git config --add``), unless the key already has exactly that value."""

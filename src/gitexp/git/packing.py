@@ -66,14 +66,24 @@ class GitPacking(RepoBase):
             return 0
         return sum(1 for n in names if n.endswith(".pack"))
 
+    def _limits(self) -> tuple[int, int]:
+        """(loose objects, packs) past which to pack; read once per open repository."""
+        limits: tuple[int, int] | None = getattr(self, "_pack_limits", None)
+        if limits is None:
+            limits = (
+                self._config_int("gc", "auto", AUTO_PACK_LOOSE),
+                self._config_int("gc", "autoPackLimit", AUTO_PACK_PACKS),
+            )
+            self._pack_limits = limits
+        return limits
+
     def needs_packing(self) -> bool:
         """True when loose objects or packs are past the thresholds (module docstring)."""
-        limit = self._config_int("gc", "auto", AUTO_PACK_LOOSE)
-        if limit <= 0:
+        loose, packs = self._limits()
+        if loose <= 0:
             return False
-        if self.loose_objects_estimate() > limit:
+        if self.loose_objects_estimate() > loose:
             return True
-        packs = self._config_int("gc", "autoPackLimit", AUTO_PACK_PACKS)
         return packs > 0 and self.pack_count() > packs
 
     def auto_pack(self) -> bool:
@@ -89,16 +99,22 @@ class GitPacking(RepoBase):
                     return False  # one is running (or died recently: git decides then)
             except FileNotFoundError:
                 pass
-            limit = self._config_int("gc", "auto", AUTO_PACK_LOOSE)
-            subprocess.Popen(
+            limit = self._limits()[0]
+            # through a shell that puts git in the background and exits at once: git
+            # is nobody's child to wait for (no zombie, no warning at our exit)
+            starter = subprocess.Popen(
                 [
+                    "sh",
+                    "-c",
+                    '"$@" </dev/null >/dev/null 2>&1 &',
+                    "sh",
                     "git",
                     "--git-dir",
                     self.common_dir,
                     "-c",
                     f"gc.auto={limit}",
                     "-c",
-                    "gc.autoDetach=false",  # already detached: its own session, not waited for
+                    "gc.autoDetach=false",  # detached already: its own session, not waited for
                     "gc",
                     "--auto",
                     "--quiet",
@@ -110,6 +126,7 @@ class GitPacking(RepoBase):
                 start_new_session=True,
                 close_fds=True,
             )
+            starter.wait()
             return True
         except OSError:
             return False

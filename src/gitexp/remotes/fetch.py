@@ -32,7 +32,7 @@ from gitexp.remotes.objects import (
 )
 from gitexp.remotes.progress import Meter, Progress, ProgressFn, no_progress
 from gitexp.remotes.push import local_refs
-from gitexp.remotes.selection import Selection
+from gitexp.remotes.selection import Selection, refspec_prefixes
 from gitexp.remotes.state import SyncState
 from gitexp.store import ExpStore
 
@@ -120,6 +120,11 @@ def fetch(
         remote = None
     rem = resolve_remote(repo, remote)
     result = FetchResult(rem)
+    if not sel.partial and rem.name:
+        # a clone of some experiments (git exp clone -e): their runs, as git fetch brings
+        prefixes = refspec_prefixes(repo.config_get_all("remote", "fetch", rem.name))
+        if prefixes:
+            sel = dataclasses.replace(sel, prefixes=prefixes)
     spaces = [ns for ns in SHARED if ns.selectable or not sel.partial]
     progress(Progress("fetching runs"))
 
@@ -244,6 +249,7 @@ class PullResult:
     fetch: FetchResult
     objects: int = 0
     nbytes: int = 0
+    runs_checked: int = 0  # runs whose manifest was read (the others were in sync)
     refused: list[Refusal] = field(default_factory=list)
     unavailable: list[str] = field(default_factory=list)  # not in the remote store
     no_store: bool = False
@@ -466,17 +472,23 @@ def pull(
 def _download(store: ExpStore, result: PullResult, progress: ProgressFn) -> None:
     fetched = result.fetch
     repo = store.repo
+    if not fetched.remote.store_url:
+        result.no_store = True
+        return
+    state = SyncState(repo, fetched.remote)
+    targets = [
+        (r.ref, r.new)
+        for r in fetched.in_sync()
+        if _carries_artifacts(r.ref) and not state.is_synced(r.ref, r.new)
+    ]
+    result.runs_checked = len(targets)
+    if not targets:
+        return  # (the store is not even opened)
     try:
         remote_store = open_store(fetched.remote, repo.work_tree or repo.git_dir)
         if remote_store is None:
             result.no_store = True
             return
-        state = SyncState(repo, fetched.remote)
-        targets = [
-            (r.ref, r.new)
-            for r in fetched.in_sync()
-            if _carries_artifacts(r.ref) and not state.is_synced(r.ref, r.new)
-        ]
         complete = download_objects(
             store, remote_store, targets, progress, result, known=fetched.records
         )

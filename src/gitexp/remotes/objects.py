@@ -31,11 +31,18 @@ def each_in_pool(workers: int, fn: Callable[[Any], Any], items: list[Any]) -> It
         return
     from concurrent.futures import ThreadPoolExecutor
 
+    # many items go in chunks: a future (and its lock) per 64 objects, not per object
+    size = max(1, min(64, len(items) // (workers * 8)))
+    chunks = [items[i : i + size] for i in range(0, len(items), size)]
+
+    def each(chunk: list[Any]) -> list[Any]:
+        return [fn(item) for item in chunk]
+
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(fn, item) for item in items]
+        futures = [pool.submit(each, chunk) for chunk in chunks]
         try:
             for fut in futures:
-                yield fut.result()
+                yield from fut.result()
         finally:
             for fut in futures:
                 fut.cancel()

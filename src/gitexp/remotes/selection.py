@@ -55,6 +55,8 @@ class Selection:
     experiment: str | None = None
     since: _dt.datetime | None = None
     runs: list[str] = field(default_factory=list)  # addresses, as a user types them
+    # ref prefixes runs must be under (the remote's fetch refspecs for runs); empty: any
+    prefixes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.experiment is not None:
@@ -63,7 +65,7 @@ class Selection:
     @property
     def partial(self) -> bool:
         """True when only some runs are wanted."""
-        return bool(self.experiment or self.since or self.runs)
+        return bool(self.experiment or self.since or self.runs or self.prefixes)
 
     def pick(self, advertised: Mapping[str, str]) -> dict[str, str]:
         """The run refs of ``advertised`` (ref -> tip sha) this selection wants.
@@ -73,6 +75,8 @@ class Selection:
         one that names none, or several, is an error that says so.
         """
         out = dict(advertised)
+        if self.prefixes:
+            out = {r: s for r, s in out.items() if r.startswith(tuple(self.prefixes))}
         if self.experiment:
             top = f"{NAMESPACE}{self.experiment}/"
             out = {r: s for r, s in out.items() if r.startswith(top)}
@@ -110,6 +114,22 @@ def _matches(address: str, refs: Mapping[str, str]) -> list[str]:
     if len(low) >= 4 and all(c in "0123456789abcdef" for c in low):
         return [r for r, sha in refs.items() if sha.startswith(low)]
     return []
+
+
+def refspec_prefixes(refspecs: Iterable[str]) -> list[str]:
+    """The run ref prefixes a remote's fetch refspecs bring (``git exp clone -e``
+    writes ``+refs/experiments/<exp>/*:...``); empty when none names runs, or
+    one brings them all."""
+    out: list[str] = []
+    for spec in refspecs:
+        src = spec.lstrip("+").split(":", 1)[0]
+        if not src.startswith(NAMESPACE) or not src.endswith("*"):
+            continue
+        prefix = src[:-1]
+        if prefix == NAMESPACE:
+            return []
+        out.append(prefix)
+    return out
 
 
 def selected_names(names: Iterable[str], experiment: str | None) -> list[str]:
