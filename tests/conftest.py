@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -65,14 +66,19 @@ def git(
     input: str | None = None,
 ) -> str:
     """Run the real git binary (``input`` on its stdin); return stdout."""
-    proc = subprocess.run(
-        ["git", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        input=input,
-        env={**os.environ, **(env or {})},
-    )
+    for _ in range(600):
+        proc = subprocess.run(
+            ["git", *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            input=input,
+            env={**os.environ, **(env or {})},
+        )
+        # with GITEXP_TEST_AUTOPACK, a test's own `git gc` waits for the background one
+        if not (AUTOPACK and args[:1] == ("gc",) and "gc is already running" in proc.stderr):
+            break
+        time.sleep(0.1)
     if check and proc.returncode != 0:
         raise AssertionError(f"git {' '.join(args)} failed: {proc.stderr}")
     return proc.stdout

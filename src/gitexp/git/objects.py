@@ -139,7 +139,10 @@ class GitObjects(RepoBase):
                 os.chmod(tmp, 0o444)
                 os.replace(tmp, final)
                 return
-            except FileNotFoundError:
+            except (FileNotFoundError, FileExistsError):
+                # a concurrent `git gc` (prune-packed) removed the empty fan-out
+                # directory between a mkdir that found it and our file (makedirs then
+                # reports it as existing but not a directory): try again
                 _unlink_quiet(tmp)
                 if attempt == 4:
                     raise StoreError(

@@ -356,7 +356,12 @@ def download_objects(
     incomplete: set[str] = set()
     if len(targets) > 1:
         progress(Progress("reading manifests", 0, len(targets)))
-    objects = runs_objects(store, dict(targets), known)
+    objects = runs_objects(
+        store,
+        dict(targets),
+        known,
+        progress=lambda d, t: progress(Progress("reading manifests", d, t)),
+    )
     for name, _sha in targets:
         objs = objects[name]
         result.refused += objs.refused

@@ -149,11 +149,15 @@ MANIFEST_BATCH = 5000  # manifests read in one git cat-file batch
 
 
 def runs_objects(
-    store: ExpStore, refs: Mapping[str, str], known: Mapping[str, Any] | None = None
+    store: ExpStore,
+    refs: Mapping[str, str],
+    known: Mapping[str, Any] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, RunObjects]:
     """:func:`run_objects` of many runs (name -> sha), their manifests read in
     batches through ``git cat-file``. ``known``: records already read (name ->
-    RunRecord whose ``sha`` matches), whose manifest is not read again."""
+    RunRecord whose ``sha`` matches), whose manifest is not read again.
+    ``progress(done, total)`` after each batch."""
     out: dict[str, RunObjects] = {}
     todo: list[tuple[str, str]] = []
     for name, sha in refs.items():
@@ -176,6 +180,8 @@ def runs_objects(
                 out[name] = RunObjects()  # a run without a manifest: no artifacts
             else:
                 out[name] = run_objects(store.repo, sha, run)  # raises: not here
+        if progress is not None:
+            progress(start + len(part), len(todo))
     return out
 
 

@@ -154,7 +154,9 @@ def push(
     result.runs_checked = len(look)
     if look:
         progress(Progress("reading manifests", 0, len(look)))
-    objects = runs_objects(store, look)
+    objects = runs_objects(
+        store, look, progress=lambda d, t: progress(Progress("reading manifests", d, t))
+    )
     per_run = {r: keys_of(store, objs) for r, objs in objects.items()}
     keys = list(dict.fromkeys(k for ks in per_run.values() for k in ks))
     here = {k for k in keys if store.cas.has(k)}
