@@ -135,6 +135,7 @@ class RepoBase:
         self._identity: bytes | None = None
         # objects read ahead in one batch (GitObjects.preloaded): sha -> (type, raw)
         self._preload: dict[bytes, tuple[int, bytes]] = {}
+        self._tree_memo: dict[bytes, dict[str, tuple[int, str]]] = {}  # preloaded trees, parsed
 
     # ------------------------------------------------------------- lifecycle
     def close(self) -> None:

@@ -161,8 +161,47 @@ class GitObjects(RepoBase):
         """True when the object store holds ``sha``."""
         return sha.encode("ascii") in self._store
 
+    def present(self, shas: Sequence[str]) -> set[str]:
+        """The objects of ``shas`` this repository holds: one ``git cat-file
+        --batch-check`` for many (dulwich looks each one up in every pack)."""
+        if len(shas) < 64:
+            return {s for s in shas if self.has_object(s)}
+        import threading
+
+        try:
+            proc = subprocess.Popen(
+                ["git", "--git-dir", self.common_dir, "cat-file", "--batch-check"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+            )
+        except OSError:
+            return {s for s in shas if self.has_object(s)}
+        assert proc.stdin is not None and proc.stdout is not None
+        stdin = proc.stdin
+
+        def feed() -> None:
+            try:
+                stdin.write("".join(f"{s}\n" for s in shas).encode("ascii"))
+                stdin.close()
+            except OSError:
+                pass
+
+        writer = threading.Thread(target=feed, daemon=True)
+        writer.start()
+        out = proc.stdout.read().decode("ascii", "replace").splitlines()
+        writer.join()
+        proc.stdout.close()
+        if proc.wait() != 0 or len(out) != len(shas):
+            return {s for s in shas if self.has_object(s)}
+        return {s for s, line in zip(shas, out) if not line.endswith(" missing")}
+
     @contextlib.contextmanager
-    def preloaded(self, names: Sequence[str]) -> Iterator[int]:
+    def preloaded(
+        self,
+        names: Sequence[str],
+        read: Sequence[tuple[str, str, bytes] | None] = (),
+    ) -> Iterator[int]:
         """Read the objects ``names`` (``git cat-file`` names: ``<sha>``,
         ``<sha>^{tree}``, ``<sha>:<path>``) in one ``git cat-file --batch`` and
         serve :meth:`commit_info`, :meth:`read_tree` and :meth:`read_blob` of
@@ -170,8 +209,9 @@ class GitObjects(RepoBase):
         their objects ten times faster than dulwich does one by one. Names
         that do not exist are skipped (reading them fails as usual). Yields how
         many objects were read; the caller bounds the memory by the batch size.
+        ``read``: objects read already (as :meth:`cat_batch` gives them), served too.
         """
-        got = self.cat_batch(list(names))
+        got = [*read, *(self.cat_batch(list(names)) if names else [])]
         cache: dict[bytes, tuple[int, bytes]] = {}
         for item in got:
             if item is not None and item[1] in _TYPE_NUMS:
@@ -182,6 +222,7 @@ class GitObjects(RepoBase):
             yield len(cache)
         finally:
             self._preload = previous
+            self._tree_memo = {}
 
     def _get(self, sha: str) -> Any:
         key = sha.encode("ascii")
@@ -213,9 +254,13 @@ class GitObjects(RepoBase):
     def read_tree(self, sha: str) -> dict[str, tuple[int, str]]:
         """A tree's entries: name -> (mode, sha)."""
         if self._preload:
-            raw = self._preload.get(sha.encode("ascii"))
+            key = sha.encode("ascii")
+            raw = self._preload.get(key)
             if raw is not None and raw[0] == _TYPE_NUMS["tree"]:
-                return self.parse_tree(raw[1])
+                parsed = self._tree_memo.get(key)
+                if parsed is None:
+                    parsed = self._tree_memo[key] = self.parse_tree(raw[1])
+                return dict(parsed)
         tree = self._get(sha)
         return {
             e.path.decode("utf-8", "surrogateescape"): (e.mode, e.sha.decode("ascii"))

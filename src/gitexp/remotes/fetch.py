@@ -152,7 +152,8 @@ def fetch(
             result.refs.append(RefFetch(name, None, sha, SyncStatus.REFUSED, problem))
             continue
         differing[name] = sha
-    missing = sorted({s for s in differing.values() if not repo.has_object(s)})
+    wanted_shas = sorted(set(differing.values()))
+    missing = sorted(set(wanted_shas) - repo.present(wanted_shas))
     if missing:
 
         def text(t: str) -> None:
@@ -166,13 +167,15 @@ def fetch(
             # a run moved on the remote between its advertisement and the fetch
             again = advertised()
             differing = {n: again[n] for n in differing if n in again}
-            missing = sorted({s for s in differing.values() if not repo.has_object(s)})
+            wanted_shas = sorted(set(differing.values()))
+            missing = sorted(set(wanted_shas) - repo.present(wanted_shas))
             repo.fetch_objects(rem.url, missing, rem.ssh_command, progress=text)
+    here = repo.present(sorted(set(differing.values()))) if differing else set()
     # what each differing ref is to us, before anything is taken
     take: dict[str, list[tuple[str, str]]] = {}
     for name, sha in differing.items():
         old = local.get(name)
-        if not repo.has_object(sha):
+        if sha not in here:
             result.refs.append(
                 RefFetch(name, old, sha, SyncStatus.REFUSED, "its commit did not arrive")
             )

@@ -14,8 +14,8 @@ parsed entry by entry); their artifacts travel through the artifact store.
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,19 +103,34 @@ def not_a_run(repo: GitRepo, sha: str, name: str) -> str:
     return ""
 
 
-def _run_objects_names(sha: str) -> list[str]:
-    """What reading run ``sha`` whole reads (``git cat-file`` names)."""
-    names = [sha, f"{sha}^{{tree}}", f"{sha}:{fmt.METRICS_DIR}"]
-    for name in (
-        fmt.RUN_JSON,
-        fmt.PARAMS_JSON,
-        fmt.ENV_JSON,
-        fmt.CODE_JSON,
-        fmt.SUMMARY_JSON,
-        fmt.ARTIFACTS_JSON,
-    ):
-        names.append(f"{sha}:{name}")
-    return names
+_RUN_FILES = (
+    fmt.RUN_JSON,
+    fmt.PARAMS_JSON,
+    fmt.ENV_JSON,
+    fmt.CODE_JSON,
+    fmt.SUMMARY_JSON,
+    fmt.ARTIFACTS_JSON,
+    fmt.METRICS_DIR,
+)
+
+
+@contextlib.contextmanager
+def _preload_runs(repo: GitRepo, shas: Sequence[str]) -> Iterator[None]:
+    """The objects reading runs ``shas`` whole reads, in two ``git cat-file``
+    batches: the commits and root trees, then every object those trees name,
+    once (one ``env.json`` and one ``code.json`` serve a whole sweep)."""
+    with repo.preloaded([n for s in shas for n in (s, f"{s}^{{tree}}")]):
+        wanted: dict[str, None] = {}
+        for sha in shas:
+            try:
+                entries = repo.read_tree(repo.commit_info(sha).tree)
+            except StoreError:
+                continue  # read again, and refused, one by one
+            for name in _RUN_FILES:
+                if name in entries:
+                    wanted[entries[name][1]] = None
+        with repo.preloaded(list(wanted)):
+            yield
 
 
 def check_runs(
@@ -133,8 +148,7 @@ def check_runs(
     parsed: dict[tuple[str, str], Any] = {}  # env.json, code.json: one blob for many runs
     for start in range(0, total, CHECK_BATCH):
         part = items[start : start + CHECK_BATCH]
-        names = [n for _, sha in part for n in _run_objects_names(sha)]
-        with repo.preloaded(names):
+        with _preload_runs(repo, [sha for _, sha in part]):
             for i, (name, sha) in enumerate(part):
                 if (start + i) % 500 == 0:
                     progress(Progress("checking runs", start + i, total))
@@ -144,8 +158,7 @@ def check_runs(
                     problem = not_a_run(repo, sha, name) or "the run cannot be read"
                     out.refused[name] = problem
                     continue
-                # kept for the catalog and the artifact download: not the environment
-                out.records[name] = dataclasses.replace(rec, env={}, segments=[])
+                out.records[name] = rec  # for the catalog and the artifact download
     if total:
         progress(Progress("checking runs", total, total))
     return out
