@@ -150,6 +150,12 @@ def _row_data(rec: RunRecord) -> dict[str, Any]:
     }
 
 
+def row_data(rec: RunRecord) -> dict[str, Any]:
+    """What the catalog keeps of a run (for :meth:`Catalog.update`'s ``known``):
+    far smaller than the record, so a caller holding 100,000 runs' worth holds that."""
+    return _row_data(rec)
+
+
 def row_of(rec: RunRecord) -> dict[str, Any]:
     """The one run -> row builder: a run as the flat dict :meth:`RunTable.rows`
     gives (base columns, ``ref``, ``sha``, ``params.*``, ``metrics.*``)."""
@@ -183,7 +189,7 @@ class Catalog:
         self.reads = 0  # runs read from git objects by the last update (for tests/benchmarks)
         # ref -> (sha, error) of the runs the last update could not read
         self.skipped: dict[str, tuple[str, str]] = {}
-        self._known: Mapping[str, RunRecord] = {}
+        self._known: Mapping[str, tuple[str, dict[str, Any]]] = {}
 
     # ------------------------------------------------------------ persistence
     def _load(self) -> tuple[Any, dict[str, Any]]:
@@ -227,14 +233,17 @@ class Catalog:
         return os.path.exists(self.path)
 
     def update(
-        self, problems: list[str] | None = None, known: Mapping[str, RunRecord] | None = None
+        self,
+        problems: list[str] | None = None,
+        known: Mapping[str, tuple[str, dict[str, Any]]] | None = None,
     ) -> RunTable:
         """Bring the catalog up to date with the refs; return every run, newest first.
 
         A run that cannot be read is left out (its error goes to ``problems``).
-        ``known``: runs a caller has just read (ref -> record), taken as they are
-        when the ref is still at the record's sha instead of being read again
-        (``pull`` knows exactly which refs it moved, and read them to check them).
+        ``known``: rows of runs a caller has just read (ref -> (sha, :func:`row_data`
+        of its record)), taken as they are when the ref is still at that sha
+        instead of being read again (``pull`` knows exactly which refs it moved,
+        and read them to check them).
         """
         self._known = known or {}
         started = time.time_ns()
@@ -396,15 +405,15 @@ class Catalog:
         table, keys = _merge(table, keys, keep, keep_mtime, keep_packed, dropped, [])
         new: list[tuple[str, str, int, bool, dict[str, Any]]] = []
         hinted = [
-            (exp_ref, sha, self._known[str(exp_ref)])
+            (exp_ref, sha, self._known[str(exp_ref)][1])
             for exp_ref, sha in to_read
-            if str(exp_ref) in self._known and self._known[str(exp_ref)].sha == sha
+            if self._known.get(str(exp_ref), ("",))[0] == sha
         ]
         taken = {str(r) for r, _, _ in hinted}
         if taken:
             to_read = [(r, sha) for r, sha in to_read if str(r) not in taken]
-        reads: Iterator[tuple[ExpRef, str, RunRecord | GitExpError]] = itertools.chain(
-            hinted, self.store.read_listings(to_read)
+        reads: Iterator[tuple[ExpRef, str, RunRecord | GitExpError | dict[str, Any]]] = (
+            itertools.chain(hinted, self.store.read_listings(to_read))
         )
         for exp_ref, sha, rec in reads:
             ref = str(exp_ref)
@@ -414,7 +423,8 @@ class Catalog:
             if ref not in taken:
                 self.reads += 1
             mtime, is_packed = where[ref]
-            new.append((ref, sha, mtime, is_packed, _row_data(rec)))
+            row = rec if isinstance(rec, dict) else _row_data(rec)
+            new.append((ref, sha, mtime, is_packed, row))
             if len(new) >= MERGE_EVERY:  # rows as Arrow columns, not Python dicts, early
                 table, keys = _append(table, keys, new)
                 new = []

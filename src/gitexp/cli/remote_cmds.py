@@ -137,11 +137,16 @@ def push_cmd(
         if result.git_objects:
             line += f" ({result.git_objects} git object(s), {human_size(result.git_bytes)})"
         echo(line)
-    if result.local_only:
+    if result.local_only or result.local_only_runs:
         name = rem.name or "<remote>"
+        what = (
+            f"{result.local_only} object(s)"
+            if result.local_only
+            else f"the artifacts of {result.local_only_runs} run(s)"
+        )
         echo(
             f"git exp: artifacts stay local: {rem.label} has no artifact store, so "
-            f"{result.local_only} object(s) {'would not be' if dry_run else 'were not'} "
+            f"{what} {'would not be' if dry_run else 'were not'} "
             "uploaded; set one with "
             f"'git config remote.{name}.expstore <url>' (s3://bucket/path, a shared "
             "directory, ...) and push again",

@@ -30,7 +30,7 @@ import time
 
 from gitexp.git.base import RepoBase, _located_git_env
 
-AUTO_PACK_LOOSE = 4000  # loose objects (about 500 small runs) before a background gc
+AUTO_PACK_LOOSE = 1600  # loose objects (about 200 small runs) before a background gc
 AUTO_PACK_PACKS = 50  # packs before gc merges them into one (git's gc.autoPackLimit)
 GC_PID_FRESH = 12 * 3600  # seconds git considers a gc.pid of another gc current
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import time
 from collections.abc import Mapping
@@ -16,6 +17,7 @@ from gitexp.git.base import STALE_LOCK_SECONDS, RepoBase, _unlink_quiet
 
 RACY_SECONDS = 2.0  # a file changed within this of a look at it may look unchanged
 _REF_CACHE_VERSION = 1
+_CACHE_LINE = re.compile(r"^([0-9a-f]{40}) (-?[0-9]+) ([^\n]+)$", re.MULTILINE)
 
 
 def _load_ref_cache(path: str, prefix: str) -> tuple[dict[str, Any], dict[str, tuple[str, int]]]:
@@ -34,14 +36,10 @@ def _load_ref_cache(path: str, prefix: str) -> tuple[dict[str, Any], dict[str, t
         or not isinstance(state.get("dirs"), dict)
     ):
         return {}, {}
-    entries: dict[str, tuple[str, int]] = {}
-    try:
-        for line in body.splitlines():
-            sha, mtime, ref = line.split(" ", 2)
-            entries[ref] = (sha, int(mtime))
-    except ValueError:
-        return {}, {}
-    return state, entries
+    lines = _CACHE_LINE.findall(body)
+    if len(lines) != body.count("\n"):
+        return {}, {}  # a line that is not ours: the cache is not trusted
+    return state, {ref: (sha, int(mtime)) for sha, mtime, ref in lines}
 
 
 def _save_ref_cache(
@@ -163,6 +161,8 @@ class GitRefs(RepoBase):
         else:
             packed = self.packed_refs(prefix)
         scan = RefScan(self.common_dir, prefix, state.get("dirs", {}), racy_ns)
+        if packed_ok and scan.unchanged:  # nothing moved since: the cache is the answer
+            return {ref: sha for ref, (sha, _) in cached.items()}
         loose: dict[str, tuple[str, int]] = {}
         if scan.kept:
             for ref, (sha, mtime) in cached.items():

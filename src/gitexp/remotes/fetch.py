@@ -20,7 +20,7 @@ from gitexp.errors import (
 from gitexp.git import SyncStatus
 from gitexp.records import NAMESPACE
 from gitexp.remotes.config import STORE_KEY, Remote, is_remote, open_store, resolve_remote
-from gitexp.remotes.namespaces import SHARED, namespace_of
+from gitexp.remotes.namespaces import SHARED, Taken, namespace_of
 from gitexp.remotes.objects import (
     Refusal,
     each_in_pool,
@@ -56,8 +56,8 @@ class FetchResult:
 
     remote: Remote
     refs: list[RefFetch] = field(default_factory=list)
-    # what was read of the refs taken (ref -> RunRecord), for the catalog and the downloads
-    records: dict[str, Any] = field(default_factory=dict, repr=False)
+    # what was read of the refs taken, for the catalog and the downloads
+    records: dict[str, Taken] = field(default_factory=dict, repr=False)
     fresh_clone: bool = False  # there was no ref of the namespaces here before
 
     def in_sync(self) -> list[RefFetch]:
@@ -237,7 +237,9 @@ def index_fetched(store: ExpStore, result: FetchResult) -> None:
     cat = Catalog(store)
     if not (cat.exists() or result.fresh_clone):
         return  # the next listing builds it, as it would have
-    known = {n: rec for n, rec in result.records.items() if n in moved}
+    known = {
+        n: (t.sha, t.row) for n, t in result.records.items() if n in moved and t.row is not None
+    }
     with contextlib.suppress(GitExpError, OSError):  # an index, never a reason to fail
         cat.update(known=known)
 
@@ -484,10 +486,12 @@ def _download(store: ExpStore, result: PullResult, progress: ProgressFn) -> None
         result.no_store = True
         return
     state = SyncState(repo, fetched.remote)
+    carry = tuple(ns.prefix for ns in SHARED if ns.artifacts)
+    synced = state.synced
     targets = [
         (r.ref, r.new)
         for r in fetched.in_sync()
-        if _carries_artifacts(r.ref) and not state.is_synced(r.ref, r.new)
+        if r.ref.startswith(carry) and synced.get(r.ref) != r.new
     ]
     result.runs_checked = len(targets)
     if not targets:
@@ -510,8 +514,3 @@ def _download(store: ExpStore, result: PullResult, progress: ProgressFn) -> None
             "once the store answers)",
             fetched.remote.url,
         )
-
-
-def _carries_artifacts(ref: str) -> bool:
-    ns = namespace_of(ref)
-    return ns is not None and ns.artifacts

@@ -22,7 +22,7 @@ from typing import Any
 from gitexp import records as fmt
 from gitexp.errors import InvalidName, StoreError
 from gitexp.git import GitRepo
-from gitexp.records import NAMESPACE, ExpRef
+from gitexp.records import NAMESPACE, ArtifactEntry, ExpRef
 from gitexp.remotes.objects import manifest_entries
 from gitexp.remotes.progress import Progress, ProgressFn, no_progress
 from gitexp.store import ExpStore, check_run, parse_record
@@ -31,12 +31,21 @@ CHECK_BATCH = 2000  # refs whose objects are read in one git cat-file batch (bou
 
 
 @dataclass
+class Taken:
+    """What a pull keeps of a fetched run it checked: small, for 100,000 of them."""
+
+    sha: str
+    row: dict[str, Any] | None  # the run catalog's row (gitexp.catalog.row_data), if any
+    artifacts: list[ArtifactEntry]  # its manifest, every entry valid
+
+
+@dataclass
 class Checked:
     """What checking fetched refs found: why some cannot be taken, and what was
-    read of the others (for the indexes that follow refs: the run catalog)."""
+    read of the others (for the run catalog and the artifact downloads)."""
 
     refused: dict[str, str] = field(default_factory=dict)  # ref -> why
-    records: dict[str, Any] = field(default_factory=dict)  # ref -> what was read
+    records: dict[str, Taken] = field(default_factory=dict)  # ref -> what was read
 
 
 # (store, [(ref, sha)], progress) -> Checked
@@ -133,6 +142,12 @@ def _preload_runs(repo: GitRepo, shas: Sequence[str]) -> Iterator[None]:
             yield
 
 
+def row_data(rec: Any) -> dict[str, Any]:
+    from gitexp.catalog import row_data as catalog_row
+
+    return catalog_row(rec)
+
+
 def check_runs(
     store: ExpStore, items: Sequence[tuple[str, str]], progress: ProgressFn = no_progress
 ) -> Checked:
@@ -158,7 +173,7 @@ def check_runs(
                     problem = not_a_run(repo, sha, name) or "the run cannot be read"
                     out.refused[name] = problem
                     continue
-                out.records[name] = rec  # for the catalog and the artifact download
+                out.records[name] = Taken(sha, row_data(rec), rec.artifacts)
     if total:
         progress(Progress("checking runs", total, total))
     return out

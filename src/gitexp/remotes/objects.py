@@ -156,7 +156,8 @@ def runs_objects(
 ) -> dict[str, RunObjects]:
     """:func:`run_objects` of many runs (name -> sha), their manifests read in
     batches through ``git cat-file``. ``known``: records already read (name ->
-    RunRecord whose ``sha`` matches), whose manifest is not read again.
+    anything with the ``sha`` and ``artifacts`` read: a RunRecord, a pull's
+    ``Taken``), whose manifest is not read again when the sha matches.
     ``progress(done, total)`` after each batch."""
     out: dict[str, RunObjects] = {}
     todo: list[tuple[str, str]] = []

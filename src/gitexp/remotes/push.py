@@ -35,7 +35,8 @@ from gitexp.remotes.progress import Meter, Progress, ProgressFn, no_progress
 from gitexp.remotes.state import SyncState, ref_cache
 from gitexp.store import ExpStore
 
-_MOVED = (SyncStatus.NEW, SyncStatus.UPDATED, SyncStatus.FORCED, SyncStatus.UP_TO_DATE)
+_SENT = (SyncStatus.NEW, SyncStatus.UPDATED, SyncStatus.FORCED)
+_MOVED = (*_SENT, SyncStatus.UP_TO_DATE)
 
 
 @dataclass
@@ -48,7 +49,8 @@ class PushResult:
     nbytes: int = 0
     checked: int = 0  # objects the pushed runs reference (of the runs looked at)
     runs_checked: int = 0  # runs whose manifest was read (the others were in sync)
-    local_only: int = 0  # objects not uploaded because the remote has no store
+    local_only: int = 0  # objects not uploaded because the remote has no store (counted)
+    local_only_runs: int = 0  # runs whose artifacts stay here: no store, manifests not read
     missing_local: list[str] = field(default_factory=list)  # referenced, but not here
     git_objects: int = 0  # git objects sent in the pack (commits, trees, blobs)
     git_bytes: int = 0  # the pack's size as git wrote it
@@ -135,22 +137,21 @@ def push(
     progress(Progress("comparing with the remote"))
     advertised = repo.remote_refs(rem.url, [ns.prefix for ns in SHARED], rem.ssh_command)
     state = SyncState(repo, rem)
+    synced = state.synced
+    # in sync: on the remote at this sha, artifacts included (per-remote state); a
+    # run the remote lost (deleted or reset there) is looked at again
+    in_sync = {r for r, s in selected.items() if advertised.get(r) == s and synced.get(r) == s}
     # a ref under the namespace that is not a run's name is not ours to push (only
     # refs with something to do are looked at: 10 us a name, 1 s for 100,000)
-    refs = {
-        r: s
-        for r, s in sorted(selected.items())
-        if (advertised.get(r) == s and state.is_synced(r, s)) or not RUNS.name_problem(r)
-    }
+    refs = {r: s for r, s in sorted(selected.items()) if r in in_sync or not RUNS.name_problem(r)}
     plan = repo.plan_push(advertised, refs, force)
-    # artifacts: only of runs not known in sync at this sha, and that will move
-    # (a run the remote lost, deleted or reset there, is looked at again)
+    # artifacts: only of runs not in sync, and that will move
     look = {
-        r: s
-        for r, s in refs.items()
-        if plan[r].status != SyncStatus.REJECTED
-        and not (advertised.get(r) == s and state.is_synced(r, s))
+        r: s for r, s in refs.items() if r not in in_sync and plan[r].status != SyncStatus.REJECTED
     }
+    if not rem.store_url and not dry_run:
+        # no store: no object can go anywhere, so no manifest is read (the refs go)
+        result.local_only_runs, look = len(look), {}
     result.runs_checked = len(look)
     if look:
         progress(Progress("reading manifests", 0, len(look)))
@@ -175,19 +176,23 @@ def push(
         result.git_objects, result.git_bytes = done, max(result.git_bytes, nbytes)
         progress(Progress("sending git objects", done, total, nbytes))
 
-    moving = sum(1 for p in plan.values() if p.status != SyncStatus.UP_TO_DATE)
-    progress(Progress("pushing runs", 0, moving))
-    result.refs = repo.push(
-        rem.url,
-        refs,
-        ssh_command=rem.ssh_command,
-        progress=lambda text: progress(Progress("pushing runs", text=text)),
-        force=force,
-        on_objects=on_objects,
-        remote=advertised,
-    )
+    # only refs that move go to git (the others' statuses are the plan's)
+    moving = {r: s for r, s in refs.items() if plan[r].status in _SENT}
+    if moving:
+        progress(Progress("pushing runs", 0, len(moving)))
+        pushed = repo.push(
+            rem.url,
+            moving,
+            ssh_command=rem.ssh_command,
+            progress=lambda text: progress(Progress("pushing runs", text=text)),
+            force=force,
+            on_objects=on_objects,
+            remote=advertised,
+        )
+        plan.update({p.ref: p for p in pushed})
+    result.refs = [plan[name] for name in refs]
     for r in result.refs:
-        if r.status not in _MOVED:
+        if r.status not in _MOVED or r.ref in in_sync:
             continue
         if rem.store_url and any(k not in here for k in per_run.get(r.ref, ())):
             continue  # some of its artifacts are not here: look again next time

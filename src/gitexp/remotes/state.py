@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from urllib.parse import quote
@@ -31,6 +32,7 @@ from gitexp.git import GitRepo
 from gitexp.remotes.config import Remote
 
 STATE_VERSION = 1
+_LINE = re.compile(r"^([0-9a-f]{40}) ([^\n]+)$", re.MULTILINE)
 
 
 def state_dir(repo: GitRepo) -> str:
@@ -64,18 +66,13 @@ class SyncState:
         try:
             with open(self.path, encoding="utf-8") as f:
                 head = json.loads(f.readline())
-                lines = f.read().splitlines()
+                body = f.read()
         except (OSError, ValueError, UnicodeDecodeError):
             return
         if head != self.header:  # another URL, another store, another version
             return
-        out: dict[str, str] = {}
-        for line in lines:
-            sha, _, ref = line.partition(" ")
-            if len(sha) == 40 and ref:
-                out[ref] = sha
-        self.synced = out
-        self._loaded = dict(out)
+        self.synced = {ref: sha for sha, ref in _LINE.findall(body)}
+        self._loaded = dict(self.synced)
 
     def is_synced(self, ref: str, sha: str) -> bool:
         """True when ``ref`` at ``sha`` is known in sync, artifacts included."""
