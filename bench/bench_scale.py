@@ -291,9 +291,12 @@ def share(work: Path, n: int, layout: str, transport: Transport, repeat: int) ->
     r["pull git-exp (git half)"] = measure(
         ["git", "exp", "pull", "-q", "--no-artifacts"], half, env
     )
-    r["first log after pull"] = measure(["git", "exp", "log", "--limit", "20"], half, env)
-    r["first log, all rows"] = measure(["git", "exp", "log"], half, env)
+    r["first log after pull --no-artifacts"] = measure(
+        ["git", "exp", "log", "--limit", "20"], half, env
+    )
     r["pull git-exp (with artifacts)"] = measure(["git", "exp", "pull", "-q"], whole, env)
+    r["first log after pull"] = measure(["git", "exp", "log", "--limit", "20"], whole, env)
+    r["first log, all rows"] = measure(["git", "exp", "log"], whole, env)
     noop_exp, noop_git = [], []
     for _ in range(repeat):
         noop_exp.append(measure(["git", "exp", "pull", "-q"], whole, env))
@@ -330,6 +333,7 @@ def print_share(n: int, layout: str, transport: str, r: dict[str, Took]) -> None
     row("pull, nothing new", r["no-op pull git-exp"], None, r["no-op pull plain"])
     print(
         f"  first `git exp log --limit 20` after the pull: {r['first log after pull'].wall:.2f} s"
+        f" (after `pull --no-artifacts`: {r['first log after pull --no-artifacts'].wall:.2f} s)"
         f"; then `git exp log` (all rows printed): {r['first log, all rows'].wall:.2f} s"
     )
     sys.stdout.flush()
@@ -461,7 +465,7 @@ def disk(work: Path, n: int) -> None:
 # ----------------------------------------------------------------------- big
 
 
-def big(work: Path, n: int, artifacts: bool, repeat: int) -> None:
+def big(work: Path, n: int, artifacts: bool, repeat: int, gc: bool = True) -> None:
     """100,000 or 1,000,000 runs, packed: every command a team runs."""
     path = work / f"big-{n}"
     t0 = time.perf_counter()
@@ -539,13 +543,17 @@ def big(work: Path, n: int, artifacts: bool, repeat: int) -> None:
     show(
         "git exp clone URL (+ pull of every run)",
         measure(["git", "exp", "clone", "-q", url_exp, str(cloned)], work),
-        measure(["git", "clone", "-q", "--mirror", url_git, str(work / f"mirror-{n}")], work),
+        measure(
+            ["git", "clone", "-q", "--mirror", "--no-local", url_git, str(work / f"mirror-{n}")],
+            work,
+        ),
     )
-    show(
-        "git exp gc (every run read, then git gc)",
-        measure(["git", "exp", "gc"], pulled),
-        measure(["git", "gc", "-q"], plain),
-    )
+    if gc:
+        show(
+            "git exp gc (every run read, then git gc)",
+            measure(["git", "exp", "gc"], pulled),
+            measure(["git", "gc", "-q"], plain),
+        )
     print(
         f"  disk: .git of the clone {mb(du(pulled / '.git'))}, "
         f"of plain git's {mb(du(plain / '.git'))}"
@@ -574,6 +582,7 @@ def main() -> None:
     ap.add_argument("--transports", nargs="+", default=["local", "http", "ssh"])
     ap.add_argument("--big", type=int, nargs="*", default=[100_000])
     ap.add_argument("--no-artifacts", action="store_true", help="big: runs without artifacts")
+    ap.add_argument("--no-gc", action="store_true", help="big: do not time git exp gc")
     ap.add_argument("--repeat", type=int, default=3, help="runs of each quick measurement")
     ap.add_argument("--skip", nargs="*", default=[], choices=["share", "s3", "disk", "big"])
     ap.add_argument("--only", nargs="*", default=None, choices=["share", "s3", "disk", "big"])
@@ -601,7 +610,7 @@ def main() -> None:
             disk(work, args.disk_runs)
         if "big" in todo:
             for n in args.big:
-                big(work, n, not args.no_artifacts, args.repeat)
+                big(work, n, not args.no_artifacts, args.repeat, gc=not args.no_gc)
         print(f"\nload at the end {os.getloadavg()[0]:.1f}")
 
 

@@ -405,15 +405,19 @@ class Catalog:
         table, keys = _merge(table, keys, keep, keep_mtime, keep_packed, dropped, [])
         new: list[tuple[str, str, int, bool, dict[str, Any]]] = []
         hinted = [
-            (exp_ref, sha, self._known[str(exp_ref)][1])
+            (exp_ref, sha)
             for exp_ref, sha in to_read
             if self._known.get(str(exp_ref), ("",))[0] == sha
         ]
-        taken = {str(r) for r, _, _ in hinted}
+        taken = {str(r) for r, _ in hinted}
         if taken:
             to_read = [(r, sha) for r, sha in to_read if str(r) not in taken]
+        # a known row is taken from ``known`` only when its turn comes (bounded memory)
         reads: Iterator[tuple[ExpRef, str, RunRecord | GitExpError | dict[str, Any]]] = (
-            itertools.chain(hinted, self.store.read_listings(to_read))
+            itertools.chain(
+                ((r, sha, self._known[str(r)][1]) for r, sha in hinted),
+                self.store.read_listings(to_read),
+            )
         )
         for exp_ref, sha, rec in reads:
             ref = str(exp_ref)

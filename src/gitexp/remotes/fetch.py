@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -200,6 +200,7 @@ def fetch(
         checked = ns.check(store, items, progress)
         result.records.update(checked.records)
         new = {n: s for n, s in items if n not in checked.refused and local.get(n) is None}
+        progress(Progress("taking runs", 0, len(items)))
         # many runs new here: created together, in one write to packed-refs
         created = set(repo.add_new_refs(new)) if len(new) > PACKED_FROM else set()
         for name, sha in items:
@@ -221,11 +222,11 @@ def fetch(
     if any(r.status in (SyncStatus.NEW, SyncStatus.UPDATED) for r in result.refs):
         repo.auto_pack()
         if index:
-            index_fetched(store, result)
+            index_fetched(store, result, progress)
     return result
 
 
-def index_fetched(store: ExpStore, result: FetchResult) -> None:
+def index_fetched(store: ExpStore, result: FetchResult, progress: ProgressFn = no_progress) -> None:
     """Give the catalog the runs a fetch took (read already, to check them), so
     that the first listing after a pull reads none of them again. Without a
     catalog yet, one is built only when these are all the runs there are."""
@@ -237,11 +238,35 @@ def index_fetched(store: ExpStore, result: FetchResult) -> None:
     cat = Catalog(store)
     if not (cat.exists() or result.fresh_clone):
         return  # the next listing builds it, as it would have
-    known = {
-        n: (t.sha, t.row) for n, t in result.records.items() if n in moved and t.row is not None
-    }
+    known = _KnownRows({n: t for n, t in result.records.items() if n in moved and t.row})
+    progress(Progress("indexing runs", 0, len(known)))
     with contextlib.suppress(GitExpError, OSError):  # an index, never a reason to fail
         cat.update(known=known)
+
+
+class _KnownRows(Mapping[str, tuple[str, dict[str, Any]]]):
+    """ref -> (sha, catalog row) of the runs a fetch took, each row unpickled only
+    when the catalog asks for it (100,000 rows are never all in memory as dicts)."""
+
+    def __init__(self, taken: dict[str, Taken]) -> None:
+        self.taken = taken
+
+    def __getitem__(self, ref: str) -> tuple[str, dict[str, Any]]:
+        t = self.taken[ref]
+        return t.sha, t.catalog_row() or {}
+
+    def get(self, ref: str, default: Any = None) -> Any:
+        t = self.taken.get(ref)
+        if t is None:
+            return default
+        # the sha, the row left out: the catalog compares the sha, then asks for the row
+        return (t.sha, {})
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.taken)
+
+    def __len__(self) -> int:
+        return len(self.taken)
 
 
 # -------------------------------------------------------------------- pull
@@ -475,7 +500,7 @@ def pull(
     finally:
         # after the downloads: the catalog then trusts the refs file it reads
         # (written moments before, it would be read again by the next listing)
-        index_fetched(store, fetched)
+        index_fetched(store, fetched, progress)
     return result
 
 

@@ -15,6 +15,7 @@ parsed entry by entry); their artifacts travel through the artifact store.
 from __future__ import annotations
 
 import contextlib
+import pickle
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,8 +36,12 @@ class Taken:
     """What a pull keeps of a fetched run it checked: small, for 100,000 of them."""
 
     sha: str
-    row: dict[str, Any] | None  # the run catalog's row (gitexp.catalog.row_data), if any
+    row: bytes | None  # the run catalog's row (gitexp.catalog.row_data), pickled: compact
     artifacts: list[ArtifactEntry]  # its manifest, every entry valid
+
+    def catalog_row(self) -> dict[str, Any] | None:
+        """The catalog's row of the run."""
+        return None if self.row is None else pickle.loads(self.row)
 
 
 @dataclass
@@ -173,7 +178,8 @@ def check_runs(
                     problem = not_a_run(repo, sha, name) or "the run cannot be read"
                     out.refused[name] = problem
                     continue
-                out.records[name] = Taken(sha, row_data(rec), rec.artifacts)
+                row = pickle.dumps(row_data(rec), pickle.HIGHEST_PROTOCOL)
+                out.records[name] = Taken(sha, row, rec.artifacts)
     if total:
         progress(Progress("checking runs", total, total))
     return out
