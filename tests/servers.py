@@ -221,21 +221,30 @@ def _handler(state: HTTPGit, backend: str) -> type[BaseHTTPRequestHandler]:
     return GitHTTPHandler
 
 
-@pytest.fixture(scope="session")
-def git_http(tmp_path_factory):
-    base = tmp_path_factory.mktemp("http")
+def start_http(base: Path) -> tuple[HTTPGit, ThreadingHTTPServer]:
+    """Smart HTTP over the bare repositories under ``base``, in a thread (also
+    used by bench/bench_scale.py); stop it with :func:`stop_http`."""
     state = HTTPGit(base, 0)
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state, _backend()))
     httpd.daemon_threads = True
     state.port = httpd.server_address[1]
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return state, httpd
+
+
+def stop_http(state: HTTPGit, httpd: ThreadingHTTPServer) -> None:
+    state.release.set()
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(scope="session")
+def git_http(tmp_path_factory):
+    state, httpd = start_http(tmp_path_factory.mktemp("http"))
     try:
         yield state
     finally:
-        state.release.set()
-        httpd.shutdown()
-        httpd.server_close()
+        stop_http(state, httpd)
 
 
 # --------------------------------------------------------------------- ssh
@@ -253,13 +262,13 @@ class SSHServer:
         return f"ssh://root@127.0.0.1:{self.port}{self.base}/{name}"
 
 
-@pytest.fixture(scope="session")
-def sshd(tmp_path_factory):
-    require(
-        os.path.exists(SSHD) and shutil.which("ssh") is not None and os.geteuid() == 0,
-        "sshd (as root)",
-    )
-    tmp = tmp_path_factory.mktemp("sshd")
+def sshd_available() -> bool:
+    return os.path.exists(SSHD) and shutil.which("ssh") is not None and os.geteuid() == 0
+
+
+def start_sshd(tmp: Path) -> tuple[SSHServer, subprocess.Popen]:
+    """``sshd -D`` on 127.0.0.1 with throwaway keys under ``tmp`` (also used by
+    bench/bench_scale.py); stop the process with :func:`stop`."""
     base = tmp / "repos"
     base.mkdir()
     for key in ("ssh_host_ed25519_key", "id_ed25519"):
@@ -290,7 +299,18 @@ def sshd(tmp_path_factory):
     )
     try:
         wait_port(port, proc)
-        yield SSHServer(base, port, command)
+    except BaseException:
+        stop(proc)
+        raise
+    return SSHServer(base, port, command), proc
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory):
+    require(sshd_available(), "sshd (as root)")
+    server, proc = start_sshd(tmp_path_factory.mktemp("sshd"))
+    try:
+        yield server
     finally:
         stop(proc)
 

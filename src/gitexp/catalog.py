@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 import json
 import os
 import tempfile
@@ -150,6 +151,12 @@ def _row_data(rec: RunRecord) -> dict[str, Any]:
     }
 
 
+def row_data(rec: RunRecord) -> dict[str, Any]:
+    """What the catalog keeps of a run (for :meth:`Catalog.update`'s ``known``):
+    far smaller than the record, so a caller holding 100,000 runs' worth holds that."""
+    return _row_data(rec)
+
+
 def row_of(rec: RunRecord) -> dict[str, Any]:
     """The one run -> row builder: a run as the flat dict :meth:`RunTable.rows`
     gives (base columns, ``ref``, ``sha``, ``params.*``, ``metrics.*``)."""
@@ -190,6 +197,7 @@ class Catalog:
         self.reads = 0  # runs read from git objects by the last update (for tests/benchmarks)
         # ref -> (sha, error) of the runs the last update could not read
         self.skipped: dict[str, tuple[str, str]] = {}
+        self._known: Mapping[str, tuple[str, dict[str, Any]]] = {}
 
     # ------------------------------------------------------------ persistence
     def _load(self) -> tuple[Any, dict[str, Any]]:
@@ -241,11 +249,24 @@ class Catalog:
             raise
 
     # ---------------------------------------------------------------- update
-    def update(self, problems: list[str] | None = None) -> RunTable:
+    def exists(self) -> bool:
+        """True when a catalog has been written (it may be stale)."""
+        return os.path.exists(self.path)
+
+    def update(
+        self,
+        problems: list[str] | None = None,
+        known: Mapping[str, tuple[str, dict[str, Any]]] | None = None,
+    ) -> RunTable:
         """Bring the catalog up to date with the refs; return every run, newest first.
 
         A run that cannot be read is left out (its error goes to ``problems``).
+        ``known``: rows of runs a caller has just read (ref -> (sha, :func:`row_data`
+        of its record)), taken as they are when the ref is still at that sha
+        instead of being read again (``pull`` knows exactly which refs it moved,
+        and read them to check them).
         """
+        self._known = known or {}
         started = time.time_ns()
         # runs whose writer died before their first commit get their ref first (one
         # that cannot be recorded now is, like a run that cannot be settled, left to
@@ -404,14 +425,31 @@ class Catalog:
         dropped = [i for i in range(len(old_refs)) if i not in kept]
         table, keys = _merge(table, keys, keep, keep_mtime, keep_packed, dropped, [])
         new: list[tuple[str, str, int, bool, dict[str, Any]]] = []
-        for exp_ref, sha, rec in self.store.read_listings(to_read):
+        hinted = [
+            (exp_ref, sha)
+            for exp_ref, sha in to_read
+            if self._known.get(str(exp_ref), ("",))[0] == sha
+        ]
+        taken = {str(r) for r, _ in hinted}
+        if taken:
+            to_read = [(r, sha) for r, sha in to_read if str(r) not in taken]
+        # a known row is taken from ``known`` only when its turn comes (bounded memory)
+        reads: Iterator[tuple[ExpRef, str, RunRecord | GitExpError | dict[str, Any]]] = (
+            itertools.chain(
+                ((r, sha, self._known[str(r)][1]) for r, sha in hinted),
+                self.store.read_listings(to_read),
+            )
+        )
+        for exp_ref, sha, rec in reads:
             ref = str(exp_ref)
             if isinstance(rec, GitExpError):
                 self.skipped[ref] = (sha, str(rec))
                 continue
-            self.reads += 1
+            if ref not in taken:
+                self.reads += 1
             mtime, is_packed = where[ref]
-            new.append((ref, sha, mtime, is_packed, _row_data(rec)))
+            row = rec if isinstance(rec, dict) else _row_data(rec)
+            new.append((ref, sha, mtime, is_packed, row))
             if len(new) >= MERGE_EVERY:  # rows as Arrow columns, not Python dicts, early
                 table, keys = _append(table, keys, new)
                 new = []

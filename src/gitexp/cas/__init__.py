@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import contextlib
 import os
 import re
 import stat
@@ -280,6 +281,45 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def _load_syncfs() -> Any:
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):  # not Linux
+        return None
+
+
+_SYNCFS = _load_syncfs() if os.name == "posix" else None
+
+
+def _fsync_path(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _flush_files(paths: list[str], directory: str) -> None:
+    """Make the bytes of the files ``paths`` (all in ``directory``'s file
+    system) durable: one ``syncfs`` where there is one, else an fsync each."""
+    if _SYNCFS is not None:
+        try:
+            fd = os.open(directory, os.O_RDONLY)
+        except OSError:
+            fd = -1
+        if fd >= 0:
+            try:
+                if _SYNCFS(fd) == 0:
+                    return
+            finally:
+                os.close(fd)
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            _fsync_path(path)
+
+
 class LocalStore:
     """A CAS in a local directory (normally ``.git/exp``)."""
 
@@ -288,6 +328,32 @@ class LocalStore:
         self.objects = os.path.join(self.root, "objects")
         self.tmp = os.path.join(self.root, "tmp")
         self.stat_cache = StatCache(os.path.join(self.root, "statcache.db"))
+        self._pending: list[tuple[str, str]] | None = None  # in a batch: (temp, key)
+        self._pending_lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Verified objects written inside the block (:meth:`put_verified`) are
+        made durable together: no fsync each, one flush of the file system
+        (``syncfs``) at the end, then each is moved into place. 10,000 small
+        downloads then cost one flush instead of 10,000. An object becomes
+        visible only once its bytes are on disk, as outside a batch; until the
+        block ends, objects put in it are not visible yet."""
+        if self._pending is not None:  # nested: the outer block commits
+            yield
+            return
+        self._pending = []
+        try:
+            yield
+        finally:
+            pending, self._pending = self._pending, None
+            if pending:
+                _flush_files([name for name, _ in pending], self.tmp)
+                for name, key in pending:
+                    try:
+                        self._commit_temp(name, key)
+                    except OSError:
+                        _unlink_quiet(name)
 
     def hash_file(self, path: str | os.PathLike[str]) -> tuple[str, int]:
         """(BLAKE3, size) of a file, read only when the stat cache cannot answer."""
@@ -419,16 +485,25 @@ class LocalStore:
         """
         check_key(key)
         f, name = self._tempfile()
+        batched = self._pending is not None
         try:
             with f:
                 got, size = _copy_hashing(src, f, size_hint)
                 f.flush()
-                os.fsync(f.fileno())
+                if not batched:
+                    os.fsync(f.fileno())
             if got != key:
                 raise IntegrityError(
                     f"object {key[:12]} was refused: its bytes hash to {got[:12]}", key, got
                 )
-            self._commit_temp(name, key)
+            with self._pending_lock:
+                pending = self._pending
+                if pending is not None:
+                    pending.append((name, key))
+            if pending is None:
+                if batched:  # the batch ended meanwhile (another thread): on our own
+                    _fsync_path(name)
+                self._commit_temp(name, key)
         except BaseException:
             _unlink_quiet(name)
             raise

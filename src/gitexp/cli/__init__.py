@@ -34,6 +34,7 @@ COMMANDS = {
     "push": "gitexp.cli.remote_cmds:push_cmd",
     "fetch": "gitexp.cli.remote_cmds:fetch_cmd",
     "pull": "gitexp.cli.remote_cmds:pull_cmd",
+    "clone": "gitexp.cli.remote_cmds:clone_cmd",
     "ls-remote": "gitexp.cli.remote_cmds:ls_remote_cmd",
     "get": "gitexp.cli.remote_cmds:get_cmd",
     "install-hooks": "gitexp.cli.remote_cmds:install_hooks_cmd",
@@ -60,6 +61,7 @@ SUMMARIES = {
         "worse, with a table of what was compared."
     ),
     "checkout-code": "Create a branch at RUN's code commit and check it out.",
+    "clone": "Clone URL into DIRECTORY set up for runs, then pull them (all, -e, --since).",
     "compare": (
         "Is B different from A, or is it noise? Each side is a group of runs (one run, or"
         " several seeds) selected by a --where expression."
@@ -69,7 +71,10 @@ SUMMARIES = {
         "Write all runs (one row each: params, final metrics, status, times, tags) to a "
         "Parquet or CSV file, for pandas, polars or DuckDB."
     ),
-    "fetch": "Bring REMOTE's runs into refs/experiments/ (no artifacts), and its models.",
+    "fetch": (
+        "Bring REMOTE's runs (all, the RUNs named, -e, --since) into refs/experiments/,"
+        " and its models."
+    ),
     "fsck": (
         "Verify runs: trees parse, format known, code commits and artifacts present and "
         "intact (BLAKE3)."
@@ -85,7 +90,7 @@ SUMMARIES = {
         "(development, staging, production, archived), aliases, rollback."
     ),
     "note": "Attach a note to a run.",
-    "pull": "Fetch REMOTE's runs, then download their artifacts, verified by BLAKE3.",
+    "pull": "Fetch REMOTE's runs (all, the RUNs named, -e, --since), then their artifacts.",
     "push": "Push runs (all, -e EXPERIMENT, or the RUNs named) and their artifacts to REMOTE.",
     "reindex": "Rebuild the run catalog (.git/exp/catalog) from the refs.",
     "report": (

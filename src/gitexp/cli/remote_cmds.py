@@ -148,11 +148,16 @@ def push_cmd(
         if result.git_objects:
             line += f" ({result.git_objects} git object(s), {human_size(result.git_bytes)})"
         echo(line)
-    if result.local_only:
+    if result.local_only or result.local_only_runs:
         name = rem.name or "<remote>"
+        what = (
+            f"{result.local_only} object(s)"
+            if result.local_only
+            else f"the artifacts of {result.local_only_runs} run(s)"
+        )
         echo(
             f"git exp: artifacts stay local: {rem.label} has no artifact store, so "
-            f"{result.local_only} object(s) {'would not be' if dry_run else 'were not'} "
+            f"{what} {'would not be' if dry_run else 'were not'} "
             "uploaded; set one with "
             f"'git config remote.{name}.expstore <url>' (s3://bucket/path, a shared "
             "directory, ...) and push again",
@@ -164,8 +169,10 @@ def push_cmd(
                 f"artifacts: {would}upload{'' if dry_run else 'ed'} {result.objects} object(s), "
                 f"{human_size(result.nbytes)} to {rem.store_url}"
             )
-        else:
+        elif result.checked:
             echo(f"artifacts: nothing to upload ({result.checked} already in {rem.store_url})")
+        else:
+            echo(f"artifacts: nothing to upload (the runs are in sync with {rem.store_url})")
     if result.missing_local:
         echo(
             f"git exp: warning: {len(result.missing_local)} referenced object(s) are not in "
@@ -192,24 +199,57 @@ def _render_fetch(result: Any, quiet: bool) -> None:
         echo(f"From {result.remote.url}: {summary}")
 
 
+def _selection_options(f: Any) -> Any:
+    """``-e EXPERIMENT`` and ``--since DATE``: a partial fetch, pull or clone."""
+    f = click.option(
+        "--since",
+        default=None,
+        metavar="DATE",
+        help="Only runs started at or after DATE (2026-11-20, 2026-11-20T14:30, or an "
+        "age: 12h, 7d, 2w; UTC).",
+    )(f)
+    return click.option(
+        "-e", "--experiment", default=None, help="Only this experiment's runs (and below it)."
+    )(f)
+
+
+def _selection(experiment: str | None, since: str | None, runs: tuple[str, ...]) -> Any:
+    from gitexp.remotes import Selection, parse_since
+
+    return Selection(
+        experiment=experiment, since=parse_since(since) if since else None, runs=list(runs)
+    )
+
+
 @click.command("fetch")
 @click.argument("remote", required=False)
+@click.argument("runs", nargs=-1)
+@_selection_options
 @click.option("-q", "--quiet", is_flag=True, help="Print only problems.")
 @click.pass_context
-def fetch_cmd(ctx: click.Context, remote: str | None, quiet: bool) -> None:
-    """Bring REMOTE's runs into refs/experiments/ (no artifacts), and its models.
+def fetch_cmd(
+    ctx: click.Context,
+    remote: str | None,
+    runs: tuple[str, ...],
+    experiment: str | None,
+    since: str | None,
+    quiet: bool,
+) -> None:
+    """Bring REMOTE's runs (all, the RUNs named, -e, --since) into refs/experiments/,
+    and its models.
 
-    A local run whose history diverged from the remote's is kept and reported.
-    A model both sides changed gets the local changes replayed on top of the
-    remote's.
+    No artifacts. A local run whose history diverged from the remote's is kept
+    and reported. A model both sides changed gets the local changes replayed on
+    top of the remote's.
     """
     from gitexp.cli.model_cmds import render_model_sync
     from gitexp.registry.sync import fetch_models, sync_error
     from gitexp.remotes import fetch
 
+    selection = _selection(experiment, since, runs)
     bar = ProgressLine(quiet)
     with open_store(ctx) as store:
-        result = fetch(store, remote, progress=bar)
+        result = fetch(store, remote, progress=bar, selection=selection)
         models = fetch_models(store, result.remote.name or result.remote.url)
     bar.done()
     _render_fetch(result, quiet)
@@ -221,27 +261,51 @@ def fetch_cmd(ctx: click.Context, remote: str | None, quiet: bool) -> None:
 
 @click.command("pull")
 @click.argument("remote", required=False)
+@click.argument("runs", nargs=-1)
+@_selection_options
 @click.option(
     "--no-artifacts", is_flag=True, help="Fetch runs only; get artifacts later with git exp get."
 )
 @click.option("-q", "--quiet", is_flag=True, help="Print only problems.")
 @click.pass_context
-def pull_cmd(ctx: click.Context, remote: str | None, no_artifacts: bool, quiet: bool) -> None:
-    """Fetch REMOTE's runs, then download their artifacts, verified by BLAKE3.
+def pull_cmd(
+    ctx: click.Context,
+    remote: str | None,
+    runs: tuple[str, ...],
+    experiment: str | None,
+    since: str | None,
+    no_artifacts: bool,
+    quiet: bool,
+) -> None:
+    """Fetch REMOTE's runs (all, the RUNs named, -e, --since), then their artifacts.
 
-    An artifact whose path is hostile or whose bytes do not match its hash is
-    refused; nothing is written outside the local store.
+    Artifacts are verified by BLAKE3: one whose path is hostile or whose bytes
+    do not match its hash is refused; nothing is written outside the local
+    store. Only what is new is looked at: runs already in sync cost nothing.
+
+    \b
+    Examples:
+      git exp pull                          # every run of origin
+      git exp pull -e mnist --since 7d      # last week's mnist runs
+      git exp pull origin 20261122-143022-7f3a9c
     """
-    from gitexp.cli.model_cmds import render_model_sync
-    from gitexp.registry.sync import fetch_models, sync_error
+    from gitexp.registry.sync import fetch_models
     from gitexp.remotes import pull
 
+    selection = _selection(experiment, since, runs)
     bar = ProgressLine(quiet)
     with open_store(ctx) as store:
-        result = pull(store, remote, artifacts=not no_artifacts, progress=bar)
+        result = pull(store, remote, artifacts=not no_artifacts, progress=bar, selection=selection)
         fetched_from = result.fetch.remote
         models = fetch_models(store, fetched_from.name or fetched_from.url)
     bar.done()
+    _render_pull(result, quiet, models)
+
+
+def _render_pull(result: Any, quiet: bool, models: Any) -> None:
+    from gitexp.cli.model_cmds import render_model_sync
+    from gitexp.registry.sync import sync_error
+
     _render_fetch(result.fetch, quiet)
     render_model_sync(models, quiet)
     rem = result.fetch.remote
@@ -265,9 +329,67 @@ def pull_cmd(ctx: click.Context, remote: str | None, no_artifacts: bool, quiet: 
             f"artifacts: downloaded {result.objects} object(s), "
             f"{human_size(result.nbytes)}, verified"
         )
-    err = result.error() or sync_error(models, rem.label)
+    err = result.error() or sync_error(models, rem.label) or sync_error(models, rem.label)
     if err is not None:
         raise err
+
+
+@click.command("clone")
+@click.argument("url")
+@click.argument("directory", required=False)
+@_selection_options
+@click.option(
+    "--no-artifacts", is_flag=True, help="Pull runs only; get artifacts later with git exp get."
+)
+@click.option("--no-hooks", is_flag=True, help="Do not install the pre-push hook.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only problems.")
+def clone_cmd(
+    url: str,
+    directory: str | None,
+    experiment: str | None,
+    since: str | None,
+    no_artifacts: bool,
+    no_hooks: bool,
+    quiet: bool,
+) -> None:
+    """Clone URL into DIRECTORY set up for runs, then pull them (all, -e, --since).
+
+    From then on a plain `git fetch` brings teammates' runs too (as
+    remote-tracking refs, which `git exp pull` takes without downloading them
+    again), and a plain `git push` pushes your runs and their artifacts first
+    (the pre-push hook).
+
+    \b
+    Examples:
+      git exp clone https://git.example.com/team/project.git
+      git exp clone ssh://host/srv/project.git -e mnist --since 30d
+    """
+    from gitexp.remotes import clone
+
+    bar = ProgressLine(quiet)
+    result = clone(
+        url,
+        directory,
+        selection=_selection(experiment, since, ()),
+        artifacts=not no_artifacts,
+        hooks=not no_hooks,
+        progress=bar,
+    )
+    from gitexp.registry.sync import fetch_models
+    from gitexp.store import ExpStore
+
+    with ExpStore(result.path) as store:
+        models = fetch_models(store, "origin")
+    bar.done()
+    if not quiet:
+        echo(f"Cloned into {result.path}")
+        if result.refspec:
+            echo(f"git fetch brings runs too (remote.origin.fetch {result.refspec})")
+        else:
+            echo("git fetch is not set up to bring runs (a date is no refspec): git exp pull")
+        if result.hook == "installed":
+            echo("git push pushes your runs and their artifacts too (the pre-push hook)")
+    _render_pull(result.pull, quiet, models)
 
 
 @click.command("ls-remote")

@@ -17,7 +17,8 @@ Everything above this package sees text: hex shas as ``str``, ref names as
 - :mod:`gitexp.git.refs`: refs, compare-and-swap, stale locks, the ref files themselves;
 - :mod:`gitexp.git.snapshot`: the work tree's state and snapshot, diffs, exporting a tree;
 - :mod:`gitexp.git.worktree`: branch switching in the user's checkout;
-- :mod:`gitexp.git.transport`: push, fetch and ref listing of remotes.
+- :mod:`gitexp.git.transport`: push, fetch and ref listing of remotes (the ``git`` binary);
+- :mod:`gitexp.git.packing`: background packing (``git gc --auto``) once loose objects pile up.
 """
 
 from __future__ import annotations
@@ -35,14 +36,21 @@ from gitexp.git.base import (
     STALE_LOCK_SECONDS,
 )
 from gitexp.git.objects import CommitInfo, TreeValue
+from gitexp.git.packing import AUTO_PACK_LOOSE, GitPacking
 from gitexp.git.refs import GitRefs, RefScan
 from gitexp.git.signing import SignatureCheck, Signer
 from gitexp.git.snapshot import GitSnapshot, StatusProbe, WorkTreeState
-from gitexp.git.transport import GitTransport, RefPush, SyncStatus, remote_refs
+from gitexp.git.transport import (
+    GitTransport,
+    RefPush,
+    SyncStatus,
+    clone_repository,
+    remote_refs,
+)
 from gitexp.git.worktree import GitWorktree
 
 
-class GitRepo(GitTransport, GitSnapshot, GitRefs, GitWorktree):
+class GitRepo(GitTransport, GitSnapshot, GitRefs, GitWorktree, GitPacking):
     """A git repository opened for git-exp: objects, refs, and code state."""
 
 
@@ -67,6 +75,7 @@ def init_repo(path: str, config: Mapping[tuple[str, str | None, str], str]) -> G
 
 
 __all__ = [
+    "AUTO_PACK_LOOSE",
     "BIG_BLOB",
     "CAT_PROCESSES",
     "CAT_SPLIT",
@@ -84,6 +93,7 @@ __all__ = [
     "SyncStatus",
     "TreeValue",
     "WorkTreeState",
+    "clone_repository",
     "init_repo",
     "open_repo",
     "remote_refs",

@@ -37,6 +37,30 @@ def _git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+# git's location variables, set for hooks: never let them point our git elsewhere
+_LOCATION_VARS = (
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_COMMON_DIR",
+    "GIT_NAMESPACE",
+    "GIT_QUARANTINE_PATH",
+    "GIT_PREFIX",
+)
+
+
+def _located_git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """:func:`_git_env` for a git given its repository with ``--git-dir``: the
+    location variables a hook may have set (``GIT_DIR``, ``GIT_OBJECT_DIRECTORY``,
+    ...) removed, so that they cannot point it at another object store."""
+    env = _git_env(extra)
+    for var in _LOCATION_VARS:
+        env.pop(var, None)
+    return env
+
+
 def _unlink_quiet(path: str | None) -> None:
     if path is not None:
         try:
@@ -110,6 +134,9 @@ class RepoBase:
         self._store: Any = self._repo.object_store
         self._identity: bytes | None = None
         self._stack: Any = None  # the config stack, read once for identity and signing
+        # objects read ahead in one batch (GitObjects.preloaded): sha -> (type, raw)
+        self._preload: dict[bytes, tuple[int, bytes]] = {}
+        self._tree_memo: dict[bytes, dict[str, tuple[int, str]]] = {}  # preloaded trees, parsed
 
     # ------------------------------------------------------------- lifecycle
     def close(self) -> None:
@@ -217,9 +244,20 @@ class RepoBase:
             (section.encode(), sub.encode()) if sub is not None else (section.encode(),)
         )
         try:
-            return [bytes(v).decode() for v in stack.get_multivar(key, name.encode())]
+            return [
+                bytes(v).decode("utf-8", "replace") for v in stack.get_multivar(key, name.encode())
+            ]
         except KeyError:
             return []
+
+    def config_add(self, section: str, sub: str | None, name: str, value: str) -> None:
+        """Add a value to a multi-valued key of the repository's own config
+        (``git config --add``), unless the key already has exactly that value."""
+        key = f"{section}.{sub}.{name}" if sub is not None else f"{section}.{name}"
+        have = self._run_git(["config", "--get-all", key], check=False).splitlines()
+        if value not in have:
+            self._run_git(["config", "--add", key, value])
+            self._stack = None  # read again on the next lookup
 
     def hooks_dir(self) -> str:
         """Where git looks for hooks: ``core.hooksPath`` (``~`` expanded, relative

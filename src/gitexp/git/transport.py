@@ -1,10 +1,48 @@
 """Talking to remotes: push (fast-forward only, compare-and-swap), fetch,
-ref advertisement, remote ref deletion; one clear error for what dulwich raises."""
+the ref advertisement, remote ref deletion; one clear error for what fails.
+
+Push, fetch and the advertisement go through the ``git`` binary (git is a
+requirement of git-exp already): its pack code is C, and it speaks every
+transport, credential helper, ``url.<base>.insteadOf`` and proxy setting the
+user's git does. Measured with 10,000 runs, dulwich's pack generation and
+indexing in Python made a push 7x slower than ``git push`` of the same refs
+(docs/benchmarks.md). Deleting remote refs still goes through dulwich.
+
+- **Advertisement**: ``git ls-remote --refs URL``, filtered by prefix here.
+- **Fetch**: by object id (``git fetch --stdin URL`` with the tip shas the
+  advertisement gave, no destination): the objects land in this repository's
+  object store as one pack, git checks that they are connected, and no ref,
+  no ``FETCH_HEAD`` is written. Which refs move, and whether a fetched run
+  may be taken at all, is decided above this layer.
+- **Push**: through a *scratch repository*: a temporary bare repository under
+  ``.git/exp/tmp`` whose objects are this one's (``objects/info/alternates``)
+  and whose ``packed-refs`` holds exactly the refs to push, each pinned to the
+  sha decided before (the artifacts of that sha went first); its config
+  includes this repository's (credentials, ``http.*``, ``url.*``). One glob
+  refspec per namespace pushes them all (``git push`` matches explicit
+  refspecs against the remote's refs one by one, quadratic at 100,000 refs).
+  Without ``force`` git refuses what is not a fast-forward; with it, every ref
+  is forced *with a lease* on the value the advertisement showed (the scratch
+  repository's remote-tracking refs), so a ref that moved meanwhile is
+  refused. The remote moves each ref by compare-and-swap (``receive-pack``),
+  after the whole pack arrived.
+
+Every git process started here dies with the process that started it
+(``PR_SET_PDEATHSIG``), so a killed ``git exp push`` never leaves a push
+running on its own.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import enum
-from collections.abc import Callable, Mapping
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +51,15 @@ from gitexp.errors import (
     GitExpError,
     RemoteError,
 )
+from gitexp.git.base import _located_git_env
 from gitexp.git.objects import GitObjects
+
+ProgressText = Callable[[str], None]
+ObjectsFn = Callable[[int, int, int], None]
+
+_TRACKING = "gitexp-target"  # the scratch repository's name for the remote
+_UNITS = {"bytes": 1, "byte": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}
+_WRITING = re.compile(r"Writing objects:\s+\d+% \((\d+)/(\d+)\)(?:, ([\d.]+) (bytes?|[KMGT]iB))?")
 
 
 class SyncStatus(str, enum.Enum):
@@ -44,95 +90,236 @@ class RefPush:
     reason: str = ""
 
 
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    """In a child about to exec git: be killed when the parent dies (Linux)."""
+    if _PRCTL is not None:
+        _PRCTL(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+
+
+def _load_prctl() -> Any:
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl
+    except (OSError, AttributeError):  # not Linux
+        return None
+
+
+_PRCTL = _load_prctl() if os.name == "posix" else None
+
+
+def _transfer_env(ssh_command: str | None) -> dict[str, str]:
+    return _located_git_env({"GIT_SSH_COMMAND": ssh_command} if ssh_command else None)
+
+
+@dataclass
+class _Outcome:
+    code: int
+    stdout: bytes
+    stderr: str  # the last 64 KiB of it
+
+
+def _run_transfer(
+    args: Sequence[str],
+    url: str,
+    ssh_command: str | None,
+    stdin: bytes = b"",
+    on_text: ProgressText | None = None,
+) -> _Outcome:
+    """Run ``git args...``, feeding ``stdin``, streaming stderr to ``on_text``."""
+    if shutil.which("git") is None:
+        raise GitExpError("the git command is not installed or not on PATH")
+    try:
+        proc = subprocess.Popen(
+            ["git", *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=_transfer_env(ssh_command),
+            preexec_fn=_die_with_parent if _PRCTL is not None else None,
+        )
+    except OSError as exc:
+        raise RemoteError(f"{url}: cannot run git: {exc.strerror or exc}", url) from exc
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    pin, pout = proc.stdin, proc.stdout
+    out: list[bytes] = []
+
+    def feed() -> None:
+        try:
+            if stdin:
+                pin.write(stdin)
+            pin.close()
+        except OSError:  # git is gone: its exit status says why
+            pass
+
+    def drain() -> None:
+        out.append(pout.read())
+
+    workers = [threading.Thread(target=feed, daemon=True), threading.Thread(target=drain)]
+    for w in workers:
+        w.start()
+    tail = ""
+    fd = proc.stderr.fileno()
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        text = chunk.decode("utf-8", "replace")
+        tail = (tail + text)[-65536:]
+        if on_text is not None:
+            on_text(text)
+    for w in workers:
+        w.join()
+    proc.stderr.close()
+    pout.close()
+    code = proc.wait()
+    return _Outcome(code, b"".join(out), tail)
+
+
+def _failure(url: str, stderr: str) -> GitExpError:
+    """One clear error for a git transfer that failed as a whole."""
+    lines = [ln.strip() for ln in stderr.replace("\r", "\n").splitlines() if ln.strip()]
+    lines = [ln for ln in lines if not ln.startswith(("hint:", "remote: Enumerating"))]
+    text = "\n".join(lines)
+    low = text.lower()
+    if (
+        "authentication failed" in low
+        or "could not read username" in low
+        or "terminal prompts disabled" in low
+        or "permission denied (publickey" in low
+        or "the requested url returned error: 401" in low
+        or "the requested url returned error: 403" in low
+    ):
+        return AuthError(f"{url}: authentication failed (check your credentials)", url)
+    if (
+        "does not appear to be a git repository" in low
+        or "not a git repository" in low
+        or ("no such file or directory" in low and "fatal: '" in low)
+        or "repository not found" in low
+        or ("repository '" in low and "not found" in low)
+        or "the requested url returned error: 404" in low
+    ):
+        return RemoteError(f"{url} is not a git repository (or you have no access to it)", url)
+    for needle in (
+        "could not resolve host",
+        "connection refused",
+        "failed to connect",
+        "unable to connect",
+        "connection timed out",
+        "network is unreachable",
+        "no route to host",
+        "couldn't connect",
+    ):
+        if needle in low:
+            return RemoteError(f"{url}: cannot connect: {needle}", url)
+    fatal = [ln for ln in lines if ln.startswith(("fatal:", "error:"))]
+    detail = (fatal or lines or ["the transfer failed"])[-1]
+    detail = detail.removeprefix("fatal: ").removeprefix("error: ")
+    return RemoteError(f"{url}: {detail[:300]}", url)
+
+
+def _config_value(text: str) -> str:
+    """``text`` quoted for a git config file."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+def _writing_progress(on_objects: ObjectsFn | None) -> Callable[[str], None]:
+    """A stderr reader that turns git's ``Writing objects: ...`` into counts."""
+    pending = [""]
+
+    def read(text: str) -> None:
+        if on_objects is None:
+            return
+        parts = (pending[0] + text).replace("\n", "\r").split("\r")
+        pending[0] = parts.pop()[-500:]
+        for part in parts:
+            m = _WRITING.search(part)
+            if m:
+                nbytes = int(float(m.group(3)) * _UNITS[m.group(4)]) if m.group(3) else 0
+                on_objects(int(m.group(1)), int(m.group(2)), nbytes)
+
+    return read
+
+
+def _namespaces(names: Iterator[str] | Sequence[str]) -> list[str]:
+    """The namespaces (``refs/<top>/``) of ref names, sorted."""
+    return sorted({"/".join(n.split("/", 2)[:2]) + "/" for n in names})
+
+
+def remote_refs(
+    url: str,
+    prefix: str | Sequence[str],
+    ssh_command: str | None = None,
+    git_dir: str | None = None,
+) -> dict[str, str]:
+    """The refs of a remote under ``prefix`` (one or several), from the ref
+    advertisement alone (``git ls-remote``: nothing is downloaded).
+
+    ``git_dir``: the repository whose config applies (``url.*``, ``http.*``).
+    """
+    prefixes = (prefix,) if isinstance(prefix, str) else tuple(prefix)
+    args = ["ls-remote", "--refs", url]
+    if git_dir is not None:
+        args = ["--git-dir", git_dir, *args]
+    got = _run_transfer(args, url, ssh_command)
+    if got.code != 0:
+        raise _failure(url, got.stderr)
+    try:
+        text = got.stdout.decode("utf-8")
+    except UnicodeDecodeError:  # a ref name that is not UTF-8 (not one of ours): left out
+        text = got.stdout.decode("utf-8", "replace")
+    # one regular expression over the whole listing: 100,000 refs in a few ms
+    names = "|".join(re.escape(p) for p in prefixes)
+    pattern = re.compile(f"^([0-9a-f]{{40}})\t((?:{names})[^\n\ufffd]*)$", re.MULTILINE)
+    return {name: sha for sha, name in pattern.findall(text)}
+
+
 class GitTransport(GitObjects):
     """Moving objects and refs to and from remotes."""
+
+    def remote_refs(
+        self, url: str, prefix: str | Sequence[str], ssh_command: str | None = None
+    ) -> dict[str, str]:
+        """The remote's refs under ``prefix``, with this repository's config."""
+        return remote_refs(url, prefix, ssh_command, git_dir=self.common_dir)
 
     def push(
         self,
         url: str,
         refs: Mapping[str, str],
         ssh_command: str | None = None,
-        progress: Any = None,
+        progress: ProgressText | None = None,
         force: bool = False,
-        on_objects: Callable[[int, int, int], None] | None = None,
+        on_objects: ObjectsFn | None = None,
+        remote: Mapping[str, str] | None = None,
     ) -> list[RefPush]:
         """Push ``refs`` (full name -> local sha) to the same names on ``url``.
 
         Only fast-forwards, unless ``force``: a remote ref whose commit is not
         an ancestor of ours is left alone and reported as ``rejected``. Objects
         travel in one pack before the remote moves any ref; each ref moves by
-        compare-and-swap against the value the remote advertised.
-        ``progress`` gets the server's text; ``on_objects(done, total, bytes)``
-        is called as the pack's objects are written.
+        compare-and-swap against the value the remote advertised (``remote``:
+        that advertisement when the caller has it already). ``progress`` gets
+        git's progress text; ``on_objects(done, total, bytes)`` is called as
+        the pack's objects are written.
         """
-        from dulwich.objects import ZERO_SHA
-
-        client, path = _transport(url, ssh_command)
-        plan: dict[str, RefPush] = {}
-
-        def update_refs(remote: dict[bytes, bytes]) -> dict[bytes, bytes]:
-            # only the refs that move: a remote on a local path (moved by dulwich in
-            # this process) then locks nothing else, so concurrent pushes of other
-            # refs do not collide on refs neither of them changes
-            new: dict[bytes, bytes] = {}
-            current = {
-                k.decode("utf-8", "replace"): v.decode("ascii")
-                for k, v in remote.items()
-                if v not in (None, ZERO_SHA)
-            }
-            plan.update(self.plan_push(current, refs, force))
-            for name, step in plan.items():
-                if step.status in (SyncStatus.NEW, SyncStatus.UPDATED, SyncStatus.FORCED):
-                    new[name.encode("utf-8")] = step.new.encode("ascii")
-            return new
-
-        def generate(have: Any, want: Any, *, ofs_delta: bool = False, progress: Any = None) -> Any:
-            count, records = self._repo.generate_pack_data(
-                set(have), set(want), ofs_delta=ofs_delta, progress=progress
-            )
-            if on_objects is None:
-                return count, records
-
-            def counted() -> Any:
-                nbytes = 0
-                for i, record in enumerate(records, 1):
-                    yield record
-                    nbytes += getattr(record, "decomp_len", None) or 0
-                    on_objects(i, count, nbytes)
-
-            return count, counted()
-
-        def on_progress(data: bytes) -> None:
-            if progress is not None:
-                progress(data.decode("utf-8", "replace"))
-
-        from dulwich.file import FileLocked
-
-        try:
-            result = client.send_pack(
-                path.encode("utf-8") if isinstance(path, str) else path,
-                update_refs,
-                generate_pack_data=generate,
-                progress=on_progress,
-            )
-        except FileLocked:
-            # a remote on a local path, one of whose refs another push holds locked
-            # (dulwich moves them in this process): what did not move is rejected
-            now = remote_refs(url, "refs/", ssh_command)
-            for step in plan.values():
-                moving = step.status in (SyncStatus.NEW, SyncStatus.UPDATED, SyncStatus.FORCED)
-                if moving and now.get(step.ref) != step.new:
-                    step.status = SyncStatus.REJECTED
-                    step.reason = "another push held the remote ref locked; push again"
-            return [plan[name] for name in refs if name in plan]
-        except _transport_errors() as exc:
-            raise _remote_error(url, exc) from exc
-        for name, err in (result.ref_status or {}).items():
-            if err:
-                text = name.decode("utf-8", "replace")
-                if text in plan:
-                    plan[text].status = SyncStatus.REJECTED
-                    plan[text].reason = f"the remote refused: {err}"
+        if remote is None:
+            remote = self.remote_refs(url, _namespaces(list(refs)), ssh_command)
+        plan = self.plan_push(remote, refs, force)
+        send = {
+            name: step.new
+            for name, step in plan.items()
+            if step.status in (SyncStatus.NEW, SyncStatus.UPDATED, SyncStatus.FORCED)
+        }
+        if send:
+            leases = {name: remote.get(name) for name in send} if force else None
+            refused = self._git_push(url, send, leases, ssh_command, progress, on_objects)
+            for name, reason in refused.items():
+                if name in plan:
+                    plan[name].status = SyncStatus.REJECTED
+                    plan[name].reason = reason
         return [plan[name] for name in refs if name in plan]
 
     def plan_push(
@@ -162,6 +349,154 @@ class GitTransport(GitObjects):
                     "(git exp fetch, then look at both)",
                 )
         return plan
+
+    @contextlib.contextmanager
+    def _scratch(self, url: str) -> Iterator[str]:
+        """A temporary bare repository sharing this one's objects and config."""
+        base = os.path.join(self.exp_dir, "tmp")
+        os.makedirs(base, exist_ok=True)
+        path = tempfile.mkdtemp(prefix="push-", dir=base)
+        try:
+            for d in ("objects/info", "objects/pack", "refs", "hooks"):
+                os.makedirs(os.path.join(path, d))
+            with open(os.path.join(path, "HEAD"), "w", encoding="utf-8") as f:
+                f.write("ref: refs/heads/gitexp-scratch\n")
+            with open(os.path.join(path, "objects", "info", "alternates"), "w") as f:
+                f.write(os.path.join(self.common_dir, "objects") + "\n")
+            own = os.path.join(self.common_dir, "config")
+            with open(os.path.join(path, "config"), "w", encoding="utf-8") as f:
+                f.write(
+                    f"[include]\n\tpath = {_config_value(own)}\n"
+                    "[core]\n\trepositoryformatversion = 0\n\tbare = true\n"
+                    f"\thooksPath = {_config_value(os.path.join(path, 'hooks'))}\n"
+                    f'[remote "{_TRACKING}"]\n\turl = {_config_value(url)}\n'
+                    f"\tfetch = +refs/*:refs/remotes/{_TRACKING}/*\n"
+                )
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+
+    def _git_push(
+        self,
+        url: str,
+        send: Mapping[str, str],
+        leases: Mapping[str, str | None] | None,
+        ssh_command: str | None,
+        progress: ProgressText | None,
+        on_objects: ObjectsFn | None,
+    ) -> dict[str, str]:
+        """Push ``send`` (name -> sha) with git; return the refs git refused, with why."""
+        with self._scratch(url) as scratch:
+            refs = dict(send)
+            for name, old in (leases or {}).items():
+                if old is not None:  # absent: the lease expects the remote ref absent
+                    refs[f"refs/remotes/{_TRACKING}/{name[len('refs/') :]}"] = old
+            body = "".join(f"{refs[n]} {n}\n" for n in sorted(refs))
+            with open(os.path.join(scratch, "packed-refs"), "w", encoding="utf-8") as f:
+                f.write("# pack-refs with: peeled fully-peeled sorted \n" + body)
+            args = [
+                "--git-dir",
+                scratch,
+                "push",
+                "--porcelain",
+                "--progress",
+                "--no-verify",
+                "--no-recurse-submodules",
+            ]
+            if leases is not None:
+                args.append("--force-with-lease")
+            args.append(_TRACKING)
+            args += [f"{ns}*:{ns}*" for ns in _namespaces(list(send))]
+            counts = _writing_progress(on_objects)
+
+            def on_text(text: str) -> None:
+                counts(text)
+                if progress is not None:
+                    progress(text)
+
+            got = _run_transfer(args, url, ssh_command, on_text=on_text)
+        refused: dict[str, str] = {}
+        seen: set[str] = set()
+        for line in got.stdout.decode("utf-8", "replace").splitlines():
+            parts = line.split("\t")
+            if len(parts) < 3 or len(parts[0]) != 1:
+                continue
+            flag, spec, summary = parts[0], parts[1], parts[2]
+            name = spec.rpartition(":")[2]
+            seen.add(name)
+            if flag == "!":
+                reason = summary.strip()
+                if "stale info" in reason:
+                    reason = "the remote run moved since it was looked at; push again"
+                elif "non-fast-forward" in reason or "fetch first" in reason:
+                    reason = (
+                        "the remote run has commits this repository lacks "
+                        "(git exp fetch, then look at both)"
+                    )
+                else:
+                    reason = f"the remote refused: {reason}"
+                refused[name] = reason
+        if got.code != 0 and not seen:
+            raise _failure(url, got.stderr)
+        for name in send:
+            if name not in seen and name not in refused:
+                refused[name] = "git did not report this ref; push again"
+        return refused
+
+    def fetch(
+        self,
+        url: str,
+        prefix: str | Sequence[str],
+        ssh_command: str | None = None,
+        progress: ProgressText | None = None,
+    ) -> dict[str, str]:
+        """Download the objects of the remote's refs under ``prefix`` that are not
+        here. Returns those refs (name -> sha); no local ref is created or moved."""
+        refs = self.remote_refs(url, prefix, ssh_command)
+        tips = sorted(set(refs.values()))
+        missing = sorted(set(tips) - self.present(tips))
+        if missing:
+            self.fetch_objects(url, missing, ssh_command, progress)
+        return refs
+
+    def fetch_objects(
+        self,
+        url: str,
+        shas: Sequence[str],
+        ssh_command: str | None = None,
+        progress: ProgressText | None = None,
+    ) -> None:
+        """Download the objects of the commits ``shas`` (tips the remote advertised)
+        and everything they reach that is not here, as one pack. No ref moves.
+
+        A tip that moved on the remote since it was advertised may be refused by
+        an old server ("not our ref"): the caller looks at what arrived.
+        """
+        want = sorted(set(shas))
+        if not want:
+            return
+        args = [
+            "--git-dir",
+            self.common_dir,
+            "-c",
+            "fetch.unpackLimit=1",  # one pack, written atomically, never half the objects
+            "-c",
+            "transfer.unpackLimit=1",
+            "fetch",
+            "--no-tags",
+            "--no-write-fetch-head",
+            "--no-auto-gc",
+            "--no-recurse-submodules",
+            "--no-prune",
+            "--no-show-forced-updates",
+            "--progress",
+            "--stdin",
+            url,
+        ]
+        stdin = "".join(f"{sha}\n" for sha in want).encode("ascii")
+        got = _run_transfer(args, url, ssh_command, stdin=stdin, on_text=progress)
+        if got.code != 0:
+            raise _failure(url, got.stderr)
 
     def delete_remote_refs(
         self, url: str, names: list[str], ssh_command: str | None = None
@@ -203,44 +538,8 @@ class GitTransport(GitObjects):
                 outcome[name.decode("utf-8", "replace")] = f"refused: {err}"
         return outcome
 
-    def fetch(
-        self,
-        url: str,
-        prefix: str,
-        ssh_command: str | None = None,
-        progress: Any = None,
-    ) -> dict[str, str]:
-        """Download the objects of the remote's refs under ``prefix``.
 
-        Returns those refs (name -> sha); it does not create or move any local ref.
-        """
-        client, path = _transport(url, ssh_command)
-        raw = prefix.encode("utf-8")
-        store = self._store
-
-        def determine_wants(refs: Mapping[bytes, bytes], depth: Any = None) -> list[bytes]:
-            return sorted(
-                {
-                    sha
-                    for name, sha in refs.items()
-                    if name.startswith(raw)
-                    and not name.endswith(b"^{}")
-                    and sha is not None
-                    and sha not in store
-                }
-            )
-
-        def on_progress(data: bytes) -> None:
-            if progress is not None:
-                progress(data.decode("utf-8", "replace"))
-
-        try:
-            result = client.fetch(
-                path, self._repo, determine_wants=determine_wants, progress=on_progress
-            )
-        except _transport_errors() as exc:
-            raise _remote_error(url, exc) from exc
-        return _text_refs(result.refs, prefix)
+# ------------------------------------------------------------------ dulwich
 
 
 def _transport(url: str, ssh_command: str | None) -> tuple[Any, str]:
@@ -272,8 +571,6 @@ def _remote_error(url: str, exc: BaseException) -> GitExpError:
             "(is the URL right, and can you reach it?)",
             url,
         )
-    import re
-
     text = str(exc).strip().splitlines()
     errno = re.search(r"\[Errno -?\d+\] ([^\"')]+)", str(exc))
     if errno:
@@ -293,25 +590,15 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
     return (GitProtocolError, NotGitRepository, OSError, *extra)
 
 
-def remote_refs(url: str, prefix: str, ssh_command: str | None = None) -> dict[str, str]:
-    """The refs of a remote under ``prefix``, from the ref advertisement alone."""
-    client, path = _transport(url, ssh_command)
-    try:
-        result = client.get_refs(path.encode("utf-8") if isinstance(path, str) else path)
-    except _transport_errors() as exc:
-        raise _remote_error(url, exc) from exc
-    refs = getattr(result, "refs", result)
-    return _text_refs(refs, prefix)
-
-
-def _text_refs(refs: Mapping[bytes, bytes | None], prefix: str) -> dict[str, str]:
-    raw = prefix.encode("utf-8")
-    out: dict[str, str] = {}
-    for name, sha in refs.items():
-        if sha is None or not name.startswith(raw) or name.endswith(b"^{}"):
-            continue
-        try:
-            out[name.decode("utf-8")] = sha.decode("ascii")
-        except UnicodeDecodeError:
-            continue
-    return out
+def clone_repository(
+    url: str, dest: str, ssh_command: str | None = None, progress: ProgressText | None = None
+) -> None:
+    """``git clone URL DEST`` (the branches, as git clones them; no run yet)."""
+    got = _run_transfer(
+        ["clone", "--progress", "--no-recurse-submodules", url, dest],
+        url,
+        ssh_command,
+        on_text=progress,
+    )
+    if got.code != 0:
+        raise _failure(url, got.stderr)

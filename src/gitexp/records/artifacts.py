@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 from typing import Any
 
 from gitexp.errors import FormatError, InvalidName
@@ -26,7 +25,8 @@ def normalize_artifact_path(path: str) -> str:
     text = path.replace("\\", "/")
     if text.startswith("/") or re.match(r"[A-Za-z]:/", text):
         raise InvalidName(f"artifact path {path!r} is absolute; give a relative name", path)
-    parts = [p for p in PurePosixPath(text).parts if p not in ("", ".")]
+    # (what PurePosixPath(text).parts gives a relative path, without pathlib's cost)
+    parts = [p for p in text.split("/") if p not in ("", ".")]
     if any(p == ".." for p in parts):
         raise InvalidName(f"artifact path {path!r} contains '..'", path)
     if not parts:

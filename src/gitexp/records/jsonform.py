@@ -145,6 +145,9 @@ def _refuse_constant(token: str) -> Any:
     raise ValueError(f"{token} is not JSON (format 1 writes it as the string {token!r})")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)  # one, not one per document
+
+
 def json_depth(value: Any) -> int:
     """How deeply lists and objects nest in ``value`` (0 for a scalar), iteratively."""
     deepest = 0
@@ -210,7 +213,7 @@ def parse_json(data: bytes, what: str, limit: int | None = None) -> Any:
     if len(data) > limit:
         raise FormatError(f"{what} is {len(data)} bytes, more than {limit} allowed")
     try:
-        value = json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
+        value = _DECODER.decode(data.decode("utf-8"))
     except RecursionError:
         raise FormatError(f"{what} nests deeper than {MAX_DEPTH} levels") from None
     except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError, too many digits

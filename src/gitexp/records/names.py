@@ -40,8 +40,11 @@ _BAD_REF_CHARS = set(" ~^:?*[\\\x7f")
 _HEX_RE = re.compile(r"[0-9a-f]{64}")  # always fullmatch
 
 
+_CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f]")  # Unicode's category Cc, exactly
+
+
 def _has_control(text: str) -> bool:
-    return any(unicodedata.category(c) == "Cc" for c in text)
+    return _CONTROL_RE.search(text) is not None
 
 
 def has_surrogates(text: str) -> bool:
@@ -59,6 +62,9 @@ def _not_utf8(what: str, text: str) -> str:
     return f"{what} {text!r} is not valid Unicode text (undecodable bytes)"
 
 
+_VALID_EXPERIMENTS: set[str] = set()  # names found valid in this process (bounded)
+
+
 def validate_experiment(name: str) -> str:
     """Return ``name`` if it is a valid experiment name, else raise InvalidName.
 
@@ -68,6 +74,8 @@ def validate_experiment(name: str) -> str:
     """
     if not isinstance(name, str) or not name:
         raise InvalidName("experiment name must not be empty", str(name))
+    if name in _VALID_EXPERIMENTS:  # checked already: 10,000 runs of one experiment, once
+        return name
     shown = repr(name)
     if len(name) > MAX_NAME_LEN:
         raise InvalidName(f"experiment name is longer than {MAX_NAME_LEN} characters", name)
@@ -110,6 +118,8 @@ def validate_experiment(name: str) -> str:
                 f"experiment name {shown}: a component may not look like a run id ({part})",
                 name,
             )
+    if len(_VALID_EXPERIMENTS) < 100_000:
+        _VALID_EXPERIMENTS.add(name)
     return name
 
 

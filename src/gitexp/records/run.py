@@ -300,4 +300,6 @@ class EnvInfo(_Record):
 
 def check_version(run_json: Mapping[str, Any], where: str) -> None:
     """Refuse a run written in a format this release does not read."""
+    if type(run_json.get("format")) is int and run_json["format"] == FORMAT_VERSION:
+        return  # the common case, without reading the whole record for one field
     RunInfo.from_json(run_json).check_version(where)

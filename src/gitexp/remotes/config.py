@@ -38,6 +38,13 @@ def is_url(text: str) -> bool:
     )
 
 
+def is_remote(repo: GitRepo, word: str) -> bool:
+    """True when ``word`` names a remote: a configured one, a URL or a directory
+    (or anything, when no remote is configured: then it can only be a wrong one)."""
+    remotes = repo.remotes()
+    return word in remotes or is_url(word) or os.path.isdir(word) or not remotes
+
+
 def _local_path(url: str) -> str | None:
     """The directory of a local-path or ``file://`` remote, else None."""
     if url.startswith("file://"):

@@ -2,34 +2,42 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from gitexp import records as fmt
 from gitexp.cas.remote import RemoteStore
 from gitexp.errors import (
     Diverged,
     GitExpError,
     IntegrityError,
-    InvalidName,
     ObjectMissing,
     RemoteError,
     RunNotFound,
-    StoreError,
     UsageError,
 )
-from gitexp.git import GitRepo, SyncStatus
-from gitexp.records import NAMESPACE, ExpRef
-from gitexp.remotes.config import STORE_KEY, Remote, open_store, resolve_remote
+from gitexp.git import SyncStatus
+from gitexp.records import NAMESPACE
+from gitexp.remotes.config import STORE_KEY, Remote, is_remote, open_store, resolve_remote
+from gitexp.remotes.namespaces import SHARED, Taken, namespace_of
 from gitexp.remotes.objects import (
     Refusal,
     each_in_pool,
     listing_files,
-    manifest_entries,
     referenced_keys,
     run_objects,
+    runs_objects,
+    transfer_workers,
 )
 from gitexp.remotes.progress import Meter, Progress, ProgressFn, no_progress
-from gitexp.store import ExpStore, check_run
+from gitexp.remotes.push import local_refs
+from gitexp.remotes.selection import Selection, refspec_prefixes
+from gitexp.remotes.state import SyncState
+from gitexp.store import ExpStore
+
+PACKED_FROM = 16  # from this many new refs on, a fetch writes them to packed-refs at once
 
 
 @dataclass
@@ -49,6 +57,9 @@ class FetchResult:
 
     remote: Remote
     refs: list[RefFetch] = field(default_factory=list)
+    # what was read of the refs taken, for the catalog and the downloads
+    records: dict[str, Taken] = field(default_factory=dict, repr=False)
+    fresh_clone: bool = False  # there was no ref of the namespaces here before
 
     def in_sync(self) -> list[RefFetch]:
         """Refs whose local run now equals the remote one."""
@@ -73,46 +84,6 @@ class FetchResult:
         return None
 
 
-def _not_a_run(repo: GitRepo, sha: str, name: str) -> str:
-    """Why a fetched ref cannot be taken as a run ('' when it can).
-
-    Every file of the run tree must read as ``ExpStore.read`` reads it (bounded,
-    typed, valid Unicode), and every manifest entry must parse: one malformed run
-    is refused by name, never taken in to break listing for everyone. The
-    artifacts' bytes are checked later, one by one, when pull downloads them.
-    """
-    if not repo.has_object(sha):
-        return "its commit did not arrive"
-    try:
-        info = repo.commit_info(sha)
-        found = repo.lookup_path(info.tree, fmt.RUN_JSON)
-        if found is None:
-            return "not a git-exp run (no run.json)"
-        limit = fmt.doc_limit(fmt.RUN_JSON)
-        run = fmt.parse_json(repo.read_blob(found[1], limit), fmt.RUN_JSON, limit)
-        if not isinstance(run, dict):
-            return "run.json is not an object"
-        fmt.check_version(run, "the run")
-        found = repo.lookup_path(info.tree, fmt.PARAMS_JSON)
-        if found is not None and not isinstance(
-            fmt.parse_json(repo.read_blob(found[1], fmt.MAX_DOC_BYTES), fmt.PARAMS_JSON), dict
-        ):
-            return "params.json is not an object"
-    except StoreError as exc:
-        return str(exc)
-    # a manifest git-exp cannot read would break every command that lists runs
-    _, refused = manifest_entries(repo, sha, "")
-    if refused:
-        return "; ".join(f"artifact {r.path}: {r.reason}" for r in refused[:3]) + (
-            f" (+{len(refused) - 3} more)" if len(refused) > 3 else ""
-        )
-    try:  # then every other check a reader makes
-        check_run(repo, ExpRef.from_ref(name), sha)
-    except StoreError as exc:
-        return str(exc)
-    return ""
-
-
 def _moved(name: str, old: str | None, new: str, ok: bool, status: SyncStatus) -> RefFetch:
     if ok:
         return RefFetch(name, old, new, status)
@@ -121,75 +92,191 @@ def _moved(name: str, old: str | None, new: str, ok: bool, status: SyncStatus) -
     )
 
 
+def _unadvertised(exc: RemoteError) -> bool:
+    """True when a fetch failed because a tip moved on the remote meanwhile."""
+    text = str(exc).lower()
+    return "not our ref" in text or "unadvertised" in text or "couldn't find remote ref" in text
+
+
 def fetch(
     store: ExpStore,
     remote: str | None = None,
     progress: ProgressFn = no_progress,
+    selection: Selection | None = None,
+    index: bool = True,
     prefix: str = NAMESPACE,
 ) -> FetchResult:
     """Bring the remote's runs into ``refs/experiments/``; never overwrite diverged ones.
 
-    ``prefix``: only the runs whose refs start with it (one run's full ref, say:
-    a sweep's driver takes each trial's run as it ends)."""
+    ``selection``: only some of them (an experiment, a start date, named runs).
+    ``prefix``: only the runs whose refs start with it, and only those refs are
+    listed on the remote (one run's full ref, say: a sweep's driver takes each
+    trial's run as it ends).
+    Only refs that differ from the local ones are looked at: their objects are
+    fetched (those not here already), each fetched run is checked before it is
+    taken, and the catalog is given what was read (``index``; ``pull`` does
+    that after the downloads, see :func:`index_fetched`).
+    """
     if not prefix.startswith(NAMESPACE):
         raise UsageError(f"fetch: {prefix!r} is not under {NAMESPACE}")
     repo = store.repo
+    sel = selection or Selection()
+    if prefix != NAMESPACE:
+        sel = dataclasses.replace(sel, prefixes=[prefix])
+    if remote is not None and not is_remote(repo, remote):
+        # `git exp pull RUN`: the first word is a run of the default remote
+        sel = dataclasses.replace(sel, runs=[remote, *sel.runs])
+        remote = None
     rem = resolve_remote(repo, remote)
     result = FetchResult(rem)
+    if not sel.partial and rem.name:
+        # a clone of some experiments (git exp clone -e): their runs, as git fetch brings
+        prefixes = refspec_prefixes(repo.config_get_all("remote", rem.name, "fetch"))
+        if prefixes:
+            sel = dataclasses.replace(sel, prefixes=prefixes)
+    spaces = [ns for ns in SHARED if ns.selectable or not sel.partial]
     progress(Progress("fetching runs"))
-    remote_refs = repo.fetch(
-        rem.url,
-        prefix,
-        ssh_command=rem.ssh_command,
-        progress=lambda text: progress(Progress("fetching runs", text=text)),
-    )
-    # runs this repository does not have yet: created together, in one write
-    fresh: dict[str, str] = {}
-    for name, sha in remote_refs.items():
-        try:
-            ExpRef.from_ref(name)
-        except InvalidName:
+
+    def advertised() -> dict[str, str]:
+        listed = [prefix] if prefix != NAMESPACE else [ns.prefix for ns in spaces]
+        adv = repo.remote_refs(rem.url, listed, rem.ssh_command)
+        out: dict[str, str] = {}
+        for ns in spaces:
+            mine = {r: s for r, s in adv.items() if r.startswith(ns.prefix)}
+            out.update(sel.pick(mine) if ns.selectable and sel.partial else mine)
+        return out
+
+    wanted = advertised()
+    local: dict[str, str] = {}
+    for ns in spaces:
+        local.update(local_refs(store, ns.prefix))
+    fresh_clone = not local
+    differing: dict[str, str] = {}
+    for name, sha in sorted(wanted.items()):
+        if local.get(name) == sha:
+            result.refs.append(RefFetch(name, sha, sha, SyncStatus.UP_TO_DATE))
             continue
-        if repo.get_ref(name) is None and not _not_a_run(repo, sha, name):
-            fresh[name] = sha
-    created = set(repo.add_new_refs(fresh)) if len(fresh) > 1 else set()
-    for name, sha in sorted(remote_refs.items()):
-        if name in created:
-            result.refs.append(RefFetch(name, None, sha, SyncStatus.NEW))
-            continue
-        try:
-            ExpRef.from_ref(name)
-        except InvalidName as exc:
-            result.refs.append(
-                RefFetch(name, None, sha, SyncStatus.REFUSED, f"not a run ref: {exc}")
-            )
-            continue
-        problem = _not_a_run(repo, sha, name)
+        space = namespace_of(name)
+        problem = space.name_problem(name) if space is not None else "not in a shared namespace"
         if problem:
-            result.refs.append(RefFetch(name, repo.get_ref(name), sha, SyncStatus.REFUSED, problem))
+            result.refs.append(RefFetch(name, None, sha, SyncStatus.REFUSED, problem))
             continue
-        local = repo.get_ref(name)
-        if local == sha:
-            result.refs.append(RefFetch(name, local, sha, SyncStatus.UP_TO_DATE))
-        elif local is None:
-            ok = repo.set_ref(name, None, sha, f"git-exp: fetch from {rem.label}")
-            result.refs.append(_moved(name, None, sha, ok, SyncStatus.NEW))
-        elif repo.is_ancestor(local, sha):
-            ok = repo.set_ref(name, local, sha, f"git-exp: fetch from {rem.label}")
-            result.refs.append(_moved(name, local, sha, ok, SyncStatus.UPDATED))
-        elif repo.is_ancestor(sha, local):
-            result.refs.append(RefFetch(name, local, sha, SyncStatus.LOCAL_AHEAD))
+        differing[name] = sha
+    wanted_shas = sorted(set(differing.values()))
+    missing = sorted(set(wanted_shas) - repo.present(wanted_shas))
+    if missing:
+
+        def text(t: str) -> None:
+            progress(Progress("fetching runs", text=t))
+
+        try:
+            repo.fetch_objects(rem.url, missing, rem.ssh_command, progress=text)
+        except RemoteError as exc:
+            if not _unadvertised(exc):
+                raise
+            # a run moved on the remote between its advertisement and the fetch
+            again = advertised()
+            differing = {n: again[n] for n in differing if n in again}
+            wanted_shas = sorted(set(differing.values()))
+            missing = sorted(set(wanted_shas) - repo.present(wanted_shas))
+            repo.fetch_objects(rem.url, missing, rem.ssh_command, progress=text)
+    here = repo.present(sorted(set(differing.values()))) if differing else set()
+    # what each differing ref is to us, before anything is taken
+    take: dict[str, list[tuple[str, str]]] = {}
+    for name, sha in differing.items():
+        old = local.get(name)
+        if sha not in here:
+            result.refs.append(
+                RefFetch(name, old, sha, SyncStatus.REFUSED, "its commit did not arrive")
+            )
+        elif old is None or repo.is_ancestor(old, sha):
+            take.setdefault(name.split("/", 2)[1], []).append((name, sha))
+        elif repo.is_ancestor(sha, old):
+            result.refs.append(RefFetch(name, old, sha, SyncStatus.LOCAL_AHEAD))
         else:
             result.refs.append(
                 RefFetch(
                     name,
-                    local,
+                    old,
                     sha,
                     SyncStatus.DIVERGED,
                     "both sides have commits the other lacks; the local run was kept",
                 )
             )
+    for ns in spaces:
+        items = take.get(ns.prefix.split("/")[1], [])
+        if not items:
+            continue
+        checked = ns.check(store, items, progress)
+        result.records.update(checked.records)
+        new = {n: s for n, s in items if n not in checked.refused and local.get(n) is None}
+        progress(Progress("taking runs", 0, len(items)))
+        # many runs new here: created together, in one write to packed-refs
+        created = set(repo.add_new_refs(new)) if len(new) > PACKED_FROM else set()
+        for name, sha in items:
+            old = local.get(name)
+            if name in checked.refused:
+                result.refs.append(
+                    RefFetch(name, old, sha, SyncStatus.REFUSED, checked.refused[name])
+                )
+            elif name in created:
+                result.refs.append(RefFetch(name, None, sha, SyncStatus.NEW))
+            elif old is None:
+                ok = repo.set_ref(name, None, sha, f"git-exp: fetch from {rem.label}")
+                result.refs.append(_moved(name, None, sha, ok, SyncStatus.NEW))
+            else:
+                ok = repo.set_ref(name, old, sha, f"git-exp: fetch from {rem.label}")
+                result.refs.append(_moved(name, old, sha, ok, SyncStatus.UPDATED))
+    result.refs.sort(key=lambda r: r.ref)
+    result.fresh_clone = fresh_clone
+    if any(r.status in (SyncStatus.NEW, SyncStatus.UPDATED) for r in result.refs):
+        repo.auto_pack()
+        if index:
+            index_fetched(store, result, progress)
     return result
+
+
+def index_fetched(store: ExpStore, result: FetchResult, progress: ProgressFn = no_progress) -> None:
+    """Give the catalog the runs a fetch took (read already, to check them), so
+    that the first listing after a pull reads none of them again. Without a
+    catalog yet, one is built only when these are all the runs there are."""
+    from gitexp.catalog import Catalog
+
+    moved = {r.ref for r in result.refs if r.status in (SyncStatus.NEW, SyncStatus.UPDATED)}
+    if not moved:
+        return
+    cat = Catalog(store)
+    if not (cat.exists() or result.fresh_clone):
+        return  # the next listing builds it, as it would have
+    known = _KnownRows({n: t for n, t in result.records.items() if n in moved and t.row})
+    progress(Progress("indexing runs", 0, len(known)))
+    with contextlib.suppress(GitExpError, OSError):  # an index, never a reason to fail
+        cat.update(known=known)
+
+
+class _KnownRows(Mapping[str, tuple[str, dict[str, Any]]]):
+    """ref -> (sha, catalog row) of the runs a fetch took, each row unpickled only
+    when the catalog asks for it (100,000 rows are never all in memory as dicts)."""
+
+    def __init__(self, taken: dict[str, Taken]) -> None:
+        self.taken = taken
+
+    def __getitem__(self, ref: str) -> tuple[str, dict[str, Any]]:
+        t = self.taken[ref]
+        return t.sha, t.catalog_row() or {}
+
+    def get(self, ref: str, default: Any = None) -> Any:
+        t = self.taken.get(ref)
+        if t is None:
+            return default
+        # the sha, the row left out: the catalog compares the sha, then asks for the row
+        return (t.sha, {})
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.taken)
+
+    def __len__(self) -> int:
+        return len(self.taken)
 
 
 # -------------------------------------------------------------------- pull
@@ -202,6 +289,7 @@ class PullResult:
     fetch: FetchResult
     objects: int = 0
     nbytes: int = 0
+    runs_checked: int = 0  # runs whose manifest was read (the others were in sync)
     refused: list[Refusal] = field(default_factory=list)
     unavailable: list[str] = field(default_factory=list)  # not in the remote store
     no_store: bool = False
@@ -294,25 +382,41 @@ def download_objects(
     targets: list[tuple[str, str]],  # (ref, sha)
     progress: ProgressFn,
     result: PullResult | RunArtifacts,
-) -> None:
-    """Download the objects of runs' manifests, verified, into the local CAS."""
+    known: Mapping[str, Any] | None = None,
+) -> set[str]:
+    """Download the objects of runs' manifests, verified, into the local CAS.
+
+    Returns the refs whose every object is now here (none refused, none
+    missing from the store). ``known``: records read already (ref -> RunRecord).
+    """
     cas = store.cas
-    files: list[tuple[str, str]] = []
-    dirs: list[tuple[str, str]] = []
+    files: list[tuple[str, str, str]] = []  # key, label, ref
+    dirs: list[tuple[str, str, str]] = []
     optional: set[str] = set()  # listings of directories whose files were not stored
     sizes: dict[str, int] = {}  # the most bytes each may hold: downloads stop past it
-    for name, sha in targets:
-        short = name[len(NAMESPACE) :]
-        objs = run_objects(store.repo, sha, short)
+    incomplete: set[str] = set()
+    if len(targets) > 1:
+        progress(Progress("reading manifests", 0, len(targets)))
+    objects = runs_objects(
+        store,
+        dict(targets),
+        known,
+        progress=lambda d, t: progress(Progress("reading manifests", d, t)),
+    )
+    for name, _sha in targets:
+        objs = objects[name]
         for key, size in objs.sizes.items():
             sizes[key] = max(size, sizes.get(key, 0))
         result.refused += objs.refused
-        files += objs.files
-        dirs += objs.dirs
-        files += [(k, f"{short}: (directory listing)") for k in objs.optional]
+        if objs.refused:
+            incomplete.add(name)
+        short = name[len(NAMESPACE) :]
+        files += [(k, label, name) for k, label in objs.files]
+        dirs += [(k, label, name) for k, label in objs.dirs]
+        files += [(k, f"{short}: (directory listing)", name) for k in objs.optional]
         optional.update(objs.optional)
 
-    def get(key: str, label: str) -> bool:
+    def get(key: str, label: str, ref: str) -> bool:
         if cas.has(key):
             return True
         try:
@@ -320,58 +424,78 @@ def download_objects(
         except IntegrityError as exc:
             run, _, path = label.partition(": ")
             result.refused.append(Refusal(run, path, str(exc)))
+            incomplete.add(ref)
             return False
         except ObjectMissing:
             if key not in optional:
                 result.unavailable.append(label)
+                incomplete.add(ref)
             return False
         result.objects += 1
         result.nbytes += n
         return True
 
     # listings first: they name the files of directory entries
-    total_dirs = len(dirs)
-    for i, (key, label) in enumerate(dirs):
-        progress(Progress("downloading listings", i + 1, total_dirs, result.nbytes))
-        if not get(key, label):
+    todo_dirs = [d for d in dirs if not cas.has(d[0])]
+    for i, (key, label, ref) in enumerate(dirs):
+        if todo_dirs:
+            progress(Progress("downloading listings", i + 1, len(dirs), result.nbytes))
+        if not get(key, label, ref):
             continue
         try:
             rows = listing_files(cas.get_bytes(key), label)
         except IntegrityError as exc:
             run, _, path = label.partition(": ")
             result.refused.append(Refusal(run, path, str(exc).removeprefix(label + ": ")))
+            incomplete.add(ref)
             continue
-        files += [(k, f"{label}/{p}") for p, k, _, _ in rows]
+        files += [(k, f"{label}/{p}", ref) for p, k, _, _ in rows]
         for _, k, size, _ in rows:
             sizes[k] = max(size, sizes.get(k, 0))
-    first: dict[str, str] = {}
-    for key, label in files:
-        first.setdefault(key, label)
-    todo = [(k, label) for k, label in first.items() if not cas.has(k)]
+    first: dict[str, tuple[str, list[str]]] = {}
+    for key, label, ref in files:
+        if key in first:
+            first[key][1].append(ref)
+        else:
+            first[key] = (label, [ref])
+    todo = [(k, label, refs) for k, (label, refs) in first.items() if not cas.has(k)]
     total = len(todo)
 
     meter = Meter(progress, "downloading artifacts", total)
 
-    # the transfers may run in threads; the bookkeeping in get() happens here, in order
-    def fetch_one(item: tuple[str, str]) -> tuple[str, str, BaseException | int]:
-        key, label = item
+    # the transfers may run in threads; the bookkeeping happens here, in order
+    def fetch_one(
+        item: tuple[str, str, list[str]],
+    ) -> tuple[str, str, list[str], BaseException | int]:
+        key, label, refs = item
         try:
-            return key, label, remote_store.download(cas, key, meter.add_bytes, sizes.get(key))
+            return (
+                key,
+                label,
+                refs,
+                remote_store.download(cas, key, meter.add_bytes, sizes.get(key)),
+            )
         except (IntegrityError, ObjectMissing) as exc:
-            return key, label, exc
+            return key, label, refs, exc
         finally:
             meter.finish_one()
 
-    for key, label, outcome in each_in_pool(remote_store.workers, fetch_one, todo):
-        if isinstance(outcome, IntegrityError):
-            run, _, path = label.partition(": ")
-            result.refused.append(Refusal(run, path, str(outcome)))
-        elif isinstance(outcome, ObjectMissing):
-            if key not in optional:
-                result.unavailable.append(label)
-        else:
-            result.objects += 1
-            result.nbytes += int(outcome)
+    with cas.batch():
+        for key, label, refs, outcome in each_in_pool(
+            transfer_workers(remote_store, len(todo)), fetch_one, todo
+        ):
+            if isinstance(outcome, IntegrityError):
+                run, _, path = label.partition(": ")
+                result.refused.append(Refusal(run, path, str(outcome)))
+                incomplete.update(refs)
+            elif isinstance(outcome, ObjectMissing):
+                if key not in optional:
+                    result.unavailable.append(label)
+                    incomplete.update(refs)
+            else:
+                result.objects += 1
+                result.nbytes += int(outcome)
+    return {name for name, _ in targets if name not in incomplete}
 
 
 def pull(
@@ -379,25 +503,59 @@ def pull(
     remote: str | None = None,
     artifacts: bool = True,
     progress: ProgressFn = no_progress,
+    selection: Selection | None = None,
 ) -> PullResult:
-    """``fetch``, then download the CAS objects of the runs now in sync with the remote."""
-    fetched = fetch(store, remote, progress)
+    """``fetch``, then download the CAS objects of the runs now in sync with the remote.
+
+    Runs the per-remote state knows in sync at their sha (their artifacts here
+    already) are not looked at again. ``selection``: only some of the remote's runs.
+    """
+    fetched = fetch(store, remote, progress, selection, index=False)
     result = PullResult(fetched)
-    if not artifacts:
-        result.skipped = True
-        return result
+    try:
+        if artifacts:
+            _download(store, result, progress)
+        else:
+            result.skipped = True
+    finally:
+        # after the downloads: the catalog then trusts the refs file it reads
+        # (written moments before, it would be read again by the next listing)
+        index_fetched(store, fetched, progress)
+    return result
+
+
+def _download(store: ExpStore, result: PullResult, progress: ProgressFn) -> None:
+    fetched = result.fetch
     repo = store.repo
+    if not fetched.remote.store_url:
+        result.no_store = True
+        return
+    state = SyncState(repo, fetched.remote)
+    carry = tuple(ns.prefix for ns in SHARED if ns.artifacts)
+    synced = state.synced
+    targets = [
+        (r.ref, r.new)
+        for r in fetched.in_sync()
+        if r.ref.startswith(carry) and synced.get(r.ref) != r.new
+    ]
+    result.runs_checked = len(targets)
+    if not targets:
+        return  # (the store is not even opened)
     try:
         remote_store = open_store(fetched.remote, repo.work_tree or repo.git_dir)
         if remote_store is None:
             result.no_store = True
-            return result
-        targets = [(r.ref, r.new) for r in fetched.in_sync()]
-        download_objects(store, remote_store, targets, progress, result)
+            return
+        complete = download_objects(
+            store, remote_store, targets, progress, result, known=fetched.records
+        )
+        for ref, sha in targets:
+            if ref in complete:
+                state.mark(ref, sha)
+        state.save()
     except RemoteError as exc:
         result.store_error = RemoteError(
             f"runs fetched, artifacts not downloaded: {exc} (pull again, or git exp get RUN, "
             "once the store answers)",
             fetched.remote.url,
         )
-    return result

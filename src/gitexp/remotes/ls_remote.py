@@ -23,17 +23,17 @@ class RemoteRun:
 
 def ls_remote(store: ExpStore, remote: str | None = None) -> tuple[Remote, list[RemoteRun]]:
     """The runs a remote has, from its ref advertisement alone (nothing is downloaded)."""
-    from gitexp.git import remote_refs
-
     repo = store.repo
     rem = resolve_remote(repo, remote)
+    advertised = repo.remote_refs(rem.url, NAMESPACE, rem.ssh_command)
+    here = repo.ref_snapshot(NAMESPACE)  # no cache: listing writes nothing
     out = []
-    for name, sha in sorted(remote_refs(rem.url, NAMESPACE, rem.ssh_command).items()):
+    for name, sha in sorted(advertised.items()):
         try:
             ExpRef.from_ref(name)
         except InvalidName:
             continue
-        local = repo.get_ref(name)
+        local = here.get(name)
         if local is None:
             state = "absent"
         elif local == sha:

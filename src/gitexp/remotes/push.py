@@ -1,9 +1,16 @@
-"""``git exp push``: artifacts first, git objects next, refs last (fast-forward only)."""
+"""``git exp push``: artifacts first, git objects next, refs last (fast-forward only).
+
+Only what is new is looked at: the remote's refs come from one advertisement,
+the local ones from the ref cache, and a run whose ref is where the per-remote
+state (:mod:`gitexp.remotes.state`) last saw it in sync has its manifest read
+no more. A push with nothing new reads no run and sends nothing.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from gitexp.errors import (
@@ -13,16 +20,23 @@ from gitexp.errors import (
     RunNotFound,
     UsageError,
 )
-from gitexp.git import RefPush
-from gitexp.records import NAMESPACE, validate_experiment
+from gitexp.git import RefPush, SyncStatus
+from gitexp.records import validate_experiment
 from gitexp.remotes.config import Remote, is_url, open_store, resolve_remote
+from gitexp.remotes.namespaces import RUNS, SHARED
 from gitexp.remotes.objects import (
     each_in_pool,
+    keys_of,
     local_size,
-    referenced_keys,
+    runs_objects,
+    transfer_workers,
 )
 from gitexp.remotes.progress import Meter, Progress, ProgressFn, no_progress
+from gitexp.remotes.state import SyncState, ref_cache
 from gitexp.store import ExpStore
+
+_SENT = (SyncStatus.NEW, SyncStatus.UPDATED, SyncStatus.FORCED)
+_MOVED = (*_SENT, SyncStatus.UP_TO_DATE)
 
 
 @dataclass
@@ -33,11 +47,13 @@ class PushResult:
     refs: list[RefPush] = field(default_factory=list)
     objects: int = 0  # uploaded (with dry_run: that would be uploaded)
     nbytes: int = 0
-    checked: int = 0  # objects the pushed runs reference
-    local_only: int = 0  # objects not uploaded because the remote has no store
+    checked: int = 0  # objects the pushed runs reference (of the runs looked at)
+    runs_checked: int = 0  # runs whose manifest was read (the others were in sync)
+    local_only: int = 0  # objects not uploaded because the remote has no store (counted)
+    local_only_runs: int = 0  # runs whose artifacts stay here: no store, manifests not read
     missing_local: list[str] = field(default_factory=list)  # referenced, but not here
     git_objects: int = 0  # git objects sent in the pack (commits, trees, blobs)
-    git_bytes: int = 0  # their uncompressed size
+    git_bytes: int = 0  # the pack's size as git wrote it
     dry_run: bool = False  # nothing was written anywhere
 
     def error(self) -> GitExpError | None:
@@ -53,7 +69,16 @@ class PushResult:
         return None
 
 
-def _select_refs(store: ExpStore, runs: Iterable[str], experiment: str | None) -> dict[str, str]:
+def local_refs(store: ExpStore, prefix: str) -> dict[str, str]:
+    """The local refs under ``prefix``, through the ref cache (unchanged ref
+    directories are not read again)."""
+    repo = store.repo
+    return repo.ref_snapshot(prefix, ref_cache(repo, prefix))
+
+
+def _select_refs(
+    store: ExpStore, local: dict[str, str], runs: Iterable[str], experiment: str | None
+) -> dict[str, str]:
     runs = list(runs)
     if runs and experiment is not None:
         raise UsageError("give either runs or -e EXPERIMENT, not both")
@@ -62,13 +87,16 @@ def _select_refs(store: ExpStore, runs: Iterable[str], experiment: str | None) -
     if runs:
         out: dict[str, str] = {}
         for address in runs:
-            ref = store.resolve(address)
-            sha = store.repo.get_ref(str(ref))
+            ref = str(store.resolve(address))
+            sha = local.get(ref) or store.repo.get_ref(ref)
             if sha is None:
                 raise RunNotFound(f"no run at {ref}")
-            out[str(ref)] = sha
+            out[ref] = sha
         return out
-    return {str(ref): sha for ref, sha in sorted(store.list_refs(experiment).items())}
+    if experiment:
+        top = f"{RUNS.prefix}{experiment}/"
+        return {r: s for r, s in local.items() if r.startswith(top)}
+    return dict(local)
 
 
 def push(
@@ -103,40 +131,74 @@ def push(
             runs, remote = [remote, *runs], None
     rem = resolve_remote(repo, remote)
     result = PushResult(rem, dry_run=dry_run)
-    refs = _select_refs(store, runs, experiment)
-    if not refs:
+    local = local_refs(store, RUNS.prefix)
+    selected = _select_refs(store, local, runs, experiment)
+    if not selected:
         return result
-    keys = referenced_keys(store, refs)
-    present = [k for k in keys if store.cas.has(k)]
-    here = set(present)
+    progress(Progress("comparing with the remote"))
+    advertised = repo.remote_refs(rem.url, [ns.prefix for ns in SHARED], rem.ssh_command)
+    state = SyncState(repo, rem)
+    synced = state.synced
+    # in sync: on the remote at this sha, artifacts included (per-remote state); a
+    # run the remote lost (deleted or reset there) is looked at again
+    in_sync = {r for r, s in selected.items() if advertised.get(r) == s and synced.get(r) == s}
+    # a ref under the namespace that is not a run's name is not ours to push (only
+    # refs with something to do are looked at: 10 us a name, 1 s for 100,000)
+    refs = {r: s for r, s in sorted(selected.items()) if r in in_sync or not RUNS.name_problem(r)}
+    plan = repo.plan_push(advertised, refs, force)
+    # artifacts: only of runs not in sync, and that will move
+    look = {
+        r: s for r, s in refs.items() if r not in in_sync and plan[r].status != SyncStatus.REJECTED
+    }
+    if not rem.store_url and not dry_run:
+        # no store: no object can go anywhere, so no manifest is read (the refs go)
+        result.local_only_runs, look = len(look), {}
+    result.runs_checked = len(look)
+    if look:
+        progress(Progress("reading manifests", 0, len(look)))
+    objects = runs_objects(
+        store, look, progress=lambda d, t: progress(Progress("reading manifests", d, t))
+    )
+    per_run = {r: keys_of(store, objs) for r, objs in objects.items()}
+    keys = list(dict.fromkeys(k for ks in per_run.values() for k in ks))
+    here = {k for k in keys if store.cas.has(k)}
     result.missing_local = [k for k in keys if k not in here]
     result.checked = len(keys)
     try:
-        _upload(store, rem, present, result, progress, dry_run)
+        _upload(store, rem, [k for k in keys if k in here], result, progress, dry_run)
     except RemoteError as exc:
         # artifacts go before refs: a store that fails stops the push here
         raise RemoteError(f"no run was pushed, the artifact store failed: {exc}", rem.url) from exc
     if dry_run:
-        from gitexp.git import remote_refs
-
-        current = remote_refs(rem.url, NAMESPACE, rem.ssh_command)
-        plan = repo.plan_push(current, refs, force)
         result.refs = [plan[name] for name in refs]
         return result
 
     def on_objects(done: int, total: int, nbytes: int) -> None:
-        result.git_objects, result.git_bytes = done, nbytes
+        result.git_objects, result.git_bytes = done, max(result.git_bytes, nbytes)
         progress(Progress("sending git objects", done, total, nbytes))
 
-    progress(Progress("pushing runs", 0, len(refs)))
-    result.refs = repo.push(
-        rem.url,
-        refs,
-        ssh_command=rem.ssh_command,
-        progress=lambda text: progress(Progress("pushing runs", text=text)),
-        force=force,
-        on_objects=on_objects,
-    )
+    # only refs that move go to git (the others' statuses are the plan's)
+    moving = {r: s for r, s in refs.items() if plan[r].status in _SENT}
+    if moving:
+        progress(Progress("pushing runs", 0, len(moving)))
+        pushed = repo.push(
+            rem.url,
+            moving,
+            ssh_command=rem.ssh_command,
+            progress=lambda text: progress(Progress("pushing runs", text=text)),
+            force=force,
+            on_objects=on_objects,
+            remote=advertised,
+        )
+        plan.update({p.ref: p for p in pushed})
+    result.refs = [plan[name] for name in refs]
+    for r in result.refs:
+        if r.status not in _MOVED or r.ref in in_sync:
+            continue
+        if rem.store_url and any(k not in here for k in per_run.get(r.ref, ())):
+            continue  # some of its artifacts are not here: look again next time
+        state.mark(r.ref, r.new)
+    state.save(keep=local)
     return result
 
 
@@ -149,10 +211,13 @@ def _upload(
     dry_run: bool,
 ) -> None:
     """Upload to the remote's store the objects of ``present`` it lacks."""
+    if not present:
+        return  # (nothing to compare: the store is not even opened)
     remote_store = open_store(rem, store.repo.work_tree or store.repo.git_dir)
     if remote_store is None:
         result.local_only = len(present)
         return
+    progress(Progress("comparing with the artifact store", 0, len(present)))
     todo = remote_store.missing(present)
     sizes = {k: local_size(store, k) for k in todo}
     if dry_run:
@@ -165,6 +230,9 @@ def _upload(
         meter.finish_one()
         return size
 
-    for size in each_in_pool(remote_store.workers, send, todo):
-        result.nbytes += size
-        result.objects += 1
+    # a directory store: the objects made durable together (one flush, not one each)
+    batch = remote_store.local.batch() if remote_store.local is not None else nullcontext()
+    with batch:
+        for size in each_in_pool(transfer_workers(remote_store, len(todo)), send, todo):
+            result.nbytes += size
+            result.objects += 1

@@ -469,6 +469,7 @@ class ExpStore:
         sha = self._build(start.ref, start.record(), start.code_commit, delta or RunDelta(), verb)
         assert sha is not None  # a first commit always has a new tree
         if self.repo.set_ref(str(start.ref), None, sha, f"git-exp: {verb} run"):
+            self.repo.auto_pack()  # loose objects past the threshold: a background gc
             return sha
         return None
 
@@ -499,6 +500,7 @@ class ExpStore:
             if new is None:
                 return tip
             if self.repo.set_ref(name, tip, new, f"git-exp: {verb}"):
+                self.repo.auto_pack()  # loose objects past the threshold: a background gc
                 return new
             time.sleep(random.uniform(0.001, 0.01) * (1 + attempt))
         raise RunConflict(

@@ -33,10 +33,16 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _SYSTEM_TEXT = ("command", "cwd", "cwd_rel", "error", "config")
 
 
-def parse_record(repo: GitRepo, ref: ExpRef, sha: str, listing: bool = False) -> RunRecord:
+def parse_record(
+    repo: GitRepo,
+    ref: ExpRef,
+    sha: str,
+    listing: bool = False,
+    parsed: dict[tuple[str, str], Any] | None = None,
+) -> RunRecord:
     info = repo.commit_info(sha)
     return record_from(
-        repo, ref, sha, info.tree, repo.read_tree(info.tree), repo.read_blob, listing
+        repo, ref, sha, info.tree, repo.read_tree(info.tree), repo.read_blob, listing, parsed
     )
 
 
@@ -92,17 +98,30 @@ def record_from(
     entries: Mapping[str, tuple[int, str]],
     read_blob: Callable[[str, int], bytes],
     listing: bool,
+    parsed: dict[tuple[str, str], Any] | None = None,
 ) -> RunRecord:
     """A run record from its tree's entries; every check of a run tree is here.
 
     ``read_blob(sha, limit)`` refuses (FormatError) a blob larger than ``limit``
     before reading it: each document has its bound (:func:`records.doc_limit`).
+    ``parsed``: a memo of files parsed already, by (name, blob sha), for a
+    caller reading many runs that share blobs (one ``env.json`` and one
+    ``code.json`` for a whole sweep); the values in it are shared, not copied.
     """
     where = f"run {ref.short} ({sha[:12]})"
 
     def load(name: str, default: Any) -> Any:
         if name not in entries:
             return default
+        memo = (name, entries[name][1])
+        if parsed is not None and memo in parsed:
+            return parsed[memo]
+        value = _load(name)
+        if parsed is not None and name in (ENV_JSON, CODE_JSON):
+            parsed[memo] = value
+        return value
+
+    def _load(name: str) -> Any:
         data = read_document(read_blob, entries[name][1], name, where)
         value = fmt.parse_json(data, f"{where}: {name}", fmt.doc_limit(name))
         if name in (RUN_JSON, PARAMS_JSON, SUMMARY_JSON) and _SURROGATE_ESCAPE.search(data):

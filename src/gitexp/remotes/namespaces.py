@@ -1,0 +1,212 @@
+"""The ref namespaces push and pull carry, and the rule each one's refs follow.
+
+Adding a namespace is one entry in :data:`SHARED`: its prefix, how one of its
+refs may move, how a ref from a remote is checked before it is taken, and
+whether its tips name CAS objects (artifacts) to move with them. Everything
+else (the advertisement, fetching by tip, the scratch-repository push,
+per-remote state, statuses) is the same for all.
+
+Runs (``refs/experiments/``) move by fast-forward only (compare-and-swap on
+both sides); a run from a remote is taken only when every reader of git-exp
+can read it (:func:`check_runs`: the checks of ``ExpStore.read`` and a manifest
+parsed entry by entry); their artifacts travel through the artifact store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import pickle
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from gitexp import records as fmt
+from gitexp.errors import InvalidName, StoreError
+from gitexp.git import GitRepo
+from gitexp.records import NAMESPACE, ArtifactEntry, ExpRef
+from gitexp.remotes.objects import manifest_entries
+from gitexp.remotes.progress import Progress, ProgressFn, no_progress
+from gitexp.store import ExpStore, check_run, parse_record
+
+CHECK_BATCH = 2000  # refs whose objects are read in one git cat-file batch (bounded memory)
+
+
+@dataclass
+class Taken:
+    """What a pull keeps of a fetched run it checked: small, for 100,000 of them."""
+
+    sha: str
+    row: bytes | None  # the run catalog's row (gitexp.catalog.row_data), pickled: compact
+    artifacts: list[ArtifactEntry]  # its manifest, every entry valid
+
+    def catalog_row(self) -> dict[str, Any] | None:
+        """The catalog's row of the run."""
+        return None if self.row is None else pickle.loads(self.row)
+
+
+@dataclass
+class Checked:
+    """What checking fetched refs found: why some cannot be taken, and what was
+    read of the others (for the run catalog and the artifact downloads)."""
+
+    refused: dict[str, str] = field(default_factory=dict)  # ref -> why
+    records: dict[str, Taken] = field(default_factory=dict)  # ref -> what was read
+
+
+# (store, [(ref, sha)], progress) -> Checked
+CheckFn = Callable[[ExpStore, Sequence[tuple[str, str]], ProgressFn], Checked]
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """A family of refs that push and pull carry."""
+
+    prefix: str  # "refs/experiments/"
+    what: str  # how one ref is named to the user: "run"
+    name_problem: Callable[[str], str]  # why a ref name is not one of ours ('' when it is)
+    check: CheckFn  # fetched refs: why each cannot be taken, and what was read
+    artifacts: bool  # its tips name CAS objects that travel through the artifact store
+    selectable: bool  # -e / --since / RUN... select among its refs (partial pulls)
+    rule: str = "fast-forward"  # the only rule so far: a ref moves forward, by compare-and-swap
+
+
+def _run_name_problem(name: str) -> str:
+    try:
+        ExpRef.from_ref(name)
+    except InvalidName as exc:
+        return f"not a run ref: {exc}"
+    return ""
+
+
+def not_a_run(repo: GitRepo, sha: str, name: str) -> str:
+    """Why a fetched ref cannot be taken as a run ('' when it can).
+
+    Every file of the run tree must read as ``ExpStore.read`` reads it (bounded,
+    typed, valid Unicode), and every manifest entry must parse: one malformed run
+    is refused by name, never taken in to break listing for everyone. The
+    artifacts' bytes are checked later, one by one, when pull downloads them.
+    """
+    if not repo.has_object(sha):
+        return "its commit did not arrive"
+    try:
+        info = repo.commit_info(sha)
+        found = repo.lookup_path(info.tree, fmt.RUN_JSON)
+        if found is None:
+            return "not a git-exp run (no run.json)"
+        limit = fmt.doc_limit(fmt.RUN_JSON)
+        run = fmt.parse_json(repo.read_blob(found[1], limit), fmt.RUN_JSON, limit)
+        if not isinstance(run, dict):
+            return "run.json is not an object"
+        fmt.check_version(run, "the run")
+        found = repo.lookup_path(info.tree, fmt.PARAMS_JSON)
+        if found is not None and not isinstance(
+            fmt.parse_json(repo.read_blob(found[1], fmt.MAX_DOC_BYTES), fmt.PARAMS_JSON), dict
+        ):
+            return "params.json is not an object"
+    except StoreError as exc:
+        return str(exc)
+    # a manifest git-exp cannot read would break every command that lists runs
+    _, refused = manifest_entries(repo, sha, "")
+    if refused:
+        return "; ".join(f"artifact {r.path}: {r.reason}" for r in refused[:3]) + (
+            f" (+{len(refused) - 3} more)" if len(refused) > 3 else ""
+        )
+    try:  # then every other check a reader makes
+        check_run(repo, ExpRef.from_ref(name), sha)
+    except StoreError as exc:
+        return str(exc)
+    return ""
+
+
+_RUN_FILES = (
+    fmt.RUN_JSON,
+    fmt.PARAMS_JSON,
+    fmt.ENV_JSON,
+    fmt.CODE_JSON,
+    fmt.SUMMARY_JSON,
+    fmt.ARTIFACTS_JSON,
+    fmt.METRICS_DIR,
+)
+
+
+# the largest object a batch keeps in memory: a larger one (refused or not) is
+# read on its own, through the bounded reads of ExpStore.read
+_MAX_READ = 8 << 20
+
+
+@contextlib.contextmanager
+def _preload_runs(repo: GitRepo, shas: Sequence[str]) -> Iterator[None]:
+    """The objects reading runs ``shas`` whole reads, in two ``git cat-file``
+    batches: the commits and root trees, then every object those trees name,
+    once (one ``env.json`` and one ``code.json`` serve a whole sweep)."""
+    with repo.preloaded([n for s in shas for n in (s, f"{s}^{{tree}}")], max_size=_MAX_READ):
+        wanted: dict[str, None] = {}
+        for sha in shas:
+            try:
+                entries = repo.read_tree(repo.commit_info(sha).tree)
+            except StoreError:
+                continue  # read again, and refused, one by one
+            for name in _RUN_FILES:
+                if name in entries:
+                    wanted[entries[name][1]] = None
+        with repo.preloaded(list(wanted), max_size=_MAX_READ):
+            yield
+
+
+def row_data(rec: Any) -> dict[str, Any]:
+    from gitexp.catalog import row_data as catalog_row
+
+    return catalog_row(rec)
+
+
+def check_runs(
+    store: ExpStore, items: Sequence[tuple[str, str]], progress: ProgressFn = no_progress
+) -> Checked:
+    """Check fetched runs, their objects read in batches through ``git cat-file``.
+
+    A run that reads whole (``ExpStore.read``, which parses the manifest strictly)
+    is taken, and its record kept for the catalog; one that does not is checked
+    step by step (:func:`not_a_run`) for the reason to give.
+    """
+    repo = store.repo
+    out = Checked()
+    total = len(items)
+    parsed: dict[tuple[str, str], Any] = {}  # env.json, code.json: one blob for many runs
+    for start in range(0, total, CHECK_BATCH):
+        part = items[start : start + CHECK_BATCH]
+        with _preload_runs(repo, [sha for _, sha in part]):
+            for i, (name, sha) in enumerate(part):
+                if (start + i) % 500 == 0:
+                    progress(Progress("checking runs", start + i, total))
+                try:
+                    rec = parse_record(repo, ExpRef.from_ref(name), sha, parsed=parsed)
+                except (StoreError, InvalidName):
+                    problem = not_a_run(repo, sha, name) or "the run cannot be read"
+                    out.refused[name] = problem
+                    continue
+                row = pickle.dumps(row_data(rec), pickle.HIGHEST_PROTOCOL)
+                out.records[name] = Taken(sha, row, rec.artifacts)
+    if total:
+        progress(Progress("checking runs", total, total))
+    return out
+
+
+RUNS = Namespace(
+    prefix=NAMESPACE,
+    what="run",
+    name_problem=_run_name_problem,
+    check=check_runs,
+    artifacts=True,
+    selectable=True,
+)
+
+# Every namespace push and pull carry, in this order. One line each.
+SHARED: tuple[Namespace, ...] = (RUNS,)
+
+
+def namespace_of(ref: str) -> Namespace | None:
+    """The shared namespace ``ref`` belongs to, or None."""
+    for ns in SHARED:
+        if ref.startswith(ns.prefix):
+            return ns
+    return None

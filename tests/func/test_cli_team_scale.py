@@ -1,0 +1,196 @@
+"""Sharing at team scale (issue 18): only what is new is looked at, partial pulls,
+`git exp clone`, and the catalog fed by what a pull read.
+
+Runs are made in-process with ``ExpStore.create`` and chosen run ids (their
+start dates), one artifact each; remotes are bare repositories by path (the
+artifact store inside them), as in test_cli_sharing.py.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import GitExp, fsck, git, make_repo, run_refs
+from servers import bare
+
+IDS = {
+    "a": ["20260105-100000-a00001", "20260610-100000-a00002", "20260720-100000-a00003"],
+    "b/sub": ["20260301-100000-b00001", "20260801-100000-b00002"],
+}
+
+
+def record(repo: Path, experiment: str, run_id: str, note: str = "") -> str:
+    """A finished run with one stored artifact; returns its ref."""
+    from gitexp.records import ArtifactEntry
+    from gitexp.store import ExpStore
+
+    with ExpStore(repo) as store:
+        head = store.repo.require_head()
+        data = f"model of {run_id}{note}".encode() * 20
+        key = store.cas.put_bytes(data)
+        start = f"{run_id[:4]}-{run_id[4:6]}-{run_id[6:8]}T10:00:00Z"
+        ref, _ = store.create(
+            experiment,
+            {"id": run_id, "status": "finished", "start_time": start, "command": ["t"]},
+            {"run": run_id},
+            {"commit": head, "head": head, "dirty": False},
+            head,
+            {},
+            [ArtifactEntry(path="model.bin", blake3=key, size=len(data))],
+        )
+    return str(ref)
+
+
+@pytest.fixture
+def team(tmp_path):
+    """alice's project with five runs in two experiments, pushed to a shared bare
+    repository (the artifact store inside it); bob's plain clone of the code."""
+    alice = make_repo(tmp_path / "alice")
+    remote = bare(tmp_path, "shared.git")
+    git("remote", "add", "origin", str(remote), cwd=alice)
+    git("push", "-q", "origin", "HEAD:refs/heads/main", cwd=alice)
+    refs = {rid: record(alice, exp, rid) for exp, ids in IDS.items() for rid in ids}
+    GitExp(alice).ok("push")
+    bob = tmp_path / "bob"
+    git("clone", "-q", "--no-local", str(remote), str(bob), cwd=tmp_path)  # objects of heads only
+    return alice, remote, bob, refs
+
+
+def _pull(repo: Path, *runs: str, **selection):
+    from gitexp.remotes import Selection, pull
+    from gitexp.store import ExpStore
+
+    with ExpStore(repo) as store:
+        return pull(store, "origin", selection=Selection(runs=list(runs), **selection))
+
+
+def _push(repo: Path):
+    from gitexp.remotes import push
+    from gitexp.store import ExpStore
+
+    with ExpStore(repo) as store:
+        return push(store, "origin")
+
+
+def _has_object(repo: Path, sha: str) -> bool:
+    import subprocess
+
+    return subprocess.run(["git", "cat-file", "-e", sha], cwd=repo).returncode == 0
+
+
+@pytest.mark.slow
+def test_push_and_pull_with_nothing_new_read_no_run_and_only_a_changed_one_after(team):
+    alice, remote, bob, refs = team
+    first = _pull(bob)
+    assert first.runs_checked == 5 and first.objects == 5 and first.error() is None
+    again = _pull(bob)
+    assert again.runs_checked == 0 and again.objects == 0
+    assert {str(r.status) for r in again.fetch.refs} == {"up to date"}
+    pushed = _push(alice)
+    assert pushed.runs_checked == 0 and pushed.objects == 0
+    assert {str(r.status) for r in pushed.refs} == {"up to date"}
+    # one run changes (a tag): push looks at that one, pull at that one
+    rid = IDS["a"][0]
+    GitExp(alice).ok("tag", rid, "best")
+    pushed = _push(alice)
+    assert pushed.runs_checked == 1
+    assert [r.ref for r in pushed.refs if str(r.status) == "updated"] == [refs[rid]]
+    pulled = _pull(bob)
+    assert pulled.runs_checked == 1 and pulled.objects == 0  # the artifact was here already
+    assert [r.ref for r in pulled.fetch.refs if str(r.status) == "updated"] == [refs[rid]]
+    # the state is derived: deleted, the next pull compares everything again
+    state = bob / ".git" / "exp" / "remotes" / "origin.synced"
+    assert state.exists()
+    state.unlink()
+    assert _pull(bob).runs_checked == 5
+    fsck(bob)
+    fsck(remote)
+
+
+@pytest.mark.slow
+def test_partial_pulls_bring_only_the_runs_asked_for(team):
+    _, remote, bob, refs = team
+    bx = GitExp(bob)
+    out = bx.ok("pull", "-e", "a", "--since", "2026-06-01")
+    assert "2 new" in out and "downloaded 2 object(s)" in out, out
+    assert set(run_refs(bob)) == {refs[i] for i in IDS["a"][1:]}
+    # nothing of the other runs came, not even their commits
+    tips = dict(
+        line.split()
+        for line in git(
+            "for-each-ref", "--format=%(refname) %(objectname)", cwd=remote
+        ).splitlines()
+    )
+    assert not _has_object(bob, tips[refs[IDS["b/sub"][1]]])
+    out = bx.ok("pull", "-e", "b")  # an experiment and the ones below it
+    assert "2 new" in out, out
+    out = bx.ok("pull", IDS["a"][0])  # a run by id, on the default remote
+    assert "1 new" in out and len(run_refs(bob)) == 5, out
+    proc = bx("pull", "origin", "20990101-000000-ffffff")
+    assert proc.returncode == 2 and "no run matching" in proc.stderr, proc.stderr
+    assert proc.stderr.count("\n") == 1
+    proc = bx("pull", "--since", "last tuesday")
+    assert proc.returncode == 2 and "neither a date" in proc.stderr, proc.stderr
+    assert "5 up to date" in bx.ok("pull")
+    fsck(bob)
+
+
+@pytest.mark.slow
+def test_git_exp_clone_sets_up_plain_git_fetch_and_push_for_runs(team, tmp_path):
+    alice, remote, _, refs = team
+    carol = tmp_path / "carol"
+    out = GitExp(tmp_path).ok("clone", str(remote), str(carol), "-e", "a")
+    assert "3 new" in out and "downloaded 3 object(s)" in out, out
+    assert set(run_refs(carol)) == {refs[i] for i in IDS["a"]}
+    fetch = git("config", "--get-all", "remote.origin.fetch", cwd=carol).split()
+    assert "+refs/experiments/a/*:refs/remotes/origin/experiments/a/*" in fetch
+    # alice records a run: plain git fetch brings it (as a remote-tracking ref) ...
+    new = record(alice, "a", "20260901-100000-a00004")
+    GitExp(alice).ok("push")
+    git("fetch", "-q", cwd=carol)
+    tracked = git(
+        "for-each-ref", "--format=%(objectname)", f"refs/remotes/origin/{new[5:]}", cwd=carol
+    )
+    assert tracked.strip() and new not in run_refs(carol)
+    # ... and git exp pull takes it (its objects are here already); it follows the
+    # remote's refspecs for runs: experiment a only, as cloned
+    pulled = _pull(carol)
+    assert [r.ref for r in pulled.fetch.refs if str(r.status) == "new"] == [new]
+    assert not any(r.ref.startswith("refs/experiments/b/") for r in pulled.fetch.refs)
+    # carol's own run goes out with a plain git push (the pre-push hook), artifacts first
+    mine = record(carol, "a", "20261001-100000-c00001")
+    git("push", "-q", "origin", "HEAD:refs/heads/main", cwd=carol)
+    assert mine in run_refs(remote)
+    shown = json.loads(GitExp(alice).ok("pull") and GitExp(alice).ok("show", mine, "--json"))
+    assert shown["info"]["id"] == "20261001-100000-c00001"
+    assert GitExp(alice)("get", mine, "model.bin", "-o", str(tmp_path / "m")).returncode == 0
+    fsck(carol)
+    fsck(remote)
+
+
+@pytest.mark.slow
+def test_the_first_listing_after_a_pull_reads_no_run_again(team):
+    """The pull read every run it took (to check it): the catalog is built from
+    that, and the next listing reads none of them from git."""
+    _, _, bob, _ = team
+    _pull(bob)
+    from gitexp.catalog import Catalog
+    from gitexp.store import ExpStore
+
+    with ExpStore(bob) as store:
+        cat = Catalog(store)
+        assert cat.exists()
+        table = cat.update()
+        assert len(table) == 5 and cat.reads == 0
+
+
+@pytest.mark.slow
+def test_a_pull_into_a_repository_with_runs_of_its_own_keeps_them(team):
+    _, _, bob, _ = team
+    mine = record(bob, "mine", "20261111-100000-b0b000")
+    pulled = _pull(bob, experiment="a")
+    assert len([r for r in pulled.fetch.refs if str(r.status) == "new"]) == 3
+    assert mine in run_refs(bob)
