@@ -533,10 +533,13 @@ def _download(store: ExpStore, result: PullResult, progress: ProgressFn) -> None
     state = SyncState(repo, fetched.remote)
     carry = tuple(ns.prefix for ns in SHARED if ns.artifacts)
     synced = state.synced
+    # a run known in sync at this sha was here with its artifacts, unless this
+    # fetch created its ref (it was removed here since: rm, archive): look again
     targets = [
         (r.ref, r.new)
         for r in fetched.in_sync()
-        if r.ref.startswith(carry) and synced.get(r.ref) != r.new
+        if r.ref.startswith(carry)
+        and (r.status != SyncStatus.UP_TO_DATE or synced.get(r.ref) != r.new)
     ]
     result.runs_checked = len(targets)
     if not targets:
