@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -24,6 +25,12 @@ import pytest
 
 from mlflow_world import mlflow_world  # noqa: F401  (real MLflow, for the shim and importer)
 from servers import dask_cluster, git_daemon, git_http, s3, sshd  # noqa: F401  (server fixtures)
+
+# A shell without job control starts a background job (`pytest &`) with SIGINT
+# ignored, and every process the tests start would inherit that: the Ctrl-C
+# tests would then time out. Tests see SIGINT as a user's terminal delivers it.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 BIN = os.path.dirname(sys.executable)
 # GITEXP_TEST_AUTOPACK=1: every test's git config asks for background packing at
