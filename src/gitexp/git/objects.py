@@ -35,6 +35,10 @@ _TYPE_NUMS = {"commit": 1, "tree": 2, "blob": 3, "tag": 4}
 _HEX = frozenset(b"0123456789abcdef")
 
 
+def _too_big(sha: str, size: int, limit: int) -> FormatError:
+    return FormatError(f"git object {sha[:12]} is {size:,} bytes, more than {limit:,} allowed")
+
+
 def _parse_commit(sha: str, raw: bytes) -> CommitInfo | None:
     """A commit's raw bytes as :meth:`GitObjects.commit_info` reads them, or None
     when they are anything but the plain form (dulwich reads those)."""
@@ -249,16 +253,16 @@ class GitObjects(GitSigning):
     def read_blob(self, sha: str, limit: int | None = None) -> bytes:
         """The bytes of a blob; with ``limit``, FormatError for a blob larger than
         that, known from the object's header before its bytes are read."""
-        if limit is not None:
-            size = self.blob_size(sha)
-            if size > limit:
-                raise FormatError(
-                    f"git object {sha[:12]} is {size:,} bytes, more than {limit:,} allowed"
-                )
         if self._preload:
             raw = self._preload.get(sha.encode("ascii"))
             if raw is not None:
+                if limit is not None and len(raw[1]) > limit:
+                    raise _too_big(sha, len(raw[1]), limit)
                 return raw[1]
+        if limit is not None:
+            size = self.blob_size(sha)
+            if size > limit:
+                raise _too_big(sha, size, limit)
         return bytes(self._get(sha).as_raw_string())
 
     def blob_size(self, sha: str) -> int:
