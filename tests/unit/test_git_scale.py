@@ -168,3 +168,31 @@ def test_background_packing_starts_git_gc_past_the_threshold_and_never_when_off(
         time.sleep(0.1)
     assert len(packs) == 1  # gc merged them, in the background
     assert subprocess.run(["git", "fsck", "--strict"], cwd=repo).returncode == 0
+
+
+def test_packed_refs_read_fast_agree_with_git_and_follow_a_repack(repo):
+    """HEAD's branch and run refs in packed-refs (after a gc) read as git reads
+    them, annotated tags with their peeled lines too; an open repository sees
+    the file git rewrites under it."""
+    shas = [_commit(repo, i) for i in range(3)]
+    for i, sha in enumerate(shas):
+        git("update-ref", f"refs/experiments/e/r{i}", sha, cwd=repo)
+    git("tag", "-a", "-m", "v1", "v1", cwd=repo)
+    git("pack-refs", "--all", "--prune", cwd=repo)
+    assert not (repo / ".git" / "refs" / "experiments" / "e").exists()  # packed only
+    with GitRepo(repo) as r:
+        assert r.head() == git("rev-parse", "HEAD", cwd=repo).strip()
+        for i, sha in enumerate(shas):
+            assert r.get_ref(f"refs/experiments/e/r{i}") == sha
+        assert r.get_ref("refs/tags/v1") == git("rev-parse", "refs/tags/v1", cwd=repo).strip()
+        assert r.get_ref("refs/experiments/e/none") is None
+        # git moves one ref and packs again: the same open repository sees it
+        git("update-ref", "refs/experiments/e/r0", shas[2], cwd=repo)
+        git("update-ref", "refs/experiments/e/r3", shas[1], cwd=repo)
+        git("pack-refs", "--all", "--prune", cwd=repo)
+        assert r.get_ref("refs/experiments/e/r0") == shas[2]
+        assert r.get_ref("refs/experiments/e/r3") == shas[1]
+        assert r.set_ref("refs/experiments/e/r4", None, shas[0], "test")  # a new ref
+        assert not r.set_ref("refs/experiments/e/r3", None, shas[0], "test")  # exists (packed)
+    assert git("rev-parse", "refs/experiments/e/r4", cwd=repo).strip() == shas[0]
+    git("fsck", "--no-progress", cwd=repo)
