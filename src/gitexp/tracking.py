@@ -972,7 +972,7 @@ def create_run(
             **(extra or {}),
         }
         info.setdefault("cwd_rel", _relative_cwd(info.get("cwd"), store.repo.work_tree))
-        env = environment(environ)
+        env = environment(environ, os.path.join(store.repo.exp_dir, "cache"))
         ref = ExpRef(experiment, _reserve_run_id(store, experiment, now))
         if code is None:
             code = code_state(store.repo, store.cas, probe=probe)
@@ -1059,7 +1059,7 @@ def _attach(
     run = Run(store, ref, writer, dict(record.params), started, attached=True)
     run._work_tree = environ.get(ENV_WORK_TREE) or None
     run._path_map = _path_map(environ.get(ENV_PATH_MAP))
-    delta = RunDelta(env=environment(environ))
+    delta = RunDelta(env=environment(environ, os.path.join(store.repo.exp_dir, "cache")))
     if name and not record.name:
         delta.run["name"] = fmt.validate_run_name(name)
     if params:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -385,3 +386,38 @@ def test_store_inputs_from_a_subdirectory(gx, repo):
 
     ((path, key, size, _),) = parse_dir_listing(cas.get_bytes(entry["blake3"]))
     assert (path, size) == ("x.csv", 4) and cas.get_bytes(key) == b"1,2\n"
+
+
+def test_the_package_list_follows_installs_upgrades_and_removals_across_runs(gx, repo, tmp_path):
+    """env.json's packages come from a list cached across processes (reading
+    every distribution's metadata is most of a run's start in a big venv); it
+    must follow what is installed exactly, or an audit reads the wrong versions."""
+    site = tmp_path / "site"
+    site.mkdir()
+    env = {"PYTHONPATH": str(site)}
+    script = "import gitexp; gitexp.log_metric('x', 1.0)"
+
+    def packages() -> list[str]:
+        before = set(run_refs(repo))
+        gx.ok("run", "-q", "--no-system-metrics", "--", sys.executable, "-c", script, env=env)
+        (ref,) = set(run_refs(repo)) - before
+        found = show_json(repo, ref, "env.json")["packages"]
+        return [p for p in found if p.lower().startswith("fakepkg-gx")]
+
+    def install(version: str) -> Path:
+        dist = site / f"fakepkg_gx-{version}.dist-info"
+        dist.mkdir()
+        (dist / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: fakepkg-gx\nVersion: {version}\n"
+        )
+        return dist
+
+    assert packages() == []
+    assert list((repo / ".git" / "exp" / "cache").glob("packages-*.json"))  # cached
+    one = install("1.0")
+    assert packages() == ["fakepkg-gx==1.0"]
+    shutil.rmtree(one)
+    install("2.0")
+    assert packages() == ["fakepkg-gx==2.0"]
+    shutil.rmtree(site / "fakepkg_gx-2.0.dist-info")
+    assert packages() == []
