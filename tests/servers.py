@@ -29,11 +29,12 @@ import pytest
 
 
 def require(ok: bool, what: str) -> None:
-    """Skip (or, under GITEXP_REQUIRE_SERVERS=1, fail) when a server is not available."""
+    """Skip when a server or package is not available; fail instead in CI
+    (``CI=true``) and under ``GITEXP_REQUIRE_SERVERS=1``, which ``.ci/run`` sets."""
     if ok:
         return
-    if os.environ.get("GITEXP_REQUIRE_SERVERS") == "1":
-        pytest.fail(f"{what} is required (GITEXP_REQUIRE_SERVERS=1) but not available")
+    if os.environ.get("GITEXP_REQUIRE_SERVERS") == "1" or os.environ.get("CI") == "true":
+        pytest.fail(f"{what} is required in CI but not available")
     pytest.skip(f"{what} not available")
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import fsck, git, run_refs, show_json
+from frameworks import need
 
 
 @pytest.fixture
@@ -250,7 +251,7 @@ def test_resuming_a_run_by_id_logs_more_into_it(mlflow):
 
 @pytest.mark.slow
 def test_autolog_records_the_params_training_metrics_and_model_of_a_fit(mlflow):
-    pytest.importorskip("sklearn")
+    need("sklearn", "mlflow")  # MLflow brings scikit-learn
     import numpy as np
     from sklearn.linear_model import LinearRegression
 
@@ -280,7 +281,7 @@ def test_autolog_records_the_params_training_metrics_and_model_of_a_fit(mlflow):
 
 @pytest.mark.slow
 def test_a_pytorch_model_is_stored_as_an_artifact_and_loaded_back(mlflow):
-    torch = pytest.importorskip("torch")
+    torch = need("torch", "test")
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
     with mlflow.start_run():
@@ -313,7 +314,7 @@ def test_under_git_exp_run_the_script_logs_into_the_run_git_exp_started(gx, repo
 
 
 def test_a_figure_and_an_image_are_written_as_mlflow_writes_them(mlflow, tmp_path):
-    pytest.importorskip("PIL")
+    need("PIL", "mlflow")  # MLflow brings Pillow
     import numpy as np
 
     image = np.linspace(0, 1, 2 * 3 * 3).reshape(2, 3, 3)

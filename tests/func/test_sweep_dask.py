@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from conftest import cas_bytes, fsck, git, run_refs, show_json
+from frameworks import need
 from servers import bare
 
 TRIAL = """\
@@ -133,7 +134,7 @@ def test_a_sweep_on_a_dask_cluster_shares_every_trial_as_an_ordinary_run(
 def test_an_optuna_pruner_stops_a_trial_running_on_a_dask_worker(
     gx, repo, git_daemon, dask_cluster
 ):
-    pytest.importorskip("optuna")
+    need("optuna", "optuna")
     remote, _ = shared_project(repo, git_daemon, "sweep-dask-prune.git")
     write(
         repo / "tpe.json",

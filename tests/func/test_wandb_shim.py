@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from conftest import cas_bytes, fsck, git, run_refs, show_json
+from frameworks import need
 
 
 @pytest.fixture
@@ -95,8 +96,9 @@ def test_steps_follow_wandb_commit_and_step_rules(wandb, repo):
 
 
 def test_images_tables_and_artifacts_become_run_artifacts(wandb, repo, tmp_path):
-    np = pytest.importorskip("numpy")
-    pytest.importorskip("PIL")
+    import numpy as np
+
+    need("PIL", "mlflow")  # MLflow brings Pillow
     weights = tmp_path / "weights.bin"
     weights.write_bytes(b"\x00" * 64)
     run = wandb.init(project="media")
