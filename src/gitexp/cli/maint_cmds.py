@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from gitexp.cli import echo, open_store
@@ -94,30 +96,61 @@ def gc_cmd(ctx: click.Context, dry_run: bool, grace: str, no_pack: bool) -> None
         ctx.exit(1)
 
 
+def _run_filters(f: Any) -> Any:
+    """The filters that select runs to remove or archive, as ``git exp log`` has them."""
+    for option in reversed(
+        [
+            click.option("-e", "--experiment", default=None, help="Only runs of this experiment."),
+            click.option(
+                "--older-than",
+                default=None,
+                metavar="AGE",
+                help="Only runs started before AGE ago (30d, 6mo).",
+            ),
+            click.option(
+                "-s", "--status", "statuses", multiple=True, help="Only runs with this status."
+            ),
+            click.option(
+                "-t",
+                "--tag",
+                "tags",
+                multiple=True,
+                help="Only runs with this tag (repeat: all of them).",
+            ),
+            click.option(
+                "--unless-tag",
+                "unless_tags",
+                multiple=True,
+                metavar="TAG",
+                help="Leave out runs with this tag (repeat: any of them).",
+            ),
+            click.option(
+                "-w",
+                "--where",
+                default=None,
+                metavar="EXPR",
+                help="Only runs for which EXPR holds (as for 'git exp log --where').",
+            ),
+        ]
+    ):
+        f = option(f)
+    return f
+
+
+def _require_selection(verb: str, runs: tuple[str, ...], *filters: Any) -> None:
+    """UsageError unless runs are named or a filter is given (``-e ""`` counts:
+    it is refused by name later)."""
+    if not runs and not any(x is not None and x != () for x in filters):
+        from gitexp.errors import UsageError
+
+        raise UsageError(
+            f"name the runs to {verb}, or give filters (-e, -s, -t, --unless-tag, -w, --older-than)"
+        )
+
+
 @click.command("rm")
 @click.argument("runs", nargs=-1)
-@click.option("-e", "--experiment", default=None, help="Only runs of this experiment.")
-@click.option(
-    "--older-than", default=None, metavar="AGE", help="Only runs started before AGE ago (30d)."
-)
-@click.option("-s", "--status", "statuses", multiple=True, help="Only runs with this status.")
-@click.option(
-    "-t", "--tag", "tags", multiple=True, help="Only runs with this tag (repeat: all of them)."
-)
-@click.option(
-    "--unless-tag",
-    "unless_tags",
-    multiple=True,
-    metavar="TAG",
-    help="Leave out runs with this tag (repeat: any of them).",
-)
-@click.option(
-    "-w",
-    "--where",
-    default=None,
-    metavar="EXPR",
-    help="Only runs for which EXPR holds (as for 'git exp log --where').",
-)
+@_run_filters
 @click.option("--dry-run", is_flag=True, help="List what would be removed, and remove nothing.")
 @click.option(
     "--remote", default=None, metavar="REMOTE", help="Also delete the runs on this git remote."
@@ -147,21 +180,8 @@ def rm_cmd(
     """
     from gitexp.maintenance import remove, select_for_removal
 
+    _require_selection("remove", runs, experiment, older_than, statuses, tags, unless_tags, where)
     with open_store(ctx) as store:
-        if not runs and not (
-            experiment is not None
-            or older_than
-            or statuses
-            or tags
-            or unless_tags
-            or where is not None
-        ):
-            from gitexp.errors import UsageError
-
-            raise UsageError(
-                "name the runs to remove, or give filters "
-                "(-e, -s, -t, --unless-tag, -w, --older-than)"
-            )
         refs = select_for_removal(
             store, runs, experiment, older_than, statuses, where, tags, unless_tags
         )
@@ -190,28 +210,7 @@ def rm_cmd(
 @click.option(
     "--to", "remote", required=True, metavar="REMOTE", help="The archive remote (a name or URL)."
 )
-@click.option("-e", "--experiment", default=None, help="Only runs of this experiment.")
-@click.option(
-    "--older-than", default=None, metavar="AGE", help="Only runs started before AGE ago (90d, 6mo)."
-)
-@click.option("-s", "--status", "statuses", multiple=True, help="Only runs with this status.")
-@click.option(
-    "-t", "--tag", "tags", multiple=True, help="Only runs with this tag (repeat: all of them)."
-)
-@click.option(
-    "--unless-tag",
-    "unless_tags",
-    multiple=True,
-    metavar="TAG",
-    help="Leave out runs with this tag (repeat: any of them).",
-)
-@click.option(
-    "-w",
-    "--where",
-    default=None,
-    metavar="EXPR",
-    help="Only runs for which EXPR holds (as for 'git exp log --where').",
-)
+@_run_filters
 @click.option("--dry-run", is_flag=True, help="List what would be archived; change nothing.")
 @click.pass_context
 def archive_cmd(
@@ -240,15 +239,9 @@ def archive_cmd(
       git exp archive --to archive -e sweeps -s failed --dry-run
       git exp archive --to /mnt/nas/exp-archive.git 20261122-143022-7f3a9c
     """
-    from gitexp.errors import UsageError
     from gitexp.retention import archive
 
-    if not runs and not (
-        experiment or older_than or statuses or tags or unless_tags or where is not None
-    ):
-        raise UsageError(
-            "name the runs to archive, or give filters (-e, -s, -t, --unless-tag, -w, --older-than)"
-        )
+    _require_selection("archive", runs, experiment, older_than, statuses, tags, unless_tags, where)
     with open_store(ctx) as store:
         result = archive(
             store,
