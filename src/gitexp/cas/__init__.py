@@ -656,6 +656,21 @@ def contained_path(root: str, rel: str) -> str:
     return os.path.join(root, *parts)
 
 
+def replace_tree(tmp: str, target: str) -> None:
+    """Put the finished directory ``tmp`` at ``target``, replacing whatever is
+    there (a file, a link, a directory) without leaving ``target`` half
+    written: the old one is moved aside in the same directory, then removed."""
+    if os.path.lexists(target):
+        import shutil
+
+        trash = tempfile.mkdtemp(prefix=".gitexp-old-", dir=os.path.dirname(target))
+        os.replace(target, os.path.join(trash, "old"))
+        os.replace(tmp, target)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(tmp, target)
+
+
 def file_mode(mode: int) -> int:
     """The permissions a restored file gets for a recorded mode: ``0o755`` when
     any execute bit is set, else ``0o644`` (as git checks files out). Never

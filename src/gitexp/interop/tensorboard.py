@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gitexp import records as fmt
+from gitexp.cas import replace_tree
 from gitexp.errors import ForeignStoreError, GitExpError, MissingExtra, UsageError
 from gitexp.interop.imported import ImportedRun, Importer, ImportReport, Point, first_line
 from gitexp.records import ExpRef
@@ -292,13 +293,7 @@ def export_tensorboard(
             for event in events:
                 writer.add_event(event)
             writer.close()
-            if os.path.lexists(target):
-                trash = tempfile.mkdtemp(prefix=".gitexp-old-", dir=parent)
-                os.replace(target, os.path.join(trash, "old"))
-                os.replace(tmp, target)
-                shutil.rmtree(trash, ignore_errors=True)
-            else:
-                os.replace(tmp, target)
+            replace_tree(tmp, target)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

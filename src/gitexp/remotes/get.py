@@ -8,6 +8,7 @@ import tempfile
 from dataclasses import dataclass
 
 from gitexp import records as fmt
+from gitexp.cas import replace_tree
 from gitexp.cas.remote import RemoteStore
 from gitexp.errors import (
     IntegrityError,
@@ -184,13 +185,7 @@ def restore_entry(
                 raise IntegrityError(f"{label}: {rel!r} leaves the directory; refused")
             store.cas.restore(key, out, mode)
             total += size
-        if os.path.lexists(target):
-            trash = tempfile.mkdtemp(prefix=".gitexp-old-", dir=parent)
-            os.replace(target, os.path.join(trash, "old"))
-            os.replace(tmp, target)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
+        replace_tree(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
