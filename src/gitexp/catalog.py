@@ -40,6 +40,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from gitexp import columns
 from gitexp import records as fmt
 from gitexp.errors import GitExpError, InvalidName
 from gitexp.records import ExpRef
@@ -511,7 +512,7 @@ def _empty_table() -> Any:
     import pyarrow as pa
 
     types = _arrow_types()
-    return pa.table({c: pa.array([], types[c]) for c in _FIXED})
+    return columns.empty_table(pa.schema([(c, types[c]) for c in _FIXED]))
 
 
 def _merge(
@@ -535,9 +536,7 @@ def _merge(
     counts = dict(keys)
     for col in JSON_COLUMNS:
         prefix = _PREFIX[col]
-        for text in (
-            table.column(col).take(pa.array(dropped, pa.int64())).to_pylist() if dropped else []
-        ):
+        for text in table.column(col).take(columns.indices(dropped)).to_pylist() if dropped else []:
             for k in json.loads(text or "{}"):
                 name = prefix + k
                 counts[name] = counts.get(name, 1) - 1
@@ -563,14 +562,14 @@ def _merge(
             typed[name] = _kind_type(kind)
 
     in_order = len(keep) == table.num_rows and all(i == k for i, k in enumerate(keep))
-    kept = table if in_order else table.take(pa.array(keep, pa.int64()))
+    kept = table if in_order else table.take(columns.indices(keep))
     types = _arrow_types()
     cols: dict[str, Any] = {}
     for c in _FIXED:
         if c == "mtime_ns":
-            old = pa.array(keep_mtime, types[c])
+            old = columns.array(keep_mtime, types[c])
         elif c == "packed":
-            old = pa.array(keep_packed, types[c])
+            old = columns.array(keep_packed, types[c])
         else:
             old = kept.column(c)
         added: list[Any]
@@ -581,14 +580,14 @@ def _merge(
             added = [_dumps(d[c]) for *_, d in new]
         else:
             added = [d.get(c) for *_, d in new]
-        cols[c] = pa.chunked_array([*_chunks(old), pa.array(added, types[c])], types[c])
+        cols[c] = pa.chunked_array([*_chunks(old), columns.array(added, types[c])], types[c])
     for name, t in typed.items():
         if name in kept.column_names:
             old = kept.column(name)
         else:
             old = pa.nulls(kept.num_rows, t)
         cols[name] = pa.chunked_array(
-            [*_chunks(old), pa.array([r.get(name) for r in new_keyed], t)], t
+            [*_chunks(old), columns.array([r.get(name) for r in new_keyed], t)], t
         )
     merged = pa.table(cols).combine_chunks()
     return merged, counts
@@ -619,7 +618,7 @@ def _default_order(table: Any) -> Any:
         return table
     keys = pa.table(
         {
-            "start": pc.fill_null(table.column("start"), ""),
+            "start": pc.fill_null(table.column("start"), columns.text("")),
             "id": table.column("id"),
             "ref": table.column("ref"),
         }
@@ -743,9 +742,16 @@ class RunTable:
         t = self.table
         if experiment:
             exp = t.column("experiment")
-            mask = both(pc.or_(pc.equal(exp, experiment), pc.starts_with(exp, f"{experiment}/")))
+            mask = both(
+                pc.or_(
+                    pc.equal(exp, columns.text(experiment)),
+                    pc.starts_with(exp, f"{experiment}/"),
+                )
+            )
         if status:
-            mask = both(pc.is_in(t.column("status"), value_set=pa.array(list(status), pa.string())))
+            mask = both(
+                pc.is_in(t.column("status"), value_set=columns.array(list(status), pa.string()))
+            )
         for tag in tags or []:
             mask = both(_has_tag(t.column("tags"), tag))
         for tag in unless_tags or []:
@@ -829,8 +835,8 @@ def _has_tag(tags: Any, tag: str) -> Any:
         tags = tags.combine_chunks()
     flat = pc.list_flatten(tags)
     parents = pc.list_parent_indices(tags)
-    hit = pc.filter(parents, pc.equal(flat, tag))
-    mask = pc.is_in(pa.array(range(len(tags)), pa.int64()), value_set=hit.cast(pa.int64()))
+    hit = pc.filter(parents, pc.equal(flat, columns.text(tag)))
+    mask = pc.is_in(columns.indices(range(len(tags))), value_set=hit.cast(pa.int64()))
     return mask
 
 

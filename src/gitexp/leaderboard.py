@@ -31,6 +31,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeGuard
 
+from gitexp import columns as arrow_columns
 from gitexp import records as fmt
 from gitexp.catalog import ABSENT, ARROW_ROWS, BASE_COLUMNS, JSON_COLUMNS, LazyRow
 from gitexp.errors import UsageError
@@ -247,7 +248,7 @@ def where_table(
     for i in range(len(table)):
         row.i = i
         mask.append(keep(row))
-    return table.derive(table.table.filter(pa.array(mask, pa.bool_())))
+    return table.derive(table.table.filter(arrow_columns.array(mask, pa.bool_())))
 
 
 def sort_table(table: RunTable, column: str, available: Iterable[str] | None = None) -> RunTable:
@@ -273,8 +274,8 @@ def sort_table(table: RunTable, column: str, available: Iterable[str] | None = N
         import pyarrow.compute as pc
 
         if pa.types.is_floating(arr.type):
-            arr = pc.if_else(pc.is_nan(arr), pa.scalar(None, arr.type), arr)
-        keys = pa.table({"k": arr, "pos": pa.array(range(n), pa.int64())})
+            arr = pc.if_else(pc.is_nan(arr), pa.nulls(1, arr.type)[0], arr)
+        keys = pa.table({"k": arr, "pos": arrow_columns.indices(range(n))})
         order = pc.sort_indices(
             keys, sort_keys=[("k", "descending" if desc else "ascending"), ("pos", "ascending")]
         )  # nulls (missing values, NaN) at the end: the default placement
@@ -283,7 +284,7 @@ def sort_table(table: RunTable, column: str, available: Iterable[str] | None = N
     present = [(k[1:], i) for k, i in keyed if k[0] == 0]
     missing = [i for k, i in keyed if k[0] == 1]
     present.sort(key=lambda p: p[0], reverse=desc)
-    return table.reorder(pa.array([i for _, i in present] + missing, pa.int64()))
+    return table.reorder(arrow_columns.indices([i for _, i in present] + missing))
 
 
 def _arrow_sortable(t: Any) -> bool:

@@ -13,9 +13,10 @@ import sys
 import threading
 import time
 from array import array
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from gitexp import columns
 from gitexp.errors import FormatError, InvalidValue
 from gitexp.records import MAX_KEY_LEN, MetricSummary, Summary, has_surrogates
 
@@ -434,12 +435,17 @@ def build_table(
     parts = []
 
     def keys_of(ids: Any, names: list[str]) -> Any:
-        col = pa.DictionaryArray.from_arrays(_fixed(ids, pa.int32()), _strings(names))
+        col = pa.DictionaryArray.from_arrays(columns.fixed(ids, pa.int32()), columns.strings(names))
         return col if dictionary_keys else col.cast(pa.string())
 
     def table_of(keys: Any, steps: Any, values: Any, micros: Any) -> Any:
         return pa.Table.from_arrays(
-            [keys, _fixed(steps, pa.int64()), _fixed(values, pa.float64()), _fixed(micros, ts)],
+            [
+                keys,
+                columns.fixed(steps, pa.int64()),
+                columns.fixed(values, pa.float64()),
+                columns.fixed(micros, ts),
+            ],
             schema=out_schema,
         )
 
@@ -465,55 +471,10 @@ def build_table(
     if rows:
         parts.append(rows_table(rows))
     if not parts:
-        return out_schema.empty_table()
+        return columns.empty_table(out_schema)
     if len(parts) == 1:
         return parts[0]
     return pa.concat_tables(parts)
-
-
-# Arrays are built from, and read into, numpy buffers directly: ``pa.array`` and
-# ``Array.to_numpy`` ask pyarrow's pandas shim whether pandas is around, which
-# imports pandas when it is installed (a quarter of a second on the logging
-# path, and an import at interpreter exit; see ``tracking._RefuseImports``).
-_INTS = {8: "int8", 16: "int16", 32: "int32", 64: "int64"}
-
-
-def _fixed(values: Any, type_: Any) -> Any:
-    """An Arrow array of the fixed-width ``type_`` over a numpy array's bytes."""
-    import numpy as np
-    import pyarrow as pa
-
-    dtype = np.float64 if pa.types.is_floating(type_) else _INTS[type_.bit_width]
-    data = np.ascontiguousarray(values, dtype=dtype)
-    return pa.Array.from_buffers(type_, len(data), [None, pa.py_buffer(data)])
-
-
-def _strings(names: Sequence[str]) -> Any:
-    """An Arrow string array of ``names``, from buffers."""
-    import numpy as np
-    import pyarrow as pa
-
-    encoded = [n.encode() for n in names]
-    offsets = np.zeros(len(encoded) + 1, dtype=np.int32)
-    np.cumsum(np.fromiter(map(len, encoded), np.int32, len(encoded)), out=offsets[1:])
-    data = pa.py_buffer(b"".join(encoded))
-    return pa.Array.from_buffers(pa.string(), len(encoded), [None, pa.py_buffer(offsets), data])
-
-
-def _numpy(col: Any) -> Any:
-    """The values of a fixed-width Arrow array (chunked or not) as a numpy array."""
-    import numpy as np
-    import pyarrow as pa
-
-    if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks()
-    if col.null_count:
-        return col.to_numpy(zero_copy_only=False)
-    dtype = np.dtype(np.float64 if pa.types.is_floating(col.type) else _INTS[col.type.bit_width])
-    buf = col.buffers()[1]
-    if buf is None:
-        return np.zeros(0, dtype)
-    return np.frombuffer(buf, dtype, count=len(col), offset=col.offset * dtype.itemsize)
 
 
 def _dict_schema() -> Any:
@@ -573,10 +534,10 @@ def summarize(table: Any) -> Summary:
     else:
         enc = col.combine_chunks().dictionary_encode()
     names = enc.dictionary.to_pylist()
-    codes = _numpy(enc.indices)
-    steps = _numpy(table.column("step"))
-    values = _numpy(table.column("value"))
-    times = _numpy(table.column("time").cast(pa.int64())) / 1e6
+    codes = columns.to_numpy(enc.indices)
+    steps = columns.to_numpy(table.column("step"))
+    values = columns.to_numpy(table.column("value"))
+    times = columns.to_numpy(table.column("time").cast(pa.int64())) / 1e6
     order = np.argsort(codes, kind="stable")
     sc = codes[order]
     sv = values[order]
@@ -703,7 +664,7 @@ def concat(tables: list[Any]) -> Any:
     import pyarrow as pa
 
     if not tables:
-        return schema().empty_table()
+        return columns.empty_table(schema())
     return pa.concat_tables(tables)
 
 
@@ -711,7 +672,7 @@ def series(table: Any, key: str) -> tuple[list[int], list[float]]:
     """(steps, values) of one key, in log order."""
     import pyarrow.compute as pc
 
-    sub = table.filter(pc.equal(table.column("key"), key))
+    sub = table.filter(pc.equal(table.column("key"), columns.text(key)))
     return sub.column("step").to_pylist(), sub.column("value").to_pylist()
 
 
@@ -760,10 +721,10 @@ def key_arrays(table: Any) -> dict[str, tuple[Any, Any, Any]]:
     for kc, sc, vc, tc in zip(key_col.chunks, step_col.chunks, value_col.chunks, time_col.chunks):
         if len(kc) == 0:
             continue
-        steps = _numpy(sc.cast(pa.int64()))
-        values = _numpy(vc.cast(pa.float64()))
+        steps = columns.to_numpy(sc.cast(pa.int64()))
+        values = columns.to_numpy(vc.cast(pa.float64()))
         tc = tc.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
-        times = _numpy(tc.fill_null(0) if tc.null_count else tc)
+        times = columns.to_numpy(tc.fill_null(0) if tc.null_count else tc)
         if not pa.types.is_dictionary(kc.type):
             bounds = pc.min_max(kc)
             low, high = bounds["min"].as_py(), bounds["max"].as_py()

@@ -22,6 +22,7 @@ LAYERS = {
     "stats": 1,  # intervals, tests, effect sizes (scipy, imported lazily)
     "cas": 2,  # the BLAKE3 store, local and remote
     "records": 2,  # format 1, pure
+    "columns": 2,  # Arrow arrays from Python values and numpy buffers (no pandas)
     "metrics": 3,
     "capture": 3,
     "store": 4,  # runs as commits, the spool, liveness
@@ -109,6 +110,7 @@ def test_only_cas_imports_blake3():
 # the modules that read or write Arrow data themselves; everything else gets
 # tables from them (a new owner is a decision: add it here, and say why)
 PYARROW_OWNERS = {
+    "columns",  # Arrow arrays built from buffers (pa.array imports pandas)
     "metrics",  # metric segments: the Arrow tables of points, Parquet bytes
     "catalog",  # the run index, a Parquet file
     "leaderboard",  # result tables (gitexp.runs())
