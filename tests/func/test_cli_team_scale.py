@@ -194,3 +194,72 @@ def test_a_pull_into_a_repository_with_runs_of_its_own_keeps_them(team):
     pulled = _pull(bob, experiment="a")
     assert len([r for r in pulled.fetch.refs if str(r.status) == "new"]) == 3
     assert mine in run_refs(bob)
+
+
+# ------------------------------------------------------------ check helpers
+
+
+def _bad_refs(remote: Path) -> dict[str, str]:
+    """Two refs under refs/experiments/ on the remote that are not runs anyone can
+    read: a blob, and a run whose params.json is a list. -> ref: what pull says."""
+    import subprocess
+
+    def run_git(*args: str, data: str = "") -> str:
+        return subprocess.run(
+            ["git", *args], cwd=remote, input=data, capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    blob = run_git("hash-object", "-w", "--stdin", data="x")
+    not_commit = "refs/experiments/a/20260901-100000-bad001"
+    run_git("update-ref", not_commit, blob)
+    good = run_git("rev-parse", f"refs/experiments/a/{IDS['a'][0]}")
+    entries = dict(line.split("\t")[::-1] for line in run_git("ls-tree", good).splitlines())
+    entries["params.json"] = "100644 blob " + run_git("hash-object", "-w", "--stdin", data="[1]\n")
+    tree = run_git("mktree", data="".join(f"{v}\t{k}\n" for k, v in entries.items()))
+    commit = run_git("commit-tree", tree, "-m", "params as a list")
+    list_params = "refs/experiments/a/20260902-100000-bad002"
+    run_git("update-ref", list_params, commit)
+    return {not_commit: "not a commit", list_params: "params.json is not an object"}
+
+
+@pytest.mark.parametrize("helpers", ["0", "2"])
+def test_helper_processes_check_as_this_process_does(team, monkeypatch, helpers):
+    """A large pull checks runs in helper processes too (GITEXP_CHECK_HELPERS sets
+    how many): the same runs are taken, the same ones refused with the same reason."""
+    from gitexp.remotes import checkers
+
+    _, remote, bob, refs = team
+    bad = _bad_refs(remote)
+    answered = []
+    results = checkers.CheckHelpers.results
+
+    def counted(self):
+        for got in results(self):
+            answered.append(len(got.records) + len(got.refused))
+            yield got
+
+    monkeypatch.setattr(checkers.CheckHelpers, "results", counted)
+    monkeypatch.setenv("GITEXP_CHECK_HELPERS", helpers)
+    result = _pull(bob)
+    refused = {r.ref: r.reason for r in result.fetch.refused()}
+    assert set(refused) == set(bad)
+    for ref, why in bad.items():
+        assert why in refused[ref], refused[ref]
+    assert set(run_refs(bob)) == set(refs.values())
+    # the helpers answered for their share (5 good + 2 bad runs, 2 helpers: 2 + 2)
+    assert sum(answered) == (4 if helpers == "2" else 0)
+    out = GitExp(bob).ok("log", "--json")
+    ids = sorted(row["id"] for row in json.loads(out))
+    assert ids == sorted(i for ids in IDS.values() for i in ids)
+
+
+def test_a_helper_that_fails_costs_nothing_but_time(team, monkeypatch):
+    from gitexp.remotes import checkers
+
+    _, remote, bob, refs = team
+    bad = _bad_refs(remote)
+    monkeypatch.setenv("GITEXP_CHECK_HELPERS", "2")
+    monkeypatch.setattr(checkers, "_SERVE", "import os; os._exit(3)")
+    result = _pull(bob)
+    assert {r.ref for r in result.fetch.refused()} == set(bad)
+    assert set(run_refs(bob)) == set(refs.values())

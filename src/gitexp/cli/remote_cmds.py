@@ -111,15 +111,25 @@ def push_cmd(
       git exp push origin 20261122-143022-7f3a9c
     """
     from gitexp.cli.model_cmds import render_model_sync
+    from gitexp.records.models import MODELS_NAMESPACE
     from gitexp.registry.sync import push_models, sync_error
     from gitexp.remotes import push
 
     bar = ProgressLine(quiet)
     with open_store(ctx) as store:
-        result = push(store, remote, runs, experiment, progress=bar, force=force, dry_run=dry_run)
-        # the registry (refs/models/) goes with the runs
+        result = push(
+            store,
+            remote,
+            runs,
+            experiment,
+            progress=bar,
+            force=force,
+            dry_run=dry_run,
+            also=[MODELS_NAMESPACE],
+        )
+        # the registry (refs/models/) goes with the runs, from the same listing
         where = result.remote.name or result.remote.url
-        models = push_models(store, where, force=force, dry_run=dry_run)
+        models = push_models(store, where, force=force, dry_run=dry_run, listed=result.also)
     bar.done()
     rem = result.remote
     render_model_sync(models, quiet, dry_run, pushing=True)
@@ -243,14 +253,16 @@ def fetch_cmd(
     top of the remote's.
     """
     from gitexp.cli.model_cmds import render_model_sync
+    from gitexp.records.models import MODELS_NAMESPACE
     from gitexp.registry.sync import fetch_models, sync_error
     from gitexp.remotes import fetch
 
     selection = _selection(experiment, since, runs)
     bar = ProgressLine(quiet)
     with open_store(ctx) as store:
-        result = fetch(store, remote, progress=bar, selection=selection)
-        models = fetch_models(store, result.remote.name or result.remote.url)
+        result = fetch(store, remote, progress=bar, selection=selection, also=[MODELS_NAMESPACE])
+        where = result.remote.name or result.remote.url
+        models = fetch_models(store, where, listed=result.also)
     bar.done()
     _render_fetch(result, quiet)
     render_model_sync(models, quiet)
@@ -289,15 +301,23 @@ def pull_cmd(
       git exp pull -e mnist --since 7d      # last week's mnist runs
       git exp pull origin 20261122-143022-7f3a9c
     """
+    from gitexp.records.models import MODELS_NAMESPACE
     from gitexp.registry.sync import fetch_models
     from gitexp.remotes import pull
 
     selection = _selection(experiment, since, runs)
     bar = ProgressLine(quiet)
     with open_store(ctx) as store:
-        result = pull(store, remote, artifacts=not no_artifacts, progress=bar, selection=selection)
-        fetched_from = result.fetch.remote
-        models = fetch_models(store, fetched_from.name or fetched_from.url)
+        result = pull(
+            store,
+            remote,
+            artifacts=not no_artifacts,
+            progress=bar,
+            selection=selection,
+            also=[MODELS_NAMESPACE],
+        )
+        fetched = result.fetch
+        models = fetch_models(store, fetched.remote.name or fetched.remote.url, fetched.also)
     bar.done()
     _render_pull(result, quiet, models)
 

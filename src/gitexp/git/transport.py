@@ -449,10 +449,13 @@ class GitTransport(GitObjects):
         prefix: str | Sequence[str],
         ssh_command: str | None = None,
         progress: ProgressText | None = None,
+        listed: Mapping[str, str] | None = None,
     ) -> dict[str, str]:
         """Download the objects of the remote's refs under ``prefix`` that are not
-        here. Returns those refs (name -> sha); no local ref is created or moved."""
-        refs = self.remote_refs(url, prefix, ssh_command)
+        here. Returns those refs (name -> sha); no local ref is created or moved.
+        ``listed``: the remote's refs under ``prefix`` as a listing made moments
+        ago gave them (one connection for several namespaces), not listed again."""
+        refs = dict(listed) if listed is not None else self.remote_refs(url, prefix, ssh_command)
         tips = sorted(set(refs.values()))
         missing = sorted(set(tips) - self.present(tips))
         if missing:

@@ -12,6 +12,7 @@ be replayed is left as it was, and reported.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -152,10 +153,13 @@ def push_models(
     force: bool = False,
     dry_run: bool = False,
     names: list[str] | None = None,
+    listed: Mapping[str, str] | None = None,
 ) -> list[ModelSync]:
     """Push every model (or ``names``) to the remote, replaying local events on
     top of the remote's where both changed a model. ``force`` overwrites the
-    remote's models; ``dry_run`` says what would happen, writing nothing."""
+    remote's models; ``dry_run`` says what would happen, writing nothing.
+    ``listed``: the remote's ``refs/models/`` from a listing made moments ago
+    (``git exp push`` lists runs and models in one connection)."""
     repo = store.repo
     rem = resolve_remote(repo, remote)
     results: dict[str, ModelSync] = {}
@@ -163,7 +167,10 @@ def push_models(
     for _ in range(PUSH_ATTEMPTS):
         if not todo:
             break
-        theirs = record.models_under(remote_refs(rem.url, MODELS_NAMESPACE, rem.ssh_command))
+        if listed is None:
+            listed = remote_refs(rem.url, MODELS_NAMESPACE, rem.ssh_command)
+        theirs = record.models_under(dict(listed))
+        listed = None  # a second round (a model moved there meanwhile) lists again
         if any(theirs.get(n) and not repo.has_object(theirs[n]) for n in todo):
             repo.fetch(rem.url, MODELS_NAMESPACE, ssh_command=rem.ssh_command)
         send: dict[str, str] = {}
@@ -220,13 +227,16 @@ def push_models(
     return [results[n] for n in sorted(results)]
 
 
-def fetch_models(store: ExpStore, remote: str | None = None) -> list[ModelSync]:
+def fetch_models(
+    store: ExpStore, remote: str | None = None, listed: Mapping[str, str] | None = None
+) -> list[ModelSync]:
     """Bring the remote's models here: new ones are created, ours fast-forward,
     and where both sides changed a model our local events are replayed on top
-    of the remote's (a model that cannot be replayed keeps its local history)."""
+    of the remote's (a model that cannot be replayed keeps its local history).
+    ``listed``: the remote's ``refs/models/`` from a listing made moments ago."""
     repo = store.repo
     rem = resolve_remote(repo, remote)
-    refs = repo.fetch(rem.url, MODELS_NAMESPACE, ssh_command=rem.ssh_command)
+    refs = repo.fetch(rem.url, MODELS_NAMESPACE, ssh_command=rem.ssh_command, listed=listed)
     out = []
     for ref, their in sorted(refs.items()):
         rest = ref[len(MODELS_NAMESPACE) :]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,8 +20,9 @@ from gitexp.errors import (
 )
 from gitexp.git import SyncStatus
 from gitexp.records import NAMESPACE
+from gitexp.remotes.checkers import CheckHelpers
 from gitexp.remotes.config import STORE_KEY, Remote, is_remote, open_store, resolve_remote
-from gitexp.remotes.namespaces import SHARED, Taken, namespace_of
+from gitexp.remotes.namespaces import RUNS, SHARED, Namespace, Taken, namespace_of
 from gitexp.remotes.objects import (
     Refusal,
     each_in_pool,
@@ -60,6 +61,8 @@ class FetchResult:
     # what was read of the refs taken, for the catalog and the downloads
     records: dict[str, Taken] = field(default_factory=dict, repr=False)
     fresh_clone: bool = False  # there was no ref of the namespaces here before
+    # the remote's refs under the ``also`` prefixes, from the same listing
+    also: dict[str, str] | None = None
 
     def in_sync(self) -> list[RefFetch]:
         """Refs whose local run now equals the remote one."""
@@ -105,6 +108,7 @@ def fetch(
     selection: Selection | None = None,
     index: bool = True,
     prefix: str = NAMESPACE,
+    also: Sequence[str] = (),
 ) -> FetchResult:
     """Bring the remote's runs into ``refs/experiments/``; never overwrite diverged ones.
 
@@ -115,7 +119,10 @@ def fetch(
     Only refs that differ from the local ones are looked at: their objects are
     fetched (those not here already), each fetched run is checked before it is
     taken, and the catalog is given what was read (``index``; ``pull`` does
-    that after the downloads, see :func:`index_fetched`).
+    that after the downloads, see :func:`index_fetched`). ``also``: more ref
+    prefixes to list in the same connection (``refs/models/``, whose sync has
+    its own rules): their refs are in ``result.also``, nothing else is done
+    with them.
     """
     if not prefix.startswith(NAMESPACE):
         raise UsageError(f"fetch: {prefix!r} is not under {NAMESPACE}")
@@ -139,7 +146,9 @@ def fetch(
 
     def advertised() -> dict[str, str]:
         listed = [prefix] if prefix != NAMESPACE else [ns.prefix for ns in spaces]
-        adv = repo.remote_refs(rem.url, listed, rem.ssh_command)
+        adv = repo.remote_refs(rem.url, [*listed, *also], rem.ssh_command)
+        if also:
+            result.also = {r: s for r, s in adv.items() if r.startswith(tuple(also))}
         out: dict[str, str] = {}
         for ns in spaces:
             mine = {r: s for r, s in adv.items() if r.startswith(ns.prefix)}
@@ -164,6 +173,34 @@ def fetch(
         differing[name] = sha
     wanted_shas = sorted(set(differing.values()))
     missing = sorted(set(wanted_shas) - repo.present(wanted_shas))
+    with CheckHelpers.start(repo, len(differing)) or contextlib.nullcontext() as helpers:
+        _fetch_and_take(
+            store, rem, result, local, differing, missing, spaces, advertised, progress, helpers
+        )
+    result.refs.sort(key=lambda r: r.ref)
+    result.fresh_clone = fresh_clone
+    if any(r.status in (SyncStatus.NEW, SyncStatus.UPDATED) for r in result.refs):
+        repo.auto_pack()
+        if index:
+            index_fetched(store, result, progress)
+    return result
+
+
+def _fetch_and_take(
+    store: ExpStore,
+    rem: Remote,
+    result: FetchResult,
+    local: Mapping[str, str],
+    differing: dict[str, str],
+    missing: list[str],
+    spaces: Sequence[Namespace],
+    advertised: Callable[[], dict[str, str]],
+    progress: ProgressFn,
+    helpers: CheckHelpers | None,
+) -> None:
+    """Fetch the objects of the refs that differ, check what arrived (with the
+    ``helpers``, when a large fetch started them) and take what passes."""
+    repo = store.repo
     if missing:
 
         def text(t: str) -> None:
@@ -207,7 +244,7 @@ def fetch(
         items = take.get(ns.prefix.split("/")[1], [])
         if not items:
             continue
-        checked = ns.check(store, items, progress)
+        checked = ns.check(store, items, progress, helpers if ns is RUNS else None)
         result.records.update(checked.records)
         new = {n: s for n, s in items if n not in checked.refused and local.get(n) is None}
         progress(Progress("taking runs", 0, len(items)))
@@ -227,13 +264,6 @@ def fetch(
             else:
                 ok = repo.set_ref(name, old, sha, f"git-exp: fetch from {rem.label}")
                 result.refs.append(_moved(name, old, sha, ok, SyncStatus.UPDATED))
-    result.refs.sort(key=lambda r: r.ref)
-    result.fresh_clone = fresh_clone
-    if any(r.status in (SyncStatus.NEW, SyncStatus.UPDATED) for r in result.refs):
-        repo.auto_pack()
-        if index:
-            index_fetched(store, result, progress)
-    return result
 
 
 def index_fetched(store: ExpStore, result: FetchResult, progress: ProgressFn = no_progress) -> None:
@@ -504,13 +534,15 @@ def pull(
     artifacts: bool = True,
     progress: ProgressFn = no_progress,
     selection: Selection | None = None,
+    also: Sequence[str] = (),
 ) -> PullResult:
     """``fetch``, then download the CAS objects of the runs now in sync with the remote.
 
     Runs the per-remote state knows in sync at their sha (their artifacts here
     already) are not looked at again. ``selection``: only some of the remote's runs.
+    ``also``: as for :func:`fetch`.
     """
-    fetched = fetch(store, remote, progress, selection, index=False)
+    fetched = fetch(store, remote, progress, selection, index=False, also=also)
     result = PullResult(fetched)
     try:
         if artifacts:

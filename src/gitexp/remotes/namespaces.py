@@ -14,11 +14,10 @@ parsed entry by entry); their artifacts travel through the artifact store.
 
 from __future__ import annotations
 
-import contextlib
 import pickle
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gitexp import records as fmt
 from gitexp.errors import InvalidName, StoreError
@@ -26,7 +25,10 @@ from gitexp.git import GitRepo
 from gitexp.records import NAMESPACE, ArtifactEntry, ExpRef
 from gitexp.remotes.objects import manifest_entries
 from gitexp.remotes.progress import Progress, ProgressFn, no_progress
-from gitexp.store import ExpStore, check_run, parse_record
+from gitexp.store import ExpStore, check_run, parse_record, record_from
+
+if TYPE_CHECKING:
+    from gitexp.remotes.checkers import CheckHelpers
 
 CHECK_BATCH = 2000  # refs whose objects are read in one git cat-file batch (bounded memory)
 
@@ -53,8 +55,10 @@ class Checked:
     records: dict[str, Taken] = field(default_factory=dict)  # ref -> what was read
 
 
-# (store, [(ref, sha)], progress) -> Checked
-CheckFn = Callable[[ExpStore, Sequence[tuple[str, str]], ProgressFn], Checked]
+# (store, [(ref, sha)], progress, helper processes or None) -> Checked
+CheckFn = Callable[
+    [ExpStore, Sequence[tuple[str, str]], ProgressFn, "CheckHelpers | None"], Checked
+]
 
 
 @dataclass(frozen=True)
@@ -134,23 +138,33 @@ _RUN_FILES = (
 _MAX_READ = 8 << 20
 
 
-@contextlib.contextmanager
-def _preload_runs(repo: GitRepo, shas: Sequence[str]) -> Iterator[None]:
+ReadObjects = list[tuple[str, str, bytes | int] | None]
+# commit sha -> (root tree sha, its entries), for the commits that are commits
+RootTrees = dict[str, tuple[str, dict[str, tuple[int, str]]]]
+
+
+def _read_runs(repo: GitRepo, shas: Sequence[str]) -> tuple[ReadObjects, RootTrees]:
     """The objects reading runs ``shas`` whole reads, in two ``git cat-file``
     batches: the commits and root trees, then every object those trees name,
-    once (one ``env.json`` and one ``code.json`` serve a whole sweep)."""
-    with repo.preloaded([n for s in shas for n in (s, f"{s}^{{tree}}")], max_size=_MAX_READ):
-        wanted: dict[str, None] = {}
-        for sha in shas:
-            try:
-                entries = repo.read_tree(repo.commit_info(sha).tree)
-            except StoreError:
-                continue  # read again, and refused, one by one
-            for name in _RUN_FILES:
-                if name in entries:
-                    wanted[entries[name][1]] = None
-        with repo.preloaded(list(wanted), max_size=_MAX_READ):
-            yield
+    once (one ``env.json`` and one ``code.json`` serve a whole sweep). Also
+    the root trees, parsed."""
+    first = repo.cat_batch([n for s in shas for n in (s, f"{s}^{{tree}}")], _MAX_READ)
+    wanted: dict[str, None] = {}
+    roots: RootTrees = {}
+    for sha, commit, tree in zip(shas, first[0::2], first[1::2]):
+        if commit is None or commit[1] != "commit" or tree is None or tree[1] != "tree":
+            continue  # read again, and refused, one by one
+        if not isinstance(tree[2], bytes):
+            continue
+        try:
+            entries = GitRepo.parse_tree(tree[2])
+        except StoreError:
+            continue
+        roots[sha] = (tree[0], entries)
+        for name in _RUN_FILES:
+            if name in entries:
+                wanted[entries[name][1]] = None
+    return ([*first, *repo.cat_batch(list(wanted), _MAX_READ)] if wanted else first), roots
 
 
 def row_data(rec: Any) -> dict[str, Any]:
@@ -159,33 +173,76 @@ def row_data(rec: Any) -> dict[str, Any]:
     return catalog_row(rec)
 
 
+def check_batch(
+    repo: GitRepo,
+    part: Sequence[tuple[str, str]],
+    parsed: dict[tuple[str, str], Any],
+    done: Callable[[int], None] = lambda i: None,
+) -> Checked:
+    """Check one batch of fetched runs (at most CHECK_BATCH), its objects read in
+    two ``git cat-file`` batches. ``parsed``: documents shared between runs
+    (see :func:`gitexp.store.record_from`); ``done(i)`` after each run."""
+    out = Checked()
+    objects, roots = _read_runs(repo, [sha for _, sha in part])
+    with repo.preloaded((), read=objects):
+        for i, (name, sha) in enumerate(part):
+            done(i)
+            try:
+                ref = ExpRef.from_ref(name)
+                if sha in roots:  # the commit and its tree, read and parsed already
+                    tree, entries = roots[sha]
+                    rec = record_from(repo, ref, sha, tree, entries, repo.read_blob, False, parsed)
+                else:
+                    rec = parse_record(repo, ref, sha, parsed=parsed)
+            except (StoreError, InvalidName):
+                problem = not_a_run(repo, sha, name) or "the run cannot be read"
+                out.refused[name] = problem
+                continue
+            row = pickle.dumps(row_data(rec), pickle.HIGHEST_PROTOCOL)
+            out.records[name] = Taken(sha, row, rec.artifacts)
+    return out
+
+
 def check_runs(
-    store: ExpStore, items: Sequence[tuple[str, str]], progress: ProgressFn = no_progress
+    store: ExpStore,
+    items: Sequence[tuple[str, str]],
+    progress: ProgressFn = no_progress,
+    helpers: CheckHelpers | None = None,
 ) -> Checked:
     """Check fetched runs, their objects read in batches through ``git cat-file``.
 
     A run that reads whole (``ExpStore.read``, which parses the manifest strictly)
     is taken, and its record kept for the catalog; one that does not is checked
-    step by step (:func:`not_a_run`) for the reason to give.
+    step by step (:func:`not_a_run`) for the reason to give. With ``helpers``
+    (processes started by the fetch for a large one), they check their share
+    of ``items`` at the same time, on the other cores.
     """
     repo = store.repo
     out = Checked()
     total = len(items)
+    mine, theirs = helpers.share(items) if helpers is not None else (items, None)
+    scale = total / len(mine) if mine else 1.0  # the helpers go as fast: progress of all
     parsed: dict[tuple[str, str], Any] = {}  # env.json, code.json: one blob for many runs
-    for start in range(0, total, CHECK_BATCH):
-        part = items[start : start + CHECK_BATCH]
-        with _preload_runs(repo, [sha for _, sha in part]):
-            for i, (name, sha) in enumerate(part):
-                if (start + i) % 500 == 0:
-                    progress(Progress("checking runs", start + i, total))
-                try:
-                    rec = parse_record(repo, ExpRef.from_ref(name), sha, parsed=parsed)
-                except (StoreError, InvalidName):
-                    problem = not_a_run(repo, sha, name) or "the run cannot be read"
-                    out.refused[name] = problem
-                    continue
-                row = pickle.dumps(row_data(rec), pickle.HIGHEST_PROTOCOL)
-                out.records[name] = Taken(sha, row, rec.artifacts)
+    for start in range(0, len(mine), CHECK_BATCH):
+
+        def done(i: int, start: int = start) -> None:
+            if (start + i) % 500 == 0:
+                progress(Progress("checking runs", min(int((start + i) * scale), total), total))
+
+        got = check_batch(repo, mine[start : start + CHECK_BATCH], parsed, done)
+        out.refused.update(got.refused)
+        out.records.update(got.records)
+    if theirs is not None:
+        assert helpers is not None
+        for got in helpers.results():
+            out.refused.update(got.refused)
+            out.records.update(got.records)
+        # what a helper could not answer for (it died, say) is checked here
+        rest = [(n, s) for n, s in theirs if n not in out.records and n not in out.refused]
+        for start in range(0, len(rest), CHECK_BATCH):
+            got = check_batch(repo, rest[start : start + CHECK_BATCH], parsed)
+            out.refused.update(got.refused)
+            out.records.update(got.records)
     if total:
         progress(Progress("checking runs", total, total))
     return out

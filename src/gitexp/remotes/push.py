@@ -9,7 +9,7 @@ no more. A push with nothing new reads no run and sends nothing.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
@@ -55,6 +55,7 @@ class PushResult:
     git_objects: int = 0  # git objects sent in the pack (commits, trees, blobs)
     git_bytes: int = 0  # the pack's size as git wrote it
     dry_run: bool = False  # nothing was written anywhere
+    also: dict[str, str] | None = None  # the remote's refs under ``push(also=...)``, if listed
 
     def error(self) -> GitExpError | None:
         """The error to exit with, if any ref was rejected."""
@@ -107,12 +108,14 @@ def push(
     progress: ProgressFn = no_progress,
     force: bool = False,
     dry_run: bool = False,
+    also: Sequence[str] = (),
 ) -> PushResult:
     """Upload the artifacts of runs to the remote's store, then push their refs.
 
     Returns a status per ref; ``force`` overwrites remote runs that diverged.
     ``dry_run``: compare with the remote and its store and say what a push
-    would do, writing nothing.
+    would do, writing nothing. ``also``: more ref prefixes to list in the same
+    connection; the remote's refs under them are in ``result.also``.
     """
     repo = store.repo
     runs = list(runs)
@@ -136,7 +139,11 @@ def push(
     if not selected:
         return result
     progress(Progress("comparing with the remote"))
-    advertised = repo.remote_refs(rem.url, [ns.prefix for ns in SHARED], rem.ssh_command)
+    listed = repo.remote_refs(rem.url, [*(ns.prefix for ns in SHARED), *also], rem.ssh_command)
+    advertised = listed
+    if also:
+        result.also = {r: s for r, s in listed.items() if r.startswith(tuple(also))}
+        advertised = {r: s for r, s in listed.items() if r not in result.also}
     state = SyncState(repo, rem)
     synced = state.synced
     # in sync: on the remote at this sha, artifacts included (per-remote state); a

@@ -28,7 +28,7 @@ from gitexp.store.spool import (
     read_start,
     spool_mtime,
 )
-from gitexp.store.validate import LISTING_FILES, check_run, parse_record
+from gitexp.store.validate import LISTING_FILES, check_run, parse_record, record_from
 
 __all__ = [
     "BATCH_READS",
@@ -53,5 +53,6 @@ __all__ = [
     "process_start",
     "read_entry",
     "read_start",
+    "record_from",
     "spool_mtime",
 ]
