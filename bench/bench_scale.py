@@ -269,7 +269,7 @@ def share(work: Path, n: int, layout: str, transport: Transport, repeat: int) ->
     url_all, bare_all = transport.new(f"all-{tag}")  # git-exp with an artifact store
     url_git, bare_git = transport.new(f"git-{tag}")  # plain git
     store = str(work / f"store-{tag}")
-    add_remote(project, f"exp-{tag}", url_exp, "")  # "": no artifact store
+    add_remote(project, f"exp-{tag}", url_exp, "none")  # no artifact store, even local
     add_remote(project, f"all-{tag}", url_all, store)
     add_remote(project, f"git-{tag}", url_git, None)
 

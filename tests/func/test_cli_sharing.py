@@ -331,6 +331,27 @@ def test_remote_without_store_says_artifacts_stay_local(gx, proj, tmp_path, git_
     fsck(proj)
 
 
+def test_expstore_none_keeps_artifacts_out_of_a_local_remote(gx, proj, tmp_path):
+    """`remote.<name>.expstore none`: the runs go, the artifacts stay here, even
+    for a remote on a local path (whose store would otherwise be inside it)."""
+    remote = bare(tmp_path, "runs-only.git")
+    git("remote", "add", "origin", str(remote), cwd=proj)
+    git("config", "remote.origin.expstore", "none", cwd=proj)
+    (run,) = new_runs(proj, 4)
+    proc = gx("push")
+    assert proc.returncode == 0, proc.stderr
+    assert "artifacts stay local" in proc.stderr
+    assert list(run_refs(remote)) == [run]
+    assert not (remote / "exp").exists()
+    git("config", "remote.origin.expstore", "NONE ", cwd=proj)  # any case, spaces around
+    (second,) = new_runs(proj, 5)
+    proc = gx("push")
+    assert "artifacts stay local" in proc.stderr and second in run_refs(remote)
+    assert "has no artifact store" in gx.ok("push")  # nothing new: said, not warned
+    assert not (remote / "exp").exists()
+    fsck(remote)
+
+
 # ----------------------------------------------------------- plain git
 
 

@@ -181,8 +181,10 @@ def push_cmd(
             )
         elif result.checked:
             echo(f"artifacts: nothing to upload ({result.checked} already in {rem.store_url})")
-        else:
+        elif rem.store_url:
             echo(f"artifacts: nothing to upload (the runs are in sync with {rem.store_url})")
+        else:
+            echo(f"artifacts: none uploaded ({rem.label} has no artifact store)")
     if result.missing_local:
         echo(
             f"git exp: warning: {len(result.missing_local)} referenced object(s) are not in "

@@ -12,6 +12,7 @@ from gitexp.errors import (
 from gitexp.git import GitRepo
 
 STORE_KEY = "expstore"
+NO_STORE = "none"  # remote.<name>.expstore none: runs only, even for a local remote
 
 
 @dataclass
@@ -110,6 +111,8 @@ def resolve_remote(repo: GitRepo, remote: str | None) -> Remote:
     # an empty value (a CI variable that is not set) means no store, as an unset key does
     store_url = (repo.config_get("remote", STORE_KEY, name) or None) if name else None
     origin = "config" if store_url else "none"
+    if store_url is not None and store_url.strip().lower() == NO_STORE:
+        return Remote(name, url, None, "none", _ssh_command(repo))  # not even inside a local one
     if store_url is None and local is not None:
         store_url = _default_store(local)
         origin = "default" if store_url else "none"
