@@ -351,8 +351,14 @@ class GitTransport(GitObjects):
         return plan
 
     @contextlib.contextmanager
-    def _scratch(self, url: str) -> Iterator[str]:
-        """A temporary bare repository sharing this one's objects and config."""
+    def _scratch(self, url: str, tracking: bool = False) -> Iterator[str]:
+        """A temporary bare repository sharing this one's objects and config.
+
+        ``tracking``: the remote gets a fetch refspec, so that the refs of
+        ``refs/remotes/<it>/`` stand for what the remote advertised (the leases
+        of ``--force-with-lease``). Without one, git does not write a
+        remote-tracking ref per pushed ref (10,000 loose files for 10,000 runs,
+        a second, then as long again to delete them)."""
         base = os.path.join(self.exp_dir, "tmp")
         os.makedirs(base, exist_ok=True)
         path = tempfile.mkdtemp(prefix="push-", dir=base)
@@ -370,7 +376,7 @@ class GitTransport(GitObjects):
                     "[core]\n\trepositoryformatversion = 0\n\tbare = true\n"
                     f"\thooksPath = {_config_value(os.path.join(path, 'hooks'))}\n"
                     f'[remote "{_TRACKING}"]\n\turl = {_config_value(url)}\n'
-                    f"\tfetch = +refs/*:refs/remotes/{_TRACKING}/*\n"
+                    + (f"\tfetch = +refs/*:refs/remotes/{_TRACKING}/*\n" if tracking else "")
                 )
             yield path
         finally:
@@ -386,7 +392,7 @@ class GitTransport(GitObjects):
         on_objects: ObjectsFn | None,
     ) -> dict[str, str]:
         """Push ``send`` (name -> sha) with git; return the refs git refused, with why."""
-        with self._scratch(url) as scratch:
+        with self._scratch(url, tracking=leases is not None) as scratch:
             refs = dict(send)
             for name, old in (leases or {}).items():
                 if old is not None:  # absent: the lease expects the remote ref absent
