@@ -4,7 +4,8 @@ git-exp against plain git moving the very same refs, in the same run.
 Runs are written with git plumbing (bench/scalegen.py: the objects `git exp run`
 writes for a small run, one 200-byte artifact each), as loose objects or packed.
 Every command is a whole process; each figure is wall seconds (the median of
-``--repeat`` when several), with CPU seconds (user+system, the process and
+``--repeat`` for the quick ones and ``--full`` for full pushes and pulls,
+plain git and git-exp taking turns), with CPU seconds (user+system, the process and
 the git processes it waited for) and peak RSS where they say more than wall
 time on a shared machine.
 
@@ -259,7 +260,9 @@ def wait_for_gc(repo: Path, timeout: float = 3600) -> None:
 # --------------------------------------------------------------------- share
 
 
-def share(work: Path, n: int, layout: str, transport: Transport, repeat: int) -> dict[str, Took]:
+def share(
+    work: Path, n: int, layout: str, transport: Transport, repeat: int, full: int = 1
+) -> dict[str, Took]:
     """The issue's table for one size, layout and transport."""
     project, _ = build(work, n, layout)
     tag = f"{transport.name}-{n}-{layout}"
@@ -273,8 +276,20 @@ def share(work: Path, n: int, layout: str, transport: Transport, repeat: int) ->
     add_remote(project, f"all-{tag}", url_all, store)
     add_remote(project, f"git-{tag}", url_git, None)
 
-    r["push plain"] = measure(["git", "push", "-q", url_git, REFSPEC], project, env)
-    r["push git-exp (git half)"] = measure(["git", "exp", "push", "-q", f"exp-{tag}"], project, env)
+    # the full push and pull, `full` times each, plain git and git-exp in turn
+    # (a fresh remote or clone each time): the disk of a shared machine makes
+    # single figures wander by a factor of two
+    pushes_git, pushes_exp = [], []
+    for i in range(full):
+        if i:
+            for bare in (bare_exp, bare_git):
+                shutil.rmtree(bare)
+                subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(project / ".git" / "exp" / "remotes" / f"exp-{tag}.synced")
+        pushes_git.append(measure(["git", "push", "-q", url_git, REFSPEC], project, env))
+        pushes_exp.append(measure(["git", "exp", "push", "-q", f"exp-{tag}"], project, env))
+    r["push plain"], r["push git-exp (git half)"] = median(pushes_git), median(pushes_exp)
     r["push git-exp (with artifacts)"] = measure(
         ["git", "exp", "push", "-q", f"all-{tag}"], project, env
     )
@@ -284,13 +299,14 @@ def share(work: Path, n: int, layout: str, transport: Transport, repeat: int) ->
         noop_git.append(measure(["git", "push", "-q", url_git, REFSPEC], project, env))
     r["no-op push plain"], r["no-op push git-exp"] = median(noop_git), median(noop_exp)
 
-    plain = fresh_clone(work, f"clone-git-{tag}", url_git)
-    half = fresh_clone(work, f"clone-exp-{tag}", url_exp)
+    pulls_git, pulls_exp = [], []
+    for _ in range(full):
+        plain = fresh_clone(work, f"clone-git-{tag}", url_git)
+        half = fresh_clone(work, f"clone-exp-{tag}", url_exp)
+        pulls_git.append(measure(["git", "fetch", "-q", "origin", REFSPEC], plain, env))
+        pulls_exp.append(measure(["git", "exp", "pull", "-q", "--no-artifacts"], half, env))
+    r["pull plain"], r["pull git-exp (git half)"] = median(pulls_git), median(pulls_exp)
     whole = fresh_clone(work, f"clone-all-{tag}", url_all, store)
-    r["pull plain"] = measure(["git", "fetch", "-q", "origin", REFSPEC], plain, env)
-    r["pull git-exp (git half)"] = measure(
-        ["git", "exp", "pull", "-q", "--no-artifacts"], half, env
-    )
     r["first log after pull --no-artifacts"] = measure(
         ["git", "exp", "log", "--limit", "20"], half, env
     )
@@ -584,6 +600,7 @@ def main() -> None:
     ap.add_argument("--no-artifacts", action="store_true", help="big: runs without artifacts")
     ap.add_argument("--no-gc", action="store_true", help="big: do not time git exp gc")
     ap.add_argument("--repeat", type=int, default=3, help="runs of each quick measurement")
+    ap.add_argument("--full", type=int, default=3, help="runs of each full push and pull (medians)")
     ap.add_argument("--skip", nargs="*", default=[], choices=["share", "s3", "disk", "big"])
     ap.add_argument("--only", nargs="*", default=None, choices=["share", "s3", "disk", "big"])
     ap.add_argument("--disk-runs", type=int, default=10_000)
@@ -599,7 +616,7 @@ def main() -> None:
                     for name in args.transports:
                         transport = TRANSPORTS[name](work)
                         try:
-                            r = share(work, n, layout, transport, args.repeat)
+                            r = share(work, n, layout, transport, args.repeat, args.full)
                         finally:
                             transport.close()
                         print_share(n, layout, name, r)

@@ -18,7 +18,7 @@ from gitexp.errors import (
     RunNotFound,
     UsageError,
 )
-from gitexp.git import SyncStatus
+from gitexp.git import GitRepo, SyncStatus
 from gitexp.records import NAMESPACE
 from gitexp.remotes.checkers import CheckHelpers
 from gitexp.remotes.config import STORE_KEY, Remote, is_remote, open_store, resolve_remote
@@ -38,6 +38,7 @@ from gitexp.remotes.selection import Selection, refspec_prefixes
 from gitexp.remotes.state import SyncState
 from gitexp.store import ExpStore
 
+WARM_FROM = 500  # from this many runs to fetch, the catalog's imports are done during the fetch
 PACKED_FROM = 16  # from this many new refs on, a fetch writes them to packed-refs at once
 
 
@@ -186,6 +187,37 @@ def fetch(
     return result
 
 
+def _fetch_objects(
+    repo: GitRepo,
+    rem: Remote,
+    differing: dict[str, str],
+    missing: list[str],
+    advertised: Callable[[], dict[str, str]],
+    progress: ProgressFn,
+) -> dict[str, str]:
+    """Download the objects of the ``missing`` tips; return the refs that differ
+    (``differing``, or what they point at now when one moved on the remote
+    meanwhile and the remote was listed again)."""
+    if not missing:
+        return differing
+
+    def text(t: str) -> None:
+        progress(Progress("fetching runs", text=t))
+
+    try:
+        repo.fetch_objects(rem.url, missing, rem.ssh_command, progress=text)
+    except RemoteError as exc:
+        if not _unadvertised(exc):
+            raise
+        # a run moved on the remote between its advertisement and the fetch
+        again = advertised()
+        differing = {n: again[n] for n in differing if n in again}
+        wanted_shas = sorted(set(differing.values()))
+        missing = sorted(set(wanted_shas) - repo.present(wanted_shas))
+        repo.fetch_objects(rem.url, missing, rem.ssh_command, progress=text)
+    return differing
+
+
 def _fetch_and_take(
     store: ExpStore,
     rem: Remote,
@@ -201,22 +233,16 @@ def _fetch_and_take(
     """Fetch the objects of the refs that differ, check what arrived (with the
     ``helpers``, when a large fetch started them) and take what passes."""
     repo = store.repo
-    if missing:
+    warming = None
+    if len(missing) >= WARM_FROM:
+        from gitexp.catalog import import_in_background
 
-        def text(t: str) -> None:
-            progress(Progress("fetching runs", text=t))
-
-        try:
-            repo.fetch_objects(rem.url, missing, rem.ssh_command, progress=text)
-        except RemoteError as exc:
-            if not _unadvertised(exc):
-                raise
-            # a run moved on the remote between its advertisement and the fetch
-            again = advertised()
-            differing = {n: again[n] for n in differing if n in again}
-            wanted_shas = sorted(set(differing.values()))
-            missing = sorted(set(wanted_shas) - repo.present(wanted_shas))
-            repo.fetch_objects(rem.url, missing, rem.ssh_command, progress=text)
+        warming = import_in_background()  # while git downloads: the catalog is written next
+    try:
+        differing = _fetch_objects(repo, rem, differing, missing, advertised, progress)
+    finally:
+        if warming is not None:
+            warming.join()
     here = repo.present(sorted(set(differing.values()))) if differing else set()
     # what each differing ref is to us, before anything is taken
     take: dict[str, list[tuple[str, str]]] = {}
