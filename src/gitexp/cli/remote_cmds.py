@@ -71,6 +71,18 @@ def _short(ref: str) -> str:
     return ref[len("refs/experiments/") :] if ref.startswith("refs/experiments/") else ref
 
 
+def _counted(refs: Any) -> tuple[dict[str, int], str]:
+    """Statuses of the run refs among ``refs``, counted; and '; sweeps: ...' for
+    the sweep records among them ('' when there are none)."""
+    runs: dict[str, int] = {}
+    sweeps: dict[str, int] = {}
+    for r in refs:
+        into = sweeps if r.ref.startswith("refs/sweeps/") else runs
+        into[r.status] = into.get(r.status, 0) + 1
+    extra = ", ".join(f"{n} {s}" for s, n in sorted(sweeps.items()))
+    return runs, f"; sweeps: {extra}" if extra else ""
+
+
 @click.command("push")
 @click.argument("remote", required=False)
 @click.argument("runs", nargs=-1)
@@ -143,9 +155,8 @@ def push_cmd(
     would = "would " if dry_run else ""
     if not quiet:
         echo(f"would push to {rem.url} (dry run: nothing changed)" if dry_run else f"To {rem.url}")
-    counts: dict[str, int] = {}
+    counts, sweeps = _counted(result.refs)
     for r in result.refs:
-        counts[r.status] = counts.get(r.status, 0) + 1
         if quiet and r.status != "rejected":
             continue
         if r.status == "up to date" and len(result.refs) > 20:
@@ -157,7 +168,7 @@ def push_cmd(
         line = "runs: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
         if result.git_objects:
             line += f" ({result.git_objects} git object(s), {human_size(result.git_bytes)})"
-        echo(line)
+        echo(line + sweeps)
     if result.local_only or result.local_only_runs:
         name = rem.name or "<remote>"
         what = (
@@ -198,9 +209,8 @@ def push_cmd(
 
 
 def _render_fetch(result: Any, quiet: bool) -> None:
-    counts: dict[str, int] = {}
+    counts, sweeps = _counted(result.refs)
     for r in result.refs:
-        counts[r.status] = counts.get(r.status, 0) + 1
         bad = r.status in ("diverged", "refused", "skipped")
         if r.status in ("up to date", "local ahead") or (quiet and not bad):
             continue
@@ -208,7 +218,7 @@ def _render_fetch(result: Any, quiet: bool) -> None:
         echo(f"  {r.status:<11} {_short(r.ref)}{reason}", err=bad)
     if not quiet:
         summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no runs"
-        echo(f"From {result.remote.url}: {summary}")
+        echo(f"From {result.remote.url}: {summary}{sweeps}")
 
 
 def _selection_options(f: Any) -> Any:

@@ -20,9 +20,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from gitexp import records as fmt
-from gitexp.errors import InvalidName, StoreError
+from gitexp.errors import GitExpError, InvalidName, StoreError
 from gitexp.git import GitRepo
 from gitexp.records import NAMESPACE, ArtifactEntry, ExpRef
+from gitexp.records.sweeps import (
+    SPEC_NAMES,
+    SWEEP_JSON,
+    SWEEP_NAMESPACE,
+    check_sweep_json,
+    sweep_ref_problem,
+)
 from gitexp.remotes.objects import manifest_entries
 from gitexp.remotes.progress import Progress, ProgressFn, no_progress
 from gitexp.store import ExpStore, check_run, parse_record, record_from
@@ -248,6 +255,39 @@ def check_runs(
     return out
 
 
+def _sweep_problem(repo: GitRepo, sha: str, name: str) -> str:
+    """Why a fetched ref cannot be taken as a sweep record ('' when it can): the
+    reads of ``gitexp.sweeps.record`` (bounded), the same document checks."""
+    sweep_id = name[len(SWEEP_NAMESPACE) :]
+    try:
+        info = repo.commit_info(sha)
+        entries = repo.read_tree(info.tree)
+        if SWEEP_JSON not in entries:
+            return f"not a sweep record (no {SWEEP_JSON})"
+        raw = repo.read_blob(entries[SWEEP_JSON][1], fmt.MAX_DOC_BYTES)
+        check_sweep_json(fmt.parse_json(raw, f"sweep {sweep_id}: {SWEEP_JSON}"), sweep_id)
+        for spec in sorted(set(SPEC_NAMES.values()) & set(entries)):
+            repo.read_blob(entries[spec][1], fmt.MAX_DOC_BYTES)
+    except GitExpError as exc:
+        return str(exc)
+    return ""
+
+
+def check_sweeps(
+    store: ExpStore,
+    items: Sequence[tuple[str, str]],
+    progress: ProgressFn = no_progress,
+    helpers: CheckHelpers | None = None,
+) -> Checked:
+    """Check fetched sweep records (a handful: one by one)."""
+    out = Checked()
+    for name, sha in items:
+        problem = _sweep_problem(store.repo, sha, name)
+        if problem:
+            out.refused[name] = problem
+    return out
+
+
 RUNS = Namespace(
     prefix=NAMESPACE,
     what="run",
@@ -257,8 +297,20 @@ RUNS = Namespace(
     selectable=True,
 )
 
+# Sweep records (refs/sweeps/<id>) go with full pushes and pulls: a teammate who
+# pulls a sweep's trials gets the sweep. No artifacts (the large code files of a
+# sweep's dirty work tree go to the store only with a cluster executor).
+SWEEPS = Namespace(
+    prefix=SWEEP_NAMESPACE,
+    what="sweep",
+    name_problem=sweep_ref_problem,
+    check=check_sweeps,
+    artifacts=False,
+    selectable=False,
+)
+
 # Every namespace push and pull carry, in this order. One line each.
-SHARED: tuple[Namespace, ...] = (RUNS,)
+SHARED: tuple[Namespace, ...] = (RUNS, SWEEPS)
 
 
 def namespace_of(ref: str) -> Namespace | None:

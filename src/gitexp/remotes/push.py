@@ -23,7 +23,7 @@ from gitexp.errors import (
 from gitexp.git import RefPush, SyncStatus
 from gitexp.records import validate_experiment
 from gitexp.remotes.config import Remote, is_url, open_store, resolve_remote
-from gitexp.remotes.namespaces import RUNS, SHARED
+from gitexp.remotes.namespaces import RUNS, SHARED, namespace_of
 from gitexp.remotes.objects import (
     each_in_pool,
     keys_of,
@@ -100,6 +100,11 @@ def _select_refs(
     return dict(local)
 
 
+def _name_problem(ref: str) -> str:
+    space = namespace_of(ref)
+    return space.name_problem(ref) if space is not None else "not in a shared namespace"
+
+
 def push(
     store: ExpStore,
     remote: str | None = None,
@@ -138,6 +143,12 @@ def push(
     selected = _select_refs(store, local, runs, experiment)
     if not selected:
         return result
+    if not runs and experiment is None:  # a whole push: the other namespaces go too
+        for ns in SHARED:
+            if ns is not RUNS:
+                mine = repo.refs_under(ns.prefix)
+                selected.update(mine)
+                local.update(mine)
     progress(Progress("comparing with the remote"))
     listed = repo.remote_refs(rem.url, [*(ns.prefix for ns in SHARED), *also], rem.ssh_command)
     advertised = listed
@@ -151,11 +162,14 @@ def push(
     in_sync = {r for r, s in selected.items() if advertised.get(r) == s and synced.get(r) == s}
     # a ref under the namespace that is not a run's name is not ours to push (only
     # refs with something to do are looked at: 10 us a name, 1 s for 100,000)
-    refs = {r: s for r, s in sorted(selected.items()) if r in in_sync or not RUNS.name_problem(r)}
+    refs = {r: s for r, s in sorted(selected.items()) if r in in_sync or not _name_problem(r)}
     plan = repo.plan_push(advertised, refs, force)
     # artifacts: only of runs not in sync, and that will move
+    carry = tuple(ns.prefix for ns in SHARED if ns.artifacts)
     look = {
-        r: s for r, s in refs.items() if r not in in_sync and plan[r].status != SyncStatus.REJECTED
+        r: s
+        for r, s in refs.items()
+        if r not in in_sync and plan[r].status != SyncStatus.REJECTED and r.startswith(carry)
     }
     if not rem.store_url and not dry_run:
         # no store: no object can go anywhere, so no manifest is read (the refs go)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from gitexp import records as fmt
 from gitexp.errors import ExecutorError, GitExpError, SpecError
 from gitexp.records import ExpRef
+from gitexp.records.sweeps import SPEC_NAMES
 from gitexp.store import ExpStore, RunDelta
 from gitexp.sweeps import methods as m
 from gitexp.sweeps import record as rec
@@ -545,9 +546,7 @@ def new_record(
     sweep_id = fmt.new_run_id()
     ext = os.path.splitext(spec_name or "")[1].lower()
     spec_file = (
-        (rec.SPEC_NAMES[ext], spec_bytes)
-        if spec_bytes is not None and ext in rec.SPEC_NAMES
-        else None
+        (SPEC_NAMES[ext], spec_bytes) if spec_bytes is not None and ext in SPEC_NAMES else None
     )
     data = {
         "experiment": spec.experiment,

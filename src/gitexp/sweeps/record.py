@@ -12,21 +12,23 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from gitexp import records as fmt
-from gitexp.errors import FormatError, RunStateError, StoreError, SweepNotFound, UnsupportedFormat
+from gitexp.errors import FormatError, RunStateError, StoreError, SweepNotFound
 from gitexp.git import GitRepo
+from gitexp.records.sweeps import (
+    SPEC_NAMES,
+    SWEEP_FORMAT,
+    SWEEP_JSON,
+    SWEEP_NAMESPACE,
+    check_sweep_json,
+    is_sweep_id,
+)
 
-SWEEP_NAMESPACE = "refs/sweeps/"
-SWEEP_JSON = "sweep.json"
-SWEEP_FORMAT = 1
 MODE_BLOB = 0o100644
-_ID_RE = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{6,}")  # always fullmatch
-SPEC_NAMES = {".yaml": "spec.yaml", ".yml": "spec.yaml", ".toml": "spec.toml", ".json": "spec.json"}
 
 
 @dataclass
@@ -61,7 +63,7 @@ class SweepRecord:
 
 def validate_id(sweep_id: str) -> str:
     """A sweep id has the shape of a run id; anything else is no sweep here."""
-    if not isinstance(sweep_id, str) or not _ID_RE.fullmatch(sweep_id):
+    if not is_sweep_id(sweep_id):
         raise SweepNotFound(f"no sweep {sweep_id!r} (sweep ids look like 20261206-035400-1a2b3c)")
     return sweep_id
 
@@ -145,15 +147,7 @@ def _parse(repo: GitRepo, sweep_id: str, sha: str) -> SweepRecord:
     if SWEEP_JSON not in entries:
         raise FormatError(f"sweep {sweep_id} ({sha[:12]}) has no {SWEEP_JSON}")
     raw = repo.read_blob(entries[SWEEP_JSON][1], fmt.MAX_DOC_BYTES)
-    data = fmt.parse_json(raw, f"sweep {sweep_id}: sweep.json")
-    if not isinstance(data, dict):
-        raise FormatError(f"sweep {sweep_id}: sweep.json is not an object")
-    if data.get("format") != SWEEP_FORMAT:
-        raise UnsupportedFormat(
-            f"sweep {sweep_id} is in sweep format {data.get('format')!r}; this release reads "
-            f"version {SWEEP_FORMAT} (upgrade git-exp to read it)",
-            data.get("format"),
-        )
+    data = check_sweep_json(fmt.parse_json(raw, f"sweep {sweep_id}: sweep.json"), sweep_id)
     trials = data.pop("trials", []) or []
     spec_file = None
     for name in sorted(set(SPEC_NAMES.values())):
@@ -172,7 +166,7 @@ def list_ids(repo: GitRepo) -> dict[str, str]:
     out = {}
     for name, sha in repo.refs_under(SWEEP_NAMESPACE).items():
         sweep_id = name[len(SWEEP_NAMESPACE) :] if name.startswith(SWEEP_NAMESPACE) else name
-        if _ID_RE.fullmatch(sweep_id):
+        if is_sweep_id(sweep_id):
             out[sweep_id] = sha
     return out
 
