@@ -10,6 +10,8 @@ Runs (``refs/experiments/``) move by fast-forward only (compare-and-swap on
 both sides); a run from a remote is taken only when every reader of git-exp
 can read it (:func:`check_runs`: the checks of ``ExpStore.read`` and a manifest
 parsed entry by entry); their artifacts travel through the artifact store.
+Sweep records (``refs/sweeps/``) move the same way, with whole pushes and
+pulls only, each checked as ``gitexp.sweeps.record`` reads it.
 """
 
 from __future__ import annotations
