@@ -5,7 +5,8 @@ Runs are written with git plumbing (bench/scalegen.py: the objects `git exp run`
 writes for a small run, one 200-byte artifact each), as loose objects or packed.
 Every command is a whole process; each figure is wall seconds (the median of
 ``--repeat`` for the quick ones and ``--full`` for full pushes and pulls,
-plain git and git-exp taking turns), with CPU seconds (user+system, the process and
+plain git and git-exp taking turns at going first, each after a ``sync``),
+with CPU seconds (user+system, the process and
 the git processes it waited for) and peak RSS where they say more than wall
 time on a shared machine.
 
@@ -119,6 +120,14 @@ def measure(
     if check and int(code) != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed in {cwd}: {proc.stderr[-2000:]}")
     return Took(wall, float(cpu), int(rss) // 1024, proc.stderr)
+
+
+def settled(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> Took:
+    """:func:`measure` once the disk has written what came before (``sync``, then a
+    moment): otherwise a command pays for the previous one's 10,000 ref files."""
+    os.sync()
+    time.sleep(1.0)
+    return measure(cmd, cwd, env)
 
 
 def median(takes: list[Took]) -> Took:
@@ -287,8 +296,12 @@ def share(
                 subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(project / ".git" / "exp" / "remotes" / f"exp-{tag}.synced")
-        pushes_git.append(measure(["git", "push", "-q", url_git, REFSPEC], project, env))
-        pushes_exp.append(measure(["git", "exp", "push", "-q", f"exp-{tag}"], project, env))
+        turn = [
+            (pushes_git, ["git", "push", "-q", url_git, REFSPEC]),
+            (pushes_exp, ["git", "exp", "push", "-q", f"exp-{tag}"]),
+        ]
+        for into, cmd in turn if i % 2 == 0 else turn[::-1]:
+            into.append(settled(cmd, project, env))
     r["push plain"], r["push git-exp (git half)"] = median(pushes_git), median(pushes_exp)
     r["push git-exp (with artifacts)"] = measure(
         ["git", "exp", "push", "-q", f"all-{tag}"], project, env
@@ -300,11 +313,15 @@ def share(
     r["no-op push plain"], r["no-op push git-exp"] = median(noop_git), median(noop_exp)
 
     pulls_git, pulls_exp = [], []
-    for _ in range(full):
+    for i in range(full):
         plain = fresh_clone(work, f"clone-git-{tag}", url_git)
         half = fresh_clone(work, f"clone-exp-{tag}", url_exp)
-        pulls_git.append(measure(["git", "fetch", "-q", "origin", REFSPEC], plain, env))
-        pulls_exp.append(measure(["git", "exp", "pull", "-q", "--no-artifacts"], half, env))
+        turns = [
+            (pulls_git, ["git", "fetch", "-q", "origin", REFSPEC], plain),
+            (pulls_exp, ["git", "exp", "pull", "-q", "--no-artifacts"], half),
+        ]
+        for into, cmd, where in turns if i % 2 == 0 else turns[::-1]:
+            into.append(settled(cmd, where, env))
     r["pull plain"], r["pull git-exp (git half)"] = median(pulls_git), median(pulls_exp)
     whole = fresh_clone(work, f"clone-all-{tag}", url_all, store)
     r["first log after pull --no-artifacts"] = measure(
