@@ -162,7 +162,7 @@ class GitRefs(RepoBase):
             packed = self.packed_refs(prefix)
         scan = RefScan(self.common_dir, prefix, state.get("dirs", {}), racy_ns)
         if packed_ok and scan.unchanged:  # nothing moved since: the cache is the answer
-            return {ref: sha for ref, (sha, _) in cached.items()}
+            return dict(zip(cached, (sha for sha, _ in cached.values())))
         loose: dict[str, tuple[str, int]] = {}
         if scan.kept:
             for ref, (sha, mtime) in cached.items():
