@@ -406,6 +406,7 @@ class Catalog:
         keep_mtime: list[int] = []
         keep_packed: list[bool] = []
         to_read: list[tuple[ExpRef, str]] = []
+        hinted: list[tuple[str, str]] = []  # (ref, sha) of rows the caller read
         where: dict[str, tuple[int, bool]] = {}
         for ref, (sha, mtime, is_packed) in current.items():
             found = index.get(ref)
@@ -418,32 +419,28 @@ class Catalog:
             if isinstance(seen, list) and len(seen) == 2 and seen[0] == sha:
                 self.skipped[ref] = (sha, str(seen[1]))  # unreadable before, unchanged since
                 continue
-            try:
-                to_read.append((ExpRef.from_ref(ref), sha))
-            except InvalidName:
-                continue  # not a run's name: not listed, not a problem
+            if self._known.get(ref, ("",))[0] == sha:
+                hinted.append((ref, sha))  # read (and its name checked) by the caller
+            else:
+                try:
+                    to_read.append((ExpRef.from_ref(ref), sha))
+                except InvalidName:
+                    continue  # not a run's name: not listed, not a problem
             where[ref] = (mtime, is_packed)
         kept = set(keep)
         dropped = [i for i in range(len(old_refs)) if i not in kept]
         table, keys = _merge(table, keys, keep, keep_mtime, keep_packed, dropped, [])
         new: list[tuple[str, str, int, bool, dict[str, Any]]] = []
-        hinted = [
-            (exp_ref, sha)
-            for exp_ref, sha in to_read
-            if self._known.get(str(exp_ref), ("",))[0] == sha
-        ]
-        taken = {str(r) for r, _ in hinted}
-        if taken:
-            to_read = [(r, sha) for r, sha in to_read if str(r) not in taken]
+        taken = {r for r, _ in hinted}
         # a known row is taken from ``known`` only when its turn comes (bounded memory)
-        reads: Iterator[tuple[ExpRef, str, RunRecord | GitExpError | dict[str, Any]]] = (
+        reads: Iterator[tuple[ExpRef | str, str, RunRecord | GitExpError | dict[str, Any]]] = (
             itertools.chain(
-                ((r, sha, self._known[str(r)][1]) for r, sha in hinted),
+                ((r, sha, self._known[r][1]) for r, sha in hinted),
                 self.store.read_listings(to_read),
             )
         )
         for exp_ref, sha, rec in reads:
-            ref = str(exp_ref)
+            ref = exp_ref if isinstance(exp_ref, str) else str(exp_ref)
             if isinstance(rec, GitExpError):
                 self.skipped[ref] = (sha, str(rec))
                 continue
@@ -520,12 +517,14 @@ def _merge(
     table: Any,
     keys: Mapping[str, int],
     keep: Sequence[int],
-    keep_mtime: Sequence[int],
-    keep_packed: Sequence[bool],
+    keep_mtime: Sequence[int] | None,
+    keep_packed: Sequence[bool] | None,
     dropped: Sequence[int],
     new: Sequence[tuple[str, str, int, bool, dict[str, Any]]],
 ) -> tuple[Any, dict[str, int]]:
-    """Rows ``keep`` of ``table`` (with new bookkeeping) plus the ``new`` rows.
+    """Rows ``keep`` of ``table`` (with new bookkeeping: None keeps the table's
+    own ``mtime_ns`` / ``packed``, for rows kept whole and in order) plus the
+    ``new`` rows.
 
     Key counts are kept exact (dropped rows' keys are decoded to count them
     out); a typed column stays typed while every value fits its type, and a new
@@ -562,14 +561,16 @@ def _merge(
         if kind is not None:
             typed[name] = _kind_type(kind)
 
-    in_order = len(keep) == table.num_rows and all(i == k for i, k in enumerate(keep))
+    in_order = len(keep) == table.num_rows and (
+        keep == range(table.num_rows) or all(i == k for i, k in enumerate(keep))
+    )
     kept = table if in_order else table.take(columns.indices(keep))
     types = _arrow_types()
     cols: dict[str, Any] = {}
     for c in _FIXED:
-        if c == "mtime_ns":
+        if c == "mtime_ns" and keep_mtime is not None:
             old = columns.array(keep_mtime, types[c])
-        elif c == "packed":
+        elif c == "packed" and keep_packed is not None:
             old = columns.array(keep_packed, types[c])
         else:
             old = kept.column(c)
@@ -600,10 +601,7 @@ def _append(
     """``table`` with the ``new`` rows after it (all its rows kept as they are)."""
     if not new:
         return table, dict(keys)
-    n = table.num_rows
-    mtimes = table.column("mtime_ns").to_pylist()
-    packed = table.column("packed").to_pylist()
-    return _merge(table, keys, range(n), mtimes, packed, [], new)
+    return _merge(table, keys, range(table.num_rows), None, None, [], new)
 
 
 def _chunks(arr: Any) -> list[Any]:

@@ -263,3 +263,31 @@ def test_a_helper_that_fails_costs_nothing_but_time(team, monkeypatch):
     result = _pull(bob)
     assert {r.ref for r in result.fetch.refused()} == set(bad)
     assert set(run_refs(bob)) == set(refs.values())
+
+
+def test_a_large_fetch_goes_through_fetch_pack_and_keeps_nothing_behind(team, monkeypatch):
+    """Many tips go through `git fetch-pack` (git fetch --stdin is quadratic in
+    them): the pack is kept while the runs are checked and git checks its
+    completeness, then released; a .keep a killed pull left is cleaned up."""
+    import subprocess
+
+    from gitexp.git import transport
+
+    _, remote, bob, refs = team
+    bad = _bad_refs(remote)
+    monkeypatch.setattr(transport, "FETCH_PACK_FROM", 1)
+    packs = bob / ".git" / "objects" / "pack"
+    packs.mkdir(parents=True, exist_ok=True)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    import socket
+
+    stale = packs / "pack-0123456789abcdef0123456789abcdef01234567.keep"
+    stale.write_text(f"fetch-pack {dead.pid} on {socket.gethostname()}\n")
+    mine = packs / "pack-89abcdef0123456789abcdef0123456789abcdef.keep"
+    mine.write_text("made by hand\n")  # not a fetch-pack's: left alone
+    result = _pull(bob)
+    assert {r.ref for r in result.fetch.refused()} == set(bad)
+    assert set(run_refs(bob)) == set(refs.values())
+    assert sorted(p.name for p in packs.glob("*.keep")) == [mine.name]
+    fsck(bob)

@@ -41,6 +41,7 @@ from gitexp.git.refs import GitRefs, RefScan
 from gitexp.git.signing import SignatureCheck, Signer
 from gitexp.git.snapshot import GitSnapshot, StatusProbe, WorkTreeState
 from gitexp.git.transport import (
+    FetchedPack,
     GitTransport,
     RefPush,
     SyncStatus,
@@ -84,6 +85,7 @@ __all__ = [
     "MODE_TREE",
     "STALE_LOCK_SECONDS",
     "CommitInfo",
+    "FetchedPack",
     "GitRepo",
     "RefPush",
     "RefScan",

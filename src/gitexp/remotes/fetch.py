@@ -18,7 +18,7 @@ from gitexp.errors import (
     RunNotFound,
     UsageError,
 )
-from gitexp.git import GitRepo, SyncStatus
+from gitexp.git import FetchedPack, GitRepo, SyncStatus
 from gitexp.records import NAMESPACE
 from gitexp.remotes.checkers import CheckHelpers
 from gitexp.remotes.config import STORE_KEY, Remote, is_remote, open_store, resolve_remote
@@ -194,18 +194,19 @@ def _fetch_objects(
     missing: list[str],
     advertised: Callable[[], dict[str, str]],
     progress: ProgressFn,
-) -> dict[str, str]:
+) -> tuple[dict[str, str], FetchedPack | None]:
     """Download the objects of the ``missing`` tips; return the refs that differ
     (``differing``, or what they point at now when one moved on the remote
-    meanwhile and the remote was listed again)."""
+    meanwhile and the remote was listed again), and the pack kept for them
+    when ``git fetch-pack`` fetched it (see :meth:`GitRepo.fetch_objects`)."""
     if not missing:
-        return differing
+        return differing, None
 
     def text(t: str) -> None:
         progress(Progress("fetching runs", text=t))
 
     try:
-        repo.fetch_objects(rem.url, missing, rem.ssh_command, progress=text)
+        pack = repo.fetch_objects(rem.url, missing, rem.ssh_command, progress=text)
     except RemoteError as exc:
         if not _unadvertised(exc):
             raise
@@ -214,8 +215,8 @@ def _fetch_objects(
         differing = {n: again[n] for n in differing if n in again}
         wanted_shas = sorted(set(differing.values()))
         missing = sorted(set(wanted_shas) - repo.present(wanted_shas))
-        repo.fetch_objects(rem.url, missing, rem.ssh_command, progress=text)
-    return differing
+        pack = repo.fetch_objects(rem.url, missing, rem.ssh_command, progress=text)
+    return differing, pack
 
 
 def _fetch_and_take(
@@ -239,10 +240,30 @@ def _fetch_and_take(
 
         warming = import_in_background()  # while git downloads: the catalog is written next
     try:
-        differing = _fetch_objects(repo, rem, differing, missing, advertised, progress)
+        differing, pack = _fetch_objects(repo, rem, differing, missing, advertised, progress)
     finally:
         if warming is not None:
             warming.join()
+    try:
+        _take(store, rem, result, local, differing, spaces, progress, helpers, pack)
+    finally:
+        if pack is not None:
+            pack.release()  # the refs exist now (or none will): gc may repack it
+
+
+def _take(
+    store: ExpStore,
+    rem: Remote,
+    result: FetchResult,
+    local: Mapping[str, str],
+    differing: dict[str, str],
+    spaces: Sequence[Namespace],
+    progress: ProgressFn,
+    helpers: CheckHelpers | None,
+    pack: FetchedPack | None,
+) -> None:
+    """Check the runs that arrived and take those that pass."""
+    repo = store.repo
     here = repo.present(sorted(set(differing.values()))) if differing else set()
     # what each differing ref is to us, before anything is taken
     take: dict[str, list[tuple[str, str]]] = {}
@@ -271,6 +292,12 @@ def _fetch_and_take(
         if not items:
             continue
         checked = ns.check(store, items, progress, helpers if ns is RUNS else None)
+        # the pack's completeness, checked by git while the runs were: a ref may
+        # point only at objects whose whole history is here
+        incomplete = pack.finish() if pack is not None else None
+        if incomplete:
+            checked.refused.update({n: incomplete for n, _ in items})
+            checked.records.clear()
         result.records.update(checked.records)
         new = {n: s for n, s in items if n not in checked.refused and local.get(n) is None}
         progress(Progress("taking runs", 0, len(items)))
