@@ -286,6 +286,9 @@ def test_a_large_fetch_goes_through_fetch_pack_and_keeps_nothing_behind(team, mo
     stale.write_text(f"fetch-pack {dead.pid} on {socket.gethostname()}\n")
     mine = packs / "pack-89abcdef0123456789abcdef0123456789abcdef.keep"
     mine.write_text("made by hand\n")  # not a fetch-pack's: left alone
+    # the remote named through url.<base>.insteadOf, as git fetch would rewrite it
+    git("config", f"url.{remote.parent}/.insteadOf", "team:", cwd=bob)
+    git("remote", "set-url", "origin", f"team:{remote.name}", cwd=bob)
     result = _pull(bob)
     assert {r.ref for r in result.fetch.refused()} == set(bad)
     assert set(run_refs(bob)) == set(refs.values())
