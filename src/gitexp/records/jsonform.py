@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import PurePath
 from typing import Any
 
-from gitexp.errors import FormatError, InvalidValue
+from gitexp.errors import FormatError, InvalidValue, UnsupportedFormat
 from gitexp.records.names import _not_utf8, has_surrogates
 
 
@@ -223,6 +223,21 @@ def parse_json(data: bytes, what: str, limit: int | None = None) -> Any:
     if data.count(b"[") + data.count(b"{") > MAX_DEPTH and json_depth(value) > MAX_DEPTH:
         raise FormatError(f"{what} nests deeper than {MAX_DEPTH} levels")
     return value
+
+
+def versioned(data: Any, what: str, kind: str, version: int) -> dict[str, Any]:
+    """``data`` as a document of ``kind`` format ``version`` (the registry's, a
+    sweep's): FormatError when it is not an object, UnsupportedFormat when its
+    ``format`` is another one (a newer git-exp wrote it)."""
+    if not isinstance(data, dict):
+        raise FormatError(f"{what} is not an object")
+    if data.get("format") != version:
+        raise UnsupportedFormat(
+            f"{what} is in {kind} format {data.get('format')!r}; this release reads "
+            f"version {version} (upgrade git-exp to read it)",
+            data.get("format"),
+        )
+    return data
 
 
 def _first_line(exc: BaseException) -> str:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from gitexp.errors import FormatError, InvalidName, UnsupportedFormat
+from gitexp.errors import InvalidName
 from gitexp.records.artifacts import ArtifactEntry
+from gitexp.records.jsonform import versioned
 
 MODELS_NAMESPACE = "refs/models/"
 MODEL_FORMAT = 1
@@ -84,15 +85,7 @@ def version_dir(version: int) -> str:
 
 def check_format(data: Any, what: str) -> dict[str, Any]:
     """``data`` as a registry document of a format this release reads."""
-    if not isinstance(data, dict):
-        raise FormatError(f"{what} is not an object")
-    if data.get("format") != MODEL_FORMAT:
-        raise UnsupportedFormat(
-            f"{what} is in registry format {data.get('format')!r}; this release reads "
-            f"version {MODEL_FORMAT} (upgrade git-exp to read it)",
-            data.get("format"),
-        )
-    return data
+    return versioned(data, what, "registry", MODEL_FORMAT)
 
 
 def version_artifact(data: Any, what: str) -> ArtifactEntry:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from gitexp.errors import FormatError, UnsupportedFormat
+from gitexp.errors import FormatError
+from gitexp.records.jsonform import versioned
 
 SWEEP_NAMESPACE = "refs/sweeps/"
 SWEEP_JSON = "sweep.json"
@@ -44,10 +45,4 @@ def check_sweep_json(data: Any, sweep_id: str) -> dict[str, Any]:
     """
     if not isinstance(data, dict):
         raise FormatError(f"sweep {sweep_id}: sweep.json is not an object")
-    if data.get("format") != SWEEP_FORMAT:
-        raise UnsupportedFormat(
-            f"sweep {sweep_id} is in sweep format {data.get('format')!r}; this release reads "
-            f"version {SWEEP_FORMAT} (upgrade git-exp to read it)",
-            data.get("format"),
-        )
-    return data
+    return versioned(data, f"sweep {sweep_id}", "sweep", SWEEP_FORMAT)
