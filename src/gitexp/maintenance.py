@@ -11,13 +11,14 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from gitexp import records as fmt
 from gitexp.cas import parse_dir_listing
 from gitexp.errors import FormatError, GitExpError, RunConflict, StoreError, UsageError
+from gitexp.git import GitRepo
 from gitexp.records import ArtifactEntry, ExpRef
 from gitexp.records.models import MODELS_NAMESPACE, VERSION_JSON, VERSIONS_DIR, version_artifact
 from gitexp.store import ExpStore, RunDelta
@@ -60,6 +61,39 @@ def referenced_keys(
         elif e.stored:
             keys.add(e.blake3)
     return keys
+
+
+MANIFEST_BATCH = 2000  # run tips whose manifests gc reads through one git cat-file batch
+_MAX_PRELOAD = 8 << 20  # a larger object is read on its own (bounded memory)
+
+
+@contextlib.contextmanager
+def _preloaded_manifests(repo: GitRepo, tips: Sequence[str]) -> Iterator[None]:
+    """Serve what gc reads of the runs at ``tips`` from memory: each tip commit,
+    its tree, its ``run.json`` and ``artifacts.json``, and its first parent's
+    commit and tree (where a run's history stops), read by ``git cat-file`` in
+    three batches instead of one object at a time. Commits further back (runs
+    with checkpoints) are read as before."""
+    first = repo.cat_batch([n for t in tips for n in (t, f"{t}^{{tree}}")], _MAX_PRELOAD)
+    parents: dict[str, None] = {}
+    blobs: dict[str, None] = {}
+    for commit, tree in zip(first[0::2], first[1::2]):
+        if commit is not None and commit[1] == "commit" and isinstance(commit[2], bytes):
+            for line in commit[2].split(b"\n\n", 1)[0].split(b"\n"):
+                if line.startswith(b"parent "):
+                    parents[line[7:].decode("ascii", "replace")] = None
+                    break
+        if tree is not None and tree[1] == "tree" and isinstance(tree[2], bytes):
+            try:
+                entries = repo.parse_tree(tree[2])
+            except StoreError:
+                continue
+            for doc in (fmt.RUN_JSON, fmt.ARTIFACTS_JSON):
+                if doc in entries:
+                    blobs[entries[doc][1]] = None
+    second = repo.cat_batch([*parents, *(f"{p}^{{tree}}" for p in parents), *blobs], _MAX_PRELOAD)
+    with repo.preloaded((), read=[*first, *second]):
+        yield
 
 
 def _run_refs(store: ExpStore) -> dict[str, str]:
@@ -270,16 +304,27 @@ def gc(
 
         # runs whose writer was killed before their first commit are recorded first
         report.runs_settled += len(store.adopt_orphans(on_error=unrecorded))
-        for rec in store.iter_records(settle=False, problems=[]):  # reported below
-            if rec.status != "running":
-                continue
+        # which runs still say `running`: their run.json only, read in batches
+        # through git cat-file (a million runs one by one through dulwich took 20
+        # minutes); unreadable runs are reported below
+        refs = sorted(store.list_refs().items())
+        running = [
+            (ref, sha)
+            for ref, sha, rec in store.read_listings(refs)
+            if not isinstance(rec, GitExpError) and rec.status == "running"
+        ]
+        for ref, sha in running:
+            try:
+                rec = store.read(ref, sha)
+            except StoreError:
+                continue  # unreadable: reported below, with the manifests
             try:
                 if store.settle(rec).status != "running":
                     report.runs_settled += 1
             except RunConflict as exc:
-                report.postponed.append(f"{rec.ref.short}: {exc}")
+                report.postponed.append(f"{ref.short}: {exc}")
             except GitExpError as exc:
-                report.problems.append(f"{rec.ref.short}: {exc}")
+                report.problems.append(f"{ref.short}: {exc}")
     report.spools_removed = _remove_orphan_spools(store, min(grace, TMP_GRACE), dry_run, now)
     # The order makes it safe beside live runs. 1. The candidates: objects older
     # than the grace and than gc itself (an object written from now on is not one).
@@ -300,25 +345,28 @@ def gc(
             continue
         candidates.append((key, path, st.st_mtime, st.st_size))
     keep, active = live_keys(store)
-    for name, tip in _run_refs(store).items():
-        try:  # refs/remotes/<remote>/experiments/<exp>/<id> reads like our own refs
-            ref = ExpRef.from_ref(fmt.NAMESPACE + name.split("experiments/", 1)[1])
-        except (GitExpError, IndexError):
-            continue
-        try:
-            history = store.iter_history(tip)
-            for sha in history:
-                try:  # the manifest only: a bad summary or tags need no object
-                    artifacts = store.read_artifacts(ref, sha)
-                except GitExpError as exc:
-                    report.problems.append(f"{ref.short} at {sha[:12]}: {exc}")
+    tips = list(_run_refs(store).items())
+    for start in range(0, len(tips), MANIFEST_BATCH):
+        part = tips[start : start + MANIFEST_BATCH]
+        with _preloaded_manifests(store.repo, [tip for _, tip in part]):
+            for name, tip in part:
+                try:  # refs/remotes/<remote>/experiments/<exp>/<id> reads like our own refs
+                    ref = ExpRef.from_ref(fmt.NAMESPACE + name.split("experiments/", 1)[1])
+                except (GitExpError, IndexError):
                     continue
-                found: list[str] = []
-                keep |= referenced_keys(store, artifacts, found)
-                report.problems += [f"{ref.short} at {sha[:12]}: {p}" for p in found]
-        except GitExpError as exc:
-            report.problems.append(f"{ref.short}: {exc}")
-            continue
+                try:
+                    for sha in store.iter_history(tip):
+                        try:  # the manifest only: a bad summary or tags need no object
+                            artifacts = store.read_artifacts(ref, sha)
+                        except GitExpError as exc:
+                            report.problems.append(f"{ref.short} at {sha[:12]}: {exc}")
+                            continue
+                        found: list[str] = []
+                        keep |= referenced_keys(store, artifacts, found)
+                        report.problems += [f"{ref.short} at {sha[:12]}: {p}" for p in found]
+                except GitExpError as exc:
+                    report.problems.append(f"{ref.short}: {exc}")
+                    continue
     keep |= model_keys(store, report.problems)  # a model version outlives its run's ref
     for key, path, mtime, size in candidates:
         if key in keep or report.problems:
