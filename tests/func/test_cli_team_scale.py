@@ -9,6 +9,7 @@ artifact store inside them), as in test_cli_sharing.py.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -106,6 +107,74 @@ def test_push_and_pull_with_nothing_new_read_no_run_and_only_a_changed_one_after
     assert state.exists()
     state.unlink()
     assert _pull(bob).runs_checked == 5
+    fsck(bob)
+    fsck(remote)
+
+
+def _keep_stat(path: Path, data: bytes) -> None:
+    """Overwrite a file in place with bytes of the same length, its inode,
+    size and mtime unchanged: only a reader of its content can tell."""
+    st = path.stat()
+    assert len(data) == st.st_size
+    with open(path, "r+b") as f:
+        f.write(data)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+@pytest.mark.slow
+def test_a_whole_no_op_stops_at_the_listing_and_any_move_on_either_side_is_seen(team):
+    """With every run in sync and nothing moved since, on either side, push and
+    pull read nothing but the remote's listing (issue 18: a no-op is the
+    listing's cost); a run that moved anywhere is seen and taken."""
+    alice, remote, bob, refs = team
+    first = _pull(bob)
+    assert first.runs_checked == 5 and not first.fetch.at_tip
+    # nothing moved: neither side's state is read again (garbled in place, same
+    # inode, size and mtime: a reader would take every run as not in sync)
+    for repo in (alice, bob):
+        state = repo / ".git" / "exp" / "remotes" / "origin.synced"
+        _keep_stat(state, b"x" * state.stat().st_size)
+    pushed = _push(alice)
+    assert pushed.runs_checked == 0 and len(pushed.refs) == 5
+    assert {str(r.status) for r in pushed.refs} == {"up to date"}
+    pulled = _pull(bob)
+    assert pulled.fetch.at_tip and pulled.runs_checked == 0 and pulled.objects == 0
+    assert sorted(r.ref for r in pulled.fetch.refs) == sorted(refs.values())
+    # a state written again (or deleted) is one the tip no longer stands on
+    (bob / ".git" / "exp" / "remotes" / "origin.synced").unlink()
+    again = _pull(bob)
+    assert not again.fetch.at_tip and again.runs_checked == 5 and again.objects == 0
+    assert _pull(bob).fetch.at_tip
+    # a new run here: the push sends it, the pull there takes it
+    new = record(alice, "a", "20260901-100000-a00004")
+    pushed = _push(alice)
+    assert [r.ref for r in pushed.refs if str(r.status) == "new"] == [new]
+    assert pushed.objects == 1
+    pulled = _pull(bob)
+    assert not pulled.fetch.at_tip
+    assert [r.ref for r in pulled.fetch.refs if str(r.status) == "new"] == [new]
+    assert pulled.objects == 1 and _pull(bob).fetch.at_tip
+    # a run that moved on the remote alone (tagged by bob, pushed by bob)
+    rid = IDS["b/sub"][0]
+    GitExp(bob).ok("tag", rid, "checked")
+    assert [str(r.status) for r in _push(bob).refs if r.ref == refs[rid]] == ["updated"]
+    pulled = _pull(alice)
+    assert [r.ref for r in pulled.fetch.refs if str(r.status) == "updated"] == [refs[rid]]
+    # a run the remote lost goes back with the next push
+    git("update-ref", "-d", refs[IDS["a"][1]], cwd=remote)
+    pushed = _push(alice)
+    assert [r.ref for r in pushed.refs if str(r.status) == "new"] == [refs[IDS["a"][1]]]
+    # a run deleted here by plain git: pull brings it back
+    git("update-ref", "-d", refs[IDS["a"][2]], cwd=bob)
+    pulled = _pull(bob)
+    assert [r.ref for r in pulled.fetch.refs if str(r.status) == "new"] == [refs[IDS["a"][2]]]
+    # another artifact store: nothing is taken as in sync with it
+    other = bob.parent / "other-store"
+    git("config", "remote.origin.expstore", str(other), cwd=bob)
+    pushed = _push(bob)
+    assert pushed.runs_checked == 6 and pushed.objects == 6
+    assert {str(r.status) for r in pushed.refs} == {"up to date"}
+    fsck(alice)
     fsck(bob)
     fsck(remote)
 

@@ -61,6 +61,65 @@ def test_a_ref_snapshot_is_what_git_lists_through_every_kind_of_change(grepo, re
     assert grepo.ref_snapshot("refs/experiments/", cache) == _refs(repo)
 
 
+def test_the_digest_of_a_remote_listing_is_that_of_the_same_refs_read_here(grepo, repo, tmp_path):
+    """A no-op push or pull compares digests instead of 100,000 refs: the one
+    hashed from a remote's ``git ls-remote`` lines must be the one computed
+    from the same refs here, whatever else the remote lists around them."""
+    from gitexp.git import refs_digest
+    from gitexp.remotes.state import ref_cache
+
+    remote = tmp_path / "remote.git"
+    git("init", "-q", "--bare", str(remote), cwd=tmp_path)
+    shas = [_commit(repo, i) for i in range(3)]
+    names = [
+        "refs/experiments/a/r1",
+        "refs/experiments/a/r2",
+        "refs/experiments/z/r1",
+        "refs/experiments/\u00e9t\u00e9/r1",  # UTF-8 sorts after "z" in bytes and in code points
+        "refs/sweeps/s1",
+        "refs/models/m/v1",
+        "refs/heads/main",
+        "refs/tags/t",
+    ]
+    for i, name in enumerate(names):
+        git("update-ref", name, shas[i % 3], cwd=repo)
+    git("push", "-q", str(remote), "refs/*:refs/*", cwd=repo)
+    listing = grepo.remote_refs(str(remote), ["refs/experiments/", "refs/sweeps/"])
+    cache = str(repo / ".git" / "exp" / "remotes" / "x.refs")
+    for prefix in ("refs/experiments/", "refs/sweeps/", "refs/nothing/"):
+        here = grepo.ref_snapshot(prefix)
+        assert listing.digest(prefix) == refs_digest(here)
+        assert grepo.ref_snapshot_digest(prefix, cache + prefix.replace("/", "_")) == (
+            refs_digest(here)
+        )
+    assert listing.digest("refs/experiments/") != listing.digest("refs/sweeps/")
+    # the local digest follows every change, cached or not
+    prefix = "refs/experiments/"
+    cache = ref_cache(grepo, prefix)
+    before = grepo.ref_snapshot_digest(prefix, cache)
+    for change in (
+        ["update-ref", "refs/experiments/a/r1", shas[2]],
+        ["update-ref", "-d", "refs/experiments/z/r1"],
+        ["pack-refs", "--all"],
+        ["update-ref", "refs/experiments/b/new", shas[0]],
+    ):
+        git(*change, cwd=repo)
+        now = grepo.ref_snapshot_digest(prefix, cache)
+        assert now == refs_digest(_refs(repo))
+        assert now == grepo.ref_snapshot_digest(prefix, cache)
+        if change[0] != "pack-refs":
+            assert now != before
+        before = now
+    # changes after the racy window, the cache trusting the directories it saw
+    old = time.time() - 10
+    for path in (repo / ".git" / "refs" / "experiments").rglob("*"):
+        os.utime(path, (old, old))
+    os.utime(repo / ".git" / "packed-refs", (old, old))
+    grepo.ref_snapshot(prefix, cache)
+    git("update-ref", "refs/experiments/a/later", shas[1], cwd=repo)
+    assert grepo.ref_snapshot_digest(prefix, cache) == refs_digest(_refs(repo))
+
+
 def test_commits_parsed_from_a_batch_read_as_dulwich_reads_them(grepo, repo):
     env = {"GIT_AUTHOR_NAME": "Zoë Ünïcode", "GIT_COMMITTER_DATE": "1700000000 +0530"}
     tree = git("rev-parse", "HEAD^{tree}", cwd=repo).strip()

@@ -37,12 +37,13 @@ from gitexp.git.base import (
 )
 from gitexp.git.objects import CommitInfo, TreeValue
 from gitexp.git.packing import AUTO_PACK_LOOSE, GitPacking
-from gitexp.git.refs import GitRefs, RefScan
+from gitexp.git.refs import GitRefs, RefScan, refs_digest
 from gitexp.git.signing import SignatureCheck, Signer
 from gitexp.git.snapshot import GitSnapshot, StatusProbe, WorkTreeState
 from gitexp.git.transport import (
     FetchedPack,
     GitTransport,
+    RefListing,
     RefPush,
     SyncStatus,
     clone_repository,
@@ -87,6 +88,7 @@ __all__ = [
     "CommitInfo",
     "FetchedPack",
     "GitRepo",
+    "RefListing",
     "RefPush",
     "RefScan",
     "SignatureCheck",
@@ -98,5 +100,6 @@ __all__ = [
     "clone_repository",
     "init_repo",
     "open_repo",
+    "refs_digest",
     "remote_refs",
 ]

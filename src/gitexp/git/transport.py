@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import hashlib
 import os
 import re
 import shutil
@@ -249,12 +250,35 @@ def _namespaces(names: Iterator[str] | Sequence[str]) -> list[str]:
     return sorted({"/".join(n.split("/", 2)[:2]) + "/" for n in names})
 
 
+class RefListing(dict[str, str]):
+    """A remote's refs (name -> sha), with the listing they were read from."""
+
+    def __init__(self, refs: Mapping[str, str], text: str = "") -> None:
+        super().__init__(refs)
+        self.text = text
+
+    def digest(self, prefix: str) -> str:
+        """:func:`gitexp.git.refs.refs_digest` of the listed refs under
+        ``prefix``, hashed from the listing's own lines (git lists refs in name
+        order, so those under one prefix are one block): no parsing, a few ms
+        for 100,000 refs. A listing in another order only gives a digest that
+        matches nothing."""
+        needle = "\t" + prefix
+        first = self.text.find(needle)
+        if first < 0:
+            return hashlib.sha1(b"").hexdigest()
+        start = self.text.rfind("\n", 0, first) + 1
+        end = self.text.find("\n", self.text.rfind(needle))
+        block = self.text[start:] + "\n" if end < 0 else self.text[start : end + 1]
+        return hashlib.sha1(block.encode("utf-8")).hexdigest()
+
+
 def remote_refs(
     url: str,
     prefix: str | Sequence[str],
     ssh_command: str | None = None,
     git_dir: str | None = None,
-) -> dict[str, str]:
+) -> RefListing:
     """The refs of a remote under ``prefix`` (one or several), from the ref
     advertisement alone (``git ls-remote``: nothing is downloaded).
 
@@ -274,7 +298,7 @@ def remote_refs(
     # one regular expression over the whole listing: 100,000 refs in a few ms
     names = "|".join(re.escape(p) for p in prefixes)
     pattern = re.compile(f"^([0-9a-f]{{40}})\t((?:{names})[^\n\ufffd]*)$", re.MULTILINE)
-    return {name: sha for sha, name in pattern.findall(text)}
+    return RefListing({name: sha for sha, name in pattern.findall(text)}, text)
 
 
 FETCH_PACK_FROM = 2000  # wanted commits from which fetch goes through git fetch-pack
@@ -376,7 +400,7 @@ class GitTransport(GitObjects):
 
     def remote_refs(
         self, url: str, prefix: str | Sequence[str], ssh_command: str | None = None
-    ) -> dict[str, str]:
+    ) -> RefListing:
         """The remote's refs under ``prefix``, with this repository's config."""
         return remote_refs(url, prefix, ssh_command, git_dir=self.common_dir)
 

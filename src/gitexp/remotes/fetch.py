@@ -18,7 +18,7 @@ from gitexp.errors import (
     RunNotFound,
     UsageError,
 )
-from gitexp.git import FetchedPack, GitRepo, SyncStatus
+from gitexp.git import FetchedPack, GitRepo, RefListing, SyncStatus
 from gitexp.records import NAMESPACE
 from gitexp.remotes.checkers import CheckHelpers
 from gitexp.remotes.config import STORE_KEY, Remote, is_remote, open_store, resolve_remote
@@ -35,9 +35,11 @@ from gitexp.remotes.objects import (
 from gitexp.remotes.progress import Meter, Progress, ProgressFn, no_progress
 from gitexp.remotes.push import local_refs
 from gitexp.remotes.selection import Selection, refspec_prefixes
-from gitexp.remotes.state import SyncState
+from gitexp.remotes.state import SyncState, SyncTip
 from gitexp.store import ExpStore
 
+_TAKEN = (SyncStatus.NEW, SyncStatus.UPDATED)
+_IN_SYNC = (*_TAKEN, SyncStatus.UP_TO_DATE)
 WARM_FROM = 500  # from this many runs to fetch, the catalog's imports are done during the fetch
 PACKED_FROM = 16  # from this many new refs on, a fetch writes them to packed-refs at once
 
@@ -64,6 +66,11 @@ class FetchResult:
     fresh_clone: bool = False  # there was no ref of the namespaces here before
     # the remote's refs under the ``also`` prefixes, from the same listing
     also: dict[str, str] | None = None
+    # nothing moved here or there since every shared ref was last in sync,
+    # artifacts included (:class:`SyncTip`): nothing was read but the listing
+    at_tip: bool = False
+    # a whole fetch that left the local refs equal to the remote's: them
+    whole: dict[str, str] | None = field(default=None, repr=False)
 
     def in_sync(self) -> list[RefFetch]:
         """Refs whose local run now equals the remote one."""
@@ -144,10 +151,14 @@ def fetch(
             sel = dataclasses.replace(sel, prefixes=prefixes)
     spaces = [ns for ns in SHARED if ns.selectable or not sel.partial]
     progress(Progress("fetching runs"))
+    shared = [ns.prefix for ns in SHARED]
+    here = SyncTip(repo, rem).here(repo, shared) if not sel.partial else None
+    listings: list[RefListing] = []
 
     def advertised() -> dict[str, str]:
         listed = [prefix] if prefix != NAMESPACE else [ns.prefix for ns in spaces]
         adv = repo.remote_refs(rem.url, [*listed, *also], rem.ssh_command)
+        listings.append(adv)
         if also:
             result.also = {r: s for r, s in adv.items() if r.startswith(tuple(also))}
         out: dict[str, str] = {}
@@ -157,6 +168,11 @@ def fetch(
         return out
 
     wanted = advertised()
+    if here is not None and SyncTip.listed(listings[0], here):
+        # all was in sync, and nothing moved on either side since
+        result.refs = [RefFetch(n, s, s, SyncStatus.UP_TO_DATE) for n, s in sorted(wanted.items())]
+        result.at_tip = True
+        return result
     local: dict[str, str] = {}
     for ns in spaces:
         local.update(local_refs(store, ns.prefix))
@@ -180,6 +196,11 @@ def fetch(
         )
     result.refs.sort(key=lambda r: r.ref)
     result.fresh_clone = fresh_clone
+    if not sel.partial:
+        after = dict(local)
+        after.update({r.ref: r.new for r in result.refs if r.status in _TAKEN})
+        if after == wanted and all(r.status in _IN_SYNC for r in result.refs):
+            result.whole = after
     if any(r.status in (SyncStatus.NEW, SyncStatus.UPDATED) for r in result.refs):
         repo.auto_pack()
         if index:
@@ -599,7 +620,13 @@ def pull(
     result = PullResult(fetched)
     try:
         if artifacts:
-            _download(store, result, progress)
+            complete = _download(store, result, progress)
+            if complete and fetched.whole is not None and result.error() is None:
+                # every ref here on the remote and every artifact here: the next
+                # whole push or pull with nothing new stops after the listing
+                SyncTip(store.repo, fetched.remote).save(
+                    fetched.whole, [ns.prefix for ns in SHARED]
+                )
         else:
             result.skipped = True
     finally:
@@ -609,12 +636,16 @@ def pull(
     return result
 
 
-def _download(store: ExpStore, result: PullResult, progress: ProgressFn) -> None:
+def _download(store: ExpStore, result: PullResult, progress: ProgressFn) -> bool:
+    """Download the artifacts of the runs the fetch left in sync; True when
+    every one of them is here now (or there is no store to download from)."""
     fetched = result.fetch
     repo = store.repo
     if not fetched.remote.store_url:
         result.no_store = True
-        return
+        return True
+    if fetched.at_tip:
+        return True  # every artifact was here, and no run moved since
     state = SyncState(repo, fetched.remote)
     carry = tuple(ns.prefix for ns in SHARED if ns.artifacts)
     synced = state.synced
@@ -628,12 +659,12 @@ def _download(store: ExpStore, result: PullResult, progress: ProgressFn) -> None
     ]
     result.runs_checked = len(targets)
     if not targets:
-        return  # (the store is not even opened)
+        return True  # (the store is not even opened)
     try:
         remote_store = open_store(fetched.remote, repo.work_tree or repo.git_dir)
         if remote_store is None:
             result.no_store = True
-            return
+            return True
         complete = download_objects(
             store, remote_store, targets, progress, result, known=fetched.records
         )
@@ -641,9 +672,11 @@ def _download(store: ExpStore, result: PullResult, progress: ProgressFn) -> None
             if ref in complete:
                 state.mark(ref, sha)
         state.save()
+        return len(complete) == len(targets)
     except RemoteError as exc:
         result.store_error = RemoteError(
             f"runs fetched, artifacts not downloaded: {exc} (pull again, or git exp get RUN, "
             "once the store answers)",
             fetched.remote.url,
         )
+        return False

@@ -20,7 +20,7 @@ from gitexp.errors import (
     RunNotFound,
     UsageError,
 )
-from gitexp.git import RefPush, SyncStatus
+from gitexp.git import RefListing, RefPush, SyncStatus
 from gitexp.records import validate_experiment
 from gitexp.remotes.config import Remote, is_url, open_store, resolve_remote
 from gitexp.remotes.namespaces import RUNS, SHARED, namespace_of
@@ -32,7 +32,7 @@ from gitexp.remotes.objects import (
     transfer_workers,
 )
 from gitexp.remotes.progress import Meter, Progress, ProgressFn, no_progress
-from gitexp.remotes.state import SyncState, ref_cache
+from gitexp.remotes.state import SyncState, SyncTip, ref_cache
 from gitexp.store import ExpStore
 
 _SENT = (SyncStatus.NEW, SyncStatus.UPDATED, SyncStatus.FORCED)
@@ -139,19 +139,31 @@ def push(
             runs, remote = [remote, *runs], None
     rem = resolve_remote(repo, remote)
     result = PushResult(rem, dry_run=dry_run)
+    shared = [ns.prefix for ns in SHARED]
+    whole = not runs and experiment is None  # a whole push: every shared namespace goes
+    tip = SyncTip(repo, rem) if whole else None
+    listed: RefListing | None = None
+    unmoved = tip.here(repo, shared) if tip is not None else None
+    if unmoved is not None:
+        # nothing moved here since all was last in sync: only the remote may have
+        progress(Progress("comparing with the remote"))
+        listed = repo.remote_refs(rem.url, [*shared, *also], rem.ssh_command)
+        if SyncTip.listed(listed, unmoved):
+            return _all_up_to_date(result, listed, also)
     local = local_refs(store, RUNS.prefix)
     selected = _select_refs(store, local, runs, experiment)
     if not selected:
         return result
-    if not runs and experiment is None:  # a whole push: the other namespaces go too
+    if whole:
         for ns in SHARED:
             if ns is not RUNS:
-                mine = repo.refs_under(ns.prefix)
+                mine = local_refs(store, ns.prefix)
                 selected.update(mine)
                 local.update(mine)
     progress(Progress("comparing with the remote"))
-    listed = repo.remote_refs(rem.url, [*(ns.prefix for ns in SHARED), *also], rem.ssh_command)
-    advertised = listed
+    if listed is None:
+        listed = repo.remote_refs(rem.url, [*shared, *also], rem.ssh_command)
+    advertised: dict[str, str] = listed
     if also:
         result.also = {r: s for r, s in listed.items() if r.startswith(tuple(also))}
         advertised = {r: s for r, s in listed.items() if r not in result.also}
@@ -220,6 +232,23 @@ def push(
             continue  # some of its artifacts are not here: look again next time
         state.mark(r.ref, r.new)
     state.save(keep=local)
+    if tip is not None:
+        # every ref here now on the remote at its sha, artifacts included, and
+        # the remote with no other: the next whole push or pull can stop early
+        after = dict(advertised)
+        after.update({r.ref: r.new for r in result.refs if r.status in _MOVED})
+        if after == local and state.synced == local:
+            tip.save(local, shared)
+    return result
+
+
+def _all_up_to_date(result: PushResult, listed: RefListing, also: Sequence[str]) -> PushResult:
+    """The result of a push with nothing to do: every listed run up to date."""
+    others = {r: s for r, s in listed.items() if r.startswith(tuple(also))} if also else {}
+    up = SyncStatus.UP_TO_DATE
+    result.refs = [RefPush(r, s, s, up) for r, s in sorted(listed.items()) if r not in others]
+    if also:
+        result.also = others
     return result
 
 

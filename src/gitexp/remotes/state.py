@@ -25,10 +25,10 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from urllib.parse import quote
 
-from gitexp.git import GitRepo
+from gitexp.git import GitRepo, RefListing, refs_digest
 from gitexp.remotes.config import Remote
 
 STATE_VERSION = 1
@@ -91,15 +91,76 @@ class SyncState:
             return
         body = json.dumps(self.header) + "\n"
         body += "".join(f"{sha} {ref}\n" for ref, sha in sorted(self.synced.items()))
-        tmp = None
-        with contextlib.suppress(OSError):  # a state that cannot be written is not written
-            os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".state-", dir=os.path.dirname(self.path))
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(body)
-            os.replace(tmp, self.path)
-            tmp = None
+        if _write(self.path, body):
             self._loaded = dict(self.synced)
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+
+
+class SyncTip:
+    """The shared refs last seen wholly in sync with one remote, as one digest
+    per namespace (:func:`gitexp.git.refs_digest`): every ref here was on the
+    remote at the same sha, artifacts included, and the remote had no other.
+
+    ``.git/exp/remotes/<remote>.tip``. While the local refs and the remote's
+    listing both still have these digests, a whole push or pull has nothing to
+    do and reads nothing more (neither the refs, nor :class:`SyncState`): a
+    no-op on 100,000 runs costs the remote's ref listing. Derived and
+    deletable, like the state, and it stands on it: it names the state file it
+    was written beside (inode, size, mtime), so a state deleted or written
+    again since makes it void, as does another URL or store.
+    """
+
+    def __init__(self, repo: GitRepo, remote: Remote) -> None:
+        self.path = os.path.join(state_dir(repo), f"{_key(remote)}.tip")
+        self.state_path = os.path.join(state_dir(repo), f"{_key(remote)}.synced")
+        self.header = {"version": STATE_VERSION, "url": remote.url, "store": remote.store_url}
+
+    def _expected(self, digests: Mapping[str, str]) -> dict[str, object]:
+        try:
+            st = os.stat(self.state_path)
+            state: list[int] | None = [st.st_ino, st.st_size, st.st_mtime_ns]
+        except OSError:
+            state = None
+        return {**self.header, "state": state, "digests": dict(digests)}
+
+    def matches(self, digests: Mapping[str, str]) -> bool:
+        """True when the last state seen in sync had these digests."""
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                saved = json.load(f)
+        except (OSError, ValueError, UnicodeDecodeError):
+            return False
+        return bool(digests) and saved == self._expected(digests)
+
+    def here(self, repo: GitRepo, prefixes: Sequence[str]) -> dict[str, str] | None:
+        """The digests of the local refs under ``prefixes`` when they are still
+        the refs last seen wholly in sync (cheap while no ref moved), else None."""
+        digests = {p: repo.ref_snapshot_digest(p, ref_cache(repo, p)) for p in prefixes}
+        return digests if self.matches(digests) else None
+
+    @staticmethod
+    def listed(listing: RefListing, digests: Mapping[str, str]) -> bool:
+        """True when the remote's ``listing`` has these digests too."""
+        return all(listing.digest(p) == d for p, d in digests.items())
+
+    def save(self, refs: Mapping[str, str], prefixes: Sequence[str]) -> None:
+        """``refs`` (every local ref under ``prefixes``) are wholly in sync now."""
+        digests = {
+            p: refs_digest({r: s for r, s in refs.items() if r.startswith(p)}) for p in prefixes
+        }
+        _write(self.path, json.dumps(self._expected(digests)) + "\n")
+
+
+def _write(path: str, body: str) -> bool:
+    """Write a state file atomically; one that cannot be written is not written."""
+    tmp = None
+    with contextlib.suppress(OSError):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".state-", dir=os.path.dirname(path))
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(body)
+        os.replace(tmp, path)
+        return True
+    if tmp is not None:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+    return False
