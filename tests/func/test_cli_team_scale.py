@@ -145,6 +145,14 @@ def test_a_whole_no_op_stops_at_the_listing_and_any_move_on_either_side_is_seen(
     again = _pull(bob)
     assert not again.fetch.at_tip and again.runs_checked == 5 and again.objects == 0
     assert _pull(bob).fetch.at_tip
+    # a tip that is not one (damaged, hand-edited) is no tip: the full comparison
+    tip = bob / ".git" / "exp" / "remotes" / "origin.tip"
+    for junk in ("", "[]", '{"digests": [1]}', '{"digests": {}}', "\xff{"):
+        tip.write_text(junk, encoding="latin-1")
+        pulled = _pull(bob)
+        assert not pulled.fetch.at_tip and pulled.error() is None
+        assert {str(r.status) for r in pulled.fetch.refs} == {"up to date"}
+    assert _pull(bob).fetch.at_tip  # the full comparison wrote it again
     # a new run here: the push sends it, the pull there takes it
     new = record(alice, "a", "20260901-100000-a00004")
     pushed = _push(alice)

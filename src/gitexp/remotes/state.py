@@ -122,20 +122,23 @@ class SyncTip:
             state = None
         return {**self.header, "state": state, "digests": dict(digests)}
 
-    def matches(self, digests: Mapping[str, str]) -> bool:
-        """True when the last state seen in sync had these digests."""
+    def _saved(self) -> dict[str, object] | None:
         try:
             with open(self.path, encoding="utf-8") as f:
                 saved = json.load(f)
         except (OSError, ValueError, UnicodeDecodeError):
-            return False
-        return bool(digests) and saved == self._expected(digests)
+            return None
+        return saved if isinstance(saved, dict) else None
 
     def here(self, repo: GitRepo, prefixes: Sequence[str]) -> dict[str, str] | None:
         """The digests of the local refs under ``prefixes`` when they are still
         the refs last seen wholly in sync (cheap while no ref moved), else None."""
+        saved = self._saved()
+        tip = saved.get("digests") if saved is not None else None
+        if not isinstance(tip, dict) or not tip or saved != self._expected(tip):
+            return None  # no tip, or one of another remote, store or state
         digests = {p: repo.ref_snapshot_digest(p, ref_cache(repo, p)) for p in prefixes}
-        return digests if self.matches(digests) else None
+        return digests if tip == digests else None
 
     @staticmethod
     def listed(listing: RefListing, digests: Mapping[str, str]) -> bool:
