@@ -83,8 +83,10 @@ def git(
             input=input,
             env={**os.environ, **(env or {})},
         )
-        # with GITEXP_TEST_AUTOPACK, a test's own `git gc` waits for the background one
-        if not (AUTOPACK and args[:1] == ("gc",) and "gc is already running" in proc.stderr):
+        # a test's own `git gc` waits for a background one (git-exp starts `git gc
+        # --auto` past AUTO_PACK_LOOSE loose objects, and with GITEXP_TEST_AUTOPACK
+        # after every run): a user's `git gc` meanwhile says the same and is run again
+        if not (args[:1] == ("gc",) and "gc is already running" in proc.stderr):
             break
         time.sleep(0.1)
     if check and proc.returncode != 0:
