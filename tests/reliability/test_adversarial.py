@@ -395,6 +395,27 @@ def test_blob_sizes_come_from_the_object_header(repo):
     assert loose == packed == {"a.bin": len(big), "b.bin": len(big) + 20}
 
 
+def test_a_blob_read_while_git_gc_replaces_its_pack_is_still_read(repo):
+    """A reader that listed the packs before a background `git gc` replaced
+    them (dulwich opens a pack's index lazily, and reports the file gone)
+    reads the blob from where it is now: `git exp log` beside a live gc
+    failed with an internal error on exactly this."""
+    data = os.urandom(5000)
+    (repo / "c.bin").write_bytes(data)
+    git("add", ".", cwd=repo)
+    git("commit", "-qm", "blob", cwd=repo)
+    sha = git("rev-parse", "HEAD:c.bin", cwd=repo).strip()
+    git("repack", "-a", "-d", "-q", cwd=repo)
+    with ExpStore(repo) as store:
+        assert store.repo._store.packs  # listed now; each index is opened on first use
+        (repo / "more.txt").write_text("more")
+        git("add", ".", cwd=repo)
+        git("commit", "-qm", "more", cwd=repo)
+        git("repack", "-a", "-d", "-q", cwd=repo)  # a new pack; the listed one is gone
+        assert store.repo.blob_size(sha) == len(data)
+        assert store.repo.read_blob(sha, limit=10_000) == data
+
+
 # ------------------------------------------------------------- 6. validation gaps
 
 

@@ -274,17 +274,19 @@ class GitObjects(GitSigning):
             return _loose_size(loose)
         except FileNotFoundError:
             pass
-        for pack in self._store.packs:
-            try:
-                offset = pack.index.object_offset(sha.encode("ascii"))
-            except KeyError:
-                continue
-            if offset is None:
-                continue
-            try:
+        from dulwich.pack import PackFileDisappeared
+
+        try:
+            for pack in self._store.packs:
+                try:
+                    offset = pack.index.object_offset(sha.encode("ascii"))
+                except KeyError:
+                    continue
+                if offset is None:
+                    continue
                 return _packed_size(pack.data.path, offset)
-            except FileNotFoundError:  # repacked meanwhile
-                break
+        except (FileNotFoundError, PackFileDisappeared):
+            pass  # repacked meanwhile (a background `git gc`): read it as below
         return len(self._get(sha).as_raw_string())  # an alternate, or a race with git gc
 
     def read_tree(self, sha: str) -> dict[str, tuple[int, str]]:
