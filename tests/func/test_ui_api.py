@@ -158,9 +158,11 @@ def test_artifacts_come_from_the_manifest_only_and_are_verified(repo, runs, gx):
             assert b"root:" not in body
         # a damaged object is never served whole
         os.chmod(obj, 0o644)
-        with open(obj, "r+b") as f:
+        with open(obj, "r+b") as f:  # one byte flipped (random data: it may be any value)
             f.seek(500)
-            f.write(b"X")
+            byte = f.read(1)[0]
+            f.seek(500)
+            f.write(bytes([byte ^ 0xFF]))
         code, _, body = request(srv, base + "/artifacts/out/model.bin")
         assert code == 500 and b"damaged" in body and want[:400] not in body
 
