@@ -74,23 +74,19 @@ def _preloaded_manifests(repo: GitRepo, tips: Sequence[str]) -> Iterator[None]:
     commit and tree (where a run's history stops), read by ``git cat-file`` in
     three batches instead of one object at a time. Commits further back (runs
     with checkpoints) are read as before."""
-    first = repo.cat_batch([n for t in tips for n in (t, f"{t}^{{tree}}")], _MAX_PRELOAD)
+    first, roots = repo.cat_commits_and_trees(tips, _MAX_PRELOAD)
     parents: dict[str, None] = {}
     blobs: dict[str, None] = {}
-    for commit, tree in zip(first[0::2], first[1::2]):
+    for commit in first[0::2]:
         if commit is not None and commit[1] == "commit" and isinstance(commit[2], bytes):
             for line in commit[2].split(b"\n\n", 1)[0].split(b"\n"):
                 if line.startswith(b"parent "):
                     parents[line[7:].decode("ascii", "replace")] = None
                     break
-        if tree is not None and tree[1] == "tree" and isinstance(tree[2], bytes):
-            try:
-                entries = repo.parse_tree(tree[2])
-            except StoreError:
-                continue
-            for doc in (fmt.RUN_JSON, fmt.ARTIFACTS_JSON):
-                if doc in entries:
-                    blobs[entries[doc][1]] = None
+    for _, entries in roots.values():
+        for doc in (fmt.RUN_JSON, fmt.ARTIFACTS_JSON):
+            if doc in entries:
+                blobs[entries[doc][1]] = None
     second = repo.cat_batch([*parents, *(f"{p}^{{tree}}" for p in parents), *blobs], _MAX_PRELOAD)
     with repo.preloaded((), read=[*first, *second]):
         yield

@@ -74,10 +74,12 @@ def _short(ref: str) -> str:
 def _counted(refs: Any) -> tuple[dict[str, int], str]:
     """Statuses of the run refs among ``refs``, counted; and '; sweeps: ...' for
     the sweep records among them ('' when there are none)."""
+    from gitexp.records.sweeps import SWEEP_NAMESPACE
+
     runs: dict[str, int] = {}
     sweeps: dict[str, int] = {}
     for r in refs:
-        into = sweeps if r.ref.startswith("refs/sweeps/") else runs
+        into = sweeps if r.ref.startswith(SWEEP_NAMESPACE) else runs
         into[r.status] = into.get(r.status, 0) + 1
     extra = ", ".join(f"{n} {s}" for s, n in sorted(sweeps.items()))
     return runs, f"; sweeps: {extra}" if extra else ""

@@ -330,6 +330,29 @@ class GitObjects(GitSigning):
             results = list(pool.map(lambda part: self._cat_batch(part, max_size), parts))
         return [got for part in results for got in part]
 
+    def cat_commits_and_trees(
+        self, shas: Sequence[str], max_size: int | None = None
+    ) -> tuple[
+        list[tuple[str, str, bytes | int] | None],
+        dict[str, tuple[str, dict[str, tuple[int, str]]]],
+    ]:
+        """Each commit of ``shas`` and its root tree, read in one :meth:`cat_batch`
+        (two results a sha, in order: the commit, then ``<sha>^{tree}``); and the
+        root trees that parse, commit sha -> (tree sha, entries). What is not a
+        commit with a readable tree is left for the caller to read one by one."""
+        read = self.cat_batch([n for s in shas for n in (s, f"{s}^{{tree}}")], max_size)
+        roots: dict[str, tuple[str, dict[str, tuple[int, str]]]] = {}
+        for sha, commit, tree in zip(shas, read[0::2], read[1::2]):
+            if commit is None or commit[1] != "commit" or tree is None or tree[1] != "tree":
+                continue
+            if not isinstance(tree[2], bytes):
+                continue
+            try:
+                roots[sha] = (tree[0], self.parse_tree(tree[2]))
+            except StoreError:
+                continue
+        return read, roots
+
     def _cat_batch(
         self, names: list[str], max_size: int | None
     ) -> list[tuple[str, str, bytes | int] | None]:

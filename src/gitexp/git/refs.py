@@ -30,12 +30,11 @@ def refs_digest(refs: Mapping[str, str]) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
 
-def _read_cache_head(path: str, prefix: str) -> dict[str, Any]:
-    """A ref cache's first line (its state), or {} when it is not one for ``prefix``."""
+def _cache_state(line: str, prefix: str) -> dict[str, Any]:
+    """A ref cache's first line, parsed, or {} when it is not one for ``prefix``."""
     try:
-        with open(path, encoding="utf-8") as f:
-            state = json.loads(f.readline())
-    except (OSError, ValueError, UnicodeDecodeError):
+        state = json.loads(line)
+    except ValueError:
         return {}
     if (
         not isinstance(state, dict)
@@ -47,21 +46,25 @@ def _read_cache_head(path: str, prefix: str) -> dict[str, Any]:
     return state
 
 
+def _read_cache_head(path: str, prefix: str) -> dict[str, Any]:
+    """A ref cache's state (its first line alone), or {}."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return _cache_state(f.readline(), prefix)
+    except (OSError, UnicodeDecodeError):
+        return {}
+
+
 def _load_ref_cache(path: str, prefix: str) -> tuple[dict[str, Any], dict[str, tuple[str, int]]]:
     """A ref cache's state and entries (ref -> (sha, mtime_ns; -1 when packed)),
     or nothing when it is missing, unreadable or about another prefix."""
     try:
         with open(path, encoding="utf-8") as f:
-            state = json.loads(f.readline())
-            body = f.read()
-    except (OSError, ValueError, UnicodeDecodeError):
+            state = _cache_state(f.readline(), prefix)
+            body = f.read() if state else ""
+    except (OSError, UnicodeDecodeError):
         return {}, {}
-    if (
-        not isinstance(state, dict)
-        or state.get("version") != _REF_CACHE_VERSION
-        or state.get("prefix") != prefix
-        or not isinstance(state.get("dirs"), dict)
-    ):
+    if not state:
         return {}, {}
     lines = _CACHE_LINE.findall(body)
     if len(lines) != body.count("\n"):

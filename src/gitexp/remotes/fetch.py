@@ -22,7 +22,15 @@ from gitexp.git import FetchedPack, GitRepo, RefListing, SyncStatus
 from gitexp.records import NAMESPACE
 from gitexp.remotes.checkers import CheckHelpers
 from gitexp.remotes.config import STORE_KEY, Remote, is_remote, open_store, resolve_remote
-from gitexp.remotes.namespaces import RUNS, SHARED, Namespace, Taken, namespace_of
+from gitexp.remotes.namespaces import (
+    ARTIFACT_PREFIXES,
+    RUNS,
+    SHARED,
+    SHARED_PREFIXES,
+    Namespace,
+    Taken,
+    name_problem,
+)
 from gitexp.remotes.objects import (
     Refusal,
     each_in_pool,
@@ -151,8 +159,7 @@ def fetch(
             sel = dataclasses.replace(sel, prefixes=prefixes)
     spaces = [ns for ns in SHARED if ns.selectable or not sel.partial]
     progress(Progress("fetching runs"))
-    shared = [ns.prefix for ns in SHARED]
-    here = SyncTip(repo, rem).here(repo, shared) if not sel.partial else None
+    here = SyncTip(repo, rem).here(repo, SHARED_PREFIXES) if not sel.partial else None
     listings: list[RefListing] = []
 
     def advertised() -> dict[str, str]:
@@ -182,8 +189,7 @@ def fetch(
         if local.get(name) == sha:
             result.refs.append(RefFetch(name, sha, sha, SyncStatus.UP_TO_DATE))
             continue
-        space = namespace_of(name)
-        problem = space.name_problem(name) if space is not None else "not in a shared namespace"
+        problem = name_problem(name)
         if problem:
             result.refs.append(RefFetch(name, None, sha, SyncStatus.REFUSED, problem))
             continue
@@ -201,7 +207,7 @@ def fetch(
         after.update({r.ref: r.new for r in result.refs if r.status in _TAKEN})
         if after == wanted and all(r.status in _IN_SYNC for r in result.refs):
             result.whole = after
-    if any(r.status in (SyncStatus.NEW, SyncStatus.UPDATED) for r in result.refs):
+    if any(r.status in _TAKEN for r in result.refs):
         repo.auto_pack()
         if index:
             index_fetched(store, result, progress)
@@ -346,7 +352,7 @@ def index_fetched(store: ExpStore, result: FetchResult, progress: ProgressFn = n
     catalog yet, one is built only when these are all the runs there are."""
     from gitexp.catalog import Catalog
 
-    moved = {r.ref for r in result.refs if r.status in (SyncStatus.NEW, SyncStatus.UPDATED)}
+    moved = {r.ref for r in result.refs if r.status in _TAKEN}
     if not moved:
         return
     cat = Catalog(store)
@@ -624,9 +630,7 @@ def pull(
             if complete and fetched.whole is not None and result.error() is None:
                 # every ref here on the remote and every artifact here: the next
                 # whole push or pull with nothing new stops after the listing
-                SyncTip(store.repo, fetched.remote).save(
-                    fetched.whole, [ns.prefix for ns in SHARED]
-                )
+                SyncTip(store.repo, fetched.remote).save(fetched.whole, SHARED_PREFIXES)
         else:
             result.skipped = True
     finally:
@@ -647,14 +651,13 @@ def _download(store: ExpStore, result: PullResult, progress: ProgressFn) -> bool
     if fetched.at_tip:
         return True  # every artifact was here, and no run moved since
     state = SyncState(repo, fetched.remote)
-    carry = tuple(ns.prefix for ns in SHARED if ns.artifacts)
     synced = state.synced
     # a run known in sync at this sha was here with its artifacts, unless this
     # fetch created its ref (it was removed here since: rm, archive): look again
     targets = [
         (r.ref, r.new)
         for r in fetched.in_sync()
-        if r.ref.startswith(carry)
+        if r.ref.startswith(ARTIFACT_PREFIXES)
         and (r.status != SyncStatus.UP_TO_DATE or synced.get(r.ref) != r.new)
     ]
     result.runs_checked = len(targets)

@@ -157,19 +157,9 @@ def _read_runs(repo: GitRepo, shas: Sequence[str]) -> tuple[ReadObjects, RootTre
     batches: the commits and root trees, then every object those trees name,
     once (one ``env.json`` and one ``code.json`` serve a whole sweep). Also
     the root trees, parsed."""
-    first = repo.cat_batch([n for s in shas for n in (s, f"{s}^{{tree}}")], _MAX_READ)
+    first, roots = repo.cat_commits_and_trees(shas, _MAX_READ)  # the others: one by one
     wanted: dict[str, None] = {}
-    roots: RootTrees = {}
-    for sha, commit, tree in zip(shas, first[0::2], first[1::2]):
-        if commit is None or commit[1] != "commit" or tree is None or tree[1] != "tree":
-            continue  # read again, and refused, one by one
-        if not isinstance(tree[2], bytes):
-            continue
-        try:
-            entries = GitRepo.parse_tree(tree[2])
-        except StoreError:
-            continue
-        roots[sha] = (tree[0], entries)
+    for _, entries in roots.values():
         for name in _RUN_FILES:
             if name in entries:
                 wanted[entries[name][1]] = None
@@ -313,6 +303,8 @@ SWEEPS = Namespace(
 
 # Every namespace push and pull carry, in this order. One line each.
 SHARED: tuple[Namespace, ...] = (RUNS, SWEEPS)
+SHARED_PREFIXES = tuple(ns.prefix for ns in SHARED)
+ARTIFACT_PREFIXES = tuple(ns.prefix for ns in SHARED if ns.artifacts)  # their artifacts travel
 
 
 def namespace_of(ref: str) -> Namespace | None:
@@ -321,3 +313,9 @@ def namespace_of(ref: str) -> Namespace | None:
         if ref.startswith(ns.prefix):
             return ns
     return None
+
+
+def name_problem(ref: str) -> str:
+    """Why ``ref`` cannot be pushed or taken as it is named ('' when it can)."""
+    space = namespace_of(ref)
+    return space.name_problem(ref) if space is not None else "not in a shared namespace"

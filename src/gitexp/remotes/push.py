@@ -23,7 +23,13 @@ from gitexp.errors import (
 from gitexp.git import RefListing, RefPush, SyncStatus
 from gitexp.records import validate_experiment
 from gitexp.remotes.config import Remote, is_url, open_store, resolve_remote
-from gitexp.remotes.namespaces import RUNS, SHARED, namespace_of
+from gitexp.remotes.namespaces import (
+    ARTIFACT_PREFIXES,
+    RUNS,
+    SHARED,
+    SHARED_PREFIXES,
+    name_problem,
+)
 from gitexp.remotes.objects import (
     each_in_pool,
     keys_of,
@@ -100,11 +106,6 @@ def _select_refs(
     return dict(local)
 
 
-def _name_problem(ref: str) -> str:
-    space = namespace_of(ref)
-    return space.name_problem(ref) if space is not None else "not in a shared namespace"
-
-
 def push(
     store: ExpStore,
     remote: str | None = None,
@@ -139,15 +140,14 @@ def push(
             runs, remote = [remote, *runs], None
     rem = resolve_remote(repo, remote)
     result = PushResult(rem, dry_run=dry_run)
-    shared = [ns.prefix for ns in SHARED]
     whole = not runs and experiment is None  # a whole push: every shared namespace goes
     tip = SyncTip(repo, rem) if whole else None
     listed: RefListing | None = None
-    unmoved = tip.here(repo, shared) if tip is not None else None
+    unmoved = tip.here(repo, SHARED_PREFIXES) if tip is not None else None
     if unmoved is not None:
         # nothing moved here since all was last in sync: only the remote may have
         progress(Progress("comparing with the remote"))
-        listed = repo.remote_refs(rem.url, [*shared, *also], rem.ssh_command)
+        listed = repo.remote_refs(rem.url, [*SHARED_PREFIXES, *also], rem.ssh_command)
         if SyncTip.listed(listed, unmoved):
             return _all_up_to_date(result, listed, also)
     local = local_refs(store, RUNS.prefix)
@@ -162,7 +162,7 @@ def push(
                 local.update(mine)
     progress(Progress("comparing with the remote"))
     if listed is None:
-        listed = repo.remote_refs(rem.url, [*shared, *also], rem.ssh_command)
+        listed = repo.remote_refs(rem.url, [*SHARED_PREFIXES, *also], rem.ssh_command)
     advertised: dict[str, str] = listed
     if also:
         result.also = {r: s for r, s in listed.items() if r.startswith(tuple(also))}
@@ -174,14 +174,15 @@ def push(
     in_sync = {r for r, s in selected.items() if advertised.get(r) == s and synced.get(r) == s}
     # a ref under the namespace that is not a run's name is not ours to push (only
     # refs with something to do are looked at: 10 us a name, 1 s for 100,000)
-    refs = {r: s for r, s in sorted(selected.items()) if r in in_sync or not _name_problem(r)}
+    refs = {r: s for r, s in sorted(selected.items()) if r in in_sync or not name_problem(r)}
     plan = repo.plan_push(advertised, refs, force)
     # artifacts: only of runs not in sync, and that will move
-    carry = tuple(ns.prefix for ns in SHARED if ns.artifacts)
     look = {
         r: s
         for r, s in refs.items()
-        if r not in in_sync and plan[r].status != SyncStatus.REJECTED and r.startswith(carry)
+        if r not in in_sync
+        and plan[r].status != SyncStatus.REJECTED
+        and r.startswith(ARTIFACT_PREFIXES)
     }
     if not rem.store_url and not dry_run:
         # no store: no object can go anywhere, so no manifest is read (the refs go)
@@ -238,7 +239,7 @@ def push(
         after = dict(advertised)
         after.update({r.ref: r.new for r in result.refs if r.status in _MOVED})
         if after == local and state.synced == local:
-            tip.save(local, shared)
+            tip.save(local, SHARED_PREFIXES)
     return result
 
 
