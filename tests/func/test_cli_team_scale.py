@@ -325,6 +325,19 @@ def test_helper_processes_check_as_this_process_does(team, monkeypatch, helpers)
     assert set(run_refs(bob)) == set(refs.values())
     # the helpers answered for their share (5 good + 2 bad runs, 2 helpers: 2 + 2)
     assert sum(answered) == (4 if helpers == "2" else 0)
+    # the catalog was written from the rows the checks made (helpers' included):
+    # the next listing reads no run, and lists what reading every run gives
+    from gitexp.catalog import Catalog
+    from gitexp.store import ExpStore
+
+    with ExpStore(bob) as store:
+        cat = Catalog(store)
+        pulled = cat.update()
+        assert cat.reads == 0
+        rows = pulled.rows()
+        assert len(rows) == len(refs)
+        assert Catalog(store).rebuild() == len(refs)
+        assert Catalog(store).update().rows() == rows
     out = GitExp(bob).ok("log", "--json")
     ids = sorted(row["id"] for row in json.loads(out))
     assert ids == sorted(i for ids in IDS.values() for i in ids)

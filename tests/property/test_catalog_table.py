@@ -11,6 +11,7 @@ keys; with the typed-column budget at its default and at 0 or 1 (JSON only).
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 
@@ -124,6 +125,29 @@ def _build(new: list[tuple], split: int) -> catalog.RunTable:
     return catalog.RunTable(catalog._default_order(table), keys)
 
 
+def _build_from_chunks(new: list[tuple], cuts: list[int], budget: int) -> catalog.RunTable:
+    """A catalog of ``new`` made in one update from chunks of rows built apart
+    (cut at ``cuts``, each with its own typed-column budget ``budget``), as a
+    pull's helper processes build them."""
+    bounds = [0, *sorted(c for c in cuts if 0 < c < len(new)), len(new)]
+    saved = catalog.MAX_TYPED
+    catalog.MAX_TYPED = budget  # a chunk of another budget: its other keys come from JSON
+    try:
+        parts = [new[a:b] for a, b in itertools.pairwise(bounds) if b > a]
+        added = [
+            (
+                catalog.row_chunk([(r, s, d) for r, s, _, _, d in part]),
+                [0] * len(part),
+                [False] * len(part),
+            )
+            for part in parts
+        ]
+    finally:
+        catalog.MAX_TYPED = saved
+    table, keys = catalog._merge(catalog._empty_table(), {}, [], [], [], [], [], added)
+    return catalog.RunTable(catalog._default_order(table), keys)
+
+
 def _same(a: object, b: object) -> bool:
     return json.dumps(a, sort_keys=True, allow_nan=True) == json.dumps(
         b, sort_keys=True, allow_nan=True
@@ -185,6 +209,30 @@ def _check_against_reference(table, new):
     assert _ids(table.filter(status=["failed"]).rows()) == _ids(
         [r for r in ref if r["status"] == "failed"]
     )
+
+
+@pytest.mark.slow
+@FAST
+@given(runs, st.lists(st.integers(0, 8), max_size=3), st.sampled_from([catalog.MAX_TYPED, 1, 0]))
+def test_a_catalog_of_chunks_built_apart_lists_as_the_reference(generated, cuts, budget):
+    """A pull's rows come as chunks built in other processes, each deciding its
+    own typed columns: merged, they answer as rows merged one by one do."""
+    new = [_data(i, r) for i, r in enumerate(generated)]
+    _check_against_reference(_build_from_chunks(new, cuts, budget), new)
+
+
+@FAST
+@given(runs, st.data())
+def test_rows_taken_back_from_a_chunk_are_the_rows_given(generated, data):
+    """The rows of a chunk the catalog takes only in part (a ref moved again
+    meanwhile) come back as they were given, NaN and nesting included."""
+    new = [_data(i, r) for i, r in enumerate(generated)]
+    chunk = catalog.row_chunk([(r, s, d) for r, s, _, _, d in new])
+    assert len(chunk) == len(new)
+    picked = sorted(data.draw(st.sets(st.integers(0, max(0, len(new) - 1)))) & set(range(len(new))))
+    back = chunk.rows(picked)
+    assert [(r, s) for r, s, _ in back] == [(new[i][0], new[i][1]) for i in picked]
+    assert _same([d for *_, d in back], [new[i][4] for i in picked])
 
 
 @pytest.mark.slow

@@ -73,6 +73,59 @@ def test_cat_batch_reads_many_objects_in_order_through_several_processes(grepo):
             assert answer[2] == f"blob {blobs.index(name)}\n".encode()
 
 
+def test_one_cat_file_session_answers_batch_after_batch_as_single_batches_do(grepo, repo):
+    """Inside cat_session every batch goes to one running git cat-file: the
+    answers are those of a batch alone (order, missing names, paths with spaces,
+    objects over max_size as their size), and no process is started per batch."""
+    import subprocess
+
+    tree = grepo.update_tree(None, {"a b/c d.json": b"{}\n", "big.bin": b"x" * 5000})
+    commit = grepo.write_commit(tree, [], "files with spaces")
+    blobs = [grepo.write_blob(f"blob {i}\n".encode()) for i in range(1200)]
+    batches = [
+        [commit, f"{commit}^{{tree}}", f"{commit}:a b/c d.json", "0" * 40, f"{commit}:big.bin"],
+        blobs,
+        [f"{commit}:no such path", *blobs[:3]],
+    ]
+    alone = [grepo.cat_batch(names, 1000) for names in batches]
+    assert alone[0][3] is None and alone[0][4] == (
+        git("rev-parse", f"{commit}:big.bin", cwd=repo).strip(),
+        "blob",
+        5000,
+    )
+    assert alone[0][2] is not None and alone[0][2][2] == b"{}\n"
+    started = []
+    real_popen = subprocess.Popen
+
+    def popen(args, *a, **kw):
+        started.append(args)
+        return real_popen(args, *a, **kw)
+
+    with grepo.cat_session():
+        subprocess.Popen = popen  # type: ignore[misc]
+        try:
+            together = [grepo.cat_batch(names, 1000) for names in batches]
+        finally:
+            subprocess.Popen = real_popen  # type: ignore[misc]
+    assert together == alone
+    assert started == []  # the session's one process was running already
+    assert grepo.cat_batch(batches[0], 1000) == alone[0]  # and after it, as before
+
+
+def test_a_malformed_tree_object_is_a_store_error_never_a_wrong_listing():
+    from gitexp.errors import StoreError
+
+    sha = bytes(range(20))
+    good = b"100644 a b.txt\0" + sha + b"40000 dir\0" + sha
+    assert GitRepo.parse_tree(good) == {
+        "a b.txt": (0o100644, sha.hex()),
+        "dir": (0o40000, sha.hex()),
+    }
+    for bad in (good[:-1], good + b"x", b"x" + good, b"100844 a\0" + sha, good[:8]):
+        with pytest.raises(StoreError):
+            GitRepo.parse_tree(bad)
+
+
 def test_missing_object_is_objectmissing(grepo):
     with pytest.raises(ObjectMissing):
         grepo.read_blob("0" * 40)

@@ -138,6 +138,7 @@ class RepoBase:
         # objects read ahead in one batch (GitObjects.preloaded): sha -> (type, raw)
         self._preload: dict[bytes, tuple[int, bytes]] = {}
         self._tree_memo: dict[bytes, dict[str, tuple[int, str]]] = {}  # preloaded trees, parsed
+        self._cat_session: Any = None  # a running `git cat-file --batch-command` (cat_session)
 
     # ------------------------------------------------------------- lifecycle
     def close(self) -> None:

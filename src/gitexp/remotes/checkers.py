@@ -146,8 +146,11 @@ class CheckHelpers:
 
 def serve(git_dir: str) -> None:
     """A helper's work: check the runs named on stdin, answer on stdout."""
-    import gitexp.catalog  # noqa: F401 - imported while the fetch downloads (row_data)
+    from gitexp.catalog import import_in_background
     from gitexp.remotes.namespaces import CHECK_BATCH, check_batch
+
+    # while the fetch downloads: the catalog rows are made here, as Arrow columns
+    import_in_background().join()
 
     repo = GitRepo(git_dir)
     items = []
@@ -156,8 +159,9 @@ def serve(git_dir: str) -> None:
         items.append((ref, sha))
     out = sys.stdout.buffer
     parsed: dict[tuple[str, str], Any] = {}
-    for start in range(0, len(items), CHECK_BATCH):
-        got = check_batch(repo, items[start : start + CHECK_BATCH], parsed)
-        blob = pickle.dumps(got, pickle.HIGHEST_PROTOCOL)
-        out.write(len(blob).to_bytes(_LEN, "big") + blob)
+    with repo.cat_session():
+        for start in range(0, len(items), CHECK_BATCH):
+            got = check_batch(repo, items[start : start + CHECK_BATCH], parsed)
+            blob = pickle.dumps(got, pickle.HIGHEST_PROTOCOL)
+            out.write(len(blob).to_bytes(_LEN, "big") + blob)
     out.flush()

@@ -16,7 +16,6 @@ pulls only, each checked as ``gitexp.sweeps.record`` reads it.
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -37,6 +36,7 @@ from gitexp.remotes.progress import Progress, ProgressFn, no_progress
 from gitexp.store import ExpStore, check_run, parse_record, record_from
 
 if TYPE_CHECKING:
+    from gitexp.catalog import RowChunk
     from gitexp.remotes.checkers import CheckHelpers
 
 CHECK_BATCH = 2000  # refs whose objects are read in one git cat-file batch (bounded memory)
@@ -44,24 +44,27 @@ CHECK_BATCH = 2000  # refs whose objects are read in one git cat-file batch (bou
 
 @dataclass
 class Taken:
-    """What a pull keeps of a fetched run it checked: small, for 100,000 of them."""
+    """What a pull keeps of a fetched run it checked, for the artifact downloads:
+    small, for 100,000 of them (its catalog row is in :attr:`Checked.rows`)."""
 
     sha: str
-    row: bytes | None  # the run catalog's row (gitexp.catalog.row_data), pickled: compact
     artifacts: list[ArtifactEntry]  # its manifest, every entry valid
-
-    def catalog_row(self) -> dict[str, Any] | None:
-        """The catalog's row of the run."""
-        return None if self.row is None else pickle.loads(self.row)
 
 
 @dataclass
 class Checked:
     """What checking fetched refs found: why some cannot be taken, and what was
-    read of the others (for the run catalog and the artifact downloads)."""
+    read of the others (for the artifact downloads, and their catalog rows)."""
 
     refused: dict[str, str] = field(default_factory=dict)  # ref -> why
     records: dict[str, Taken] = field(default_factory=dict)  # ref -> what was read
+    rows: list[RowChunk] = field(default_factory=list)  # the catalog rows of ``records``
+
+    def add(self, other: Checked) -> None:
+        """Take in what another check (of other refs) found."""
+        self.refused.update(other.refused)
+        self.records.update(other.records)
+        self.rows += other.rows
 
 
 # (store, [(ref, sha)], progress, helper processes or None) -> Checked
@@ -166,12 +169,6 @@ def _read_runs(repo: GitRepo, shas: Sequence[str]) -> tuple[ReadObjects, RootTre
     return ([*first, *repo.cat_batch(list(wanted), _MAX_READ)] if wanted else first), roots
 
 
-def row_data(rec: Any) -> dict[str, Any]:
-    from gitexp.catalog import row_data as catalog_row
-
-    return catalog_row(rec)
-
-
 def check_batch(
     repo: GitRepo,
     part: Sequence[tuple[str, str]],
@@ -181,7 +178,10 @@ def check_batch(
     """Check one batch of fetched runs (at most CHECK_BATCH), its objects read in
     two ``git cat-file`` batches. ``parsed``: documents shared between runs
     (see :func:`gitexp.store.record_from`); ``done(i)`` after each run."""
+    from gitexp.catalog import row_chunk, row_data  # not for a push, nor a no-op pull
+
     out = Checked()
+    rows: list[tuple[str, str, dict[str, Any]]] = []
     objects, roots = _read_runs(repo, [sha for _, sha in part])
     with repo.preloaded((), read=objects):
         for i, (name, sha) in enumerate(part):
@@ -197,8 +197,10 @@ def check_batch(
                 problem = not_a_run(repo, sha, name) or "the run cannot be read"
                 out.refused[name] = problem
                 continue
-            row = pickle.dumps(row_data(rec), pickle.HIGHEST_PROTOCOL)
-            out.records[name] = Taken(sha, row, rec.artifacts)
+            rows.append((name, sha, row_data(rec)))
+            out.records[name] = Taken(sha, rec.artifacts)
+    if rows:  # the catalog's rows, as Arrow columns: made here, on this core
+        out.rows.append(row_chunk(rows))
     return out
 
 
@@ -216,7 +218,16 @@ def check_runs(
     (processes started by the fetch for a large one), they check their share
     of ``items`` at the same time, on the other cores.
     """
-    repo = store.repo
+    with store.repo.cat_session():  # one git cat-file for all the batches
+        return _check_runs(store.repo, items, progress, helpers)
+
+
+def _check_runs(
+    repo: GitRepo,
+    items: Sequence[tuple[str, str]],
+    progress: ProgressFn,
+    helpers: CheckHelpers | None,
+) -> Checked:
     out = Checked()
     total = len(items)
     mine, theirs = helpers.share(items) if helpers is not None else (items, None)
@@ -228,20 +239,15 @@ def check_runs(
             if (start + i) % 500 == 0:
                 progress(Progress("checking runs", min(int((start + i) * scale), total), total))
 
-        got = check_batch(repo, mine[start : start + CHECK_BATCH], parsed, done)
-        out.refused.update(got.refused)
-        out.records.update(got.records)
+        out.add(check_batch(repo, mine[start : start + CHECK_BATCH], parsed, done))
     if theirs is not None:
         assert helpers is not None
         for got in helpers.results():
-            out.refused.update(got.refused)
-            out.records.update(got.records)
+            out.add(got)
         # what a helper could not answer for (it died, say) is checked here
         rest = [(n, s) for n, s in theirs if n not in out.records and n not in out.refused]
         for start in range(0, len(rest), CHECK_BATCH):
-            got = check_batch(repo, rest[start : start + CHECK_BATCH], parsed)
-            out.refused.update(got.refused)
-            out.records.update(got.records)
+            out.add(check_batch(repo, rest[start : start + CHECK_BATCH], parsed))
     if total:
         progress(Progress("checking runs", total, total))
     return out
