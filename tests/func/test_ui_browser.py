@@ -235,6 +235,53 @@ def test_sort_filter_select_diff_curves_and_parallel_coordinates(repo, page, gx,
     assert [e for e in page.errors if "status of 400" not in e] == [], page.errors
 
 
+def test_an_answer_that_comes_late_never_draws_over_a_newer_selection(repo, page):
+    """The server answers in any order: the curves of four runs, held back until
+    the fifth run's curves are drawn, must not replace them (nor a stale diff
+    of two runs show once three are selected)."""
+    from urllib.parse import parse_qs, urlparse
+
+    record_runs(repo)
+    pg = page.page
+    held: list = []
+    hold = {"metrics": 4, "diff": 2}  # hold the answer for this many selected runs
+
+    def route(r):
+        query = parse_qs(urlparse(r.request.url).query)
+        runs = len(query.get("runs", [""])[0].split(",")) if "runs" in query else 2
+        what = "metrics" if "/api/metrics" in r.request.url else "diff"
+        if hold.get(what) == runs:
+            held.append(r)
+        else:
+            r.continue_()
+
+    with ui_server(repo) as srv:
+        pg.goto(srv.url)
+        pg.wait_for_selector("#runs[data-state=ready]")
+        pg.route("**/api/metrics?*", route)
+        pg.route("**/api/diff?*", route)
+        boxes = pg.locator("#runs tbody input[type=checkbox]")
+        for i in range(3):
+            boxes.nth(i).check()
+        pg.wait_for_selector(".chart[data-series='3']")
+        boxes.nth(3).check()  # its curves (and the diff of two, earlier) are held
+        boxes.nth(4).check()
+        pg.wait_for_selector(".chart[data-series='5']")
+        assert [
+            len(parse_qs(urlparse(r.request.url).query)["runs"][0].split(","))
+            for r in held
+            if "/api/metrics" in r.request.url
+        ] == [4]
+        with pg.expect_response(lambda resp: "/api/metrics" in resp.url):
+            for r in held:
+                r.continue_()
+        pg.wait_for_timeout(300)  # the late answers had their turn to draw
+        assert pg.get_attribute(".chart", "data-series") == "5"
+        assert pg.locator(".chart").count() == 1
+        assert pg.is_hidden("#diff")
+    assert page.errors == [], page.errors
+
+
 def test_run_page_with_curves_artifacts_logs_and_a_tag(repo, page, gx):
     import gitexp
 

@@ -145,14 +145,23 @@
     q.baseline = $("baseline").value.trim();
   }
 
+  // An async render whose answer comes after a newer call of the same render
+  // (a sort clicked twice, a fifth run checked while four are drawn) draws
+  // nothing: the answers of a server may come back in any order.
+  const turns = {};
+  function turn(name) { const n = (turns[name] = (turns[name] || 0) + 1); return () => turns[name] === n; }
+
   async function loadTable(quiet) {
+    const current = turn("table");
     let page;
     try {
       page = await source.runs(state.query);
     } catch (err) {
+      if (!current()) return false;
       if (!quiet) { showError(err.message); markTable("error"); }
       return false;
     }
+    if (!current()) return false;
     showError("");
     const changed = page.version !== state.version || !quiet;
     state.version = page.version;
@@ -250,11 +259,14 @@
   async function renderDiff() {
     const box = $("diff");
     const sel = [...state.selected.keys()];
+    const current = turn("diff");
     if (REPORT || sel.length !== 2) { box.hidden = true; clear(box); return; }
     let d;
     try { d = await api("/api/diff", { a: sel[0], b: sel[1] }); } catch (err) {
+      if (!current()) return;
       box.hidden = false; clear(box); box.appendChild(el("p", { class: "error" }, err.message)); return;
     }
+    if (!current()) return;
     clear(box); box.hidden = false;
     box.appendChild(el("h2", {}, "Diff"));
     box.appendChild(el("p", {}, "a = ", el("b", {}, d.a.run), " (", String(d.a.name || ""), ")   b = ",
@@ -352,6 +364,7 @@
 
   async function renderCurves() {
     const panel = $("curves-panel"); const box = $("curves");
+    const current = turn("curves");
     const runs = [...state.selected.keys()].slice(0, MAX_CURVE_RUNS);
     if (!runs.length || !state.metricKeys.length) { panel.hidden = true; destroyPlots(); clear(box); return; }
     panel.hidden = false;
@@ -364,8 +377,10 @@
     const keys = picked.length ? picked : [fallback];
     let answer;
     try { answer = await source.metrics(runs, keys, 1000); } catch (err) {
+      if (!current()) return;
       destroyPlots(); clear(box); box.appendChild(el("p", { class: "error" }, err.message)); return;
     }
+    if (!current()) return;
     destroyPlots(); clear(box);
     const opts = { x: $("xaxis").value, logy: $("logy").checked, smooth: Number($("smooth").value) };
     for (const key of keys) {
@@ -572,11 +587,14 @@
 
   async function renderSweep() {
     const box = $("sweep-panel"); const id = state.query.sweep;
+    const current = turn("sweep");
     if (!id) { box.hidden = true; clear(box); state.sweepMetric = null; return; }
     let d;
     try { d = await source.sweep(id); } catch (err) {
+      if (!current()) return;
       box.hidden = false; clear(box); box.appendChild(el("p", { class: "error" }, err.message)); return;
     }
+    if (!current()) return;
     if (!d) { box.hidden = true; return; }
     clear(box); box.hidden = false;
     const metric = d.metric || {};
@@ -630,11 +648,14 @@
 
   async function renderRun(addr, quiet) {
     const view = $("run-view");
+    const current = turn("run");
     let d;
     try { d = await api(apiRun(addr)); } catch (err) {
+      if (!current()) return;
       if (!quiet) { clear(view); view.appendChild(el("p", { class: "error", role: "alert" }, err.message)); }
       return;
     }
+    if (!current()) return;
     if (quiet && state.runPage && state.runPage.version === d.version) return;
     state.runPage = d;
     destroyPlots(); clear(view);
