@@ -277,6 +277,11 @@ class Catalog:
         table, meta = self._load()
         racy_ns = int(meta.get("built_ns", 0)) - int(RACY_SECONDS * 1e9)
         packed_sig, packed_changed = self._packed_state(meta, racy_ns)
+        # packed-refs written moments ago (a pull's new refs): its bytes' digest
+        # lets the next update trust it within the racy window too (read now,
+        # before the refs are: a later change makes it differ, never the reverse)
+        recent = packed_sig is not None and packed_sig[0] >= started - int(RACY_SECONDS * 1e9)
+        packed_digest = self.store.repo.packed_refs_digest() if recent else None
         scan = self.store.repo.scan_loose_refs(
             fmt.NAMESPACE, meta.get("dirs", {}) if table is not None else {}, racy_ns
         )
@@ -298,12 +303,17 @@ class Catalog:
             table = _default_order(table)  # stored in that order: a warm read needs no sort
         nothing = not meta and table.num_rows == 0  # no runs, no catalog: write no .git/exp
         if (changed or settled or scan.dirs != meta.get("dirs")) and not nothing:
-            state = {"built_ns": started, "packed_sig": packed_sig, "dirs": scan.dirs}
+            state = {
+                "built_ns": started,
+                "packed_sig": packed_sig,
+                "packed_digest": packed_digest,
+                "dirs": scan.dirs,
+            }
             with contextlib.suppress(OSError):  # a read-only repository still lists runs
                 self._save(table, {**state, "keys": keys, "skipped": self.skipped})
                 self._save_tips(table, state)
         elif not nothing and not os.path.exists(self.tips_path):
-            state = {k: meta.get(k) for k in ("built_ns", "packed_sig", "dirs")}
+            state = {k: meta.get(k) for k in ("built_ns", "packed_sig", "packed_digest", "dirs")}
             with contextlib.suppress(OSError):
                 self._save_tips(table, state)
         return RunTable(table, keys)
@@ -311,7 +321,14 @@ class Catalog:
     def _packed_state(self, meta: Mapping[str, Any], racy_ns: int) -> tuple[Any, bool]:
         """(packed-refs' [mtime_ns, size] or None, whether it may differ from ``meta``'s)."""
         sig = self.store.repo.packed_refs_signature()
-        return sig, sig != meta.get("packed_sig") or (sig is not None and sig[0] >= racy_ns)
+        if sig != meta.get("packed_sig"):
+            return sig, True
+        if sig is None or sig[0] < racy_ns:
+            return sig, False
+        # written within the racy window: the same mtime and size may hide a
+        # change; its bytes say whether there was one
+        known = meta.get("packed_digest")
+        return sig, not known or known != self.store.repo.packed_refs_digest()
 
     def _save_tips(self, table: Any, state: Mapping[str, Any]) -> None:
         """``tips.txt``: the state of the refs the catalog was built from (one JSON

@@ -99,6 +99,35 @@ def test_a_ref_changed_within_the_same_timestamp_tick_is_seen(repo):
     assert rows[rid]["tags"] == ["late"]
 
 
+def test_packed_refs_written_moments_ago_is_trusted_by_its_bytes(repo):
+    """A pull writes its new refs to packed-refs and the catalog right after it:
+    the next listing trusts packed-refs by the digest of its bytes although it
+    is within the racy window (it neither re-reads nor rewrites anything), and
+    still sees a change that kept packed-refs' mtime and size."""
+    a, b = _runs(repo, 2)
+    git("pack-refs", "--all", cwd=repo)
+    for dirpath, _, _ in os.walk(repo / ".git" / "refs" / "experiments"):
+        st = os.stat(dirpath)  # only packed-refs is recent
+        os.utime(dirpath, ns=(st.st_atime_ns, st.st_mtime_ns - 10**10))
+    reads, rows = _update(repo)
+    assert reads == 2 and all(r["packed"] for r in rows.values())
+    path = repo / ".git" / "exp" / "catalog" / "runs.parquet"
+    before = os.stat(path)
+    reads, rows = _update(repo)
+    after = os.stat(path)
+    assert reads == 0 and set(rows) == {a, b}
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    # a's packed ref rewritten to b's commit, same size, same mtime
+    packed = repo / ".git" / "packed-refs"
+    st = os.stat(packed)
+    sha_a, sha_b = rows[a]["sha"], rows[b]["sha"]
+    packed.write_bytes(packed.read_bytes().replace(f"{sha_a} ".encode(), f"{sha_b} ".encode()))
+    os.utime(packed, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(packed).st_size == st.st_size
+    _, rows = _update(repo)
+    assert rows[a]["sha"] == sha_b
+
+
 def test_a_warm_listing_reads_and_writes_nothing(repo):
     _runs(repo, 3)
     _age_catalog(repo)
