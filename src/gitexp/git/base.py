@@ -7,7 +7,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from gitexp.errors import (
     GitExpError,
@@ -15,6 +15,9 @@ from gitexp.errors import (
     NotARepository,
     UnsupportedRepository,
 )
+
+if TYPE_CHECKING:
+    from gitexp.git.objects import _CatSession
 
 MODE_FILE = 0o100644
 MODE_EXEC = 0o100755
@@ -138,7 +141,7 @@ class RepoBase:
         # objects read ahead in one batch (GitObjects.preloaded): sha -> (type, raw)
         self._preload: dict[bytes, tuple[int, bytes]] = {}
         self._tree_memo: dict[bytes, dict[str, tuple[int, str]]] = {}  # preloaded trees, parsed
-        self._cat_session: Any = None  # a running `git cat-file --batch-command` (cat_session)
+        self._cat_session: _CatSession | None = None  # a running cat-file (cat_session)
 
     # ------------------------------------------------------------- lifecycle
     def close(self) -> None:

@@ -322,8 +322,8 @@ class GitObjects(GitSigning):
         Raises:
             StoreError: git could not be run, or its output broke off.
         """
-        if self._cat_session is not None:
-            return self._cat_session.read(names, max_size)  # type: ignore[no-any-return]
+        if self._cat_session is not None and not self._cat_session.broken:
+            return self._cat_session.read(names, max_size)  # (broken: as without one)
         if len(names) < 2 * CAT_SPLIT:
             return self._cat_batch(names, max_size)
         from concurrent.futures import ThreadPoolExecutor
@@ -718,8 +718,11 @@ class _CatSession:
     """One ``git cat-file --batch-command --buffer`` answering batch after batch."""
 
     def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        import threading
+
         self.proc = proc
         self.broken = False
+        self.lock = threading.Lock()  # one batch at a time: answers come in order
 
     @classmethod
     def start(cls, git_dir: str) -> _CatSession | None:
@@ -766,15 +769,16 @@ class _CatSession:
             except OSError:  # git died: the reader sees the output end
                 pass
 
-        writer = threading.Thread(target=feed, daemon=True)
-        writer.start()
-        try:
-            return _read_answers(out, len(names), max_size)
-        except BaseException:
-            self.broken = True  # answers out of step: no later batch may use it
-            raise
-        finally:
-            writer.join()
+        with self.lock:
+            writer = threading.Thread(target=feed, daemon=True)
+            writer.start()
+            try:
+                return _read_answers(out, len(names), max_size)
+            except BaseException:
+                self.broken = True  # answers out of step: no later batch may use it
+                raise
+            finally:
+                writer.join()
 
     def close(self) -> None:
         for stream in (self.proc.stdin, self.proc.stdout):
