@@ -276,12 +276,7 @@ class Catalog:
         self.store.adopt_orphans(on_error=lambda run_id, exc: None)
         table, meta = self._load()
         racy_ns = int(meta.get("built_ns", 0)) - int(RACY_SECONDS * 1e9)
-        packed_sig, packed_changed = self._packed_state(meta, racy_ns)
-        # packed-refs written moments ago (a pull's new refs): its bytes' digest
-        # lets the next update trust it within the racy window too (read now,
-        # before the refs are: a later change makes it differ, never the reverse)
-        recent = packed_sig is not None and packed_sig[0] >= started - int(RACY_SECONDS * 1e9)
-        packed_digest = self.store.repo.packed_refs_digest() if recent else None
+        packed_sig, packed_changed, packed_digest = self._packed_state(meta, racy_ns, started)
         scan = self.store.repo.scan_loose_refs(
             fmt.NAMESPACE, meta.get("dirs", {}) if table is not None else {}, racy_ns
         )
@@ -318,17 +313,36 @@ class Catalog:
                 self._save_tips(table, state)
         return RunTable(table, keys)
 
-    def _packed_state(self, meta: Mapping[str, Any], racy_ns: int) -> tuple[Any, bool]:
-        """(packed-refs' [mtime_ns, size] or None, whether it may differ from ``meta``'s)."""
-        sig = self.store.repo.packed_refs_signature()
+    def _packed_state(
+        self, meta: Mapping[str, Any], racy_ns: int, now_ns: int | None = None
+    ) -> tuple[Any, bool, str | None]:
+        """(packed-refs' [mtime_ns, size] or None, whether it may differ from
+        ``meta``'s, the digest of its bytes to record when it was written less
+        than RACY_SECONDS before ``now_ns``). The file is read (hashed) at most
+        once, and before its refs are: a later change makes the digest differ,
+        never the reverse."""
+        repo = self.store.repo
+        sig = repo.packed_refs_signature()
+        digest: list[str | None] = []  # read once, when needed
+
+        def bytes_digest() -> str | None:
+            if not digest:
+                digest.append(repo.packed_refs_digest())
+            return digest[0]
+
         if sig != meta.get("packed_sig"):
-            return sig, True
-        if sig is None or sig[0] < racy_ns:
-            return sig, False
-        # written within the racy window: the same mtime and size may hide a
-        # change; its bytes say whether there was one
-        known = meta.get("packed_digest")
-        return sig, not known or known != self.store.repo.packed_refs_digest()
+            changed = True
+        elif sig is None or sig[0] < racy_ns:
+            changed = False
+        else:
+            # written within the racy window: the same mtime and size may hide
+            # a change; its bytes say whether there was one
+            known = meta.get("packed_digest")
+            changed = not known or known != bytes_digest()
+        # written moments ago (a pull's new refs): the next update trusts its bytes
+        window = int(RACY_SECONDS * 1e9)
+        recent = now_ns is not None and sig is not None and sig[0] >= now_ns - window
+        return sig, changed, bytes_digest() if recent else None
 
     def _save_tips(self, table: Any, state: Mapping[str, Any]) -> None:
         """``tips.txt``: the state of the refs the catalog was built from (one JSON
@@ -364,7 +378,7 @@ class Catalog:
             dirs = state["dirs"]
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        _, packed_changed = self._packed_state(state, racy_ns)
+        _, packed_changed, _ = self._packed_state(state, racy_ns)
         if (
             packed_changed
             or not self.store.repo.scan_loose_refs(fmt.NAMESPACE, dirs, racy_ns).unchanged
@@ -423,7 +437,7 @@ class Catalog:
         keep_mtime: list[int] = []
         keep_packed: list[bool] = []
         to_read: list[tuple[ExpRef, str]] = []
-        known = self._known_rows()  # ref -> (sha, chunk, row) of rows the caller read
+        known, known_refs = self._known_rows()  # ref -> (sha, chunk, row); each chunk's refs
         hinted: dict[int, list[int]] = {}  # chunk -> its rows taken as they are
         where: dict[str, tuple[int, bool]] = {}
         for ref, (sha, mtime, is_packed) in current.items():
@@ -454,8 +468,7 @@ class Catalog:
         for at, positions in hinted.items():
             chunk = self._known[at]
             if len(positions) == len(chunk):  # every row of it (a pull's usual case)
-                refs = chunk.table.column("ref").to_pylist()
-                mark = [where[r] for r in refs]
+                mark = [where[r] for r in known_refs[at]]
                 added.append((chunk, [m for m, _ in mark], [p for _, p in mark]))
             else:
                 new += [(r, sha, *where[r], d) for r, sha, d in chunk.rows(sorted(positions))]
@@ -473,15 +486,18 @@ class Catalog:
             return _merge(table, keys, range(table.num_rows), None, None, [], new, added)
         return _append(table, keys, new)
 
-    def _known_rows(self) -> dict[str, tuple[str, int, int]]:
-        """ref -> (sha, chunk, row) of the rows the caller gave (``known``)."""
+    def _known_rows(self) -> tuple[dict[str, tuple[str, int, int]], list[list[str]]]:
+        """ref -> (sha, chunk, row) of the rows the caller gave (``known``), and
+        the refs of each chunk in order."""
         out: dict[str, tuple[str, int, int]] = {}
+        refs_of: list[list[str]] = []
         for at, chunk in enumerate(self._known):
             refs = chunk.table.column("ref").to_pylist()
             shas = chunk.table.column("sha").to_pylist()
             for row, (ref, sha) in enumerate(zip(refs, shas)):
                 out[ref] = (sha, at, row)
-        return out
+            refs_of.append(refs)
+        return out, refs_of
 
     def _settle_running(self, table: Any, keys: dict[str, int]) -> tuple[Any, dict[str, int], bool]:
         """Rows of runs still ``running`` whose writers died, settled (cheap: only those)."""
@@ -998,6 +1014,14 @@ def tip_index(store: ExpStore) -> Callable[[str], list[tuple[str, str]]]:
     return lookup
 
 
+def warm_imports() -> None:
+    """Import what a catalog write needs: pyarrow, its compute functions and
+    Parquet writer (0.15-0.3 s), for a process about to wait anyway."""
+    with contextlib.suppress(ImportError):
+        import pyarrow.compute
+        import pyarrow.parquet  # noqa: F401
+
+
 def import_in_background() -> threading.Thread:
     """Import what a catalog write needs (pyarrow, its compute functions and
     Parquet writer: 0.15-0.3 s) in a thread, for a caller about to wait on
@@ -1005,12 +1029,7 @@ def import_in_background() -> threading.Thread:
     The caller joins the thread before it returns (no import is left running
     while the interpreter exits)."""
 
-    def load() -> None:
-        with contextlib.suppress(ImportError):
-            import pyarrow.compute
-            import pyarrow.parquet  # noqa: F401
-
-    thread = threading.Thread(target=load, name="gitexp-catalog-imports", daemon=True)
+    thread = threading.Thread(target=warm_imports, name="gitexp-catalog-imports", daemon=True)
     thread.start()
     return thread
 

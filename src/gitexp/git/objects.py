@@ -360,8 +360,6 @@ class GitObjects(GitSigning):
     def _cat_batch(
         self, names: list[str], max_size: int | None
     ) -> list[tuple[str, str, bytes | int] | None]:
-        import threading
-
         try:
             proc = subprocess.Popen(
                 ["git", "--git-dir", self.common_dir, "cat-file", "--batch", "--buffer"],
@@ -372,22 +370,11 @@ class GitObjects(GitSigning):
         except OSError as exc:
             raise StoreError(f"cannot run git cat-file: {exc.strerror or exc}") from exc
         assert proc.stdin is not None and proc.stdout is not None
-        stdin, out = proc.stdin, proc.stdout
-
-        def feed() -> None:
-            try:
-                stdin.write(b"".join(n.encode("utf-8", "surrogateescape") + b"\n" for n in names))
-                stdin.close()
-            except OSError:  # git died: the reader sees the output end
-                pass
-
-        writer = threading.Thread(target=feed, daemon=True)
-        writer.start()
+        request = b"".join(n.encode("utf-8", "surrogateescape") + b"\n" for n in names)
         try:
-            return _read_answers(out, len(names), max_size)
+            return _exchange(proc.stdin, proc.stdout, request, len(names), max_size, end=True)
         finally:
-            writer.join()
-            out.close()
+            proc.stdout.close()
             proc.wait()
 
     @contextlib.contextmanager
@@ -714,6 +701,32 @@ def _read_answers(
     return result
 
 
+def _exchange(
+    stdin: Any, out: Any, request: bytes, count: int, max_size: int | None, end: bool
+) -> list[tuple[str, str, bytes | int] | None]:
+    """Send ``request`` to a ``git cat-file`` from a thread (git answers while it
+    reads, so neither pipe fills up) and read its ``count`` answers; ``end``:
+    close its input after the request (one batch a process), else flush it."""
+    import threading
+
+    def feed() -> None:
+        try:
+            stdin.write(request)
+            if end:
+                stdin.close()
+            else:
+                stdin.flush()
+        except OSError:  # git died: the reader sees the output end
+            pass
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    try:
+        return _read_answers(out, count, max_size)
+    finally:
+        writer.join()
+
+
 class _CatSession:
     """One ``git cat-file --batch-command --buffer`` answering batch after batch."""
 
@@ -751,34 +764,19 @@ class _CatSession:
     def read(
         self, names: list[str], max_size: int | None
     ) -> list[tuple[str, str, bytes | int] | None]:
-        import threading
-
         proc = self.proc
         assert proc.stdin is not None and proc.stdout is not None
-        stdin, out = proc.stdin, proc.stdout
-        if self.broken:
-            raise StoreError("git cat-file stopped before answering every request")
         request = b"".join(
             b"contents " + n.encode("utf-8", "surrogateescape") + b"\n" for n in names
         )
-
-        def feed() -> None:
-            try:
-                stdin.write(request + b"flush\n")
-                stdin.flush()
-            except OSError:  # git died: the reader sees the output end
-                pass
-
         with self.lock:
-            writer = threading.Thread(target=feed, daemon=True)
-            writer.start()
             try:
-                return _read_answers(out, len(names), max_size)
+                return _exchange(
+                    proc.stdin, proc.stdout, request + b"flush\n", len(names), max_size, end=False
+                )
             except BaseException:
                 self.broken = True  # answers out of step: no later batch may use it
                 raise
-            finally:
-                writer.join()
 
     def close(self) -> None:
         for stream in (self.proc.stdin, self.proc.stdout):

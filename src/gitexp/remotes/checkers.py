@@ -146,11 +146,10 @@ class CheckHelpers:
 
 def serve(git_dir: str) -> None:
     """A helper's work: check the runs named on stdin, answer on stdout."""
-    from gitexp.catalog import import_in_background
+    from gitexp.catalog import warm_imports
     from gitexp.remotes.namespaces import CHECK_BATCH, check_batch
 
-    # while the fetch downloads: the catalog rows are made here, as Arrow columns
-    import_in_background().join()
+    warm_imports()  # while the fetch downloads: the catalog rows are made here, as Arrow columns
 
     repo = GitRepo(git_dir)
     items = []
